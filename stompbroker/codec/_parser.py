@@ -1,0 +1,246 @@
+"""A sans-IO STOMP frame parser: bytes in, frames out, limits enforced.
+
+The grammar we accept (STOMP 1.2, section "Augmented BNF", read leniently where
+real clients differ, as noted)::
+
+    stream      = *( *EOL frame )          ; EOLs between frames are heart-beats
+    frame       = command EOL *( header EOL ) EOL body NUL
+    command     = client command, e.g. "SEND"  ; anything else is an error
+    EOL         = [CR] LF                  ; CR LF accepted in every version
+    header      = name ":" value           ; split at the first colon; a later
+                                           ; colon belongs to the value
+    name        = 1*<any octet but CR, LF, ":">
+    body        = *OCTET                   ; exactly content-length octets when
+                                           ; that header is present (NUL allowed),
+                                           ; else everything up to the first NUL
+
+Headers are UTF-8, decoded per version (see ``_escape``); the first occurrence
+of a repeated header wins. Every limit in ``Limits`` is checked before data
+beyond it is kept: an over-long line, header block or body raises as soon as
+the buffered bytes pass the limit, not when the frame completes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._escape import UNESCAPED_COMMANDS, unescape
+from ._frame import CLIENT_COMMANDS, Frame, FrameTooLarge, ProtocolError
+from ._limits import DEFAULT_LIMITS, Limits
+
+_HEADER_END = re.compile(rb"\n\r?\n")
+
+
+class FrameParser:
+    """Turns a byte stream into ``Frame`` objects.
+
+    ``feed(data)`` returns the frames completed by ``data``. When the stream
+    breaks the grammar or a limit, ``feed`` returns the frames that preceded the
+    break and sets ``error``; the parser then ignores everything after it.
+    ``version`` selects the header escaping and may change between feeds (the
+    session sets it after CONNECT); so may ``limits``. Call ``feed(b"")`` to
+    continue after a ``stop_after_frame`` stop.
+    """
+
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        version: str = "1.0",
+        commands: frozenset[str] = CLIENT_COMMANDS,
+    ) -> None:
+        self.limits = limits
+        self.version = version
+        self.commands = commands
+        self.error: ProtocolError | None = None
+        #: Return after each frame, keeping the rest buffered (``feed(b"")``
+        #: continues); the session sets it before CONNECT so that frames after
+        #: CONNECT are parsed under the limits CONNECT switches to.
+        self.stop_after_frame = False
+        self._buf = bytearray()
+        # Where the search for the end of the header block resumes.
+        self._head_scan = 0
+        # A frame whose header block is parsed and whose body is awaited.
+        self._command = ""
+        self._headers: dict[str, str] = {}
+        self._body_start = 0
+        self._body_length: int | None = None
+        self._body_scan = 0
+        self._in_body = False
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are held waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Parse ``data``; return the frames it completes (see the class docstring)."""
+        if self.error is not None:
+            return []
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        pos = 0
+        try:
+            while True:
+                if not self._in_body:
+                    pos = self._skip_eols(buf, pos)
+                    if pos == len(buf) or not self._read_head(buf, pos):
+                        break
+                    pos = self._body_start
+                end = self._find_body_end(buf)
+                if end < 0:
+                    break
+                body = bytes(memoryview(buf)[self._body_start : end])
+                frames.append(Frame(self._command, self._headers, body))
+                self._in_body = False
+                pos = end + 1
+                self._head_scan = pos
+                if self.stop_after_frame:
+                    break
+        except ProtocolError as exc:
+            self.error = exc
+            buf.clear()
+            return frames
+        if pos:
+            del buf[:pos]
+            self._head_scan = max(0, self._head_scan - pos)
+            if self._in_body:
+                self._body_start -= pos
+                self._body_scan -= pos
+        return frames
+
+    @staticmethod
+    def _skip_eols(buf: bytearray, pos: int) -> int:
+        end = len(buf)
+        while pos < end:
+            octet = buf[pos]
+            if octet == 10:
+                pos += 1
+            elif octet == 13 and pos + 1 < end and buf[pos + 1] == 10:
+                pos += 2
+            else:
+                break
+        return pos
+
+    def _read_head(self, buf: bytearray, pos: int) -> bool:
+        """Parse the header block starting at ``pos``; False if it is incomplete."""
+        limits = self.limits
+        match = _HEADER_END.search(buf, max(pos, self._head_scan - 2))
+        if match is None:
+            self._check_partial_head(buf, pos)
+            self._head_scan = len(buf)
+            return False
+        head_end = match.start()
+        if head_end - pos > limits.max_header_bytes:
+            raise FrameTooLarge(
+                "header block too large",
+                f"the limit is {limits.max_header_bytes} bytes",
+            )
+        try:
+            text = bytes(memoryview(buf)[pos:head_end]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("frame header is not valid UTF-8") from None
+        lines = text.split("\n")
+        if "\r" in text:
+            lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        command = lines[0]
+        if command not in self.commands:
+            shown = command if len(command) <= 40 else command[:40] + "..."
+            raise ProtocolError("unknown command", f"{shown!r} is not a STOMP client command")
+        if len(lines) - 1 > limits.max_headers:
+            raise FrameTooLarge("too many headers", f"the limit is {limits.max_headers} headers")
+        headers = self._parse_headers(command, lines, limits.max_line_bytes)
+        self._command = command
+        self._headers = headers
+        self._body_start = match.end()
+        self._body_scan = self._body_start
+        self._body_length = self._content_length(headers)
+        self._in_body = True
+        return True
+
+    def _check_partial_head(self, buf: bytearray, pos: int) -> None:
+        limits = self.limits
+        size = len(buf) - pos
+        if size > limits.max_header_bytes:
+            raise FrameTooLarge(
+                "header block too large", f"the limit is {limits.max_header_bytes} bytes"
+            )
+        line_start = buf.rfind(b"\n", pos) + 1 or pos
+        if len(buf) - line_start > limits.max_line_bytes:
+            raise FrameTooLarge("header line too long", self._line_limit_detail())
+        if buf.count(b"\n", pos) > limits.max_headers:
+            raise FrameTooLarge("too many headers", f"the limit is {limits.max_headers} headers")
+
+    def _line_limit_detail(self) -> str:
+        return f"the limit is {self.limits.max_line_bytes} bytes a line"
+
+    def _parse_headers(self, command: str, lines: list[str], max_line: int) -> dict[str, str]:
+        version = "1.0" if command in UNESCAPED_COMMANDS else self.version
+        headers: dict[str, str] = {}
+        if len(lines[0]) > max_line:
+            raise FrameTooLarge("command line too long", self._line_limit_detail())
+        for line in lines[1:]:
+            if len(line) > max_line:
+                raise FrameTooLarge(
+                    "header line too long", self._line_limit_detail(), headers.get("receipt")
+                )
+            name, colon, value = line.partition(":")
+            if not colon or not name:
+                shown = line if len(line) <= 40 else line[:40] + "..."
+                raise ProtocolError(
+                    "malformed header line",
+                    f"expected name:value, got {shown!r}",
+                    headers.get("receipt"),
+                )
+            if version != "1.0":
+                name = unescape(name, version)
+                value = unescape(value, version)
+            if name not in headers:
+                headers[name] = value
+        return headers
+
+    def _content_length(self, headers: dict[str, str]) -> int | None:
+        raw = headers.get("content-length")
+        if raw is None:
+            return None
+        text = raw.strip()
+        if not text.isdigit() or not text.isascii():
+            raise ProtocolError(
+                "invalid content-length",
+                f"expected a non-negative integer, got {raw[:40]!r}",
+                headers.get("receipt"),
+            )
+        length = int(text)
+        if length > self.limits.max_body_bytes:
+            raise FrameTooLarge(
+                "frame body too large",
+                f"content-length {length} is over the limit of {self.limits.max_body_bytes} bytes",
+                headers.get("receipt"),
+            )
+        return length
+
+    def _find_body_end(self, buf: bytearray) -> int:
+        """Index of the NUL ending the current body, or -1 if it has not arrived."""
+        length = self._body_length
+        if length is not None:
+            end = self._body_start + length
+            if len(buf) <= end:
+                return -1
+            if buf[end] != 0:
+                raise ProtocolError(
+                    "frame not terminated by NUL after content-length octets",
+                    "",
+                    self._headers.get("receipt"),
+                )
+            return end
+        end = buf.find(b"\0", self._body_scan)
+        if end >= 0:
+            return end
+        self._body_scan = len(buf)
+        if len(buf) - self._body_start > self.limits.max_body_bytes:
+            raise FrameTooLarge(
+                "frame body too large",
+                f"no NUL within the limit of {self.limits.max_body_bytes} bytes",
+                self._headers.get("receipt"),
+            )
+        return -1

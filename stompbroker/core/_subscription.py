@@ -1,0 +1,113 @@
+"""Subscriptions: one consumer's attachment to one destination.
+
+A subscription in ``auto`` ack mode considers a message done once handed to its
+consumer. In ``client`` and ``client-individual`` modes each handed message is
+*unacknowledged* (kept in ``unacked``, in delivery order) until ACK or NACK;
+at most ``prefetch`` may be unacknowledged at once. A subscription whose consumer
+cannot take more (its connection's send buffer is full) is ``paused``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from ._message import Message, MessageBuffer
+
+if TYPE_CHECKING:
+    from ._destination import Destination
+
+ACK_MODES = ("auto", "client", "client-individual")
+
+#: Unacknowledged messages allowed in flight per client-ack subscription, by default.
+DEFAULT_PREFETCH = 1000
+
+
+class Consumer(Protocol):
+    """What the broker hands messages to (a STOMP session implements it)."""
+
+    def deliver(self, subscription: Subscription, message: Message) -> None:
+        """Send one message to the client for ``subscription``."""
+
+
+class Subscription:
+    """One consumer attached to one destination."""
+
+    __slots__ = (
+        "consumer",
+        "id",
+        "key",
+        "destination",
+        "target",
+        "ack_mode",
+        "auto",
+        "cumulative",
+        "prefetch",
+        "unacked",
+        "paused",
+        "pending",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        subscription_id: str,
+        destination: str,
+        ack_mode: str = "auto",
+        prefetch: int = DEFAULT_PREFETCH,
+        key: int = 0,
+    ) -> None:
+        if ack_mode not in ACK_MODES:
+            raise ValueError(f"unknown ack mode {ack_mode!r}")
+        self.consumer = consumer
+        self.id = subscription_id
+        #: A small number unique within the consumer, for the consumer's use.
+        self.key = key
+        self.destination = destination
+        self.target: Destination | None = None
+        self.ack_mode = ack_mode
+        self.auto = ack_mode == "auto"
+        self.cumulative = ack_mode == "client"
+        self.prefetch = prefetch
+        self.unacked: dict[str, Message] = {}
+        self.paused = False
+        #: Messages waiting for this subscription alone (topic subscriptions).
+        self.pending: MessageBuffer | None = None
+        self.closed = False
+
+    def ready(self) -> bool:
+        """Whether the consumer can take one more message now."""
+        return not self.paused and (self.auto or len(self.unacked) < self.prefetch)
+
+    def send(self, message: Message) -> None:
+        """Hand ``message`` to the consumer, remembering it until acknowledged."""
+        if not self.auto:
+            self.unacked[message.message_id] = message
+        self.consumer.deliver(self, message)
+
+    def settle(self, message_id: str) -> list[Message] | None:
+        """Remove what an ACK or NACK of ``message_id`` covers; None if not unacknowledged.
+
+        In ``client`` mode that is every message delivered up to and including it
+        (cumulative); otherwise that message alone.
+        """
+        unacked = self.unacked
+        if message_id not in unacked:
+            return None
+        if not self.cumulative:
+            return [unacked.pop(message_id)]
+        settled = []
+        for key in list(unacked):
+            settled.append(unacked.pop(key))
+            if key == message_id:
+                break
+        return settled
+
+    def take_unacked(self) -> list[Message]:
+        """Remove and return every unacknowledged message, in delivery order."""
+        messages = list(self.unacked.values())
+        self.unacked.clear()
+        return messages
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.id!r} to {self.destination} ({self.ack_mode})>"

@@ -1,0 +1,62 @@
+"""The running broker: one Broker, its listeners, and the sessions they make."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.logger import Logger
+
+from stompbroker import __version__
+from stompbroker.config import Config
+from stompbroker.core import Broker
+from stompbroker.session import SessionSettings, StompSession
+from stompbroker.transport import StompFactory
+
+log = Logger(namespace="stompbroker")
+
+
+class BrokerService(MultiService):
+    """Owns the broker and one listening service per configured endpoint."""
+
+    def __init__(self, config: Config, reactor: Any, endpoints: list[Any]) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor: IReactorTime = reactor
+        node = secrets.token_hex(4)
+        self.broker = Broker(id_prefix=f"ID-{node}")
+        self._session_ids = (f"{node}-{n}" for n in itertools.count(1))
+        beat = config.heartbeat
+        self.settings = SessionSettings(
+            server=f"stompbroker/{__version__}",
+            heartbeat=(beat.send_ms, beat.receive_ms),
+            heartbeat_tolerance=beat.tolerance,
+        )
+        self.factory = StompFactory(self.make_session)
+        self.listeners: list[StreamServerEndpointService] = []
+        for endpoint in endpoints:
+            listener = StreamServerEndpointService(endpoint, self.factory)
+            listener._raiseSynchronously = True
+            listener.setServiceParent(self)
+            self.listeners.append(listener)
+
+    def make_session(self, transport: ITransport, peer: str) -> StompSession:
+        """A session for a newly accepted connection."""
+        return StompSession(
+            self.broker, transport, self.reactor, next(self._session_ids), self.settings, peer
+        )
+
+    def startService(self) -> None:  # noqa: N802
+        os.makedirs(self.config.broker.data_dir, exist_ok=True)
+        log.info(
+            "stompbroker {version} starting with {source}, data in {data_dir}",
+            version=__version__,
+            source=self.config.source,
+            data_dir=os.path.abspath(self.config.broker.data_dir),
+        )
+        super().startService()

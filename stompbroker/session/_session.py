@@ -1,0 +1,516 @@
+"""One STOMP connection: the protocol's rules between the parser and the broker.
+
+States::
+
+    awaiting CONNECT --CONNECT/STOMP accepted--> connected --DISCONNECT--> closed
+          |                                          |
+          +--any other frame, bad input, timeout-----+--ERROR, lost--> closed
+
+* Before CONNECT only CONNECT or STOMP is accepted, under the parser's smaller
+  pre-connect limits.
+* Every frame that carries ``receipt`` gets a RECEIPT, in the order the frames
+  came, and only once what the frame did is as durable as it will be (a
+  persistent SEND waits for the store).
+* A peer's fault ends the connection with an ERROR naming it (and
+  ``receipt-id`` when the offending frame asked for a receipt); our own fault is
+  logged with its traceback and the client sees only "internal error".
+* When the connection ends, every subscription is detached (unacknowledged queue
+  messages go back to their queue) and open transactions are aborted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from stompbroker.codec import (
+    DEFAULT_LIMITS,
+    PRE_CONNECT_LIMITS,
+    VERSIONS,
+    Frame,
+    FrameParser,
+    Limits,
+    ProtocolError,
+)
+from stompbroker.core import (
+    ACK_MODES,
+    DEFAULT_PREFETCH,
+    Broker,
+    DestinationError,
+    Message,
+    Subscription,
+)
+
+from . import _wire
+from ._heartbeat import Heartbeat, HeartbeatError, negotiate, parse_heartbeat
+from ._transaction import Transaction
+
+log = Logger(namespace="stompbroker.session")
+
+#: Headers that carry a subscription's prefetch, by broker dialect.
+PREFETCH_HEADERS = ("activemq.prefetchSize", "prefetch-count")
+
+
+class Transport(Protocol):
+    """What a session needs of its connection (a Twisted ITransport has it)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def loseConnection(self) -> None: ...  # noqa: N802 (Twisted's name)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Per-connection protocol settings the composition root chooses."""
+
+    server: str = "stompbroker"
+    #: What we offer in CONNECTED: (can send every ms, want to receive every ms).
+    heartbeat: tuple[int, int] = (10000, 10000)
+    #: A client silent this many times its promised interval is disconnected.
+    heartbeat_tolerance: float = 2.0
+    limits: Limits = DEFAULT_LIMITS
+    pre_connect_limits: Limits = PRE_CONNECT_LIMITS
+    default_prefetch: int = DEFAULT_PREFETCH
+
+
+class ClientError(Exception):
+    """The client's frame broke a rule; ends the connection with an ERROR."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class StompSession:
+    """The STOMP state machine for one connection. Single-threaded, reactor-driven."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        transport: Transport,
+        clock: IReactorTime,
+        session_id: str,
+        settings: SessionSettings | None = None,
+        peer: str = "",
+    ) -> None:
+        self.broker = broker
+        self.transport = transport
+        self.clock = clock
+        self.session_id = session_id
+        self.settings = settings or SessionSettings()
+        self.peer = peer
+        self.version: str | None = None
+        self.connected = False
+        self.closed = False
+        self._escaping = "1.0"
+        self._parser = FrameParser(self.settings.pre_connect_limits)
+        self._parser.stop_after_frame = True
+        self._heartbeat: Heartbeat | None = None
+        self._subscriptions: dict[str, Subscription] = {}
+        self._by_key: dict[int, Subscription] = {}
+        self._heads: dict[int, bytes] = {}
+        self._keys = itertools.count(1)
+        self._transactions: dict[str, Transaction] = {}
+        self._receipts: deque[list[Any]] = deque()
+        self._disconnecting = False
+        self._paused = False
+        self._handlers: dict[str, Callable[[Frame], None]] = {
+            "SEND": self._on_send,
+            "SUBSCRIBE": self._on_subscribe,
+            "UNSUBSCRIBE": self._on_unsubscribe,
+            "ACK": self._on_ack,
+            "NACK": self._on_nack,
+            "BEGIN": self._on_begin,
+            "COMMIT": self._on_commit,
+            "ABORT": self._on_abort,
+            "DISCONNECT": self._on_disconnect,
+            "CONNECT": self._on_connect_again,
+            "STOMP": self._on_connect_again,
+        }
+
+    # -- input ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the client."""
+        if self.closed:
+            return
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.received()
+        parser = self._parser
+        frames = parser.feed(data)
+        while frames:
+            for frame in frames:
+                self._handle(frame)
+                if self.closed or self._disconnecting:
+                    return
+            # Frames after CONNECT wait until the limits are switched.
+            frames = parser.feed(b"") if parser.buffered and parser.error is None else []
+        if parser.error is not None:
+            self._fail_protocol(parser.error)
+
+    def _handle(self, frame: Frame) -> None:
+        try:
+            if not self.connected:
+                self._on_connect(frame)
+            else:
+                self._handlers[frame.command](frame)
+        except ClientError as exc:
+            self._fail(exc.message, exc.detail, frame.headers.get("receipt"))
+        except ProtocolError as exc:
+            self._fail(exc.message, exc.detail, frame.headers.get("receipt"))
+        except Exception:
+            log.failure("internal error handling {command} from {peer}", command=frame.command, peer=self.peer)
+            self._fail("internal error", "the broker failed; the failure is logged", None)
+
+    def connection_lost(self) -> None:
+        """The connection ended, by either side: leave no state behind."""
+        self.closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        for transaction in self._transactions.values():
+            transaction.abort()
+        self._transactions.clear()
+        subscriptions = list(self._subscriptions.values())
+        self._subscriptions.clear()
+        self._by_key.clear()
+        for subscription in subscriptions:
+            self.broker.unsubscribe(subscription)
+
+    # -- flow control --------------------------------------------------------
+
+    def pause_delivery(self) -> None:
+        """The connection's send buffer is full: stop handing us messages."""
+        self._paused = True
+        for subscription in self._subscriptions.values():
+            self.broker.pause(subscription)
+
+    def resume_delivery(self) -> None:
+        """The send buffer drained: messages may flow again."""
+        self._paused = False
+        for subscription in list(self._subscriptions.values()):
+            if self._paused or self.closed:
+                break
+            self.broker.resume(subscription)
+
+    # -- output --------------------------------------------------------------
+
+    def deliver(self, subscription: Subscription, message: Message) -> None:
+        """Write one MESSAGE (the broker calls this)."""
+        version = self._escaping
+        head = self._heads[subscription.key]
+        if not subscription.auto and version == "1.2":
+            head += b"ack:" + message.message_id.encode() + b"@%d\n" % subscription.key
+        if message.delivery_count > 1:
+            head += b"redelivered:true\n"
+        self.transport.write(head + _wire.message_tail(message, version))
+
+    def _write_receipt(self, receipt_id: str) -> None:
+        if not self.closed:
+            self.transport.write(_wire.receipt(receipt_id, self._escaping))
+
+    def _receipt(self, frame: Frame, waiting: Deferred[Any] | None = None) -> None:
+        """Answer ``frame``'s receipt, after ``waiting`` and after earlier receipts."""
+        receipt_id = frame.headers.get("receipt")
+        if waiting is None:
+            if not self._receipts:
+                if receipt_id is not None:
+                    self._write_receipt(receipt_id)
+                return
+            if receipt_id is None:
+                return
+        entry: list[Any] = [receipt_id, waiting is None]
+        self._receipts.append(entry)
+        if waiting is not None:
+            waiting.addCallbacks(self._receipt_ready, self._receipt_failed, (entry,), None, (entry,))
+
+    def _receipt_ready(self, _: object, entry: list[Any]) -> None:
+        entry[1] = True
+        receipts = self._receipts
+        while receipts and receipts[0][1]:
+            receipt_id = receipts.popleft()[0]
+            if receipt_id is not None:
+                self._write_receipt(receipt_id)
+        if self._disconnecting and not receipts:
+            self._close()
+
+    def _receipt_failed(self, failure: Any, entry: list[Any]) -> None:
+        log.failure("a durable write failed for {peer}", failure, peer=self.peer)
+        self._receipts.clear()
+        self._fail("message not stored", "the broker could not store the message; it was not accepted", entry[0])
+
+    def _fail(self, message: str, detail: str, receipt_id: str | None, extra: list[tuple[str, str]] | None = None) -> None:
+        """End the connection with an ERROR frame."""
+        if self.closed:
+            return
+        self.transport.write(_wire.error(message, detail, self._escaping, receipt_id, extra))
+        self._close()
+
+    def _fail_protocol(self, error: ProtocolError) -> None:
+        self._fail(error.message, error.detail, error.receipt)
+
+    def _close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        self.closed = True
+        self.transport.loseConnection()
+
+    # -- CONNECT -------------------------------------------------------------
+
+    def _on_connect(self, frame: Frame) -> None:
+        if frame.command not in ("CONNECT", "STOMP"):
+            raise ClientError("expected CONNECT", f"got {frame.command} before CONNECT")
+        headers = frame.headers
+        version = self._choose_version(headers.get("accept-version"))
+        try:
+            client_beat = parse_heartbeat(headers.get("heart-beat", "0,0"))
+        except HeartbeatError as exc:
+            raise ClientError("invalid heart-beat header", str(exc)) from None
+        if version == "1.0":
+            client_beat = (0, 0)
+        outgoing, incoming = negotiate(client_beat, self.settings.heartbeat)
+        self.version = version
+        self._escaping = version
+        self.connected = True
+        parser = self._parser
+        parser.version = version
+        parser.limits = self.settings.limits
+        parser.stop_after_frame = False
+        offer = self.settings.heartbeat if version != "1.0" else (0, 0)
+        self.transport.write(
+            _wire.encode_frame(
+                "CONNECTED",
+                [
+                    ("version", version),
+                    ("session", self.session_id),
+                    ("server", self.settings.server),
+                    ("heart-beat", f"{offer[0]},{offer[1]}"),
+                ],
+            )
+        )
+        if outgoing or incoming:
+            self._heartbeat = Heartbeat(
+                self.clock,
+                outgoing,
+                incoming,
+                self.settings.heartbeat_tolerance,
+                self._send_beat,
+                self._client_silent,
+            )
+            self._heartbeat.start()
+        log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)
+
+    def _choose_version(self, accept: str | None) -> str:
+        if accept is None:
+            return "1.0"
+        offered = {v.strip() for v in accept.split(",")}
+        common = [v for v in VERSIONS if v in offered]
+        if not common:
+            supported = ",".join(VERSIONS)
+            self._fail(
+                "unsupported protocol version",
+                f"this broker supports STOMP {supported}; the client accepts {accept[:80]}",
+                None,
+                [("version", supported)],
+            )
+            raise _Stop
+        return common[-1]
+
+    def _on_connect_again(self, frame: Frame) -> None:
+        raise ClientError("already connected", f"{frame.command} after the connection was established")
+
+    def _send_beat(self) -> None:
+        if not self.closed:
+            self.transport.write(b"\n")
+
+    def _client_silent(self, silent: float) -> None:
+        self._heartbeat = None
+        self._fail(
+            "heart-beat timeout",
+            f"nothing received from the client for {silent * 1000:.0f} ms",
+            None,
+        )
+
+    # -- SEND ----------------------------------------------------------------
+
+    def _on_send(self, frame: Frame) -> None:
+        headers = frame.headers
+        destination = _required(headers, "destination", "SEND")
+        persistent = _flag(headers.get("persistent"))
+        transaction = headers.get("transaction")
+        if transaction is not None:
+            self._transaction(transaction).stage_send(destination, headers, frame.body, persistent)
+            self._receipt(frame)
+            return
+        try:
+            waiting = self.broker.send(destination, headers, frame.body, persistent)
+        except DestinationError as exc:
+            raise ClientError(str(exc)) from None
+        self._receipt(frame, waiting)
+
+    # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------
+
+    def _on_subscribe(self, frame: Frame) -> None:
+        headers = frame.headers
+        destination = _required(headers, "destination", "SUBSCRIBE")
+        if self.version == "1.0":
+            subscription_id = headers.get("id", destination)
+        else:
+            subscription_id = _required(headers, "id", "SUBSCRIBE")
+        if subscription_id in self._subscriptions:
+            raise ClientError("duplicate subscription id", f"subscription {subscription_id!r} already exists on this connection")
+        ack_mode = headers.get("ack", "auto")
+        if ack_mode not in ACK_MODES:
+            raise ClientError("invalid ack mode", f"ack must be one of {', '.join(ACK_MODES)}; got {ack_mode[:40]!r}")
+        prefetch = self._prefetch(headers)
+        key = next(self._keys)
+        try:
+            subscription = self.broker.subscribe(self, subscription_id, destination, ack_mode, prefetch, key)
+        except DestinationError as exc:
+            raise ClientError(str(exc)) from None
+        self._subscriptions[subscription_id] = subscription
+        self._by_key[key] = subscription
+        self._heads[key] = _wire.message_head(subscription_id, self._escaping)
+        self._receipt(frame)
+        if self._paused:
+            self.broker.pause(subscription)
+        else:
+            self.broker.resume(subscription)
+
+    def _prefetch(self, headers: dict[str, str]) -> int:
+        for name in PREFETCH_HEADERS:
+            raw = headers.get(name)
+            if raw is not None:
+                if not raw.isdigit() or int(raw) < 1:
+                    raise ClientError(f"invalid {name}", f"expected a positive integer, got {raw[:40]!r}")
+                return int(raw)
+        return self.settings.default_prefetch
+
+    def _on_unsubscribe(self, frame: Frame) -> None:
+        headers = frame.headers
+        subscription_id = headers.get("id")
+        if subscription_id is None and self.version == "1.0":
+            subscription_id = headers.get("destination")
+        if subscription_id is None:
+            raise ClientError("missing header 'id'", "UNSUBSCRIBE needs the subscription's id")
+        subscription = self._subscriptions.pop(subscription_id, None)
+        if subscription is None:
+            raise ClientError("unknown subscription", f"no subscription {subscription_id!r} on this connection")
+        del self._by_key[subscription.key]
+        del self._heads[subscription.key]
+        self.broker.unsubscribe(subscription)
+        self._receipt(frame)
+
+    # -- ACK / NACK ----------------------------------------------------------
+
+    def _on_ack(self, frame: Frame) -> None:
+        self._settle(frame, True)
+
+    def _on_nack(self, frame: Frame) -> None:
+        if self.version == "1.0":
+            raise ClientError("unknown command", "NACK is not part of STOMP 1.0")
+        self._settle(frame, False)
+
+    def _settle(self, frame: Frame, ack: bool) -> None:
+        subscription, message_id = self._find_delivery(frame)
+        transaction = frame.headers.get("transaction")
+        if transaction is not None:
+            self._transaction(transaction).stage_settle(subscription, message_id, ack)
+        else:
+            settle = self.broker.ack if ack else self.broker.nack
+            settle(subscription, message_id)
+        self._receipt(frame)
+
+    def _find_delivery(self, frame: Frame) -> tuple[Subscription, str]:
+        """The subscription and message id an ACK or NACK names; ClientError if none."""
+        headers = frame.headers
+        ack_id = headers.get("id")
+        subscription: Subscription | None = None
+        if ack_id is not None and "@" in ack_id:
+            message_id, _, key = ack_id.rpartition("@")
+            subscription = self._by_key.get(int(key)) if key.isdigit() else None
+        else:
+            message_id = headers.get("message-id") or ack_id or ""
+            if not message_id:
+                needed = "id" if self.version == "1.2" else "message-id"
+                raise ClientError(f"missing header '{needed}'", f"{frame.command} needs '{needed}'")
+            subscription_id = headers.get("subscription")
+            if subscription_id is not None:
+                subscription = self._subscriptions.get(subscription_id)
+            else:
+                subscription = next((s for s in self._subscriptions.values() if message_id in s.unacked), None)
+        if subscription is None or message_id not in subscription.unacked:
+            raise ClientError(
+                "unknown message",
+                f"{frame.command}: message {message_id!r} is not awaiting acknowledgement on this connection",
+            )
+        return subscription, message_id
+
+    # -- transactions --------------------------------------------------------
+
+    def _transaction(self, name: str) -> Transaction:
+        transaction = self._transactions.get(name)
+        if transaction is None:
+            raise ClientError("unknown transaction", f"transaction {name!r} was not begun on this connection")
+        return transaction
+
+    def _on_begin(self, frame: Frame) -> None:
+        name = _required(frame.headers, "transaction", "BEGIN")
+        if name in self._transactions:
+            raise ClientError("transaction already begun", f"transaction {name!r} is already open")
+        self._transactions[name] = Transaction(self.broker, name)
+        self._receipt(frame)
+
+    def _on_commit(self, frame: Frame) -> None:
+        name = _required(frame.headers, "transaction", "COMMIT")
+        transaction = self._transaction(name)
+        del self._transactions[name]
+        try:
+            waiting = transaction.commit()
+        except DestinationError as exc:
+            raise ClientError(str(exc)) from None
+        self._receipt(frame, waiting)
+
+    def _on_abort(self, frame: Frame) -> None:
+        name = _required(frame.headers, "transaction", "ABORT")
+        self._transaction(name).abort()
+        del self._transactions[name]
+        self._receipt(frame)
+
+    # -- DISCONNECT ----------------------------------------------------------
+
+    def _on_disconnect(self, frame: Frame) -> None:
+        self._receipt(frame)
+        self._disconnecting = True
+        if not self._receipts:
+            self._close()
+
+
+class _Stop(ClientError):
+    """Raised after the session already answered with its own ERROR."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
+def _required(headers: dict[str, str], name: str, command: str) -> str:
+    value = headers.get(name)
+    if not value:
+        raise ClientError(f"missing header '{name}'", f"{command} needs a '{name}' header")
+    return value
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return value.strip().lower() == "true"

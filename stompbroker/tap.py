@@ -1,0 +1,81 @@
+"""``twistd stompbroker``: command-line options and the service they build."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
+from stompbroker.service import BrokerService
+
+
+class Options(usage.Options):
+    """Options override the configuration file."""
+
+    synopsis = "[--config PATH] [--listen ENDPOINT ...] [--data-dir DIR]"
+    longdesc = (
+        "Runs a STOMP 1.0/1.1/1.2 message broker. Without --config it reads "
+        f"{DEFAULT_CONFIG_PATH} when that file exists, else it uses built-in defaults "
+        "(listen on tcp:61613:interface=127.0.0.1, data in ./data)."
+    )
+    optParameters = [
+        ["config", "c", None, f"YAML configuration file [default: {DEFAULT_CONFIG_PATH} if present]"],
+        ["data-dir", "d", None, "Directory for the broker's data (overrides broker.data_dir)"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """STOMP listener, a Twisted endpoint string such as tcp:61613:interface=127.0.0.1; repeatable; replaces listeners.stomp of the file"""  # noqa: E501
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:  # noqa: N802
+        try:
+            self["parsed"] = build_config(self)
+        except ConfigError as exc:
+            raise usage.UsageError(str(exc)) from None
+        from twisted.internet import reactor
+
+        self["endpoints"] = [
+            _endpoint(reactor, spec) for spec in self["parsed"].listeners.stomp
+        ]
+
+
+def build_config(options: Any) -> Config:
+    """The file's configuration with the command line's overrides applied."""
+    path = options["config"]
+    if path is not None:
+        config = load(path)
+    elif os.path.exists(DEFAULT_CONFIG_PATH):
+        config = load(DEFAULT_CONFIG_PATH)
+    else:
+        config = Config()
+    if options["listen"]:
+        config = replace(
+            config, listeners=replace(config.listeners, stomp=tuple(options["listen"]))
+        )
+    if options["data-dir"]:
+        config = replace(config, broker=replace(config.broker, data_dir=options["data-dir"]))
+    return config
+
+
+def _endpoint(reactor: Any, spec: str) -> Any:
+    try:
+        return endpoints.serverFromString(reactor, spec)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise usage.UsageError(f"invalid listener endpoint {spec!r}: {exc}") from None
+
+
+def makeService(options: Options) -> BrokerService:  # noqa: N802
+    """Build the broker service (twistd calls this)."""
+    from twisted.internet import reactor
+
+    return BrokerService(options["parsed"], reactor, options["endpoints"])
