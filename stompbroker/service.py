@@ -9,12 +9,12 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 
 from stompbroker import __version__
 from stompbroker.config import Config
-from stompbroker.core import Broker
+from stompbroker.core import Broker, Clock
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import StompFactory
 
@@ -27,7 +27,7 @@ class BrokerService(MultiService):
     def __init__(self, config: Config, reactor: Any, endpoints: list[Any]) -> None:
         super().__init__()
         self.config = config
-        self.reactor: IReactorTime = reactor
+        self.reactor: Clock = reactor
         node = secrets.token_hex(4)
         self.broker = Broker(id_prefix=f"ID-{node}")
         self._session_ids = (f"{node}-{n}" for n in itertools.count(1))

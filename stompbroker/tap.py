@@ -22,8 +22,13 @@ class Options(usage.Options):
         f"{DEFAULT_CONFIG_PATH} when that file exists, else it uses built-in defaults "
         "(listen on tcp:61613:interface=127.0.0.1, data in ./data)."
     )
-    optParameters = [
-        ["config", "c", None, f"YAML configuration file [default: {DEFAULT_CONFIG_PATH} if present]"],
+    optParameters = [  # noqa: N815, RUF012 (Twisted's names)
+        [
+            "config",
+            "c",
+            None,
+            f"YAML configuration file [default: {DEFAULT_CONFIG_PATH} if present]",
+        ],
         ["data-dir", "d", None, "Directory for the broker's data (overrides broker.data_dir)"],
     ]
 
@@ -44,9 +49,7 @@ class Options(usage.Options):
             raise usage.UsageError(str(exc)) from None
         from twisted.internet import reactor
 
-        self["endpoints"] = [
-            _endpoint(reactor, spec) for spec in self["parsed"].listeners.stomp
-        ]
+        self["endpoints"] = [_endpoint(reactor, spec) for spec in self["parsed"].listeners.stomp]
 
 
 def build_config(options: Any) -> Config:

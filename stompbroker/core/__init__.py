@@ -1,6 +1,7 @@
 """The JMS model: destinations, subscriptions, dispatch and acknowledgement."""
 
 from ._broker import BROKER_HEADERS, PREFIXES, Broker, DestinationError, parse_destination
+from ._clock import Clock, DelayedCall
 from ._destination import Destination, Queue, Topic
 from ._message import Message, MessageBuffer
 from ._subscription import ACK_MODES, DEFAULT_PREFETCH, Consumer, Subscription
@@ -11,7 +12,9 @@ __all__ = [
     "DEFAULT_PREFETCH",
     "PREFIXES",
     "Broker",
+    "Clock",
     "Consumer",
+    "DelayedCall",
     "Destination",
     "DestinationError",
     "Message",

@@ -14,7 +14,9 @@ from ._subscription import DEFAULT_PREFETCH, Consumer, Subscription
 PREFIXES = {"/queue/": "queue", "/topic/": "topic"}
 
 #: Headers the broker owns: never copied from a SEND into the message.
-BROKER_HEADERS = frozenset({"destination", "message-id", "content-length", "receipt", "transaction"})
+BROKER_HEADERS = frozenset(
+    {"destination", "message-id", "content-length", "receipt", "transaction"}
+)
 
 
 class DestinationError(Exception):
@@ -68,9 +70,7 @@ class Broker:
         if persistent is None:
             persistent = kind == "queue"
         seq = next(self._seq)
-        message = Message(
-            self._id_prefix + str(seq), destination, headers, body, persistent, seq
-        )
+        message = Message(self._id_prefix + str(seq), destination, headers, body, persistent, seq)
         if kind == "queue":
             self._queue(name).enqueue(message)
         else:
@@ -89,8 +89,13 @@ class Broker:
         ack_mode: str = "auto",
         prefetch: int = DEFAULT_PREFETCH,
         key: int = 0,
+        start: bool = True,
     ) -> Subscription:
-        """Attach ``consumer`` to ``destination``; queued messages start flowing at once."""
+        """Attach ``consumer`` to ``destination``.
+
+        Waiting messages start flowing at once, or, with ``start=False``, at the
+        first ``resume`` (so that a caller can answer the SUBSCRIBE first).
+        """
         kind, name = parse_destination(destination)
         subscription = Subscription(consumer, subscription_id, destination, ack_mode, prefetch, key)
         target: Destination
@@ -99,7 +104,8 @@ class Broker:
         else:
             target = self.topics.get(name) or self.topics.setdefault(name, Topic(name))
         target.add(subscription)
-        target.wake(subscription)
+        if start:
+            target.wake(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -111,6 +117,9 @@ class Broker:
         if target is None:
             return
         target.remove(subscription)
+        self._forget_if_unused(target)
+
+    def _forget_if_unused(self, target: Destination) -> None:
         if target.unused():
             registry: dict[str, Queue] | dict[str, Topic]
             registry = self.queues if target.kind == "queue" else self.topics

@@ -18,13 +18,13 @@ class Message:
     """
 
     __slots__ = (
-        "message_id",
+        "body",
+        "delivery_count",
         "destination",
         "headers",
-        "body",
+        "message_id",
         "persistent",
         "seq",
-        "delivery_count",
         "wire",
     )
 

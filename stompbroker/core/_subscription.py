@@ -33,19 +33,19 @@ class Subscription:
     """One consumer attached to one destination."""
 
     __slots__ = (
-        "consumer",
-        "id",
-        "key",
-        "destination",
-        "target",
         "ack_mode",
         "auto",
+        "closed",
+        "consumer",
         "cumulative",
-        "prefetch",
-        "unacked",
+        "destination",
+        "id",
+        "key",
         "paused",
         "pending",
-        "closed",
+        "prefetch",
+        "target",
+        "unacked",
     )
 
     def __init__(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from stompbroker.core import Clock, DelayedCall
 
 #: Beats are sent this fraction of the agreed interval apart, so none is late.
 SEND_AHEAD = 0.9
@@ -47,7 +47,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        clock: IReactorTime,
+        clock: Clock,
         outgoing_ms: int,
         incoming_ms: int,
         tolerance: float,
@@ -59,8 +59,8 @@ class Heartbeat:
         self._timeout = incoming_ms * tolerance / 1000.0
         self._send_beat = send_beat
         self._on_silence = on_silence
-        self._send_call: IDelayedCall | None = None
-        self._check_call: IDelayedCall | None = None
+        self._send_call: DelayedCall | None = None
+        self._check_call: DelayedCall | None = None
         self.last_received = clock.seconds()
 
     @property

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from stompbroker.codec import (
@@ -43,6 +42,7 @@ from stompbroker.core import (
     ACK_MODES,
     DEFAULT_PREFETCH,
     Broker,
+    Clock,
     DestinationError,
     Message,
     Subscription,
@@ -96,7 +96,7 @@ class StompSession:
         self,
         broker: Broker,
         transport: Transport,
-        clock: IReactorTime,
+        clock: Clock,
         session_id: str,
         settings: SessionSettings | None = None,
         peer: str = "",
@@ -168,7 +168,11 @@ class StompSession:
         except ProtocolError as exc:
             self._fail(exc.message, exc.detail, frame.headers.get("receipt"))
         except Exception:
-            log.failure("internal error handling {command} from {peer}", command=frame.command, peer=self.peer)
+            log.failure(
+                "internal error handling {command} from {peer}",
+                command=frame.command,
+                peer=self.peer,
+            )
             self._fail("internal error", "the broker failed; the failure is logged", None)
 
     def connection_lost(self) -> None:
@@ -231,7 +235,7 @@ class StompSession:
         entry: list[Any] = [receipt_id, waiting is None]
         self._receipts.append(entry)
         if waiting is not None:
-            waiting.addCallbacks(self._receipt_ready, self._receipt_failed, (entry,), None, (entry,))
+            waiting.addCallbacks(self._receipt_ready, self._receipt_failed, (entry,), {}, (entry,))
 
     def _receipt_ready(self, _: object, entry: list[Any]) -> None:
         entry[1] = True
@@ -246,9 +250,19 @@ class StompSession:
     def _receipt_failed(self, failure: Any, entry: list[Any]) -> None:
         log.failure("a durable write failed for {peer}", failure, peer=self.peer)
         self._receipts.clear()
-        self._fail("message not stored", "the broker could not store the message; it was not accepted", entry[0])
+        self._fail(
+            "message not stored",
+            "the broker could not store the message; it was not accepted",
+            entry[0],
+        )
 
-    def _fail(self, message: str, detail: str, receipt_id: str | None, extra: list[tuple[str, str]] | None = None) -> None:
+    def _fail(
+        self,
+        message: str,
+        detail: str,
+        receipt_id: str | None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         """End the connection with an ERROR frame."""
         if self.closed:
             return
@@ -327,7 +341,9 @@ class StompSession:
         return common[-1]
 
     def _on_connect_again(self, frame: Frame) -> None:
-        raise ClientError("already connected", f"{frame.command} after the connection was established")
+        raise ClientError(
+            "already connected", f"{frame.command} after the connection was established"
+        )
 
     def _send_beat(self) -> None:
         if not self.closed:
@@ -368,14 +384,22 @@ class StompSession:
         else:
             subscription_id = _required(headers, "id", "SUBSCRIBE")
         if subscription_id in self._subscriptions:
-            raise ClientError("duplicate subscription id", f"subscription {subscription_id!r} already exists on this connection")
+            raise ClientError(
+                "duplicate subscription id",
+                f"subscription {subscription_id!r} already exists on this connection",
+            )
         ack_mode = headers.get("ack", "auto")
         if ack_mode not in ACK_MODES:
-            raise ClientError("invalid ack mode", f"ack must be one of {', '.join(ACK_MODES)}; got {ack_mode[:40]!r}")
+            raise ClientError(
+                "invalid ack mode",
+                f"ack must be one of {', '.join(ACK_MODES)}; got {ack_mode[:40]!r}",
+            )
         prefetch = self._prefetch(headers)
         key = next(self._keys)
         try:
-            subscription = self.broker.subscribe(self, subscription_id, destination, ack_mode, prefetch, key)
+            subscription = self.broker.subscribe(
+                self, subscription_id, destination, ack_mode, prefetch, key, start=False
+            )
         except DestinationError as exc:
             raise ClientError(str(exc)) from None
         self._subscriptions[subscription_id] = subscription
@@ -392,7 +416,9 @@ class StompSession:
             raw = headers.get(name)
             if raw is not None:
                 if not raw.isdigit() or int(raw) < 1:
-                    raise ClientError(f"invalid {name}", f"expected a positive integer, got {raw[:40]!r}")
+                    raise ClientError(
+                        f"invalid {name}", f"expected a positive integer, got {raw[:40]!r}"
+                    )
                 return int(raw)
         return self.settings.default_prefetch
 
@@ -405,7 +431,9 @@ class StompSession:
             raise ClientError("missing header 'id'", "UNSUBSCRIBE needs the subscription's id")
         subscription = self._subscriptions.pop(subscription_id, None)
         if subscription is None:
-            raise ClientError("unknown subscription", f"no subscription {subscription_id!r} on this connection")
+            raise ClientError(
+                "unknown subscription", f"no subscription {subscription_id!r} on this connection"
+            )
         del self._by_key[subscription.key]
         del self._heads[subscription.key]
         self.broker.unsubscribe(subscription)
@@ -448,11 +476,14 @@ class StompSession:
             if subscription_id is not None:
                 subscription = self._subscriptions.get(subscription_id)
             else:
-                subscription = next((s for s in self._subscriptions.values() if message_id in s.unacked), None)
+                subscription = next(
+                    (s for s in self._subscriptions.values() if message_id in s.unacked), None
+                )
         if subscription is None or message_id not in subscription.unacked:
             raise ClientError(
                 "unknown message",
-                f"{frame.command}: message {message_id!r} is not awaiting acknowledgement on this connection",
+                f"{frame.command}: message {message_id!r} is not awaiting acknowledgement"
+                " on this connection",
             )
         return subscription, message_id
 
@@ -461,7 +492,9 @@ class StompSession:
     def _transaction(self, name: str) -> Transaction:
         transaction = self._transactions.get(name)
         if transaction is None:
-            raise ClientError("unknown transaction", f"transaction {name!r} was not begun on this connection")
+            raise ClientError(
+                "unknown transaction", f"transaction {name!r} was not begun on this connection"
+            )
         return transaction
 
     def _on_begin(self, frame: Frame) -> None:

@@ -14,7 +14,6 @@ from twisted.internet.defer import Deferred, gatherResults
 
 from stompbroker.core import Broker, Subscription, parse_destination
 
-
 _Send = tuple[str, dict[str, str], bytes, "bool | None"]
 _Settle = tuple[Subscription, str, bool]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +73,5 @@ def _set_nodelay(transport: Any) -> None:
     """Turn Nagle's algorithm off: replies must not wait ~40 ms for an ACK."""
     set_nodelay = getattr(transport, "setTcpNoDelay", None)
     if set_nodelay is not None:
-        try:
+        with contextlib.suppress(OSError):  # not a TCP socket (a UNIX socket, say)
             set_nodelay(True)
-        except OSError:  # not a TCP socket (a UNIX socket, say)
-            pass

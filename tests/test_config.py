@@ -1,0 +1,94 @@
+"""Configuration parsing: defaults, strictness with file:line: key messages, and the docs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from stompbroker.config import (
+    BrokerSection,
+    Config,
+    ConfigError,
+    HeartbeatSection,
+    ListenersSection,
+    load,
+    parse,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_empty_text_gives_the_defaults() -> None:
+    """An empty file means every default."""
+    assert parse("", "f.yaml") == Config(source="f.yaml")
+
+
+def test_shipped_default_file_equals_the_built_in_defaults() -> None:
+    """conf/stompbroker.yaml spells out exactly the built-in defaults."""
+    shipped = load(str(ROOT / "conf" / "stompbroker.yaml"))
+    assert shipped == Config(source=shipped.source)
+
+
+def test_values_are_read() -> None:
+    """Given keys replace the defaults; lists become tuples."""
+    config = parse(
+        "broker: {name: b1, data_dir: /tmp/x}\n"
+        "listeners: {stomp: ['tcp:1', 'tcp:2']}\n"
+        "heartbeat: {send_ms: 0, receive_ms: 5000, tolerance: 3}\n"
+    )
+    assert config.broker == BrokerSection(name="b1", data_dir="/tmp/x")
+    assert config.listeners == ListenersSection(stomp=("tcp:1", "tcp:2"))
+    assert config.heartbeat == HeartbeatSection(send_ms=0, receive_ms=5000, tolerance=3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nope: 1\n", "f.yaml:1: nope: unknown section"),
+        ("broker:\n  name: x\n  colour: red\n", "f.yaml:3: broker.colour: unknown key"),
+        (
+            "heartbeat:\n  send_ms: ten\n",
+            "f.yaml:2: heartbeat.send_ms: expected a non-negative integer, got 'ten'",
+        ),
+        ("heartbeat:\n  send_ms: -1\n", "f.yaml:2: heartbeat.send_ms: expected a non-negative"),
+        ("heartbeat:\n  send_ms: true\n", "f.yaml:2: heartbeat.send_ms: expected a non-negative"),
+        ("heartbeat:\n  tolerance: 0.5\n", "f.yaml:2: heartbeat.tolerance: expected a number"),
+        ("listeners:\n  stomp: tcp:1\n", "f.yaml:2: listeners.stomp: expected a list"),
+        ("listeners:\n  stomp: ['']\n", "f.yaml:2: listeners.stomp: expected a list"),
+        ("broker: [1, 2]\n", "f.yaml:1: broker: expected a mapping"),
+        ("broker:\n  name: a\n  name: b\n", "f.yaml:3: broker.name: given twice"),
+        ("- 1\n", "f.yaml:1: (top): expected a mapping"),
+        ("broker: {name: [\n", "f.yaml:2: not valid YAML"),
+    ],
+)
+def test_mistakes_name_file_line_and_key(text: str, message: str) -> None:
+    """Each mistake is refused with the file, the line and the key path."""
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "f.yaml")
+    assert str(caught.value).startswith(message)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    """A missing file is reported by name, not as a traceback."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(str(tmp_path / "missing.yaml"))
+
+
+def test_every_key_is_documented() -> None:
+    """docs/configuration.md has a row for every key, with its default."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    sections = {
+        "broker": BrokerSection,
+        "listeners": ListenersSection,
+        "heartbeat": HeartbeatSection,
+    }
+    for section, cls in sections.items():
+        assert f"## `{section}`" in text
+        part = text.split(f"## `{section}`", 1)[1].split("\n## ", 1)[0]
+        for field in fields(cls):
+            row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
+            assert row is not None, f"{section}.{field.name} is not documented"
+            assert row.group(1).strip(), f"{section}.{field.name} has no default documented"
