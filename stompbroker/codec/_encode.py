@@ -10,6 +10,19 @@ from ._frame import Frame
 
 def encode_headers(headers: Iterable[tuple[str, str]], version: str) -> bytes:
     """Header lines (each ending in LF), escaped for ``version``."""
+    if not isinstance(headers, list):
+        headers = list(headers)
+    lines = [f"{name}:{value}\n" for name, value in headers]
+    text = "".join(lines)
+    # Fast path: one colon and one LF per line, and nothing else to escape.
+    count = len(lines)
+    if (
+        text.count(":") == count
+        and text.count("\n") == count
+        and "\\" not in text
+        and "\r" not in text
+    ):
+        return text.encode("utf-8")
     return "".join(
         [f"{escape(name, version)}:{escape(value, version)}\n" for name, value in headers]
     ).encode("utf-8")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 #: Protocol versions we speak, lowest first.
 VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2")
 
@@ -28,13 +26,32 @@ CLIENT_COMMANDS = frozenset(
 SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """One STOMP frame: a command, headers (first occurrence wins) and a body of bytes."""
+    """One STOMP frame: a command, headers (first occurrence wins) and a body of bytes.
 
-    command: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    A plain class, not a dataclass: one is made per frame on the hot path.
+    """
+
+    __slots__ = ("body", "command", "headers")
+
+    def __init__(self, command: str, headers: dict[str, str] | None = None, body: bytes = b""):
+        self.command = command
+        self.headers = {} if headers is None else headers
+        self.body = body
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return (self.command, self.headers, self.body) == (
+            other.command,
+            other.headers,
+            other.body,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Frame(command={self.command!r}, headers={self.headers!r}, body={self.body!r})"
 
 
 class ProtocolError(Exception):

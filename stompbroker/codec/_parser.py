@@ -137,7 +137,7 @@ class FrameParser:
                 f"the limit is {limits.max_header_bytes} bytes",
             )
         try:
-            text = bytes(memoryview(buf)[pos:head_end]).decode("utf-8")
+            text = str(memoryview(buf)[pos:head_end], "utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("frame header is not valid UTF-8") from None
         lines = text.split("\n")
@@ -149,7 +149,9 @@ class FrameParser:
             raise ProtocolError("unknown command", f"{shown!r} is not a STOMP client command")
         if len(lines) - 1 > limits.max_headers:
             raise FrameTooLarge("too many headers", f"the limit is {limits.max_headers} headers")
-        headers = self._parse_headers(command, lines, limits.max_line_bytes)
+        headers = self._parse_headers(
+            command, lines, "\\" in text, len(text) > limits.max_line_bytes
+        )
         self._command = command
         self._headers = headers
         self._body_start = match.end()
@@ -174,13 +176,20 @@ class FrameParser:
     def _line_limit_detail(self) -> str:
         return f"the limit is {self.limits.max_line_bytes} bytes a line"
 
-    def _parse_headers(self, command: str, lines: list[str], max_line: int) -> dict[str, str]:
+    def _parse_headers(
+        self, command: str, lines: list[str], backslash: bool, long_lines: bool
+    ) -> dict[str, str]:
+        """Header lines to a dict; ``backslash`` and ``long_lines`` say whether the
+        block has any backslash or may have a line over the limit (else we skip
+        those checks)."""
         version = "1.0" if command in UNESCAPED_COMMANDS else self.version
+        escaped = backslash and version != "1.0"
+        max_line = self.limits.max_line_bytes
         headers: dict[str, str] = {}
-        if len(lines[0]) > max_line:
+        if long_lines and len(lines[0]) > max_line:
             raise FrameTooLarge("command line too long", self._line_limit_detail())
         for line in lines[1:]:
-            if len(line) > max_line:
+            if long_lines and len(line) > max_line:
                 raise FrameTooLarge(
                     "header line too long", self._line_limit_detail(), headers.get("receipt")
                 )
@@ -192,7 +201,7 @@ class FrameParser:
                     f"expected name:value, got {shown!r}",
                     headers.get("receipt"),
                 )
-            if version != "1.0":
+            if escaped:
                 name = unescape(name, version)
                 value = unescape(value, version)
             if name not in headers:
@@ -203,7 +212,7 @@ class FrameParser:
         raw = headers.get("content-length")
         if raw is None:
             return None
-        text = raw.strip()
+        text = raw if raw.isdigit() else raw.strip()
         if not text.isdigit() or not text.isascii():
             raise ProtocolError(
                 "invalid content-length",

@@ -60,13 +60,14 @@ class Broker:
     ) -> Deferred[None] | None:
         """Accept a message for ``destination``.
 
-        ``headers`` are the producer's headers; those the broker owns are dropped.
+        ``headers`` are the producer's headers; the broker takes the dict over and
+        drops from it the headers it owns.
         Returns None when the message is already as safe as it will be, or a
         Deferred that fires once it is (a durable write); a receipt must wait for it.
         """
         kind, name = parse_destination(destination)
-        if not BROKER_HEADERS.isdisjoint(headers):
-            headers = {k: v for k, v in headers.items() if k not in BROKER_HEADERS}
+        for owned in BROKER_HEADERS.intersection(headers):
+            del headers[owned]
         if persistent is None:
             persistent = kind == "queue"
         seq = next(self._seq)
