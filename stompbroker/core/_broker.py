@@ -40,10 +40,13 @@ class Broker:
     """Routes messages between producers and subscriptions; single-threaded.
 
     ``id_prefix`` starts every message id; the composition root makes it unique
-    per broker run so that ids never repeat across restarts.
+    per broker run so that ids never repeat across restarts. It may not hold a
+    colon, backslash, CR or LF, so that ids never need escaping in a header.
     """
 
-    def __init__(self, id_prefix: str = "ID:stompbroker") -> None:
+    def __init__(self, id_prefix: str = "ID-stompbroker") -> None:
+        if any(c in id_prefix for c in ":\\\r\n"):
+            raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
         self._id_prefix = id_prefix + "-"

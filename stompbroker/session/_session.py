@@ -140,7 +140,7 @@ class StompSession:
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the client."""
-        if self.closed:
+        if self.closed or self._disconnecting:
             return
         heartbeat = self._heartbeat
         if heartbeat is not None:
@@ -178,6 +178,10 @@ class StompSession:
     def connection_lost(self) -> None:
         """The connection ended, by either side: leave no state behind."""
         self.closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Stop timers, abort transactions, detach subscriptions (idempotent)."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
@@ -273,10 +277,9 @@ class StompSession:
         self._fail(error.message, error.detail, error.receipt)
 
     def _close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
+        """Close the connection; nothing more is delivered to it from now on."""
         self.closed = True
+        self._release()
         self.transport.loseConnection()
 
     # -- CONNECT -------------------------------------------------------------
