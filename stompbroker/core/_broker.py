@@ -13,9 +13,19 @@ from ._subscription import DEFAULT_PREFETCH, Consumer, Subscription
 #: Destination prefixes and the kind of destination each names.
 PREFIXES = {"/queue/": "queue", "/topic/": "topic"}
 
-#: Headers the broker owns: never copied from a SEND into the message.
+#: Headers the broker owns: never copied from a SEND into the message (the
+#: per-delivery ones, too, so that a producer cannot forge them).
 BROKER_HEADERS = frozenset(
-    {"destination", "message-id", "content-length", "receipt", "transaction"}
+    {
+        "destination",
+        "message-id",
+        "content-length",
+        "receipt",
+        "transaction",
+        "subscription",
+        "ack",
+        "redelivered",
+    }
 )
 
 

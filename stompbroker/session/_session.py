@@ -185,14 +185,18 @@ class StompSession:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        for transaction in self._transactions.values():
-            transaction.abort()
-        self._transactions.clear()
+        # Pause all, then detach: what one subscription (or an aborted
+        # transaction) gives back must not be handed to another one of ours.
         subscriptions = list(self._subscriptions.values())
         self._subscriptions.clear()
         self._by_key.clear()
         for subscription in subscriptions:
+            self.broker.pause(subscription)
+        for subscription in subscriptions:
             self.broker.unsubscribe(subscription)
+        for transaction in self._transactions.values():
+            transaction.abort()
+        self._transactions.clear()
 
     # -- flow control --------------------------------------------------------
 
@@ -228,7 +232,10 @@ class StompSession:
 
     def _receipt(self, frame: Frame, waiting: Deferred[Any] | None = None) -> None:
         """Answer ``frame``'s receipt, after ``waiting`` and after earlier receipts."""
-        receipt_id = frame.headers.get("receipt")
+        self._receipt_for(frame.headers.get("receipt"), waiting)
+
+    def _receipt_for(self, receipt_id: str | None, waiting: Deferred[Any] | None = None) -> None:
+        """Send RECEIPT ``receipt_id`` (if any) after ``waiting`` and after earlier receipts."""
         if waiting is None:
             if not self._receipts:
                 if receipt_id is not None:
@@ -289,12 +296,12 @@ class StompSession:
             raise ClientError("expected CONNECT", f"got {frame.command} before CONNECT")
         headers = frame.headers
         version = self._choose_version(headers.get("accept-version"))
-        try:
-            client_beat = parse_heartbeat(headers.get("heart-beat", "0,0"))
-        except HeartbeatError as exc:
-            raise ClientError("invalid heart-beat header", str(exc)) from None
-        if version == "1.0":
-            client_beat = (0, 0)
+        client_beat = (0, 0)  # STOMP 1.0 has no heart-beats: its header means nothing
+        if version != "1.0":
+            try:
+                client_beat = parse_heartbeat(headers.get("heart-beat", "0,0"))
+            except HeartbeatError as exc:
+                raise ClientError("invalid heart-beat header", str(exc)) from None
         outgoing, incoming = negotiate(client_beat, self.settings.heartbeat)
         self.version = version
         self._escaping = version
@@ -353,7 +360,6 @@ class StompSession:
             self.transport.write(b"\n")
 
     def _client_silent(self, silent: float) -> None:
-        self._heartbeat = None
         self._fail(
             "heart-beat timeout",
             f"nothing received from the client for {silent * 1000:.0f} ms",
@@ -367,15 +373,18 @@ class StompSession:
         destination = _required(headers, "destination", "SEND")
         persistent = _flag(headers.get("persistent"))
         transaction = headers.get("transaction")
-        if transaction is not None:
-            self._transaction(transaction).stage_send(destination, headers, frame.body, persistent)
-            self._receipt(frame)
-            return
+        # The broker takes the headers over (dropping receipt): read it first.
+        receipt_id = headers.get("receipt")
         try:
-            waiting = self.broker.send(destination, headers, frame.body, persistent)
+            if transaction is not None:
+                staged = self._transaction(transaction)
+                staged.stage_send(destination, headers, frame.body, persistent)
+                waiting = None
+            else:
+                waiting = self.broker.send(destination, headers, frame.body, persistent)
         except DestinationError as exc:
             raise ClientError(str(exc)) from None
-        self._receipt(frame, waiting)
+        self._receipt_for(receipt_id, waiting)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------
 
