@@ -29,6 +29,7 @@ from ._frame import CLIENT_COMMANDS, Frame, FrameTooLarge, ProtocolError
 from ._limits import DEFAULT_LIMITS, Limits
 
 _HEADER_END = re.compile(rb"\n\r?\n")
+_RECEIPT_LINE = re.compile(rb"\nreceipt:([^\r\n]*)\r?\n")
 
 
 class FrameParser:
@@ -131,27 +132,40 @@ class FrameParser:
             self._head_scan = len(buf)
             return False
         head_end = match.start()
-        if head_end - pos > limits.max_header_bytes:
+        size = head_end - pos
+        if size > limits.max_header_bytes:
             raise FrameTooLarge(
                 "header block too large",
                 f"the limit is {limits.max_header_bytes} bytes",
+                self._receipt_in(buf, pos, match.end()),
             )
         try:
             text = str(memoryview(buf)[pos:head_end], "utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("frame header is not valid UTF-8") from None
+            # Judge the command line first, as a partial block would be judged.
+            self._check_partial_head(buf[: buf.find(b"\n", pos) + 1], pos)
+            raise ProtocolError(
+                "frame header is not valid UTF-8", "", self._receipt_in(buf, pos, match.end())
+            ) from None
         lines = text.split("\n")
         if "\r" in text:
             lines = [line[:-1] if line.endswith("\r") else line for line in lines]
         command = lines[0]
-        if command not in self.commands:
-            shown = command if len(command) <= 40 else command[:40] + "..."
-            raise ProtocolError("unknown command", f"{shown!r} is not a STOMP client command")
+        self._check_command(command)
         if len(lines) - 1 > limits.max_headers:
-            raise FrameTooLarge("too many headers", f"the limit is {limits.max_headers} headers")
-        headers = self._parse_headers(
-            command, lines, "\\" in text, len(text) > limits.max_line_bytes
-        )
+            raise FrameTooLarge(
+                "too many headers",
+                f"the limit is {limits.max_headers} headers",
+                self._receipt_in(buf, pos, match.end()),
+            )
+        try:
+            headers = self._parse_headers(
+                command, lines, "\\" in text, size > limits.max_line_bytes
+            )
+        except ProtocolError as exc:
+            if exc.receipt is None:
+                exc.receipt = self._receipt_in(buf, pos, match.end())
+            raise
         self._command = command
         self._headers = headers
         self._body_start = match.end()
@@ -160,18 +174,52 @@ class FrameParser:
         self._in_body = True
         return True
 
+    def _check_command(self, command: str) -> None:
+        if command not in self.commands:
+            shown = command if len(command) <= 40 else command[:40] + "..."
+            raise ProtocolError("unknown command", f"{shown!r} is not a STOMP client command")
+
     def _check_partial_head(self, buf: bytearray, pos: int) -> None:
+        """Limits on an incomplete header block, measured as the complete block will be."""
         limits = self.limits
-        size = len(buf) - pos
-        if size > limits.max_header_bytes:
+        end = len(buf)
+        # The block's terminating EOL (up to LF CR) may already be buffered.
+        if end - pos > limits.max_header_bytes + 2:
             raise FrameTooLarge(
-                "header block too large", f"the limit is {limits.max_header_bytes} bytes"
+                "header block too large",
+                f"the limit is {limits.max_header_bytes} bytes",
+                self._receipt_in(buf, pos, end),
             )
+        first_eol = buf.find(b"\n", pos)
+        if first_eol >= 0:
+            try:
+                command = str(bytes(buf[pos:first_eol]).removesuffix(b"\r"), "utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("frame header is not valid UTF-8") from None
+            self._check_command(command)
         line_start = buf.rfind(b"\n", pos) + 1 or pos
-        if len(buf) - line_start > limits.max_line_bytes:
-            raise FrameTooLarge("header line too long", self._line_limit_detail())
-        if buf.count(b"\n", pos) > limits.max_headers:
-            raise FrameTooLarge("too many headers", f"the limit is {limits.max_headers} headers")
+        line_bytes = end - line_start - (1 if buf.endswith(b"\r") else 0)
+        if line_bytes > limits.max_line_bytes:
+            raise FrameTooLarge(
+                "header line too long", self._line_limit_detail(), self._receipt_in(buf, pos, end)
+            )
+        if buf.count(b"\n", pos) - 1 > limits.max_headers:
+            raise FrameTooLarge(
+                "too many headers",
+                f"the limit is {limits.max_headers} headers",
+                self._receipt_in(buf, pos, end),
+            )
+
+    def _receipt_in(self, buf: bytearray, start: int, end: int) -> str | None:
+        """The ``receipt`` header among the complete lines of a bad header block, if any."""
+        match = _RECEIPT_LINE.search(buf, start, end)
+        if match is None:
+            return None
+        value = match.group(1).decode("utf-8", "replace")
+        try:
+            return unescape(value, self.version)
+        except ProtocolError:
+            return value
 
     def _line_limit_detail(self) -> str:
         return f"the limit is {self.limits.max_line_bytes} bytes a line"
@@ -186,21 +234,15 @@ class FrameParser:
         escaped = backslash and version != "1.0"
         max_line = self.limits.max_line_bytes
         headers: dict[str, str] = {}
-        if long_lines and len(lines[0]) > max_line:
+        if long_lines and len(lines[0].encode("utf-8")) > max_line:
             raise FrameTooLarge("command line too long", self._line_limit_detail())
         for line in lines[1:]:
-            if long_lines and len(line) > max_line:
-                raise FrameTooLarge(
-                    "header line too long", self._line_limit_detail(), headers.get("receipt")
-                )
+            if long_lines and len(line.encode("utf-8")) > max_line:
+                raise FrameTooLarge("header line too long", self._line_limit_detail())
             name, colon, value = line.partition(":")
             if not colon or not name:
                 shown = line if len(line) <= 40 else line[:40] + "..."
-                raise ProtocolError(
-                    "malformed header line",
-                    f"expected name:value, got {shown!r}",
-                    headers.get("receipt"),
-                )
+                raise ProtocolError("malformed header line", f"expected name:value, got {shown!r}")
             if escaped:
                 name = unescape(name, version)
                 value = unescape(value, version)
@@ -243,10 +285,10 @@ class FrameParser:
                 )
             return end
         end = buf.find(b"\0", self._body_scan)
-        if end >= 0:
+        if end >= 0 and end - self._body_start <= self.limits.max_body_bytes:
             return end
         self._body_scan = len(buf)
-        if len(buf) - self._body_start > self.limits.max_body_bytes:
+        if (end if end >= 0 else len(buf)) - self._body_start > self.limits.max_body_bytes:
             raise FrameTooLarge(
                 "frame body too large",
                 f"no NUL within the limit of {self.limits.max_body_bytes} bytes",
