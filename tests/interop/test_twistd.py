@@ -31,7 +31,7 @@ def _twistd() -> str:
         return str(beside)
     found = shutil.which("twistd")
     if found is None:
-        pytest.skip("twistd is not installed")
+        pytest.fail("twistd is not installed: the test command installs it")
     return found
 
 

@@ -1,0 +1,70 @@
+"""The README's install command, `pip install .`, in a fresh virtual environment.
+
+A plain editable install does not expose ``twisted/plugins``; this pins that the
+real install does, so that ``twistd --help`` lists ``stompbroker`` for a user.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Bound on creating the environment and installing into it (packages come from the index).
+INSTALL_TIMEOUT = 300.0
+
+
+def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
+    """After `pip install .` into a new venv, its twistd lists and documents stompbroker."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    install = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    listing = subprocess.run(
+        [str(bin_dir / "twistd"), "--help"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    assert "stompbroker" in listing.stdout
+    usage = subprocess.run(
+        [str(bin_dir / "twistd"), "stompbroker", "--help"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert usage.returncode == 0, usage.stderr[-2000:]
+    for option in ("--config", "--listen", "--data-dir"):
+        assert option in usage.stdout
+    # The plugin and package came from the new environment, not from this checkout.
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import stompbroker; print(stompbroker.__file__)"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert where.stdout.startswith(str(env_dir)), (where.stdout, sys.prefix)
