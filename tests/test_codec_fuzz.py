@@ -95,7 +95,9 @@ def check_error(parser: FrameParser) -> None:
 def drive(parser: FrameParser, chunks: list[bytes]) -> list[Frame]:
     """Feed ``chunks``, checking the parser's invariants after each; return all frames."""
     limits = parser.limits
-    bound = max(limits.max_header_bytes, limits.max_body_bytes)
+    # A frame in progress holds at most its header block, the block's terminating
+    # EOLs (up to LF CR LF), its body and the NUL: never more than the limits allow.
+    bound = limits.max_header_bytes + 3 + limits.max_body_bytes + 1
     frames: list[Frame] = []
     for piece in chunks:
         before = parser.error
