@@ -24,7 +24,12 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("zope.interface", "twisted.internet.defer", "twisted.internet.threads", "twisted.logger"),
         ("codec", "session", "transport", "service", "tap"),
     ),
-    "transport": (("twisted", "zope.interface"), ("store", "config", "service", "tap")),
+    # wsproto (and h11 under it) is what twisted[websocket] brings: the sans-IO WebSocket
+    # and HTTP/1.1 machines the WebSocket adapter drives.
+    "transport": (
+        ("twisted", "zope.interface", "wsproto", "h11"),
+        ("store", "config", "service", "tap"),
+    ),
     "config": (("yaml",), ("codec", "core", "session", "store", "transport", "service", "tap")),
 }
 

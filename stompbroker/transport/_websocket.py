@@ -1,0 +1,499 @@
+"""STOMP over WebSocket: an HTTP/1.1 listener whose WebSocket path feeds the same session as TCP.
+
+One connection goes through these states::
+
+    request --GET <path>, valid upgrade, Origin allowed: 101--> open
+       |  |                                                       |
+       |  +--<path>, bad upgrade: 400/405/426; Origin refused: 403-+--> (HTTP answered) done
+       +--any other path: the HTTP handler's answer (404 for now)--+
+                                                                  |
+    open --Close sent (session closed, message too big)--> closing --Close back, or timeout--> done
+    open --Close received: answered at once---------------------------------------------------> done
+
+* h11 parses the HTTP request; wsproto checks the upgrade, writes the 101 (with the chosen
+  ``Sec-WebSocket-Protocol``), and frames and unframes messages. Nothing here parses HTTP or
+  WebSocket by hand, and nothing here knows STOMP: payloads go to the session as bytes.
+* Text and binary messages are alike to the session: their bytes, in order, are one stream, so
+  several frames in one message and one frame over several messages both work.
+* Each write of the session (one frame, or one heart-beat EOL) goes out as one message: text
+  when it is UTF-8, binary otherwise (a WebSocket text message must be UTF-8).
+* Memory is bounded: h11 bounds the request head, wsproto streams payloads (a message is never
+  buffered whole), and a message larger than ``max_message_bytes`` closes with 1009.
+* Plain HTTP requests get one answer, then the connection closes (no keep-alive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import h11
+from twisted.internet.interfaces import IAddress, IPushProducer, ITransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+from zope.interface import implementer
+
+from stompbroker.codec import DEFAULT_LIMITS
+from stompbroker.core import Clock, DelayedCall
+from stompbroker.session import StompSession
+
+from ._tcp import SessionFactory, _set_nodelay
+
+log = Logger(namespace="stompbroker.transport.websocket")
+
+#: Subprotocols we speak, best first: STOMP.js offers the v1x ones, some clients ``stomp``.
+SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp", "stomp")
+
+#: The largest WebSocket message: one largest STOMP frame (head, blank line, body, NUL) and
+#: room for heart-beat EOLs. Several frames in one message must fit in it together.
+MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_header_bytes + DEFAULT_LIMITS.max_body_bytes + 1024
+
+#: The largest body of a plain HTTP request (the upgrade request has none).
+MAX_HTTP_BODY_BYTES = 64 * 1024
+
+#: Seconds a connection may take to send its whole HTTP request.
+HANDSHAKE_TIMEOUT = 10.0
+
+#: Seconds we wait for the peer's Close after sending ours before dropping the connection.
+CLOSE_TIMEOUT = 5.0
+
+#: WebSocket close codes we send (RFC 6455, 7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009
+
+
+def choose_subprotocol(offered: Iterable[str]) -> str | None:
+    """The best STOMP subprotocol among ``offered``, or None when it offers none of ours."""
+    names = set(offered)
+    return next((name for name in SUBPROTOCOLS if name in names), None)
+
+
+def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
+    """Whether a browser page from ``origin`` may connect.
+
+    An empty ``allowed`` allows every origin. A request without ``Origin`` does not come
+    from a browser page (browsers always send it on WebSocket upgrades) and is allowed.
+    """
+    if not allowed or origin is None:
+        return True
+    return _normal_origin(origin) in {_normal_origin(a) for a in allowed}
+
+
+def _normal_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """One WebSocket listener's choices."""
+
+    path: str = "/ws"
+    #: Origins (``scheme://host[:port]``) whose pages may connect; empty: any.
+    allowed_origins: tuple[str, ...] = ()
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    close_timeout: float = CLOSE_TIMEOUT
+
+
+# -- plain HTTP on the same listener ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A plain HTTP request for a path other than the WebSocket one."""
+
+    method: str
+    target: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        """The target without its query string."""
+        return self.target.split("?", 1)[0]
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What an ``HttpHandler`` answers."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[bytes, bytes], ...] = field(default=())
+
+
+_ALLOW_GET = ((b"allow", b"GET"),)
+
+#: Answers a plain HTTP request; a later console plugs in here to serve ``/``.
+HttpHandler = Callable[[HttpRequest], HttpResponse]
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    """The handler for now: nothing is served over plain HTTP."""
+    return HttpResponse(404, b"not found\n")
+
+
+# -- what the session sees ------------------------------------------------------------
+
+
+@implementer(ITransport)
+class _MessageTransport:
+    """The session's transport: each write becomes one WebSocket message."""
+
+    def __init__(self, protocol: WebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self._protocol.send_message(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:  # noqa: N802 (Twisted's name)
+        self._protocol.send_message(b"".join(data))
+
+    def loseConnection(self) -> None:  # noqa: N802 (Twisted's name)
+        self._protocol.close(CLOSE_NORMAL)
+
+    def getPeer(self) -> IAddress:  # noqa: N802 (Twisted's name)
+        return self._protocol._wire.getPeer()
+
+    def getHost(self) -> IAddress:  # noqa: N802 (Twisted's name)
+        return self._protocol._wire.getHost()
+
+
+# -- the protocol ---------------------------------------------------------------------
+
+
+@implementer(IPushProducer)
+class WebSocketProtocol(Protocol):
+    """One HTTP connection: answers plain requests, or upgrades and carries a STOMP session."""
+
+    session: StompSession | None = None
+    #: The negotiated subprotocol once open (None when the client offered none of ours).
+    subprotocol: str | None = None
+
+    def __init__(
+        self,
+        make_session: SessionFactory,
+        clock: Clock,
+        settings: WebSocketSettings,
+        http_handler: HttpHandler,
+    ) -> None:
+        self._make_session = make_session
+        self._clock = clock
+        self._settings = settings
+        self._http_handler = http_handler
+        self._http = h11.Connection(h11.SERVER)
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._ws: WSConnection | None = None
+        self._message_bytes = 0
+        self._timer: DelayedCall | None = None
+        self._done = False
+
+    @property
+    def _wire(self) -> Any:
+        """The TCP (or TLS) transport under the WebSocket."""
+        return self.transport
+
+    # -- Twisted's calls --------------------------------------------------------
+
+    def connectionMade(self) -> None:  # noqa: N802
+        _set_nodelay(self.transport)
+        self._timer = self._clock.callLater(self._settings.handshake_timeout, self._abort)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self._done:
+            return
+        if self._ws is None:
+            self._read_request(data)
+        else:
+            self._read_websocket(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self._done = True
+        self._cancel_timer()
+        self._detach()
+
+    # IPushProducer: the transport calls these as its send buffer fills and drains.
+    def pauseProducing(self) -> None:  # noqa: N802
+        if self.session is not None:
+            self.session.pause_delivery()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self.session is not None:
+            self.session.resume_delivery()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+    # -- the HTTP request -------------------------------------------------------
+
+    def _read_request(self, data: bytes) -> None:
+        http = self._http
+        http.receive_data(data)
+        while True:
+            try:
+                event = http.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._respond(HttpResponse(exc.error_status_hint, f"{exc}\n".encode()))
+                return
+            if isinstance(event, h11.Request):
+                self._request = event
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > MAX_HTTP_BODY_BYTES:
+                    self._respond(HttpResponse(413, b"request body too large\n"))
+                    return
+            elif isinstance(event, h11.EndOfMessage):
+                self._route()
+                return
+            else:  # NEED_DATA, or the peer closed
+                if isinstance(event, h11.ConnectionClosed):
+                    self._lose()
+                return
+
+    def _route(self) -> None:
+        request = self._request
+        assert request is not None
+        target = request.target.decode("ascii", "replace")
+        if target.split("?", 1)[0] == self._settings.path:
+            self._upgrade(request)
+            return
+        plain = HttpRequest(
+            request.method.decode("ascii", "replace"),
+            target,
+            tuple(request.headers),
+            bytes(self._body),
+        )
+        try:
+            response = self._http_handler(plain)
+        except Exception:
+            log.failure("internal error answering {method} {target}", **vars(plain))
+            response = HttpResponse(500, b"internal error\n")
+        self._respond(response)
+
+    def _respond(self, response: HttpResponse) -> None:
+        """Answer a plain HTTP request with h11, then close."""
+        headers = [
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", b"%d" % len(response.body)),
+            (b"connection", b"close"),
+            *response.headers,
+        ]
+        http = self._http
+        try:
+            out = http.send(
+                h11.Response(
+                    status_code=response.status, headers=headers, reason=_reason(response.status)
+                )
+            )
+            if self._request is None or self._request.method != b"HEAD":
+                out = (out or b"") + (http.send(h11.Data(data=response.body)) or b"")
+            out = (out or b"") + (http.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            out = b""  # h11 cannot answer in this state: just close
+        self._wire.write(out)
+        self._lose()
+
+    # -- the upgrade ------------------------------------------------------------
+
+    def _upgrade(self, request: h11.Request) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        if request.method != b"GET":
+            self._respond(HttpResponse(405, b"a WebSocket upgrade is a GET\n", headers=_ALLOW_GET))
+            return
+        try:
+            ws.initiate_upgrade_connection(list(request.headers), request.target)
+        except RemoteProtocolError as exc:
+            hint = exc.event_hint
+            status, extra = (
+                (hint.status_code, list(hint.headers))
+                if isinstance(hint, RejectConnection)
+                else (400, [])
+            )
+            self._reject(ws, status, str(exc), extra)
+            return
+        offer = next(event for event in ws.events() if isinstance(event, Request))
+        origin = _header(request.headers, b"origin")
+        if not origin_allowed(origin, self._settings.allowed_origins):
+            self._reject(ws, 403, f"origin {origin} is not allowed")
+            return
+        self.subprotocol = choose_subprotocol(offer.subprotocols)
+        self._cancel_timer()
+        self._ws = ws
+        transport = self._wire
+        transport.write(ws.send(AcceptConnection(subprotocol=self.subprotocol)))
+        peer = transport.getPeer()
+        described = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')} (websocket)"
+        messages: Any = _MessageTransport(self)
+        self.session = self._make_session(messages, described)
+        transport.registerProducer(self, True)
+        trailing, _closed = self._http.trailing_data
+        if trailing:
+            self._read_websocket(trailing)
+
+    def _reject(
+        self,
+        ws: WSConnection,
+        status: int,
+        reason: str,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Refuse the upgrade with ``status`` and a one-line reason, then close."""
+        body = f"{reason}\n".encode()
+        headers = [
+            *(extra or []),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
+        out = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        out += ws.send(RejectData(data=body, body_finished=True))
+        self._wire.write(out)
+        self._lose()
+
+    # -- WebSocket messages -----------------------------------------------------
+
+    def _read_websocket(self, data: bytes) -> None:
+        ws = self._ws
+        assert ws is not None
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, Message):
+                self._on_message(event)
+            elif isinstance(event, Ping):
+                self._send(event.response())
+            elif isinstance(event, CloseConnection):
+                self._on_close(event)
+                return
+            # Pong: nothing to do; STOMP heart-beats watch the connection.
+            if self._done:
+                return
+
+    def _on_message(self, event: Message[Any]) -> None:
+        data = event.data.encode() if isinstance(event, TextMessage) else bytes(event.data)
+        self._message_bytes += len(data)
+        if self._message_bytes > self._settings.max_message_bytes:
+            self._detach()
+            limit = self._settings.max_message_bytes
+            self.close(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
+            return
+        if event.message_finished:
+            self._message_bytes = 0
+        if self.session is not None and self._ws_open():
+            self.session.data_received(data)
+
+    def _on_close(self, event: CloseConnection) -> None:
+        ws = self._ws
+        assert ws is not None
+        self._detach()
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            self._send(event.response())  # the peer began: answer, and we are done
+        elif ws.state is ConnectionState.OPEN:
+            # wsproto found a protocol violation: say why; the stream cannot be trusted.
+            self._send(CloseConnection(code=event.code, reason=event.reason))
+        self._lose()
+
+    def _ws_open(self) -> bool:
+        return self._ws is not None and self._ws.state is ConnectionState.OPEN
+
+    def send_message(self, data: bytes) -> None:
+        """Send ``data`` as one message (the session's writes); dropped once closing."""
+        if not self._ws_open():
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self._send(BytesMessage(data=data))
+        else:
+            self._send(TextMessage(data=text))
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Begin the closing handshake; drop the connection if the peer does not answer."""
+        if not self._ws_open():
+            return
+        self._send(CloseConnection(code=code, reason=reason or None))
+        self._cancel_timer()
+        self._timer = self._clock.callLater(self._settings.close_timeout, self._abort)
+
+    def _send(self, event: Any) -> None:
+        ws = self._ws
+        assert ws is not None
+        self._wire.write(ws.send(event))
+
+    # -- ending -----------------------------------------------------------------
+
+    def _detach(self) -> None:
+        """Tell the session, once, that its connection is gone."""
+        session, self.session = self.session, None
+        if session is not None:
+            session.connection_lost()
+
+    def _lose(self) -> None:
+        self._done = True
+        self._cancel_timer()
+        self._wire.loseConnection()
+
+    def _abort(self) -> None:
+        self._timer = None
+        self._done = True
+        self._wire.abortConnection()
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+
+class WebSocketFactory(Factory):
+    """Makes a ``WebSocketProtocol`` per accepted connection of one HTTP listener."""
+
+    noisy = False
+
+    def __init__(
+        self,
+        make_session: SessionFactory,
+        clock: Clock,
+        settings: WebSocketSettings | None = None,
+        http_handler: HttpHandler = not_found,
+    ) -> None:
+        self.make_session = make_session
+        self.clock = clock
+        self.settings = settings or WebSocketSettings()
+        self.http_handler = http_handler
+
+    def buildProtocol(self, addr: Any) -> WebSocketProtocol:  # noqa: N802
+        protocol = WebSocketProtocol(
+            self.make_session, self.clock, self.settings, self.http_handler
+        )
+        protocol.factory = self
+        return protocol
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    value = next((v for n, v in headers if n == name), None)
+    return None if value is None else value.decode("latin-1")
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""

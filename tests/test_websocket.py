@@ -1,0 +1,736 @@
+"""The WebSocket adapter, in memory: raw HTTP and WebSocket bytes from a wsproto client.
+
+No sockets, no sleeps: the server side is a ``WebSocketProtocol`` on a ``StringTransport``;
+the client side is wsproto in client mode, so every byte on the wire is built and read by
+an independent implementation of RFC 6455.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+
+from stompbroker.codec import SERVER_COMMANDS, Frame, FrameParser, encode_frame
+from stompbroker.core import Broker
+from stompbroker.session import SessionSettings, StompSession
+from stompbroker.transport import (
+    HttpRequest,
+    HttpResponse,
+    WebSocketFactory,
+    WebSocketProtocol,
+    WebSocketSettings,
+    choose_subprotocol,
+    origin_allowed,
+)
+from stompbroker.transport._websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
+
+STOMPJS_OFFER = ["v10.stomp", "v11.stomp", "v12.stomp"]
+QUIET = SessionSettings(heartbeat=(0, 0))
+
+
+class RecordingSession:
+    """Stands in for a StompSession: records what the adapter tells it."""
+
+    def __init__(self, transport: Any, peer: str) -> None:
+        self.transport = transport
+        self.peer = peer
+        self.received: list[bytes] = []
+        self.lost = 0
+        self.pauses = 0
+        self.resumes = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def connection_lost(self) -> None:
+        self.lost += 1
+
+    def pause_delivery(self) -> None:
+        self.pauses += 1
+
+    def resume_delivery(self) -> None:
+        self.resumes += 1
+
+
+class Peer:
+    """A server protocol on a StringTransport and a wsproto client talking to it."""
+
+    def __init__(
+        self,
+        settings: WebSocketSettings | None = None,
+        real_session: bool = False,
+        http_handler: Any = None,
+    ) -> None:
+        self.clock = Clock()
+        self.broker = Broker()
+        self.sessions: list[Any] = []
+        extra = {} if http_handler is None else {"http_handler": http_handler}
+        factory = WebSocketFactory(
+            self._real if real_session else self._recording, self.clock, settings, **extra
+        )
+        self.protocol: WebSocketProtocol = factory.buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.protocol.makeConnection(self.transport)
+        self.client = WSConnection(ConnectionType.CLIENT)
+        self._read = 0
+        self._stomp = FrameParser(commands=SERVER_COMMANDS, version="1.2")
+
+    def _recording(self, transport: Any, peer: str) -> Any:
+        session = RecordingSession(transport, peer)
+        self.sessions.append(session)
+        return session
+
+    def _real(self, transport: Any, peer: str) -> StompSession:
+        session = StompSession(self.broker, transport, self.clock, "s1", QUIET, peer)
+        self.sessions.append(session)
+        return session
+
+    @property
+    def producer(self) -> Any:
+        """The push producer registered on the transport."""
+        return self.transport.producer
+
+    @property
+    def session(self) -> Any:
+        (session,) = self.sessions
+        return session
+
+    # -- bytes in and out ----------------------------------------------------
+
+    def feed(self, data: bytes, piecewise: bool = False) -> None:
+        """Hand ``data`` to the server, whole or one byte per dataReceived."""
+        if piecewise:
+            for i in range(len(data)):
+                self.protocol.dataReceived(data[i : i + 1])
+        else:
+            self.protocol.dataReceived(data)
+
+    def output(self) -> bytes:
+        """What the server wrote since the last call."""
+        data = self.transport.value()[self._read :]
+        self._read += len(data)
+        return data
+
+    def events(self) -> list[Event]:
+        """The events the client reads from what the server wrote since the last call."""
+        self.client.receive_data(self.output())
+        return list(self.client.events())
+
+    def send(self, event: Event, piecewise: bool = False) -> None:
+        """The client sends ``event``."""
+        self.feed(self.client.send(event), piecewise)
+
+    # -- the handshake -------------------------------------------------------
+
+    def handshake(
+        self,
+        subprotocols: list[str] | None = None,
+        origin: str | None = None,
+        target: str = "/ws",
+    ) -> list[Event]:
+        """Send the upgrade request; return what the client made of the answer."""
+        headers = [] if origin is None else [(b"Origin", origin.encode())]
+        request = Request(
+            host="localhost",
+            target=target,
+            subprotocols=subprotocols or [],
+            extra_headers=headers,
+        )
+        self.feed(self.client.send(request))
+        return self.events()
+
+    def open(self, subprotocols: list[str] | None = None) -> AcceptConnection:
+        """Complete the handshake; fail if it is refused."""
+        events = self.handshake(STOMPJS_OFFER if subprotocols is None else subprotocols)
+        assert isinstance(events[0], AcceptConnection), events
+        return events[0]
+
+    # -- STOMP over it -------------------------------------------------------
+
+    def stomp(self, command: str, body: bytes = b"", **headers: str) -> bytes:
+        """One STOMP frame's bytes (header names with '_' for '-')."""
+        return encode_frame(command, {k.replace("_", "-"): v for k, v in headers.items()}, body)
+
+    def frames(self, events: list[Event] | None = None) -> list[Frame]:
+        """The STOMP frames in the messages the server sent since the last look."""
+        events = self.events() if events is None else events
+        data = b"".join(_payload(e) for e in events if isinstance(e, TextMessage | BytesMessage))
+        return self._stomp.feed(data)
+
+    def connect(self) -> Frame:
+        """Open the WebSocket and CONNECT over it; return CONNECTED."""
+        self.open()
+        self.send(TextMessage(data=self.stomp("CONNECT", accept_version="1.2").decode()))
+        (connected,) = self.frames()
+        return connected
+
+
+def _payload(event: TextMessage | BytesMessage) -> bytes:
+    return event.data.encode() if isinstance(event, TextMessage) else bytes(event.data)
+
+
+def _raw_http(peer: Peer, request: bytes) -> bytes:
+    peer.feed(request)
+    return peer.output()
+
+
+# -- choices that need no connection ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (["v10.stomp", "v11.stomp", "v12.stomp"], "v12.stomp"),
+        (["v12.stomp", "v10.stomp"], "v12.stomp"),
+        (["v10.stomp", "v11.stomp"], "v11.stomp"),
+        (["v10.stomp"], "v10.stomp"),
+        (["stomp"], "stomp"),
+        (["stomp", "v11.stomp"], "v11.stomp"),
+        (["mqtt", "v10.stomp"], "v10.stomp"),
+        (["mqtt"], None),
+        (["V12.STOMP"], None),
+        ([], None),
+    ],
+)
+def test_subprotocol_choice(offered: list[str], chosen: str | None) -> None:
+    """The highest STOMP subprotocol offered wins; none of ours means no subprotocol."""
+    assert choose_subprotocol(offered) == chosen
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "ok"),
+    [
+        ("https://evil.example", (), True),
+        (None, ("https://app.example",), True),
+        ("https://app.example", ("https://app.example",), True),
+        ("HTTPS://App.Example", ("https://app.example/",), True),
+        ("https://app.example:8443", ("https://app.example",), False),
+        ("http://app.example", ("https://app.example",), False),
+        ("https://evil.example", ("https://app.example", "http://localhost:8080"), False),
+        ("null", ("https://app.example",), False),
+    ],
+)
+def test_origin_rule(origin: str | None, allowed: tuple[str, ...], ok: bool) -> None:
+    """Empty list: any origin; otherwise scheme, host and port must match (case aside)."""
+    assert origin_allowed(origin, allowed) is ok
+
+
+# -- the handshake ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (STOMPJS_OFFER, "v12.stomp"),
+        (["v10.stomp", "v11.stomp"], "v11.stomp"),
+        (["v10.stomp"], "v10.stomp"),
+        (["stomp"], "stomp"),
+        (["chat", "v11.stomp"], "v11.stomp"),
+    ],
+)
+def test_handshake_answers_the_chosen_subprotocol(offered: list[str], chosen: str) -> None:
+    """The 101 carries Sec-WebSocket-Protocol with the highest STOMP subprotocol offered."""
+    peer = Peer()
+    accepted = peer.open(offered)
+    assert accepted.subprotocol == chosen
+    assert peer.protocol.subprotocol == chosen
+    assert f"sec-websocket-protocol: {chosen}\r\n".encode() in peer.transport.value().lower()
+
+
+@pytest.mark.parametrize("offered", [[], ["chat"]])
+def test_client_offering_none_of_ours_is_served_without_subprotocol(offered: list[str]) -> None:
+    """No STOMP subprotocol offered: the upgrade succeeds, with no Sec-WebSocket-Protocol."""
+    peer = Peer(real_session=True)
+    accepted = peer.open(offered)
+    assert accepted.subprotocol is None
+    assert b"sec-websocket-protocol" not in peer.transport.value().lower()
+    peer.send(TextMessage(data=peer.stomp("CONNECT", accept_version="1.2").decode()))
+    assert [f.command for f in peer.frames()] == ["CONNECTED"]
+
+
+def test_no_extension_is_accepted() -> None:
+    """permessage-deflate offered by browsers is declined: messages are never compressed."""
+    peer = Peer()
+    peer.feed(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    )
+    answer = peer.output()
+    assert answer.startswith(b"HTTP/1.1 101 ")
+    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer  # RFC 6455's own example key
+    assert b"sec-websocket-extensions" not in answer.lower()
+
+
+def test_session_gets_the_peer_and_a_push_producer_is_registered() -> None:
+    """After the upgrade the session exists, and the protocol is the transport's producer."""
+    peer = Peer()
+    assert peer.sessions == []
+    peer.open()
+    assert peer.session.peer == "127.0.0.1:40000 (websocket)"
+    assert peer.transport.producer is peer.protocol
+    assert peer.transport.streaming is True
+
+
+def test_back_pressure_pauses_and_resumes_the_session() -> None:
+    """The transport's pauseProducing/resumeProducing reach the session, as over TCP."""
+    peer = Peer()
+    peer.open()
+    peer.producer.pauseProducing()
+    peer.producer.resumeProducing()
+    assert (peer.session.pauses, peer.session.resumes) == (1, 1)
+
+
+def test_back_pressure_holds_deliveries_with_a_real_session() -> None:
+    """A paused connection gets no MESSAGE until resumed."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/queue/a").decode()))
+    peer.producer.pauseProducing()
+    peer.send(TextMessage(data=peer.stomp("SEND", b"x", destination="/queue/a").decode()))
+    assert peer.frames() == []
+    peer.producer.resumeProducing()
+    assert [f.body for f in peer.frames()] == [b"x"]
+
+
+def test_bytes_after_the_request_in_the_same_read_are_kept() -> None:
+    """A client that sends its first message right behind the request loses nothing."""
+    peer = Peer()
+    request = peer.client.send(Request(host="localhost", target="/ws", subprotocols=STOMPJS_OFFER))
+    frame = b"\x81\x85" + b"\x00\x00\x00\x00" + b"hello"  # text, masked with a zero key
+    peer.feed(request + frame)
+    assert peer.session.received == [b"hello"]
+
+
+def test_query_string_on_the_path_still_upgrades() -> None:
+    """``/ws?token=...`` is the WebSocket path too."""
+    peer = Peer()
+    assert isinstance(peer.handshake(STOMPJS_OFFER, target="/ws?x=1")[0], AcceptConnection)
+
+
+def test_configured_path_is_the_only_websocket_path() -> None:
+    """With path /stomp, /stomp upgrades and /ws is just another (missing) page."""
+    settings = WebSocketSettings(path="/stomp")
+    assert isinstance(Peer(settings).handshake([], target="/stomp")[0], AcceptConnection)
+    refused = Peer(settings).handshake([], target="/ws")
+    assert isinstance(refused[0], RejectConnection)
+    assert refused[0].status_code == 404
+
+
+# -- Origin --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        ("https://app.example", 101),
+        ("https://APP.example", 101),
+        ("https://evil.example", 403),
+        ("http://app.example", 403),
+        (None, 101),
+    ],
+)
+def test_origin_is_checked_before_the_upgrade(origin: str | None, status: int) -> None:
+    """A page from an origin not in allowed_origins gets 403 and no session."""
+    peer = Peer(WebSocketSettings(allowed_origins=("https://app.example",)))
+    events = peer.handshake(STOMPJS_OFFER, origin=origin)
+    if status == 101:
+        assert isinstance(events[0], AcceptConnection)
+        assert len(peer.sessions) == 1
+    else:
+        assert isinstance(events[0], RejectConnection)
+        assert events[0].status_code == 403
+        assert isinstance(events[1], RejectData)
+        assert b"not allowed" in events[1].data
+        assert peer.sessions == []
+        assert peer.transport.disconnecting
+
+
+def test_any_origin_when_the_list_is_empty() -> None:
+    """The default (empty allowed_origins) lets every page connect."""
+    peer = Peer()
+    assert isinstance(peer.handshake([], origin="https://anywhere.example")[0], AcceptConnection)
+
+
+# -- plain HTTP on the same listener --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+        (b"GET /index.html?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+        (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"405"),
+        (
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            b"426",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\n\r\n", b"400"),  # HTTP/1.1 without Host
+    ],
+)
+def test_plain_http_is_answered_then_closed(request_bytes: bytes, status: bytes) -> None:
+    """Other paths get 404 for now; a bad upgrade or bad HTTP gets its 4xx; then close."""
+    peer = Peer()
+    answer = _raw_http(peer, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
+    assert b"connection: close" in answer.lower()
+    assert peer.transport.disconnecting
+    assert peer.sessions == []
+
+
+def test_head_gets_no_body() -> None:
+    """A HEAD request gets the headers of the answer and no body."""
+    peer = Peer()
+    answer = _raw_http(peer, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.endswith(b"\r\n\r\n")
+
+
+def test_http_handler_serves_other_paths() -> None:
+    """The listener's HTTP handler (where a console will plug in) answers non-/ws paths."""
+    seen: list[HttpRequest] = []
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        seen.append(request)
+        return HttpResponse(200, b"<h1>hi</h1>", "text/html", ((b"x-test", b"1"),))
+
+    peer = Peer(http_handler=handler)
+    answer = _raw_http(peer, b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\n<h1>hi</h1>")
+    assert b"x-test: 1" in answer
+    (request,) = seen
+    assert (request.method, request.target, request.path, request.body) == (
+        "POST",
+        "/a?b=c",
+        "/a",
+        b"abc",
+    )
+
+
+def test_http_handler_failure_is_a_500_without_details() -> None:
+    """Our own bug in a handler answers 500 and shows no traceback to the client."""
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        raise RuntimeError("secret detail")
+
+    peer = Peer(http_handler=handler)
+    answer = _raw_http(peer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert b"secret" not in answer
+
+
+def test_too_large_http_body_is_refused() -> None:
+    """A plain request body over the bound gets 413 before it is all buffered."""
+    peer = Peer()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    answer = _raw_http(peer, head + b"a" * 100000)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_request_head_is_bounded() -> None:
+    """An endless request head is refused, not buffered (h11's bound)."""
+    peer = Peer()
+    answer = _raw_http(peer, b"GET / HTTP/1.1\r\nX: " + b"a" * 100_000)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert peer.transport.disconnecting
+
+
+def test_request_arriving_byte_by_byte() -> None:
+    """The upgrade request may arrive one byte at a time."""
+    peer = Peer()
+    peer.feed(peer.client.send(Request(host="h", target="/ws", subprotocols=["v11.stomp"])), True)
+    (accepted,) = peer.events()
+    assert isinstance(accepted, AcceptConnection)
+    assert accepted.subprotocol == "v11.stomp"
+
+
+def test_slow_handshake_is_dropped() -> None:
+    """A connection that never completes its request is aborted after the timeout."""
+    peer = Peer()
+    peer.feed(b"GET /ws HTTP/1.1\r\n")
+    peer.clock.advance(HANDSHAKE_TIMEOUT - 0.1)
+    assert not peer.transport.disconnecting
+    peer.clock.advance(0.2)
+    assert peer.transport.disconnected
+
+
+def test_no_timer_left_after_the_upgrade() -> None:
+    """An open WebSocket has no handshake timer pending."""
+    peer = Peer()
+    peer.open()
+    assert peer.clock.getDelayedCalls() == []
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+def test_text_and_binary_messages_are_one_byte_stream() -> None:
+    """Text and binary payloads reach the session as bytes, in order."""
+    peer = Peer()
+    peer.open()
+    peer.send(TextMessage(data="CONNECT\n"))
+    peer.send(BytesMessage(data=b"\n\x00"))
+    peer.send(TextMessage(data="é"))
+    assert peer.session.received == [b"CONNECT\n", b"\n\x00", "é".encode()]
+
+
+def test_fragments_are_passed_on_as_they_come() -> None:
+    """A message in fragments is streamed to the session, not buffered whole."""
+    peer = Peer()
+    peer.open()
+    peer.send(TextMessage(data="CON", message_finished=False))
+    assert peer.session.received == [b"CON"]
+    peer.send(TextMessage(data="NECT", message_finished=True))
+    assert peer.session.received == [b"CON", b"NECT"]
+
+
+def test_connect_over_websocket_answers_connected_in_a_text_message() -> None:
+    """CONNECT in a text message gets CONNECTED back as one text message."""
+    peer = Peer(real_session=True)
+    peer.open()
+    peer.send(TextMessage(data=peer.stomp("CONNECT", accept_version="1.1,1.2").decode()))
+    (message,) = peer.events()
+    assert isinstance(message, TextMessage)
+    (connected,) = peer.frames([message])
+    assert connected.command == "CONNECTED"
+    assert connected.headers["version"] == "1.2"
+
+
+def test_several_frames_in_one_message() -> None:
+    """CONNECT, SUBSCRIBE, SEND and DISCONNECT in one message are all handled, in order."""
+    peer = Peer(real_session=True)
+    peer.open()
+    data = b"".join(
+        [
+            peer.stomp("CONNECT", accept_version="1.2"),
+            peer.stomp("SUBSCRIBE", id="1", destination="/queue/a", receipt="r1"),
+            b"\n",  # a heart-beat between frames
+            peer.stomp("SEND", b"hello", destination="/queue/a", receipt="r2"),
+        ]
+    )
+    peer.send(BytesMessage(data=data))
+    frames = peer.frames()
+    assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "MESSAGE", "RECEIPT"]
+    assert frames[2].body == b"hello"
+
+
+@pytest.mark.parametrize("piecewise", [False, True])
+def test_one_frame_over_several_messages(piecewise: bool) -> None:
+    """A frame split over several messages (and TCP reads of one byte) is one frame."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/topic/t").decode()))
+    frame = peer.stomp("SEND", b"split body", destination="/topic/t")
+    for start in range(0, len(frame), 7):
+        peer.send(BytesMessage(data=frame[start : start + 7]), piecewise)
+    (message,) = peer.frames()
+    assert (message.command, message.body) == ("MESSAGE", b"split body")
+
+
+def test_utf8_frames_go_out_as_text_and_others_as_binary() -> None:
+    """A MESSAGE whose body is not UTF-8 is sent as a binary message; the rest as text."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/queue/b").decode()))
+    peer.send(BytesMessage(data=peer.stomp("SEND", b"\xff\xfe\x00\x01", destination="/queue/b")))
+    peer.send(
+        TextMessage(data=peer.stomp("SEND", "ünïcode".encode(), destination="/queue/b").decode())
+    )
+    events = peer.events()
+    assert [type(e) for e in events] == [BytesMessage, TextMessage]
+    assert [f.body for f in peer.frames(events)] == [b"\xff\xfe\x00\x01", "ünïcode".encode()]
+
+
+def test_large_message_round_trip() -> None:
+    """A 1 MiB body sent in one message comes back whole in one message."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/queue/big").decode()))
+    body = bytes(range(256)) * 4096
+    peer.send(BytesMessage(data=peer.stomp("SEND", body, destination="/queue/big")))
+    events = peer.events()
+    assert len(events) == 1
+    (message,) = peer.frames(events)
+    assert message.body == body
+
+
+def test_message_over_the_bound_closes_with_1009() -> None:
+    """A message larger than max_message_bytes closes the WebSocket (1009), session detached."""
+    peer = Peer(WebSocketSettings(max_message_bytes=100))
+    peer.open()
+    peer.send(BytesMessage(data=b"a" * 60, message_finished=False))
+    peer.send(BytesMessage(data=b"a" * 60))
+    events = peer.events()
+    assert isinstance(events[-1], CloseConnection)
+    assert events[-1].code == CloseReason.MESSAGE_TOO_BIG
+    assert peer.session.received == [b"a" * 60]
+    assert peer.session.lost == 1
+
+
+def test_bound_counts_per_message() -> None:
+    """Many messages each under the bound are fine, however much they add up to."""
+    peer = Peer(WebSocketSettings(max_message_bytes=100))
+    peer.open()
+    for _ in range(5):
+        peer.send(BytesMessage(data=b"a" * 90))
+    assert len(peer.session.received) == 5
+    assert peer.events() == []
+
+
+def test_ping_is_answered_with_pong() -> None:
+    """A Ping gets a Pong with the same payload; the session sees nothing."""
+    peer = Peer()
+    peer.open()
+    peer.send(Ping(payload=b"are you there"))
+    assert peer.events() == [Pong(payload=b"are you there")]
+    assert peer.session.received == []
+
+
+def test_unsolicited_pong_is_ignored() -> None:
+    """A Pong nobody asked for changes nothing."""
+    peer = Peer()
+    peer.open()
+    peer.send(Pong(payload=b"x"))
+    assert peer.events() == []
+    assert not peer.transport.disconnecting
+
+
+# -- closing ---------------------------------------------------------------------------------
+
+
+def test_client_close_is_answered_and_the_session_detached() -> None:
+    """The client's Close gets a Close back, the TCP connection ends, the session is told."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/queue/c").decode()))
+    assert peer.broker.queues["c"].subscriptions
+    peer.send(CloseConnection(code=1000, reason="bye"))
+    (close,) = peer.events()
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1000
+    assert peer.transport.disconnecting
+    assert peer.session.closed
+    queue = peer.broker.queues.get("c")
+    assert queue is None or not queue.subscriptions
+    peer.protocol.connectionLost()
+    assert peer.protocol.session is None
+
+
+def test_session_is_told_once_when_close_and_connection_loss_both_happen() -> None:
+    """Close received, then the TCP connection lost: connection_lost reaches the session once."""
+    peer = Peer()
+    peer.open()
+    session = peer.session
+    peer.send(CloseConnection(code=1001))
+    peer.protocol.connectionLost()
+    assert session.lost == 1
+
+
+def test_connection_lost_without_close_detaches_the_session() -> None:
+    """A dropped TCP connection (no Close) detaches the session."""
+    peer = Peer()
+    peer.open()
+    session = peer.session
+    peer.protocol.connectionLost()
+    assert session.lost == 1
+
+
+def test_disconnect_sends_receipt_then_close_and_waits_for_the_answer() -> None:
+    """DISCONNECT: RECEIPT, then a Close 1000; TCP ends when the client answers the Close."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("DISCONNECT", receipt="bye").decode()))
+    events = peer.events()
+    assert [type(e) for e in events] == [TextMessage, CloseConnection]
+    assert peer.frames(events[:1])[0].headers["receipt-id"] == "bye"
+    assert isinstance(events[1], CloseConnection) and events[1].code == 1000
+    assert not peer.transport.disconnecting
+    peer.send(events[1].response())
+    assert peer.transport.disconnecting
+    assert peer.clock.getDelayedCalls() == []
+
+
+def test_close_unanswered_is_aborted_after_the_timeout() -> None:
+    """A client that never answers our Close is cut off after CLOSE_TIMEOUT."""
+    peer = Peer()
+    peer.open()
+    peer.session.transport.loseConnection()
+    assert isinstance(peer.events()[0], CloseConnection)
+    peer.clock.advance(CLOSE_TIMEOUT)
+    assert peer.transport.disconnected
+
+
+def test_writes_after_close_are_dropped() -> None:
+    """Once closing, the session's writes (late deliveries, receipts) go nowhere, quietly."""
+    peer = Peer()
+    peer.open()
+    transport = peer.session.transport
+    transport.loseConnection()
+    before = peer.transport.value()
+    transport.write(b"MESSAGE\n\n\x00")
+    transport.loseConnection()
+    assert peer.transport.value() == before
+
+
+def test_error_frame_then_close() -> None:
+    """A STOMP error (frame before CONNECT) sends ERROR, then a Close."""
+    peer = Peer(real_session=True)
+    peer.open()
+    peer.send(TextMessage(data=peer.stomp("SEND", destination="/queue/a").decode()))
+    events = peer.events()
+    assert [type(e) for e in events] == [TextMessage, CloseConnection]
+    assert peer.frames(events[:1])[0].command == "ERROR"
+
+
+def test_invalid_utf8_in_text_closes_with_1007() -> None:
+    """A text message that is not UTF-8 breaks RFC 6455: Close 1007, session detached."""
+    peer = Peer()
+    peer.open()
+    peer.feed(b"\x81\x82\x00\x00\x00\x00\xff\xfe")  # masked (zero key) text frame, bad UTF-8
+    (close,) = peer.events()
+    assert isinstance(close, CloseConnection)
+    assert close.code == CloseReason.INVALID_FRAME_PAYLOAD_DATA
+    assert peer.session.lost == 1
+    assert peer.transport.disconnecting
+
+
+def test_unmasked_client_frame_closes_with_1002() -> None:
+    """A client frame without a mask is a protocol error: Close 1002."""
+    peer = Peer()
+    peer.open()
+    peer.feed(b"\x81\x02hi")
+    (close,) = peer.events()
+    assert isinstance(close, CloseConnection)
+    assert close.code == CloseReason.PROTOCOL_ERROR
+    assert peer.session.lost == 1
+
+
+def test_input_after_close_is_ignored() -> None:
+    """Bytes that arrive after the connection is done are not processed."""
+    peer = Peer()
+    peer.open()
+    peer.send(CloseConnection(code=1000))
+    peer.feed(b"\x81\x82\x00\x00\x00\x00hi")
+    assert peer.session.received == []
