@@ -5,8 +5,9 @@ Every mistake is reported as ``FILE:LINE: key.path: what was expected, got what`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -30,10 +31,20 @@ class BrokerSection:
 
 
 @dataclass(frozen=True)
+class WebSocketListener:
+    """One entry of ``listeners.websocket``: STOMP over WebSocket on an HTTP listener."""
+
+    endpoint: str
+    path: str = "/ws"
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ListenersSection:
     """``listeners:``"""
 
     stomp: tuple[str, ...] = ("tcp:61613:interface=127.0.0.1",)
+    websocket: tuple[WebSocketListener, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,12 +123,44 @@ def _text_list(value: Any) -> str | None:
     return "expected a list of non-empty strings"
 
 
+def _url_path(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"/[^\s?#]*", value) is not None
+    return None if ok else "expected a URL path starting with / (no query, no spaces)"
+
+
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+")
+
+
+def _origin_list(value: Any) -> str | None:
+    if isinstance(value, list) and all(isinstance(v, str) and _ORIGIN.fullmatch(v) for v in value):
+        return None
+    return "expected a list of origins like https://app.example.com (scheme://host[:port])"
+
+
 Check = Callable[[Any], "str | None"]
 
+
+@dataclass(frozen=True)
+class _Entries:
+    """A key whose value is a list of mappings, each read into ``cls`` with ``checks``."""
+
+    cls: type
+    checks: dict[str, Check]
+
+
 #: Per section: key -> check. Defaults live in the dataclasses above.
-_SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
+_SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
     "broker": (BrokerSection, {"name": _text, "data_dir": _text}),
-    "listeners": (ListenersSection, {"stomp": _text_list}),
+    "listeners": (
+        ListenersSection,
+        {
+            "stomp": _text_list,
+            "websocket": _Entries(
+                WebSocketListener,
+                {"endpoint": _text, "path": _url_path, "allowed_origins": _origin_list},
+            ),
+        },
+    ),
     "heartbeat": (
         HeartbeatSection,
         {"send_ms": _non_negative_int, "receive_ms": _non_negative_int, "tolerance": _at_least_one},
@@ -148,6 +191,13 @@ def parse(text: str, source: str = "<string>") -> Config:
 
 def _section(reader: _Reader, name: str, node: Node) -> Any:
     cls, checks = _SCHEMA[name]
+    return _mapping(reader, name, node, cls, checks)
+
+
+def _mapping(
+    reader: _Reader, name: str, node: Node, cls: type, checks: dict[str, Check | _Entries]
+) -> Any:
+    """Read the mapping at ``node`` into ``cls``; keys without a default are required."""
     values: dict[str, Any] = {}
     for key, (key_node, value_node) in reader.mapping(node, name).items():
         path = f"{name}.{key}"
@@ -155,6 +205,9 @@ def _section(reader: _Reader, name: str, node: Node) -> Any:
         if check is None:
             known = ", ".join(f.name for f in fields(cls))
             raise reader.fail(key_node, path, f"unknown key (known: {known})")
+        if isinstance(check, _Entries):
+            values[key] = _entries(reader, path, value_node, check)
+            continue
         value = reader.value(value_node)
         problem = check(value)
         if problem is not None:
@@ -162,7 +215,21 @@ def _section(reader: _Reader, name: str, node: Node) -> Any:
         if isinstance(value_node, SequenceNode):
             value = tuple(value)
         values[key] = value
+    for required in fields(cls):
+        no_default = required.default is MISSING and required.default_factory is MISSING
+        if no_default and required.name not in values:
+            raise reader.fail(node, f"{name}.{required.name}", "required key missing")
     return cls(**values)
+
+
+def _entries(reader: _Reader, path: str, node: Node, entries: _Entries) -> tuple[Any, ...]:
+    if not isinstance(node, SequenceNode):
+        value = reader.value(node)
+        raise reader.fail(node, path, f"expected a list of mappings, got {_shown(value)}")
+    return tuple(
+        _mapping(reader, f"{path}[{i}]", item, entries.cls, dict(entries.checks))
+        for i, item in enumerate(node.value)
+    )
 
 
 def load(path: str) -> Config:

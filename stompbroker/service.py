@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -13,18 +14,28 @@ from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 
 from stompbroker import __version__
-from stompbroker.config import Config
+from stompbroker.config import Config, WebSocketListener
 from stompbroker.core import Broker, Clock
 from stompbroker.session import SessionSettings, StompSession
-from stompbroker.transport import StompFactory
+from stompbroker.transport import StompFactory, WebSocketFactory, WebSocketSettings
 
 log = Logger(namespace="stompbroker")
 
 
 class BrokerService(MultiService):
-    """Owns the broker and one listening service per configured endpoint."""
+    """Owns the broker and one listening service per configured endpoint.
 
-    def __init__(self, config: Config, reactor: Any, endpoints: list[Any]) -> None:
+    ``endpoints`` listen for STOMP over TCP/TLS; each of ``websocket_endpoints`` pairs an
+    endpoint with its ``listeners.websocket`` entry (path, allowed origins).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        endpoints: Sequence[Any],
+        websocket_endpoints: Sequence[tuple[Any, WebSocketListener]] = (),
+    ) -> None:
         super().__init__()
         self.config = config
         self.reactor: Clock = reactor
@@ -40,10 +51,16 @@ class BrokerService(MultiService):
         self.factory = StompFactory(self.make_session)
         self.listeners: list[StreamServerEndpointService] = []
         for endpoint in endpoints:
-            listener = StreamServerEndpointService(endpoint, self.factory)
-            listener._raiseSynchronously = True
-            listener.setServiceParent(self)
-            self.listeners.append(listener)
+            self._listen(endpoint, self.factory)
+        for endpoint, entry in websocket_endpoints:
+            settings = WebSocketSettings(path=entry.path, allowed_origins=entry.allowed_origins)
+            self._listen(endpoint, WebSocketFactory(self.make_session, reactor, settings))
+
+    def _listen(self, endpoint: Any, factory: Any) -> None:
+        listener = StreamServerEndpointService(endpoint, factory)
+        listener._raiseSynchronously = True
+        listener.setServiceParent(self)
+        self.listeners.append(listener)
 
     def make_session(self, transport: ITransport, peer: str) -> StompSession:
         """A session for a newly accepted connection."""

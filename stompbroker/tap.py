@@ -9,18 +9,18 @@ from typing import Any
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
+from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, WebSocketListener, load
 from stompbroker.service import BrokerService
 
 
 class Options(usage.Options):
     """Options override the configuration file."""
 
-    synopsis = "[--config PATH] [--listen ENDPOINT ...] [--data-dir DIR]"
+    synopsis = "[--config PATH] [--listen ENDPOINT ...] [--listen-ws ENDPOINT ...] [--data-dir DIR]"
     longdesc = (
         "Runs a STOMP 1.0/1.1/1.2 message broker. Without --config it reads "
         f"{DEFAULT_CONFIG_PATH} when that file exists, else it uses built-in defaults "
-        "(listen on tcp:61613:interface=127.0.0.1, data in ./data)."
+        "(listen on tcp:61613:interface=127.0.0.1, no WebSocket listener, data in ./data)."
     )
     optParameters = [  # noqa: N815, RUF012 (Twisted's names)
         [
@@ -35,12 +35,17 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["listen-ws"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """STOMP listener, a Twisted endpoint string such as tcp:61613:interface=127.0.0.1; repeatable; replaces listeners.stomp of the file"""  # noqa: E501
         self["listen"].append(endpoint)
 
     opt_l = opt_listen
+
+    def opt_listen_ws(self, endpoint: str) -> None:
+        """STOMP over WebSocket listener at path /ws, a Twisted endpoint string such as tcp:61614:interface=127.0.0.1 (ssl:... for wss://); repeatable; replaces listeners.websocket of the file"""  # noqa: E501
+        self["listen-ws"].append(endpoint)
 
     def postOptions(self) -> None:  # noqa: N802
         try:
@@ -49,7 +54,11 @@ class Options(usage.Options):
             raise usage.UsageError(str(exc)) from None
         from twisted.internet import reactor
 
-        self["endpoints"] = [_endpoint(reactor, spec) for spec in self["parsed"].listeners.stomp]
+        listeners = self["parsed"].listeners
+        self["endpoints"] = [_endpoint(reactor, spec) for spec in listeners.stomp]
+        self["websocket_endpoints"] = [
+            (_endpoint(reactor, entry.endpoint), entry) for entry in listeners.websocket
+        ]
 
 
 def build_config(options: Any) -> Config:
@@ -65,6 +74,9 @@ def build_config(options: Any) -> Config:
         config = replace(
             config, listeners=replace(config.listeners, stomp=tuple(options["listen"]))
         )
+    if options["listen-ws"]:
+        websocket = tuple(WebSocketListener(endpoint) for endpoint in options["listen-ws"])
+        config = replace(config, listeners=replace(config.listeners, websocket=websocket))
     if options["data-dir"]:
         config = replace(config, broker=replace(config.broker, data_dir=options["data-dir"]))
     return config
@@ -81,4 +93,6 @@ def makeService(options: Options) -> BrokerService:  # noqa: N802
     """Build the broker service (twistd calls this)."""
     from twisted.internet import reactor
 
-    return BrokerService(options["parsed"], reactor, options["endpoints"])
+    return BrokerService(
+        options["parsed"], reactor, options["endpoints"], options["websocket_endpoints"]
+    )

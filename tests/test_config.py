@@ -14,6 +14,7 @@ from stompbroker.config import (
     ConfigError,
     HeartbeatSection,
     ListenersSection,
+    WebSocketListener,
     load,
     parse,
 )
@@ -59,6 +60,45 @@ def test_values_are_read() -> None:
         ("listeners:\n  stomp: tcp:1\n", "f.yaml:2: listeners.stomp: expected a list"),
         ("listeners:\n  stomp: ['']\n", "f.yaml:2: listeners.stomp: expected a list"),
         ("broker: [1, 2]\n", "f.yaml:1: broker: expected a mapping"),
+        ("listeners:\n  websocket: tcp:1\n", "f.yaml:2: listeners.websocket: expected a list"),
+        ("listeners:\n  websocket:\n", "f.yaml:2: listeners.websocket: expected a list"),
+        (
+            "listeners:\n  websocket:\n    - tcp:1\n",
+            "f.yaml:3: listeners.websocket[0]: expected a mapping",
+        ),
+        (
+            "listeners:\n  websocket:\n    - path: /x\n",
+            "f.yaml:3: listeners.websocket[0].endpoint: required key missing",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n    - endpoint: ''\n",
+            "f.yaml:4: listeners.websocket[1].endpoint: expected a non-empty string",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n      colour: red\n",
+            "f.yaml:4: listeners.websocket[0].colour: unknown key (known: endpoint, path,",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n      path: ws\n",
+            "f.yaml:4: listeners.websocket[0].path: expected a URL path starting with /",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n      path: /ws?x=1\n",
+            "f.yaml:4: listeners.websocket[0].path: expected a URL path",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n      allowed_origins: https://a.b\n",
+            "f.yaml:4: listeners.websocket[0].allowed_origins: expected a list of origins",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n"
+            "      allowed_origins: [https://a.b/app]\n",
+            "f.yaml:4: listeners.websocket[0].allowed_origins: expected a list of origins",
+        ),
+        (
+            "listeners:\n  websocket:\n    - endpoint: tcp:1\n      allowed_origins: [a.b]\n",
+            "f.yaml:4: listeners.websocket[0].allowed_origins: expected a list of origins",
+        ),
         ("broker:\n  name: a\n  name: b\n", "f.yaml:3: broker.name: given twice"),
         ("- 1\n", "f.yaml:1: (top): expected a mapping"),
         ("broker: {name: [\n", "f.yaml:2: not valid YAML"),
@@ -69,6 +109,33 @@ def test_mistakes_name_file_line_and_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text, "f.yaml")
     assert str(caught.value).startswith(message)
+
+
+def test_websocket_listeners_are_read() -> None:
+    """Each listeners.websocket entry is read with its defaults: path /ws, any origin."""
+    config = parse(
+        "listeners:\n"
+        "  websocket:\n"
+        "    - endpoint: tcp:61614:interface=127.0.0.1\n"
+        "    - endpoint: ssl:61615:privateKey=k.pem:certKey=c.pem\n"
+        "      path: /stomp\n"
+        "      allowed_origins: [https://app.example, 'http://localhost:8080']\n"
+    )
+    assert config.listeners.websocket == (
+        WebSocketListener("tcp:61614:interface=127.0.0.1"),
+        WebSocketListener(
+            "ssl:61615:privateKey=k.pem:certKey=c.pem",
+            "/stomp",
+            ("https://app.example", "http://localhost:8080"),
+        ),
+    )
+    assert config.listeners.stomp == ListenersSection().stomp
+
+
+def test_no_websocket_listener_by_default() -> None:
+    """The built-in default is no WebSocket listener (docs/websocket.md says why)."""
+    assert Config().listeners.websocket == ()
+    assert parse("listeners:\n  websocket: []\n").listeners.websocket == ()
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
@@ -92,3 +159,15 @@ def test_every_key_is_documented() -> None:
             row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
             assert row is not None, f"{section}.{field.name} is not documented"
             assert row.group(1).strip(), f"{section}.{field.name} has no default documented"
+
+
+def test_every_websocket_entry_key_is_documented() -> None:
+    """docs/configuration.md has a row for every key of a listeners.websocket entry."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    heading = "### `listeners.websocket` entries"
+    assert heading in text
+    part = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    for field in fields(WebSocketListener):
+        row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
+        assert row is not None, f"listeners.websocket[].{field.name} is not documented"
+        assert row.group(1).strip(), f"listeners.websocket[].{field.name} has no default"

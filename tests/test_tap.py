@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
-from stompbroker.tap import Options
+from stompbroker.config import WebSocketListener
+from stompbroker.tap import Options, makeService
+from stompbroker.transport import StompFactory, WebSocketFactory
 
 
 def _parse(*argv: str) -> Options:
@@ -21,6 +23,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     config = _parse()["parsed"]
     assert config.listeners.stomp == ("tcp:61613:interface=127.0.0.1",)
+    assert config.listeners.websocket == ()
     assert config.broker.data_dir == "data"
 
 
@@ -56,3 +59,61 @@ def test_invalid_endpoint_is_a_usage_error(tmp_path: Path) -> None:
     """A listener string Twisted cannot parse is refused by name."""
     with pytest.raises(usage.UsageError, match="invalid listener endpoint 'nonsense:1'"):
         _parse("--listen", "nonsense:1", "--data-dir", str(tmp_path))
+
+
+WS_FILE = """\
+listeners:
+  websocket:
+    - endpoint: tcp:1
+      path: /stomp
+      allowed_origins: [https://app.example]
+"""
+
+
+def test_listen_ws_replaces_the_files_websocket_list(tmp_path: Path) -> None:
+    """--listen-ws (repeatable) replaces listeners.websocket; its entries use /ws, any origin."""
+    path = tmp_path / "b.yaml"
+    path.write_text(WS_FILE)
+    options = _parse("--config", str(path), "--listen-ws", "tcp:2", "--listen-ws", "tcp:3")
+    assert options["parsed"].listeners.websocket == (
+        WebSocketListener("tcp:2"),
+        WebSocketListener("tcp:3"),
+    )
+    assert [entry.path for _, entry in options["websocket_endpoints"]] == ["/ws", "/ws"]
+
+
+def test_file_websocket_listeners_apply_without_options(tmp_path: Path) -> None:
+    """Without --listen-ws the file's websocket entries, with their path and origins, apply."""
+    path = tmp_path / "b.yaml"
+    path.write_text(WS_FILE)
+    options = _parse("--config", str(path))
+    (entry,) = options["parsed"].listeners.websocket
+    assert entry == WebSocketListener("tcp:1", "/stomp", ("https://app.example",))
+    assert len(options["websocket_endpoints"]) == 1
+
+
+def test_invalid_websocket_endpoint_is_a_usage_error(tmp_path: Path) -> None:
+    """A --listen-ws string Twisted cannot parse is refused by name."""
+    with pytest.raises(usage.UsageError, match="invalid listener endpoint 'nonsense:2'"):
+        _parse("--listen-ws", "nonsense:2", "--data-dir", str(tmp_path))
+
+
+def test_service_has_one_listener_per_endpoint(tmp_path: Path) -> None:
+    """makeService builds a STOMP factory per --listen and a WebSocket one per --listen-ws."""
+    options = _parse(
+        "--listen",
+        "tcp:0",
+        "--listen-ws",
+        "tcp:0",
+        "--listen-ws",
+        "tcp:0",
+        "--data-dir",
+        str(tmp_path),
+    )
+    service = makeService(options)
+    factories = [listener.factory for listener in service.listeners]
+    assert [type(f) for f in factories] == [StompFactory, WebSocketFactory, WebSocketFactory]
+    ws = factories[1]
+    assert isinstance(ws, WebSocketFactory)
+    assert (ws.settings.path, ws.settings.allowed_origins) == ("/ws", ())
+    assert ws.make_session == service.make_session
