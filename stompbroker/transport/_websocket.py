@@ -285,7 +285,9 @@ class WebSocketProtocol(Protocol):
         try:
             response = self._http_handler(plain)
         except Exception:
-            log.failure("internal error answering {method} {target}", **vars(plain))
+            log.failure(
+                "internal error answering {method} {target}", method=plain.method, target=target
+            )
             response = HttpResponse(500, b"internal error\n")
         self._respond(response)
 
