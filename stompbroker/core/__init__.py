@@ -1,15 +1,45 @@
-"""The JMS model: destinations, subscriptions, dispatch and acknowledgement."""
+"""The JMS model: destinations, subscriptions, dispatch, acknowledgement, dead letters."""
 
-from ._broker import BROKER_HEADERS, PREFIXES, Broker, DestinationError, parse_destination
+from ._broker import BROKER_HEADERS, Broker, MessageError
 from ._clock import Clock, DelayedCall
 from ._destination import Destination, Queue, Topic
-from ._message import Message, MessageBuffer
-from ._subscription import ACK_MODES, DEFAULT_PREFETCH, Consumer, Subscription
+from ._durable import DurableSubscription
+from ._message import DEFAULT_PRIORITY, Message, MessageBuffer
+from ._names import (
+    GLOBAL_TEMP_PREFIX,
+    PREFIXES,
+    DestinationError,
+    check_send_name,
+    check_subscribe_name,
+    parse_destination,
+)
+from ._policy import (
+    DEFAULT_DEAD_LETTER_QUEUE,
+    DEFAULT_POLICY,
+    DestinationPolicy,
+    PolicyMap,
+    is_pattern,
+    matches,
+    valid_pattern,
+)
+from ._selector import SelectorError, compile_selector
+from ._subscription import (
+    ACK_MODES,
+    DEFAULT_PREFETCH,
+    Consumer,
+    Selector,
+    Subscription,
+    selector_view,
+)
 
 __all__ = [
     "ACK_MODES",
     "BROKER_HEADERS",
+    "DEFAULT_DEAD_LETTER_QUEUE",
+    "DEFAULT_POLICY",
     "DEFAULT_PREFETCH",
+    "DEFAULT_PRIORITY",
+    "GLOBAL_TEMP_PREFIX",
     "PREFIXES",
     "Broker",
     "Clock",
@@ -17,10 +47,23 @@ __all__ = [
     "DelayedCall",
     "Destination",
     "DestinationError",
+    "DestinationPolicy",
+    "DurableSubscription",
     "Message",
     "MessageBuffer",
+    "MessageError",
+    "PolicyMap",
     "Queue",
+    "Selector",
+    "SelectorError",
     "Subscription",
     "Topic",
+    "check_send_name",
+    "check_subscribe_name",
+    "compile_selector",
+    "is_pattern",
+    "matches",
     "parse_destination",
+    "selector_view",
+    "valid_pattern",
 ]

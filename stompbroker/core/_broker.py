@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock as FakeClock
+from twisted.logger import Logger
 
+from ._clock import Clock
 from ._destination import Destination, Queue, Topic
-from ._message import Message
-from ._subscription import DEFAULT_PREFETCH, Consumer, Subscription
+from ._durable import DurableSubscription
+from ._message import DEFAULT_PRIORITY, Message
+from ._names import (
+    GLOBAL_TEMP_PREFIX,
+    DestinationError,
+    check_send_name,
+    check_subscribe_name,
+    parse_destination,
+)
+from ._policy import DestinationPolicy, PolicyMap, matches
+from ._subscription import Consumer, Selector, Subscription
 
-#: Destination prefixes and the kind of destination each names.
-PREFIXES = {"/queue/": "queue", "/topic/": "topic"}
+log = Logger(namespace="stompbroker.broker")
 
 #: Headers the broker owns: never copied from a SEND into the message (the
 #: per-delivery ones, too, so that a producer cannot forge them).
@@ -25,25 +38,13 @@ BROKER_HEADERS = frozenset(
         "subscription",
         "ack",
         "redelivered",
+        "delivery-count",
     }
 )
 
 
-class DestinationError(Exception):
-    """A destination name the broker cannot serve; the message is for the client."""
-
-
-def parse_destination(destination: str) -> tuple[str, str]:
-    """Split ``/queue/NAME`` into ``("queue", "NAME")``; raise DestinationError otherwise."""
-    for prefix, kind in PREFIXES.items():
-        if destination.startswith(prefix):
-            name = destination[len(prefix) :]
-            if not name:
-                raise DestinationError(f"destination {destination!r} has no name")
-            return kind, name
-    raise DestinationError(
-        f"unsupported destination {destination!r}: use /queue/NAME or /topic/NAME"
-    )
+class MessageError(Exception):
+    """A SEND header the broker cannot accept (priority, expiry); the message is for the client."""
 
 
 class Broker:
@@ -52,15 +53,36 @@ class Broker:
     ``id_prefix`` starts every message id; the composition root makes it unique
     per broker run so that ids never repeat across restarts. It may not hold a
     colon, backslash, CR or LF, so that ids never need escaping in a header.
+    ``clock`` gives expiry and redelivery delays their time (a fake clock that
+    stands still when none is given); ``policies`` the per-destination policies.
     """
 
-    def __init__(self, id_prefix: str = "ID-stompbroker") -> None:
+    def __init__(
+        self,
+        id_prefix: str = "ID-stompbroker",
+        clock: Clock | None = None,
+        policies: PolicyMap | None = None,
+    ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
+        self.clock: Clock = clock if clock is not None else FakeClock()
+        self.policies = policies or PolicyMap()
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
+        #: Topics subscribed to by wildcard pattern, by pattern.
+        self.wildcard_topics: dict[str, Topic] = {}
+        self.durables: dict[tuple[str, str], DurableSubscription] = {}
+        #: Temporary destinations by global address (``/remote-temp-queue/...``).
+        self.temporaries: dict[str, Destination] = {}
+        #: Events worth counting: dead-lettered, dropped, expired.
+        self.counters: Counter[str] = Counter()
         self._id_prefix = id_prefix + "-"
         self._seq = itertools.count(1)
+        self._fanout: dict[str, tuple[list[Topic], list[DurableSubscription]]] = {}
+
+    def now_ms(self) -> float:
+        """The time, in epoch milliseconds."""
+        return self.clock.seconds() * 1000.0
 
     # -- producing ---------------------------------------------------------------
 
@@ -70,28 +92,120 @@ class Broker:
         headers: dict[str, str],
         body: bytes,
         persistent: bool | None = None,
+        owner: str | None = None,
     ) -> Deferred[None] | None:
-        """Accept a message for ``destination``.
+        """Accept a message for ``destination`` from the session ``owner``.
 
         ``headers`` are the producer's headers; the broker takes the dict over and
-        drops from it the headers it owns.
-        Returns None when the message is already as safe as it will be, or a
-        Deferred that fires once it is (a durable write); a receipt must wait for it.
+        drops from it the headers it owns. Raises DestinationError or MessageError
+        for what it cannot accept. Returns None when the message is already as safe
+        as it will be, or a Deferred that fires once it is (a durable write); a
+        receipt must wait for it.
         """
         kind, name = parse_destination(destination)
+        check_send_name(kind, name, destination)
         for owned in BROKER_HEADERS.intersection(headers):
             del headers[owned]
-        if persistent is None:
-            persistent = kind == "queue"
-        seq = next(self._seq)
-        message = Message(self._id_prefix + str(seq), destination, headers, body, persistent, seq)
+        target: Destination | None
+        if kind in ("queue", "topic"):
+            target = None
+            policy = self.policies.for_destination(destination)
+        else:
+            target = self._temporary_for_send(kind, name, destination, owner)
+            destination = target.address
+            policy = target.policy
+        message = self._message(destination, headers, body, persistent, policy, kind)
         if kind == "queue":
             self._queue(name).enqueue(message)
-        else:
-            topic = self.topics.get(name)
-            if topic is not None:
-                topic.publish(message)
+        elif kind == "topic":
+            self._publish(name, message)
+        elif isinstance(target, Queue):
+            target.enqueue(message)
+        elif isinstance(target, Topic):
+            target.publish(message)
         return None
+
+    def check_send(self, destination: str, headers: dict[str, str], owner: str | None) -> None:
+        """Raise what ``send`` would raise for these, without sending (a staged SEND)."""
+        kind, name = parse_destination(destination)
+        check_send_name(kind, name, destination)
+        if kind not in ("queue", "topic"):
+            self._temporary_for_send(kind, name, destination, owner)
+        _priority(headers)
+        for header in ("expires", "ttl", "expiration"):
+            raw = headers.get(header)
+            if raw is not None:
+                _non_negative(raw, header)
+
+    def _message(
+        self,
+        destination: str,
+        headers: dict[str, str],
+        body: bytes,
+        persistent: bool | None,
+        policy: DestinationPolicy,
+        kind: str,
+    ) -> Message:
+        if persistent is None:
+            persistent = policy.persistent
+            if persistent is None:
+                persistent = kind == "queue"
+        priority = _priority(headers)
+        expires = self._expiry(headers, policy)
+        seq = next(self._seq)
+        return Message(
+            self._id_prefix + str(seq),
+            destination,
+            headers,
+            body,
+            persistent,
+            seq,
+            priority,
+            expires,
+            headers.get("JMSXGroupID"),
+        )
+
+    def _expiry(self, headers: dict[str, str], policy: DestinationPolicy) -> int:
+        """Absolute expiry in epoch ms from ``expires``, ``ttl`` or ``expiration``; 0: never."""
+        raw = headers.get("expires")
+        if raw is not None:
+            return _non_negative(raw, "expires")
+        for name in ("ttl", "expiration"):
+            raw = headers.get(name)
+            if raw is not None:
+                ttl = _non_negative(raw, name)
+                break
+        else:
+            ttl = policy.message_ttl_ms
+        if not ttl:
+            return 0
+        expires = int(self.now_ms()) + ttl
+        headers["expires"] = str(expires)
+        return expires
+
+    def _publish(self, name: str, message: Message) -> None:
+        topic = self.topics.get(name)
+        if topic is not None:
+            topic.publish(message)
+        fanout = self._fanout.get(name)
+        if fanout is None:
+            fanout = self._fanout_for(name)
+        wildcards, durables = fanout
+        for wildcard in wildcards:
+            wildcard.publish(message)
+        for durable in durables:
+            durable.offer(message)
+
+    def _fanout_for(self, name: str) -> tuple[list[Topic], list[DurableSubscription]]:
+        """Wildcard topics and durable subscriptions fed by topic ``name`` (cached)."""
+        if len(self._fanout) > 10_000:
+            self._fanout.clear()
+        fanout = (
+            [t for pattern, t in self.wildcard_topics.items() if matches(pattern, name)],
+            [d for d in self.durables.values() if matches(d.pattern, name)],
+        )
+        self._fanout[name] = fanout
+        return fanout
 
     # -- consuming ---------------------------------------------------------------
 
@@ -101,9 +215,13 @@ class Broker:
         subscription_id: str,
         destination: str,
         ack_mode: str = "auto",
-        prefetch: int = DEFAULT_PREFETCH,
+        prefetch: int | None = None,
         key: int = 0,
         start: bool = True,
+        *,
+        owner: str | None = None,
+        selector: Selector | None = None,
+        exclusive: bool = False,
     ) -> Subscription:
         """Attach ``consumer`` to ``destination``.
 
@@ -111,16 +229,62 @@ class Broker:
         first ``resume`` (so that a caller can answer the SUBSCRIBE first).
         """
         kind, name = parse_destination(destination)
-        subscription = Subscription(consumer, subscription_id, destination, ack_mode, prefetch, key)
+        check_subscribe_name(kind, name, destination)
         target: Destination
         if kind == "queue":
             target = self._queue(name)
+        elif kind == "topic":
+            if name in self.wildcard_topics or any(p in name for p in "*>"):
+                target = self._wildcard_topic(name)
+            else:
+                target = self.topics.get(name) or self.topics.setdefault(
+                    name, Topic(name, destination, self, self.policies.for_destination(destination))
+                )
+        elif kind == "dsub":
+            raise DestinationError(
+                f"{destination!r} names a durable subscription: subscribe to it with its id"
+            )
         else:
-            target = self.topics.get(name) or self.topics.setdefault(name, Topic(name))
+            target = self._temporary_for_subscribe(kind, name, destination, owner)
+        return self._attach(
+            target, consumer, subscription_id, ack_mode, prefetch, key, start, selector, exclusive
+        )
+
+    def _attach(
+        self,
+        target: Destination,
+        consumer: Consumer,
+        subscription_id: str,
+        ack_mode: str,
+        prefetch: int | None,
+        key: int,
+        start: bool,
+        selector: Selector | None,
+        exclusive: bool,
+    ) -> Subscription:
+        subscription = Subscription(
+            consumer,
+            subscription_id,
+            target.address,
+            ack_mode,
+            prefetch if prefetch is not None else target.policy.prefetch,
+            key,
+            selector,
+            exclusive,
+        )
         target.add(subscription)
         if start:
             target.wake(subscription)
         return subscription
+
+    def _wildcard_topic(self, pattern: str) -> Topic:
+        topic = self.wildcard_topics.get(pattern)
+        if topic is None:
+            address = f"/topic/{pattern}"
+            topic = Topic(pattern, address, self, self.policies.for_destination(address))
+            self.wildcard_topics[pattern] = topic
+            self._fanout.clear()
+        return topic
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Detach; unacknowledged queue messages go back to their queue in order."""
@@ -134,11 +298,16 @@ class Broker:
         self._forget_if_unused(target)
 
     def _forget_if_unused(self, target: Destination) -> None:
-        if target.unused():
-            registry: dict[str, Queue] | dict[str, Topic]
-            registry = self.queues if target.kind == "queue" else self.topics
-            if registry.get(target.name) is target:
-                del registry[target.name]
+        if not target.unused() or target.owner is not None:
+            return
+        if target.kind == "queue" and self.queues.get(target.name) is target:
+            del self.queues[target.name]
+        elif target.kind == "topic":
+            if self.topics.get(target.name) is target:
+                del self.topics[target.name]
+            elif self.wildcard_topics.get(target.name) is target:
+                del self.wildcard_topics[target.name]
+                self._fanout.clear()
 
     def ack(self, subscription: Subscription, message_id: str) -> bool:
         """Acknowledge a delivered message (cumulatively in ``client`` mode).
@@ -152,14 +321,23 @@ class Broker:
             subscription.target.wake(subscription)
         return True
 
-    def nack(self, subscription: Subscription, message_id: str) -> bool:
-        """Refuse a delivered message (cumulatively in ``client`` mode): deliver it again."""
+    def nack(self, subscription: Subscription, message_id: str, requeue: bool = True) -> bool:
+        """Refuse a delivered message (cumulatively in ``client`` mode).
+
+        With ``requeue`` it is delivered again (or dead-lettered after too many
+        deliveries); without, it goes to the dead-letter queue at once.
+        """
         settled = subscription.settle(message_id)
         if settled is None:
             return False
-        if subscription.target is not None:
-            subscription.target.give_back(subscription, settled)
-            subscription.target.wake(subscription)
+        target = subscription.target
+        if target is not None:
+            if requeue:
+                target.give_back(subscription, settled)
+            else:
+                for message in settled:
+                    self.dead_letter(message, "nack", target.policy)
+            target.wake(subscription)
         return True
 
     def pause(self, subscription: Subscription) -> None:
@@ -172,6 +350,209 @@ class Broker:
         if subscription.target is not None and not subscription.closed:
             subscription.target.wake(subscription)
 
+    # -- browsing ------------------------------------------------------------------
+
+    def browse(
+        self, destination: str, selector: Selector | None = None, owner: str | None = None
+    ) -> list[Message]:
+        """The messages waiting in a queue, in delivery order, without consuming them."""
+        kind, name = parse_destination(destination)
+        queue: Destination | None
+        if kind == "queue":
+            queue = self.queues.get(name)
+        elif kind in ("temp-queue", "remote-temp-queue"):
+            queue = self._temporary_for_subscribe(kind, name, destination, owner)
+        else:
+            raise DestinationError(f"only queues can be browsed, not {destination!r}")
+        if not isinstance(queue, Queue):
+            return []
+        now = self.now_ms()
+        view = [m for m in queue.buffer if not m.expired(now)]
+        if selector is None:
+            return view
+        probe = Subscription(_NoConsumer(), "", destination, selector=selector)
+        return [m for m in view if probe.accepts(m)]
+
+    # -- durable subscriptions -----------------------------------------------------
+
+    def subscribe_durable(
+        self,
+        consumer: Consumer,
+        subscription_id: str,
+        destination: str,
+        client_id: str,
+        subscription_name: str,
+        ack_mode: str = "auto",
+        prefetch: int | None = None,
+        key: int = 0,
+        start: bool = True,
+        selector: Selector | None = None,
+    ) -> Subscription:
+        """Attach to (creating if needed) the durable subscription (client_id, name).
+
+        ``/dsub/NAME`` attaches to an existing one. Re-subscribing with another
+        topic or selector replaces the subscription (its kept messages are dropped).
+        """
+        kind, name = parse_destination(destination)
+        check_subscribe_name(kind, name, destination)
+        durable_key = (client_id, subscription_name)
+        durable = self.durables.get(durable_key)
+        if kind == "dsub":
+            durable = self.durables.get((client_id, name))
+            if durable is None:
+                raise DestinationError(f"no durable subscription named {name!r}")
+        elif kind != "topic":
+            raise DestinationError(
+                f"durable subscriptions are for topics; {destination!r} is not a topic"
+            )
+        elif durable is not None and not durable.same_definition(name, selector):
+            if durable.attached:
+                raise DestinationError(
+                    f"durable subscription {subscription_name!r} is in use by another connection"
+                )
+            self.delete_durable(client_id, subscription_name)
+            durable = None
+        if durable is None:
+            durable = self.declare_durable(client_id, subscription_name, name, selector)
+        if durable.attached:
+            raise DestinationError(
+                f"durable subscription {durable.subscription_name!r} is in use by another"
+                " connection"
+            )
+        return self._attach(
+            durable, consumer, subscription_id, ack_mode, prefetch, key, start, None, False
+        )
+
+    def declare_durable(
+        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+    ) -> DurableSubscription:
+        """Create a durable subscription to topic ``pattern`` if it does not exist."""
+        durable = self.durables.get((client_id, subscription_name))
+        if durable is None:
+            address = f"/topic/{pattern}"
+            durable = DurableSubscription(
+                client_id,
+                subscription_name,
+                pattern,
+                selector,
+                self,
+                self.policies.for_destination(address),
+            )
+            self.durables[durable.key] = durable
+            self._fanout.clear()
+        return durable
+
+    def delete_durable(
+        self, client_id: str, subscription_name: str, holder: Subscription | None = None
+    ) -> None:
+        """Delete a durable subscription and what it kept.
+
+        Raises DestinationError when there is none, or when a subscription other
+        than ``holder`` is attached to it.
+        """
+        durable = self.durables.get((client_id, subscription_name))
+        if durable is None:
+            raise DestinationError(f"no durable subscription named {subscription_name!r}")
+        for attached in list(durable.subscriptions):
+            if attached is not holder:
+                raise DestinationError(
+                    f"durable subscription {subscription_name!r} is in use by another connection"
+                )
+            self.unsubscribe(attached)
+        dropped = durable.close()
+        if dropped:
+            self.counters["dropped"] += len(dropped)
+        del self.durables[durable.key]
+        self._fanout.clear()
+
+    # -- temporary destinations ----------------------------------------------------
+
+    def temporary(self, kind: str, name: str, owner: str) -> Destination:
+        """The owner's temporary destination ``/temp-queue/NAME`` (or topic), created if needed."""
+        address = f"{GLOBAL_TEMP_PREFIX[kind]}{owner}-{name}"
+        target = self.temporaries.get(address)
+        if target is None:
+            policy = replace(self.policies.default, persistent=False)
+            if kind == "temp-queue":
+                target = Queue(address, address, self, policy)
+            else:
+                target = Topic(address, address, self, policy)
+            target.owner = owner
+            self.temporaries[address] = target
+        return target
+
+    def _temporary_for_send(
+        self, kind: str, name: str, destination: str, owner: str | None
+    ) -> Destination:
+        if kind in GLOBAL_TEMP_PREFIX:
+            if owner is None:
+                raise DestinationError(f"{destination!r} needs a connection to own it")
+            return self.temporary(kind, name, owner)
+        if kind == "dsub":
+            raise DestinationError(f"cannot send to the durable subscription {destination!r}")
+        target = self.temporaries.get(destination)
+        if target is None:
+            raise DestinationError(
+                f"temporary destination {destination!r} does not exist (its owner has left)"
+            )
+        return target
+
+    def _temporary_for_subscribe(
+        self, kind: str, name: str, destination: str, owner: str | None
+    ) -> Destination:
+        target = self._temporary_for_send(kind, name, destination, owner)
+        if target.owner != owner:
+            raise DestinationError(
+                f"only the connection that created {destination!r} may consume from it"
+            )
+        return target
+
+    def delete_temporaries(self, owner: str) -> None:
+        """The owner left: delete its temporary destinations and what they held."""
+        for address in [a for a, d in self.temporaries.items() if d.owner == owner]:
+            target = self.temporaries.pop(address)
+            for subscription in list(target.subscriptions):
+                self.unsubscribe(subscription)
+            dropped = target.close()
+            if dropped:
+                self.counters["dropped"] += len(dropped)
+
+    # -- dead letters --------------------------------------------------------------
+
+    def dead_letter(self, message: Message, reason: str, policy: DestinationPolicy) -> None:
+        """Move ``message`` to its dead-letter queue, or drop it (counted, logged)."""
+        target = policy.dead_letter_queue
+        if reason == "expired":
+            self.counters["expired"] += 1
+            if not policy.dead_letter_expired:
+                target = None
+        if target is None or message.destination == target:
+            self.counters["dropped"] += 1
+            log.info(
+                "dropped message {id} from {destination} ({reason})",
+                id=message.message_id,
+                destination=message.destination,
+                reason=reason,
+            )
+            return
+        headers = dict(message.headers)
+        headers.setdefault("original-destination", message.destination)
+        headers["dead-letter-reason"] = reason
+        headers["original-delivery-count"] = str(message.delivery_count)
+        seq = next(self._seq)
+        dead = Message(
+            message.message_id,
+            target,
+            headers,
+            message.body,
+            message.persistent,
+            seq,
+            message.priority,
+        )
+        self.counters["dead-lettered"] += 1
+        _, name = parse_destination(target)
+        self._queue(name).enqueue(dead)
+
     # -- inspection --------------------------------------------------------------
 
     def queue_depth(self, name: str) -> int:
@@ -182,5 +563,30 @@ class Broker:
     def _queue(self, name: str) -> Queue:
         queue = self.queues.get(name)
         if queue is None:
-            queue = self.queues[name] = Queue(name)
+            address = f"/queue/{name}"
+            queue = self.queues[name] = Queue(
+                name, address, self, self.policies.for_destination(address)
+            )
         return queue
+
+
+class _NoConsumer:
+    def deliver(self, subscription: Subscription, message: Message) -> None:
+        raise AssertionError("a browsing probe never receives messages")
+
+
+def _priority(headers: dict[str, str]) -> int:
+    raw = headers.get("priority")
+    if raw is None:
+        return DEFAULT_PRIORITY
+    text = raw.strip()
+    if not (text.isdigit() and len(text) == 1):
+        raise MessageError(f"invalid priority {raw[:40]!r}: expected an integer from 0 to 9")
+    return int(text)
+
+
+def _non_negative(raw: str, name: str) -> int:
+    text = raw.strip()
+    if not (text.isdigit() and text.isascii()):
+        raise MessageError(f"invalid {name} {raw[:40]!r}: expected a non-negative integer (ms)")
+    return int(text)

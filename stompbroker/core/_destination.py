@@ -3,24 +3,49 @@
 Message states and their invariants::
 
     queued --dispatch--> in flight --ACK--> done
-       ^                    |  (auto ack: done on dispatch)
-       +---NACK / consumer gone (back to its place by seq)
+      ^  |                  |  (auto ack: done on dispatch)
+      |  +--expired-------->+--NACK / consumer gone, too many times--> dead letter
+      |                     |
+      +--(after the redelivery delay)--NACK / consumer gone
 
-* A queue message is in exactly one place: the queue's buffer, or one
-  subscription's ``unacked``. Dispatch takes the oldest message (by ``seq``) and
-  the next ready subscription in round-robin order.
-* A topic message is copied to every subscription present when it is published;
-  each subscription then owns its copy: handed over at once when the subscription
-  is ready, else kept in the subscription's ``pending`` buffer. A late subscriber
-  gets nothing published before it came.
+* A queue message is in exactly one place: the queue's buffer, a pending
+  redelivery timer, or one subscription's ``unacked``.
+* Dispatch hands the first message (highest priority, then oldest) to the next
+  ready subscription in round-robin order. Selectors, message groups and
+  exclusive consumers narrow who may take a message; a message no ready
+  subscription may take stays queued while later ones pass it. After every
+  dispatch pass no queued message could go to any ready subscription, so a new
+  message may be offered directly.
+* A topic message is copied to every subscription present when it is published
+  (that its selector accepts); each subscription then owns its copy: handed over
+  at once when the subscription is ready, else kept in its ``pending`` buffer.
+  A late subscriber gets nothing published before it came.
 * ``delivery_count`` counts the handovers of a message (of a topic copy); more
-  than one means redelivered.
+  than one means redelivered. A message given back after ``1 +
+  max_redeliveries`` deliveries is dead-lettered instead. An expired message is
+  never delivered.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from ._clock import Clock, DelayedCall
 from ._message import Message, MessageBuffer
+from ._policy import DestinationPolicy
 from ._subscription import Subscription
+
+
+class Hooks(Protocol):
+    """What destinations need of the broker."""
+
+    clock: Clock
+
+    def now_ms(self) -> float:
+        """The time, in epoch milliseconds."""
+
+    def dead_letter(self, message: Message, reason: str, policy: DestinationPolicy) -> None:
+        """Move ``message`` to its dead-letter queue (or drop it, counted)."""
 
 
 class Destination:
@@ -28,9 +53,16 @@ class Destination:
 
     kind = ""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, address: str, hooks: Hooks, policy: DestinationPolicy) -> None:
         self.name = name
+        #: The destination as clients write it, e.g. ``/queue/orders``.
+        self.address = address
+        self.hooks = hooks
+        self.policy = policy
+        #: The session that owns a temporary destination.
+        self.owner: str | None = None
         self.subscriptions: list[Subscription] = []
+        self._timers: set[DelayedCall] = set()
 
     def add(self, subscription: Subscription) -> None:
         """Attach a subscription."""
@@ -45,11 +77,43 @@ class Destination:
         """A subscription may take messages again (resumed, or acknowledged some)."""
 
     def give_back(self, subscription: Subscription, messages: list[Message]) -> None:
-        """Messages the subscription handed back unprocessed, to deliver again."""
+        """Messages handed back unprocessed: deliver them again, or dead-letter them."""
+        policy = self.policy
+        again: list[Message] = []
+        for message in messages:
+            if message.delivery_count > policy.max_redeliveries:
+                self.hooks.dead_letter(message, "max-redeliveries", policy)
+                continue
+            delay = policy.redelivery_delay(message.delivery_count)
+            if delay > 0:
+                self._later(delay, subscription, message)
+            else:
+                again.append(message)
+        if again:
+            self._requeue(subscription, again)
+
+    def _later(self, delay: float, subscription: Subscription, message: Message) -> None:
+        def due() -> None:
+            self._timers.discard(call)
+            self._requeue(subscription, [message])
+
+        call = self.hooks.clock.callLater(delay, due)
+        self._timers.add(call)
+
+    def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
+        """Put messages back to be delivered again."""
 
     def unused(self) -> bool:
         """True when the destination holds nothing and may be forgotten."""
-        return not self.subscriptions
+        return not self.subscriptions and not self._timers
+
+    def close(self) -> list[Message]:
+        """Forget everything (a temporary destination's owner left); return what was held."""
+        for call in self._timers:
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        return []
 
 
 class Queue(Destination):
@@ -57,35 +121,129 @@ class Queue(Destination):
 
     kind = "queue"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, address: str, hooks: Hooks, policy: DestinationPolicy) -> None:
+        super().__init__(name, address, hooks, policy)
         self.buffer = MessageBuffer()
         self._next = 0
+        #: Message group -> the subscription that owns it.
+        self._groups: dict[str, Subscription] = {}
+        #: Attached subscriptions with a selector, and queued messages with a group.
+        self._selective = 0
+        self._grouped = 0
+
+    def add(self, subscription: Subscription) -> None:
+        super().add(subscription)
+        if subscription.selector is not None:
+            self._selective += 1
 
     def enqueue(self, message: Message) -> None:
         """Accept a new message and deliver it if a subscription can take it."""
-        self.buffer.append(message)
-        if self.subscriptions:
+        if not self.subscriptions:
+            self._store(message)
+        elif self._selective or self._grouped or message.group is not None:
+            self._offer(message)
+        else:
+            self.buffer.append(message)
             self.dispatch()
 
+    def _store(self, message: Message) -> None:
+        self.buffer.append(message)
+        if message.group is not None:
+            self._grouped += 1
+
+    def _take(self, message: Message) -> None:
+        self.buffer.remove(message)
+        if message.group is not None:
+            self._grouped -= 1
+
+    def _offer(self, message: Message) -> None:
+        if message.expires and message.expired(self.hooks.now_ms()):
+            self.hooks.dead_letter(message, "expired", self.policy)
+            return
+        subscription = self._choose(message)
+        if subscription is None:
+            self._store(message)
+        else:
+            self._hand(subscription, message)
+
     def dispatch(self) -> None:
-        """Hand queued messages, oldest first, to ready subscriptions in turn."""
+        """Hand queued messages, in order, to ready subscriptions in turn."""
+        if self._selective or self._grouped:
+            self._dispatch_scan()
+            return
         buffer = self.buffer
-        subscriptions = self.subscriptions
+        hooks = self.hooks
+        now = 0.0
         while buffer:
-            count = len(subscriptions)
-            start = self._next
-            for offset in range(count):
-                index = (start + offset) % count
-                subscription = subscriptions[index]
-                if subscription.ready():
-                    break
-            else:
+            subscription = self._next_ready()
+            if subscription is None:
                 return
-            self._next = index + 1
             message = buffer.popleft()
+            if message.expires:
+                now = now or hooks.now_ms()
+                if message.expired(now):
+                    hooks.dead_letter(message, "expired", self.policy)
+                    continue
             message.delivery_count += 1
             subscription.send(message)
+
+    def _dispatch_scan(self) -> None:
+        """Dispatch when selectors or groups may let a message pass another."""
+        if not any(s.ready() for s in self._candidates()):
+            return
+        now = self.hooks.now_ms()
+        for message in self.buffer:
+            if message.expired(now):
+                self._take(message)
+                self.hooks.dead_letter(message, "expired", self.policy)
+                continue
+            subscription = self._choose(message)
+            if subscription is None:
+                continue
+            self._take(message)
+            self._hand(subscription, message)
+            if not any(s.ready() for s in self._candidates()):
+                return
+
+    def _candidates(self) -> list[Subscription]:
+        """Who may take messages: the first exclusive subscription if any, else all."""
+        for subscription in self.subscriptions:
+            if subscription.exclusive:
+                return [subscription]
+        return self.subscriptions
+
+    def _choose(self, message: Message) -> Subscription | None:
+        """The subscription to hand ``message`` to now, or None."""
+        group = message.group
+        if group is not None:
+            owner = self._groups.get(group)
+            if owner is not None:
+                return owner if owner.ready() and owner.accepts(message) else None
+        subscription = self._next_ready(message)
+        if subscription is not None and group is not None:
+            self._groups[group] = subscription
+        return subscription
+
+    def _next_ready(self, message: Message | None = None) -> Subscription | None:
+        """The next ready subscription in turn (that accepts ``message``, if given)."""
+        candidates = self._candidates()
+        count = len(candidates)
+        start = self._next
+        for offset in range(count):
+            index = (start + offset) % count
+            subscription = candidates[index]
+            if subscription.ready() and (
+                message is None or subscription.selector is None or subscription.accepts(message)
+            ):
+                self._next = index + 1
+                return subscription
+        return None
+
+    def _hand(self, subscription: Subscription, message: Message) -> None:
+        message.delivery_count += 1
+        if message.group is not None and message.headers.get("JMSXGroupSeq") == "-1":
+            self._groups.pop(message.group, None)  # the producer closed the group
+        subscription.send(message)
 
     def wake(self, subscription: Subscription) -> None:
         if self.buffer:
@@ -93,16 +251,30 @@ class Queue(Destination):
 
     def remove(self, subscription: Subscription) -> None:
         super().remove(subscription)
+        if subscription.selector is not None:
+            self._selective -= 1
+        for group in [g for g, owner in self._groups.items() if owner is subscription]:
+            del self._groups[group]
         self.give_back(subscription, subscription.take_unacked())
+        if self.buffer and self.subscriptions:
+            self.dispatch()
 
-    def give_back(self, subscription: Subscription, messages: list[Message]) -> None:
+    def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
         for message in messages:
             self.buffer.put_back(message)
-        if messages and self.subscriptions:
+            if message.group is not None:
+                self._grouped += 1
+        if self.subscriptions:
             self.dispatch()
 
     def unused(self) -> bool:
-        return not self.subscriptions and not self.buffer
+        return super().unused() and not self.buffer
+
+    def close(self) -> list[Message]:
+        super().close()
+        self._groups.clear()
+        self._grouped = 0
+        return self.buffer.clear()
 
 
 class Topic(Destination):
@@ -118,6 +290,8 @@ class Topic(Destination):
         """Give every current subscription its copy of ``message``."""
         message.delivery_count = 1
         for subscription in self.subscriptions:
+            if subscription.selector is not None and not subscription.accepts(message):
+                continue
             pending = subscription.pending
             if pending or not subscription.ready():
                 assert pending is not None
@@ -127,8 +301,17 @@ class Topic(Destination):
 
     def wake(self, subscription: Subscription) -> None:
         pending = subscription.pending
+        if not pending:
+            return
+        now = 0.0
         while pending and subscription.ready():
-            subscription.send(pending.popleft())
+            message = pending.popleft()
+            if message.expires:
+                now = now or self.hooks.now_ms()
+                if message.expired(now):
+                    self.hooks.dead_letter(message, "expired", self.policy)
+                    continue
+            subscription.send(message)
 
     def remove(self, subscription: Subscription) -> None:
         super().remove(subscription)
@@ -136,11 +319,28 @@ class Topic(Destination):
         subscription.pending = None
 
     def give_back(self, subscription: Subscription, messages: list[Message]) -> None:
-        pending = subscription.pending
-        if pending is None:
-            return
+        copies = []
         for message in messages:
             again = message.copy()
             again.delivery_count = message.delivery_count + 1
-            pending.put_back(again)
+            copies.append(again)
+        # A copy's count already includes its coming delivery.
+        policy = self.policy
+        due = []
+        for copy in copies:
+            if copy.delivery_count - 1 > policy.max_redeliveries:
+                self.hooks.dead_letter(copy, "max-redeliveries", policy)
+            elif policy.redelivery_delay(copy.delivery_count - 1) > 0:
+                self._later(policy.redelivery_delay(copy.delivery_count - 1), subscription, copy)
+            else:
+                due.append(copy)
+        if due:
+            self._requeue(subscription, due)
+
+    def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
+        pending = subscription.pending
+        if pending is None or subscription.closed:
+            return
+        for message in messages:
+            pending.put_back(message)
         self.wake(subscription)

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from heapq import heappop, heappush
 from typing import Any
+
+#: JMS priorities run 0..9; 4 is the default.
+DEFAULT_PRIORITY = 4
+PRIORITIES = 10
 
 
 class Message:
     """One message as the broker holds it.
 
     ``headers`` are the producer's own headers, without the ones the broker owns
-    (destination, message-id, content-length, receipt, transaction).
+    (destination, message-id, content-length, receipt, transaction, ...).
     ``seq`` orders messages broker-wide: a message returned to its queue goes back
-    to its place by ``seq``. ``wire`` is an opaque cache the delivering side may
-    fill with the encoded form of the message (one entry per encoding).
+    to its place by priority, then ``seq``. ``expires`` is an absolute time in
+    epoch milliseconds, 0 for never. ``group`` is the JMSXGroupID, if any.
+    ``wire`` is an opaque cache the delivering side may fill with the encoded
+    form of the message (one entry per encoding).
     """
 
     __slots__ = (
         "body",
         "delivery_count",
         "destination",
+        "expires",
+        "group",
         "headers",
         "message_id",
         "persistent",
+        "priority",
         "seq",
         "wire",
     )
@@ -36,6 +46,9 @@ class Message:
         body: bytes,
         persistent: bool,
         seq: int,
+        priority: int = DEFAULT_PRIORITY,
+        expires: int = 0,
+        group: str | None = None,
     ) -> None:
         self.message_id = message_id
         self.destination = destination
@@ -43,6 +56,9 @@ class Message:
         self.body = body
         self.persistent = persistent
         self.seq = seq
+        self.priority = priority
+        self.expires = expires
+        self.group = group
         self.delivery_count = 0
         self.wire: dict[Any, bytes] | None = None
 
@@ -51,12 +67,25 @@ class Message:
         """True once the message has been delivered before."""
         return self.delivery_count > 1
 
+    def expired(self, now_ms: float) -> bool:
+        """Whether the message's time to live has run out at ``now_ms``."""
+        return 0 < self.expires <= now_ms
+
     def copy(self) -> Message:
         """A copy with its own delivery count (a topic subscriber's copy)."""
         other = Message(
-            self.message_id, self.destination, self.headers, self.body, self.persistent, self.seq
+            self.message_id,
+            self.destination,
+            self.headers,
+            self.body,
+            self.persistent,
+            self.seq,
+            self.priority,
+            self.expires,
+            self.group,
         )
         other.delivery_count = self.delivery_count
+        other.wire = self.wire
         return other
 
     def __repr__(self) -> str:
@@ -64,42 +93,93 @@ class Message:
 
 
 class MessageBuffer:
-    """Messages waiting for a consumer, oldest first.
+    """Messages waiting for a consumer: highest priority first, then oldest first.
 
-    New messages arrive in ``seq`` order and are appended; messages given back
-    (a NACK, a closed consumer) return to their place by ``seq``.
+    New messages arrive in ``seq`` order and are appended to their priority's
+    line; messages given back (a NACK, a closed consumer) return to their place
+    by (priority, ``seq``).
     """
 
-    __slots__ = ("_fresh", "_returned")
+    __slots__ = ("_fresh", "_levels", "_returned", "_size")
 
     def __init__(self) -> None:
-        self._fresh: deque[Message] = deque()
-        self._returned: list[tuple[int, Message]] = []
+        self._fresh: list[deque[Message]] = [deque() for _ in range(PRIORITIES)]
+        #: Bit p set when ``_fresh[p]`` is not empty.
+        self._levels = 0
+        self._returned: list[tuple[int, int, Message]] = []
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._fresh) + len(self._returned)
+        return self._size
 
     def __bool__(self) -> bool:
-        return bool(self._fresh) or bool(self._returned)
+        return self._size > 0
 
     def append(self, message: Message) -> None:
-        """Add a new message at the end."""
-        self._fresh.append(message)
+        """Add a new message behind those of its priority."""
+        priority = message.priority
+        self._fresh[priority].append(message)
+        self._levels |= 1 << priority
+        self._size += 1
 
     def put_back(self, message: Message) -> None:
-        """Return a message to its place by ``seq``."""
-        heappush(self._returned, (message.seq, message))
+        """Return a message to its place by priority and ``seq``."""
+        heappush(self._returned, (-message.priority, message.seq, message))
+        self._size += 1
+
+    def peek(self) -> Message:
+        """The message ``popleft`` would return."""
+        returned = self._returned
+        levels = self._levels
+        if levels:
+            fresh = self._fresh[levels.bit_length() - 1][0]
+            if not returned or (-fresh.priority, fresh.seq) < returned[0][:2]:
+                return fresh
+        return returned[0][2]
 
     def popleft(self) -> Message:
-        """Take the oldest message."""
+        """Take the first message."""
         returned = self._returned
-        if returned and (not self._fresh or returned[0][0] < self._fresh[0].seq):
-            return heappop(returned)[1]
-        return self._fresh.popleft()
+        levels = self._levels
+        if levels:
+            priority = levels.bit_length() - 1
+            line = self._fresh[priority]
+            fresh = line[0]
+            if not returned or (-priority, fresh.seq) < returned[0][:2]:
+                line.popleft()
+                if not line:
+                    self._levels = levels & ~(1 << priority)
+                self._size -= 1
+                return fresh
+        self._size -= 1
+        return heappop(returned)[2]
+
+    def __iter__(self) -> Iterator[Message]:
+        """Every message in delivery order (a snapshot; the buffer may change after)."""
+        everything = [m for line in self._fresh for m in line]
+        everything.extend(entry[2] for entry in self._returned)
+        everything.sort(key=lambda m: (-m.priority, m.seq))
+        return iter(everything)
+
+    def remove(self, message: Message) -> None:
+        """Take out one message wherever it is (a selector or a group picked it)."""
+        line = self._fresh[message.priority]
+        try:
+            line.remove(message)
+        except ValueError:
+            self._returned = [e for e in self._returned if e[2] is not message]
+            self._returned.sort(key=lambda e: e[:2])
+        else:
+            if not line:
+                self._levels &= ~(1 << message.priority)
+        self._size -= 1
 
     def clear(self) -> list[Message]:
-        """Remove and return everything, oldest first."""
-        out = []
-        while self:
-            out.append(self.popleft())
+        """Remove and return everything, in delivery order."""
+        out = list(self)
+        for line in self._fresh:
+            line.clear()
+        self._levels = 0
+        self._returned.clear()
+        self._size = 0
         return out

@@ -9,6 +9,7 @@ cannot take more (its connection's send buffer is full) is ``paused``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from ._message import Message, MessageBuffer
@@ -20,6 +21,24 @@ ACK_MODES = ("auto", "client", "client-individual")
 
 #: Unacknowledged messages allowed in flight per client-ack subscription, by default.
 DEFAULT_PREFETCH = 1000
+
+
+class Selector(Protocol):
+    """A compiled message selector."""
+
+    text: str
+
+    def matches(self, headers: Mapping[str, str]) -> bool: ...
+
+
+def selector_view(message: Message) -> dict[str, str]:
+    """The headers a selector sees: the producer's, and the broker's own."""
+    view = dict(message.headers)
+    view["message-id"] = message.message_id
+    view["destination"] = message.destination
+    view["persistent"] = "true" if message.persistent else "false"
+    view.setdefault("priority", str(message.priority))
+    return view
 
 
 class Consumer(Protocol):
@@ -39,11 +58,13 @@ class Subscription:
         "consumer",
         "cumulative",
         "destination",
+        "exclusive",
         "id",
         "key",
         "paused",
         "pending",
         "prefetch",
+        "selector",
         "target",
         "unacked",
     )
@@ -56,6 +77,8 @@ class Subscription:
         ack_mode: str = "auto",
         prefetch: int = DEFAULT_PREFETCH,
         key: int = 0,
+        selector: Selector | None = None,
+        exclusive: bool = False,
     ) -> None:
         if ack_mode not in ACK_MODES:
             raise ValueError(f"unknown ack mode {ack_mode!r}")
@@ -74,6 +97,13 @@ class Subscription:
         #: Messages waiting for this subscription alone (topic subscriptions).
         self.pending: MessageBuffer | None = None
         self.closed = False
+        self.selector = selector
+        self.exclusive = exclusive
+
+    def accepts(self, message: Message) -> bool:
+        """Whether the subscription's selector (if any) lets ``message`` through."""
+        selector = self.selector
+        return selector is None or selector.matches(selector_view(message))
 
     def ready(self) -> bool:
         """Whether the consumer can take one more message now."""

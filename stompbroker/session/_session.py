@@ -20,7 +20,6 @@ States::
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,23 +38,22 @@ from stompbroker.codec import (
     ProtocolError,
 )
 from stompbroker.core import (
-    ACK_MODES,
-    DEFAULT_PREFETCH,
     Broker,
     Clock,
     DestinationError,
     Message,
+    MessageError,
     Subscription,
+    parse_destination,
 )
 
 from . import _wire
+from ._errors import ClientError, required
 from ._heartbeat import Heartbeat, HeartbeatError, negotiate, parse_heartbeat
+from ._subscriptions import Subscriptions, flag
 from ._transaction import Transaction
 
 log = Logger(namespace="stompbroker.session")
-
-#: Headers that carry a subscription's prefetch, by broker dialect.
-PREFETCH_HEADERS = ("activemq.prefetchSize", "prefetch-count")
 
 
 class Transport(Protocol):
@@ -77,16 +75,6 @@ class SessionSettings:
     heartbeat_tolerance: float = 2.0
     limits: Limits = DEFAULT_LIMITS
     pre_connect_limits: Limits = PRE_CONNECT_LIMITS
-    default_prefetch: int = DEFAULT_PREFETCH
-
-
-class ClientError(Exception):
-    """The client's frame broke a rule; ends the connection with an ERROR."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
 
 
 class StompSession:
@@ -110,18 +98,19 @@ class StompSession:
         self.version: str | None = None
         self.connected = False
         self.closed = False
-        self._escaping = "1.0"
+        #: The CONNECT ``client-id`` (ActiveMQ, Artemis), "" when none: names durables.
+        self.client_id = ""
+        #: The header escaping in force: the negotiated version ("1.0" before CONNECT).
+        self.escaping = "1.0"
+        #: Whether the connection's send buffer is full.
+        self.paused = False
         self._parser = FrameParser(self.settings.pre_connect_limits)
         self._parser.stop_after_frame = True
         self._heartbeat: Heartbeat | None = None
-        self._subscriptions: dict[str, Subscription] = {}
-        self._by_key: dict[int, Subscription] = {}
-        self._heads: dict[int, bytes] = {}
-        self._keys = itertools.count(1)
+        self.subscriptions = Subscriptions(self)
         self._transactions: dict[str, Transaction] = {}
         self._receipts: deque[list[Any]] = deque()
         self._disconnecting = False
-        self._paused = False
         self._handlers: dict[str, Callable[[Frame], None]] = {
             "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe,
@@ -185,50 +174,48 @@ class StompSession:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        # Pause all, then detach: what one subscription (or an aborted
-        # transaction) gives back must not be handed to another one of ours.
-        subscriptions = list(self._subscriptions.values())
-        self._subscriptions.clear()
-        self._by_key.clear()
-        for subscription in subscriptions:
-            self.broker.pause(subscription)
-        for subscription in subscriptions:
-            self.broker.unsubscribe(subscription)
+        # Detach first: what an aborted transaction gives back must not come here.
+        self.subscriptions.release()
         for transaction in self._transactions.values():
             transaction.abort()
         self._transactions.clear()
+        self.broker.delete_temporaries(self.session_id)
 
     # -- flow control --------------------------------------------------------
 
     def pause_delivery(self) -> None:
         """The connection's send buffer is full: stop handing us messages."""
-        self._paused = True
-        for subscription in self._subscriptions.values():
-            self.broker.pause(subscription)
+        self.paused = True
+        self.subscriptions.pause_all()
 
     def resume_delivery(self) -> None:
         """The send buffer drained: messages may flow again."""
-        self._paused = False
-        for subscription in list(self._subscriptions.values()):
-            if self._paused or self.closed:
-                break
-            self.broker.resume(subscription)
+        self.paused = False
+        self.subscriptions.resume_all()
 
     # -- output --------------------------------------------------------------
 
     def deliver(self, subscription: Subscription, message: Message) -> None:
         """Write one MESSAGE (the broker calls this)."""
-        version = self._escaping
-        head = self._heads[subscription.key]
-        if not subscription.auto and version == "1.2":
+        head = self.subscriptions.heads[subscription.key]
+        if not subscription.auto and self.escaping == "1.2":
             head += b"ack:" + message.message_id.encode() + b"@%d\n" % subscription.key
+        self.write_message(head, message)
+
+    def write_message(self, head: bytes, message: Message) -> None:
+        """Write a MESSAGE frame: ``head`` (command, subscription, ack) and the message."""
         if message.delivery_count > 1:
-            head += b"redelivered:true\n"
-        self.transport.write(head + _wire.message_tail(message, version))
+            head += b"redelivered:true\ndelivery-count:%d\n" % message.delivery_count
+        self.transport.write(head + _wire.message_tail(message, self.escaping))
+
+    def write(self, data: bytes) -> None:
+        """Write encoded frames unless the connection is closed."""
+        if not self.closed:
+            self.transport.write(data)
 
     def _write_receipt(self, receipt_id: str) -> None:
         if not self.closed:
-            self.transport.write(_wire.receipt(receipt_id, self._escaping))
+            self.transport.write(_wire.receipt(receipt_id, self.escaping))
 
     def _receipt(self, frame: Frame, waiting: Deferred[Any] | None = None) -> None:
         """Answer ``frame``'s receipt, after ``waiting`` and after earlier receipts."""
@@ -277,7 +264,7 @@ class StompSession:
         """End the connection with an ERROR frame."""
         if self.closed:
             return
-        self.transport.write(_wire.error(message, detail, self._escaping, receipt_id, extra))
+        self.transport.write(_wire.error(message, detail, self.escaping, receipt_id, extra))
         self._close()
 
     def _fail_protocol(self, error: ProtocolError) -> None:
@@ -303,8 +290,9 @@ class StompSession:
             except HeartbeatError as exc:
                 raise ClientError("invalid heart-beat header", str(exc)) from None
         outgoing, incoming = negotiate(client_beat, self.settings.heartbeat)
+        self.client_id = headers.get("client-id", "")
         self.version = version
-        self._escaping = version
+        self.escaping = version
         self.connected = True
         parser = self._parser
         parser.version = version
@@ -370,85 +358,49 @@ class StompSession:
 
     def _on_send(self, frame: Frame) -> None:
         headers = frame.headers
-        destination = _required(headers, "destination", "SEND")
-        persistent = _flag(headers.get("persistent"))
+        destination = required(headers, "destination", "SEND")
+        persistent = _persistence(headers.get("persistent"))
         transaction = headers.get("transaction")
         # The broker takes the headers over (dropping receipt): read it first.
         receipt_id = headers.get("receipt")
         try:
+            reply_to = headers.get("reply-to")
+            if reply_to is not None and reply_to.startswith(("/temp-queue/", "/temp-topic/")):
+                headers["reply-to"] = self._reply_destination(reply_to)
             if transaction is not None:
                 staged = self._transaction(transaction)
-                staged.stage_send(destination, headers, frame.body, persistent)
+                staged.stage_send(destination, headers, frame.body, persistent, self.session_id)
                 waiting = None
             else:
-                waiting = self.broker.send(destination, headers, frame.body, persistent)
-        except DestinationError as exc:
+                waiting = self.broker.send(
+                    destination, headers, frame.body, persistent, self.session_id
+                )
+        except (DestinationError, MessageError) as exc:
             raise ClientError(str(exc)) from None
         self._receipt_for(receipt_id, waiting)
+
+    def _reply_destination(self, reply_to: str) -> str:
+        """Create our temp destination named in ``reply-to``; subscribe to it if we do not.
+
+        Returns its broker-wide name, which other connections can send to.
+        """
+        kind, name = parse_destination(reply_to)
+        temporary = self.broker.temporary(kind, name, self.session_id)
+        if not self.subscriptions.owns_subscription_to(temporary.address):
+            self.subscriptions.subscribe_reply_queue(reply_to)
+        return temporary.address
 
     # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------
 
     def _on_subscribe(self, frame: Frame) -> None:
-        headers = frame.headers
-        destination = _required(headers, "destination", "SUBSCRIBE")
-        if self.version == "1.0":
-            subscription_id = headers.get("id", destination)
-        else:
-            subscription_id = _required(headers, "id", "SUBSCRIBE")
-        if subscription_id in self._subscriptions:
-            raise ClientError(
-                "duplicate subscription id",
-                f"subscription {subscription_id!r} already exists on this connection",
-            )
-        ack_mode = headers.get("ack", "auto")
-        if ack_mode not in ACK_MODES:
-            raise ClientError(
-                "invalid ack mode",
-                f"ack must be one of {', '.join(ACK_MODES)}; got {ack_mode[:40]!r}",
-            )
-        prefetch = self._prefetch(headers)
-        key = next(self._keys)
-        try:
-            subscription = self.broker.subscribe(
-                self, subscription_id, destination, ack_mode, prefetch, key, start=False
-            )
-        except DestinationError as exc:
-            raise ClientError(str(exc)) from None
-        self._subscriptions[subscription_id] = subscription
-        self._by_key[key] = subscription
-        self._heads[key] = _wire.message_head(subscription_id, self._escaping)
+        assert self.version is not None
+        start = self.subscriptions.subscribe(frame.headers, self.version)
         self._receipt(frame)
-        if self._paused:
-            self.broker.pause(subscription)
-        else:
-            self.broker.resume(subscription)
-
-    def _prefetch(self, headers: dict[str, str]) -> int:
-        for name in PREFETCH_HEADERS:
-            raw = headers.get(name)
-            if raw is not None:
-                if not raw.isdigit() or int(raw) < 1:
-                    raise ClientError(
-                        f"invalid {name}", f"expected a positive integer, got {raw[:40]!r}"
-                    )
-                return int(raw)
-        return self.settings.default_prefetch
+        start()
 
     def _on_unsubscribe(self, frame: Frame) -> None:
-        headers = frame.headers
-        subscription_id = headers.get("id")
-        if subscription_id is None and self.version == "1.0":
-            subscription_id = headers.get("destination")
-        if subscription_id is None:
-            raise ClientError("missing header 'id'", "UNSUBSCRIBE needs the subscription's id")
-        subscription = self._subscriptions.pop(subscription_id, None)
-        if subscription is None:
-            raise ClientError(
-                "unknown subscription", f"no subscription {subscription_id!r} on this connection"
-            )
-        del self._by_key[subscription.key]
-        del self._heads[subscription.key]
-        self.broker.unsubscribe(subscription)
+        assert self.version is not None
+        self.subscriptions.unsubscribe(frame.headers, self.version)
         self._receipt(frame)
 
     # -- ACK / NACK ----------------------------------------------------------
@@ -462,42 +414,17 @@ class StompSession:
         self._settle(frame, False)
 
     def _settle(self, frame: Frame, ack: bool) -> None:
-        subscription, message_id = self._find_delivery(frame)
-        transaction = frame.headers.get("transaction")
-        if transaction is not None:
-            self._transaction(transaction).stage_settle(subscription, message_id, ack)
-        else:
-            settle = self.broker.ack if ack else self.broker.nack
-            settle(subscription, message_id)
-        self._receipt(frame)
-
-    def _find_delivery(self, frame: Frame) -> tuple[Subscription, str]:
-        """The subscription and message id an ACK or NACK names; ClientError if none."""
         headers = frame.headers
-        ack_id = headers.get("id")
-        subscription: Subscription | None = None
-        if ack_id is not None and "@" in ack_id:
-            message_id, _, key = ack_id.rpartition("@")
-            subscription = self._by_key.get(int(key)) if key.isdigit() else None
+        subscription, message_id = self.subscriptions.find_delivery(headers, frame.command)
+        transaction = headers.get("transaction")
+        requeue = ack or headers.get("requeue", "true").strip().lower() != "false"
+        if transaction is not None:
+            self._transaction(transaction).stage_settle(subscription, message_id, ack, requeue)
+        elif ack:
+            self.broker.ack(subscription, message_id)
         else:
-            message_id = headers.get("message-id") or ack_id or ""
-            if not message_id:
-                needed = "id" if self.version == "1.2" else "message-id"
-                raise ClientError(f"missing header '{needed}'", f"{frame.command} needs '{needed}'")
-            subscription_id = headers.get("subscription")
-            if subscription_id is not None:
-                subscription = self._subscriptions.get(subscription_id)
-            else:
-                subscription = next(
-                    (s for s in self._subscriptions.values() if message_id in s.unacked), None
-                )
-        if subscription is None or message_id not in subscription.unacked:
-            raise ClientError(
-                "unknown message",
-                f"{frame.command}: message {message_id!r} is not awaiting acknowledgement"
-                " on this connection",
-            )
-        return subscription, message_id
+            self.broker.nack(subscription, message_id, requeue)
+        self._receipt(frame)
 
     # -- transactions --------------------------------------------------------
 
@@ -510,14 +437,14 @@ class StompSession:
         return transaction
 
     def _on_begin(self, frame: Frame) -> None:
-        name = _required(frame.headers, "transaction", "BEGIN")
+        name = required(frame.headers, "transaction", "BEGIN")
         if name in self._transactions:
             raise ClientError("transaction already begun", f"transaction {name!r} is already open")
         self._transactions[name] = Transaction(self.broker, name)
         self._receipt(frame)
 
     def _on_commit(self, frame: Frame) -> None:
-        name = _required(frame.headers, "transaction", "COMMIT")
+        name = required(frame.headers, "transaction", "COMMIT")
         transaction = self._transaction(name)
         del self._transactions[name]
         try:
@@ -527,7 +454,7 @@ class StompSession:
         self._receipt(frame, waiting)
 
     def _on_abort(self, frame: Frame) -> None:
-        name = _required(frame.headers, "transaction", "ABORT")
+        name = required(frame.headers, "transaction", "ABORT")
         self._transaction(name).abort()
         del self._transactions[name]
         self._receipt(frame)
@@ -548,14 +475,6 @@ class _Stop(ClientError):
         super().__init__("")
 
 
-def _required(headers: dict[str, str], name: str, command: str) -> str:
-    value = headers.get(name)
-    if not value:
-        raise ClientError(f"missing header '{name}'", f"{command} needs a '{name}' header")
-    return value
-
-
-def _flag(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    return value.strip().lower() == "true"
+def _persistence(value: str | None) -> bool | None:
+    """SEND's ``persistent`` header: None when absent (the destination decides)."""
+    return None if value is None else flag(value)

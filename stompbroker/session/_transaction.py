@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from stompbroker.core import Broker, Subscription, parse_destination
+from stompbroker.core import Broker, Subscription
 
-_Send = tuple[str, dict[str, str], bytes, "bool | None"]
-_Settle = tuple[Subscription, str, bool]
+_Send = tuple[str, dict[str, str], bytes, "bool | None", "str | None"]
+_Settle = tuple[Subscription, str, bool, bool]
 
 
 class Transaction:
@@ -30,15 +30,22 @@ class Transaction:
         return len(self._staged)
 
     def stage_send(
-        self, destination: str, headers: dict[str, str], body: bytes, persistent: bool | None
+        self,
+        destination: str,
+        headers: dict[str, str],
+        body: bytes,
+        persistent: bool | None,
+        owner: str | None = None,
     ) -> None:
-        """Stage a SEND; raises DestinationError for a destination we cannot serve."""
-        parse_destination(destination)
-        self._staged.append((destination, headers, body, persistent))
+        """Stage a SEND; raises what the SEND itself would (bad destination or header)."""
+        self.broker.check_send(destination, headers, owner)
+        self._staged.append((destination, headers, body, persistent, owner))
 
-    def stage_settle(self, subscription: Subscription, message_id: str, ack: bool) -> None:
-        """Stage an ACK (``ack``) or a NACK."""
-        self._staged.append((subscription, message_id, ack))
+    def stage_settle(
+        self, subscription: Subscription, message_id: str, ack: bool, requeue: bool = True
+    ) -> None:
+        """Stage an ACK (``ack``) or a NACK (``requeue``: false sends it to the DLQ)."""
+        self._staged.append((subscription, message_id, ack, requeue))
 
     def commit(self) -> Deferred[None] | None:
         """Apply every staged frame in order; return what durability to wait for."""
@@ -46,14 +53,17 @@ class Transaction:
         broker = self.broker
         staged, self._staged = self._staged, []
         for step in staged:
-            if len(step) == 4:
+            if len(step) == 5:
                 result = broker.send(*step)
                 if result is not None:
                     waiting.append(result)
             else:
-                subscription, message_id, ack = step
+                subscription, message_id, ack, requeue = step
                 if not subscription.closed and message_id in subscription.unacked:
-                    (broker.ack if ack else broker.nack)(subscription, message_id)
+                    if ack:
+                        broker.ack(subscription, message_id)
+                    else:
+                        broker.nack(subscription, message_id, requeue)
         if not waiting:
             return None
         done: Deferred[None] = gatherResults(waiting, consumeErrors=True).addCallback(
@@ -65,7 +75,7 @@ class Transaction:
         """Drop the staged frames; messages whose ACK or NACK is dropped are given back."""
         staged, self._staged = self._staged, []
         for step in staged:
-            if len(step) == 3:
-                subscription, message_id, _ = step
+            if len(step) == 4:
+                subscription, message_id, _, _ = step
                 if not subscription.closed and message_id in subscription.unacked:
                     self.broker.nack(subscription, message_id)

@@ -45,6 +45,22 @@ def message_head(subscription_id: str, version: str) -> bytes:
     return b"MESSAGE\nsubscription:" + escape(subscription_id, version).encode("utf-8") + b"\n"
 
 
+def browse_end(subscription_id: str, destination: str, version: str) -> bytes:
+    """The MESSAGE that ends a browse (ActiveMQ's ``browser:end``)."""
+    return encode_frame(
+        "MESSAGE",
+        [
+            ("subscription", subscription_id),
+            ("message-id", "browser-end"),
+            ("destination", destination),
+            ("browser", "end"),
+            ("content-length", "0"),
+        ],
+        b"",
+        version,
+    )
+
+
 def receipt(receipt_id: str, version: str) -> bytes:
     """A RECEIPT frame."""
     return encode_frame("RECEIPT", [("receipt-id", receipt_id)], b"", version)

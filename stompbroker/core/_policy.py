@@ -1,0 +1,125 @@
+"""Destination names, wildcard patterns, and the policies that apply to destinations.
+
+Names have parts separated by ``.``. In a pattern, ``*`` matches exactly one
+part and ``>`` (last part only) matches one or more remaining parts:
+``orders.*`` matches ``orders.eu`` but not ``orders.eu.new``; ``orders.>``
+matches both. When several policy patterns match a name, the most specific wins:
+the one with more literal parts, then fewer ``*``, then no ``>``, then the
+longer pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+#: The default dead-letter queue.
+DEFAULT_DEAD_LETTER_QUEUE = "/queue/DLQ"
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    """How one destination behaves. The defaults are what ActiveMQ users expect."""
+
+    #: Messages without a ``persistent`` header are persistent (None: queues yes, topics no).
+    persistent: bool | None = None
+    #: Deliveries after the first before a message is dead-lettered.
+    max_redeliveries: int = 6
+    #: Wait before the first redelivery, in ms (0: at once).
+    redelivery_delay_ms: int = 0
+    #: Each further redelivery waits this many times longer ...
+    redelivery_backoff: float = 2.0
+    #: ... up to this many ms.
+    max_redelivery_delay_ms: int = 60_000
+    #: Where dead letters go; None: nowhere (dropped and counted).
+    dead_letter_queue: str | None = DEFAULT_DEAD_LETTER_QUEUE
+    #: Whether expired messages are dead-lettered (else dropped and counted).
+    dead_letter_expired: bool = True
+    #: Time to live given to messages that carry none, in ms (0: forever).
+    message_ttl_ms: int = 0
+    #: Unacknowledged messages in flight per client-ack subscription, by default.
+    prefetch: int = 1000
+
+    def redelivery_delay(self, delivery_count: int) -> float:
+        """Seconds to wait before delivering again a message delivered ``delivery_count`` times."""
+        if self.redelivery_delay_ms <= 0:
+            return 0.0
+        delay = self.redelivery_delay_ms * self.redelivery_backoff ** max(0, delivery_count - 1)
+        return min(delay, self.max_redelivery_delay_ms) / 1000.0
+
+
+DEFAULT_POLICY = DestinationPolicy()
+
+
+def is_pattern(name: str) -> bool:
+    """Whether a destination name holds a wildcard part."""
+    return any(part in ("*", ">") for part in name.split("."))
+
+
+def valid_pattern(name: str) -> bool:
+    """Whether ``>`` appears only as the last part (and no part is empty)."""
+    parts = name.split(".")
+    if any(not part for part in parts):
+        return False
+    return ">" not in parts[:-1]
+
+
+@lru_cache(maxsize=4096)
+def matches(pattern: str, name: str) -> bool:
+    """Whether destination ``name`` (no wildcards) matches ``pattern``."""
+    want = pattern.split(".")
+    have = name.split(".")
+    for index, part in enumerate(want):
+        if part == ">":
+            return len(have) > index
+        if index >= len(have):
+            return False
+        if part != "*" and part != have[index]:
+            return False
+    return len(have) == len(want)
+
+
+def _specificity(pattern: str) -> tuple[int, int, int, int]:
+    parts = pattern.split(".")
+    literal = sum(1 for p in parts if p not in ("*", ">"))
+    stars = sum(1 for p in parts if p == "*")
+    tail = 1 if parts[-1] == ">" else 0
+    return (literal, -stars, -tail, len(pattern))
+
+
+class PolicyMap:
+    """Policies by destination (``/queue/NAME`` or ``/topic/NAME``, NAME may be a pattern)."""
+
+    def __init__(
+        self,
+        entries: dict[str, DestinationPolicy] | None = None,
+        default: DestinationPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self.default = default
+        self._exact: dict[str, DestinationPolicy] = {}
+        self._patterns: list[tuple[tuple[int, int, int, int], str, str, DestinationPolicy]] = []
+        for destination, policy in (entries or {}).items():
+            prefix, _, name = destination.rpartition("/")
+            if is_pattern(name):
+                self._patterns.append((_specificity(name), prefix, name, policy))
+            else:
+                self._exact[destination] = policy
+        self._patterns.sort(key=lambda entry: entry[0], reverse=True)
+        self._cache: dict[str, DestinationPolicy] = {}
+
+    def for_destination(self, destination: str) -> DestinationPolicy:
+        """The policy for a destination: exact entry, else the most specific pattern."""
+        policy = self._cache.get(destination)
+        if policy is not None:
+            return policy
+        policy = self._exact.get(destination)
+        if policy is None:
+            prefix, _, name = destination.rpartition("/")
+            policy = self.default
+            for _, pattern_prefix, pattern, candidate in self._patterns:
+                if pattern_prefix == prefix and matches(pattern, name):
+                    policy = candidate
+                    break
+        if len(self._cache) < 100_000:
+            self._cache[destination] = policy
+        return policy

@@ -1,0 +1,279 @@
+"""A connection's subscriptions: SUBSCRIBE and UNSUBSCRIBE in every broker's spelling.
+
+Durable topic subscriptions are named by any of (COMPAT.md)::
+
+    activemq.subscriptionName:S            ActiveMQ Classic (with CONNECT client-id)
+    durable-subscription-name:S            ActiveMQ Artemis (also durable-subscriber-name)
+    durable:true | persistent:true, id:S   RabbitMQ (x-queue-name overrides S), Apollo
+    destination:/dsub/S                    Apollo: attach to an existing one
+
+and identified by (CONNECT client-id or "", S). On UNSUBSCRIBE the same headers
+delete the durable subscription; without them UNSUBSCRIBE only detaches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from stompbroker.core import (
+    ACK_MODES,
+    Broker,
+    DestinationError,
+    Selector,
+    Subscription,
+    compile_selector,
+)
+from stompbroker.core import SelectorError as _SelectorError
+
+from . import _wire
+from ._errors import ClientError, required
+
+if TYPE_CHECKING:
+    from ._session import StompSession
+
+#: Headers that carry a subscription's prefetch, by broker dialect.
+PREFETCH_HEADERS = ("activemq.prefetchSize", "prefetch-count")
+#: Headers that name a durable subscription outright.
+DURABLE_NAME_HEADERS = (
+    "activemq.subscriptionName",
+    "durable-subscription-name",
+    "durable-subscriber-name",
+)
+
+
+def flag(value: str | None) -> bool:
+    """A header that means yes when it says ``true`` (any case)."""
+    return value is not None and value.strip().lower() == "true"
+
+
+def durable_name(headers: dict[str, str], subscription_id: str | None) -> str | None:
+    """The durable subscription a SUBSCRIBE or UNSUBSCRIBE names, if any."""
+    for name in DURABLE_NAME_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    if flag(headers.get("durable")) or flag(headers.get("persistent")):
+        return headers.get("x-queue-name") or subscription_id
+    return None
+
+
+class Subscriptions:
+    """The subscriptions of one session, by id and by key."""
+
+    def __init__(self, session: StompSession) -> None:
+        self.session = session
+        self.broker: Broker = session.broker
+        self.by_id: dict[str, Subscription] = {}
+        self.by_key: dict[int, Subscription] = {}
+        #: The start of every MESSAGE frame, by subscription key.
+        self.heads: dict[int, bytes] = {}
+        #: Ids of finished browsing subscriptions (UNSUBSCRIBE of them is fine).
+        self.browsers: set[str] = set()
+        self._keys = itertools.count(1)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(list(self.by_id.values()))
+
+    def subscribe(self, headers: dict[str, str], version: str) -> Callable[[], None]:
+        """Handle SUBSCRIBE; returns what starts delivery (to call after the RECEIPT)."""
+        destination = required(headers, "destination", "SUBSCRIBE")
+        if version == "1.0":
+            subscription_id = headers.get("id", destination)
+        else:
+            subscription_id = required(headers, "id", "SUBSCRIBE")
+        if subscription_id in self.by_id or subscription_id in self.browsers:
+            raise ClientError(
+                "duplicate subscription id",
+                f"subscription {subscription_id!r} already exists on this connection",
+            )
+        ack_mode = headers.get("ack", "auto")
+        if ack_mode not in ACK_MODES:
+            raise ClientError(
+                "invalid ack mode",
+                f"ack must be one of {', '.join(ACK_MODES)}; got {ack_mode[:40]!r}",
+            )
+        selector = _selector(headers.get("selector"))
+        if flag(headers.get("browser")):
+            return self._browse(subscription_id, destination, selector)
+        prefetch = _prefetch(headers)
+        key = next(self._keys)
+        session = self.session
+        durable = durable_name(headers, subscription_id)
+        try:
+            if durable is not None or destination.startswith("/dsub/"):
+                subscription = self.broker.subscribe_durable(
+                    session,
+                    subscription_id,
+                    destination,
+                    session.client_id,
+                    durable or "",
+                    ack_mode,
+                    prefetch,
+                    key,
+                    start=False,
+                    selector=selector,
+                )
+            else:
+                subscription = self.broker.subscribe(
+                    session,
+                    subscription_id,
+                    destination,
+                    ack_mode,
+                    prefetch,
+                    key,
+                    start=False,
+                    owner=session.session_id,
+                    selector=selector,
+                    exclusive=flag(headers.get("activemq.exclusive")),
+                )
+        except DestinationError as exc:
+            raise ClientError(str(exc)) from None
+        self._add(subscription)
+        return lambda: self._start(subscription)
+
+    def _add(self, subscription: Subscription) -> None:
+        self.by_id[subscription.id] = subscription
+        self.by_key[subscription.key] = subscription
+        self.heads[subscription.key] = _wire.message_head(subscription.id, self.session.escaping)
+
+    def _start(self, subscription: Subscription) -> None:
+        if subscription.closed:
+            return
+        if self.session.paused:
+            self.broker.pause(subscription)
+        else:
+            self.broker.resume(subscription)
+
+    def subscribe_reply_queue(self, destination: str) -> None:
+        """RabbitMQ's implicit subscription when a SEND names its own temp queue in reply-to."""
+        if destination in self.by_id:
+            return
+        key = next(self._keys)
+        session = self.session
+        subscription = self.broker.subscribe(
+            session, destination, destination, "auto", None, key, False, owner=session.session_id
+        )
+        self._add(subscription)
+        self._start(subscription)
+
+    def owns_subscription_to(self, address: str) -> bool:
+        """Whether one of our subscriptions consumes from ``address``."""
+        return any(s.destination == address for s in self.by_id.values())
+
+    def _browse(
+        self, subscription_id: str, destination: str, selector: Selector | None
+    ) -> Callable[[], None]:
+        try:
+            messages = self.broker.browse(destination, selector, self.session.session_id)
+        except DestinationError as exc:
+            raise ClientError(str(exc)) from None
+        self.browsers.add(subscription_id)
+
+        def send() -> None:
+            session = self.session
+            head = _wire.message_head(subscription_id, session.escaping)
+            for message in messages:
+                session.write_message(head, message)
+            session.write(_wire.browse_end(subscription_id, destination, session.escaping))
+
+        return send
+
+    def unsubscribe(self, headers: dict[str, str], version: str) -> None:
+        """Handle UNSUBSCRIBE: detach, and delete a durable subscription if it says so."""
+        subscription_id = headers.get("id")
+        if subscription_id is None and version == "1.0":
+            subscription_id = headers.get("destination")
+        durable = durable_name(headers, subscription_id)
+        if subscription_id is None and durable is None:
+            raise ClientError("missing header 'id'", "UNSUBSCRIBE needs the subscription's id")
+        subscription = self.by_id.pop(subscription_id, None) if subscription_id else None
+        if subscription is not None:
+            del self.by_key[subscription.key]
+            del self.heads[subscription.key]
+        elif subscription_id in self.browsers:
+            self.browsers.discard(subscription_id)
+            return
+        elif durable is None:
+            raise ClientError(
+                "unknown subscription", f"no subscription {subscription_id!r} on this connection"
+            )
+        try:
+            if durable is not None:
+                self.broker.delete_durable(self.session.client_id, durable, subscription)
+            elif subscription is not None:
+                self.broker.unsubscribe(subscription)
+        except DestinationError as exc:
+            raise ClientError(str(exc)) from None
+
+    def find_delivery(self, headers: dict[str, str], command: str) -> tuple[Subscription, str]:
+        """The subscription and message id an ACK or NACK names; ClientError if none."""
+        ack_id = headers.get("id")
+        subscription: Subscription | None = None
+        if ack_id is not None and "@" in ack_id:
+            message_id, _, key = ack_id.rpartition("@")
+            subscription = self.by_key.get(int(key)) if key.isdigit() else None
+        else:
+            message_id = headers.get("message-id") or ack_id or ""
+            if not message_id:
+                needed = "id" if self.session.version == "1.2" else "message-id"
+                raise ClientError(f"missing header '{needed}'", f"{command} needs '{needed}'")
+            subscription_id = headers.get("subscription")
+            if subscription_id is not None:
+                subscription = self.by_id.get(subscription_id)
+            else:
+                subscription = next(
+                    (s for s in self.by_id.values() if message_id in s.unacked), None
+                )
+        if subscription is None or message_id not in subscription.unacked:
+            raise ClientError(
+                "unknown message",
+                f"{command}: message {message_id!r} is not awaiting acknowledgement"
+                " on this connection",
+            )
+        return subscription, message_id
+
+    def pause_all(self) -> None:
+        """Hand us nothing more for now."""
+        for subscription in self.by_id.values():
+            self.broker.pause(subscription)
+
+    def resume_all(self) -> None:
+        """Messages may flow again (stops early if a delivery pauses us again)."""
+        for subscription in list(self.by_id.values()):
+            if self.session.paused or self.session.closed:
+                break
+            self.broker.resume(subscription)
+
+    def release(self) -> None:
+        """Detach everything: pause all first, so that what one gives back is not
+        handed to another of ours."""
+        subscriptions = list(self.by_id.values())
+        self.by_id.clear()
+        self.by_key.clear()
+        for subscription in subscriptions:
+            self.broker.pause(subscription)
+        for subscription in subscriptions:
+            self.broker.unsubscribe(subscription)
+
+
+def _prefetch(headers: dict[str, str]) -> int | None:
+    for name in PREFETCH_HEADERS:
+        raw = headers.get(name)
+        if raw is not None:
+            if not raw.isdigit() or int(raw) < 1:
+                raise ClientError(
+                    f"invalid {name}", f"expected a positive integer, got {raw[:40]!r}"
+                )
+            return int(raw)
+    return None
+
+
+def _selector(text: str | None) -> Selector | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return compile_selector(text)
+    except _SelectorError as exc:
+        raise ClientError("invalid selector", str(exc)) from None
