@@ -40,7 +40,7 @@ class BrokerService(MultiService):
         self.config = config
         self.reactor: Clock = reactor
         node = secrets.token_hex(4)
-        self.broker = Broker(id_prefix=f"ID-{node}")
+        self.broker = Broker(id_prefix=f"ID-{node}", clock=reactor)
         self._session_ids = (f"{node}-{n}" for n in itertools.count(1))
         beat = config.heartbeat
         self.settings = SessionSettings(
