@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
@@ -20,6 +20,9 @@ from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import StompFactory, WebSocketFactory, WebSocketSettings
 
 log = Logger(namespace="stompbroker")
+
+#: How often queues are swept for expired messages, in seconds.
+EXPIRY_SWEEP_SECONDS = 30.0
 
 
 class BrokerService(MultiService):
@@ -41,6 +44,9 @@ class BrokerService(MultiService):
         self.reactor: Clock = reactor
         node = secrets.token_hex(4)
         self.broker = Broker(id_prefix=f"ID-{node}", clock=reactor)
+        sweeper = TimerService(EXPIRY_SWEEP_SECONDS, self.broker.sweep_expired)
+        sweeper.clock = reactor
+        sweeper.setServiceParent(self)
         self._session_ids = (f"{node}-{n}" for n in itertools.count(1))
         beat = config.heartbeat
         self.settings = SessionSettings(

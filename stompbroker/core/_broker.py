@@ -553,6 +553,13 @@ class Broker:
         _, name = parse_destination(target)
         self._queue(name).enqueue(dead)
 
+    def sweep_expired(self) -> int:
+        """Move expired messages out of every queue (the service calls this periodically)."""
+        now = self.now_ms()
+        queues: list[Destination] = [*self.queues.values(), *self.durables.values()]
+        queues.extend(self.temporaries.values())
+        return sum(q.sweep_expired(now) for q in queues if isinstance(q, Queue))
+
     # -- inspection --------------------------------------------------------------
 
     def queue_depth(self, name: str) -> int:

@@ -130,6 +130,8 @@ class Queue(Destination):
         #: Attached subscriptions with a selector, and queued messages with a group.
         self._selective = 0
         self._grouped = 0
+        #: Set once a message with an expiry arrives: only such queues are swept.
+        self.expiring = False
 
     def add(self, subscription: Subscription) -> None:
         super().add(subscription)
@@ -138,6 +140,8 @@ class Queue(Destination):
 
     def enqueue(self, message: Message) -> None:
         """Accept a new message and deliver it if a subscription can take it."""
+        if message.expires:
+            self.expiring = True
         if not self.subscriptions:
             self._store(message)
         elif self._selective or self._grouped or message.group is not None:
@@ -248,6 +252,16 @@ class Queue(Destination):
     def wake(self, subscription: Subscription) -> None:
         if self.buffer:
             self.dispatch()
+
+    def sweep_expired(self, now_ms: float) -> int:
+        """Dead-letter (or drop) every queued message that has expired; return how many."""
+        if not self.expiring:
+            return 0
+        expired = [m for m in self.buffer if m.expired(now_ms)]
+        for message in expired:
+            self._take(message)
+            self.hooks.dead_letter(message, "expired", self.policy)
+        return len(expired)
 
     def remove(self, subscription: Subscription) -> None:
         super().remove(subscription)
