@@ -115,7 +115,9 @@ class Broker:
             destination = target.address
             policy = target.policy
         message = self._message(destination, headers, body, persistent, policy, kind)
-        if kind == "queue":
+        if message.expires and message.expired(self.now_ms()):
+            self.dead_letter(message, "expired", policy)
+        elif kind == "queue":
             self._queue(name).enqueue(message)
         elif kind == "topic":
             self._publish(name, message)
@@ -295,9 +297,10 @@ class Broker:
         if target is None:
             return
         target.remove(subscription)
-        self._forget_if_unused(target)
+        self.forget_if_unused(target)
 
-    def _forget_if_unused(self, target: Destination) -> None:
+    def forget_if_unused(self, target: Destination) -> None:
+        """Drop ``target`` from the registry if it holds nothing (not temporaries, durables)."""
         if not target.unused() or target.owner is not None:
             return
         if target.kind == "queue" and self.queues.get(target.name) is target:
@@ -558,7 +561,12 @@ class Broker:
         now = self.now_ms()
         queues: list[Destination] = [*self.queues.values(), *self.durables.values()]
         queues.extend(self.temporaries.values())
-        return sum(q.sweep_expired(now) for q in queues if isinstance(q, Queue))
+        swept = 0
+        for queue in queues:
+            if isinstance(queue, Queue):
+                swept += queue.sweep_expired(now)
+                self.forget_if_unused(queue)
+        return swept
 
     # -- inspection --------------------------------------------------------------
 

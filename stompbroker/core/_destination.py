@@ -47,6 +47,9 @@ class Hooks(Protocol):
     def dead_letter(self, message: Message, reason: str, policy: DestinationPolicy) -> None:
         """Move ``message`` to its dead-letter queue (or drop it, counted)."""
 
+    def forget_if_unused(self, destination: Destination) -> None:
+        """Drop ``destination`` from the registry if it holds nothing any more."""
+
 
 class Destination:
     """What queues and topics share."""
@@ -96,6 +99,7 @@ class Destination:
         def due() -> None:
             self._timers.discard(call)
             self._requeue(subscription, [message])
+            self.hooks.forget_if_unused(self)
 
         call = self.hooks.clock.callLater(delay, due)
         self._timers.add(call)
@@ -333,21 +337,20 @@ class Topic(Destination):
         subscription.pending = None
 
     def give_back(self, subscription: Subscription, messages: list[Message]) -> None:
-        copies = []
-        for message in messages:
-            again = message.copy()
-            again.delivery_count = message.delivery_count + 1
-            copies.append(again)
-        # A copy's count already includes its coming delivery.
         policy = self.policy
         due = []
-        for copy in copies:
-            if copy.delivery_count - 1 > policy.max_redeliveries:
-                self.hooks.dead_letter(copy, "max-redeliveries", policy)
-            elif policy.redelivery_delay(copy.delivery_count - 1) > 0:
-                self._later(policy.redelivery_delay(copy.delivery_count - 1), subscription, copy)
+        for message in messages:
+            if message.delivery_count > policy.max_redeliveries:
+                self.hooks.dead_letter(message, "max-redeliveries", policy)
+                continue
+            # The subscription's own copy; its count includes the coming delivery.
+            again = message.copy()
+            again.delivery_count = message.delivery_count + 1
+            delay = policy.redelivery_delay(message.delivery_count)
+            if delay > 0:
+                self._later(delay, subscription, again)
             else:
-                due.append(copy)
+                due.append(again)
         if due:
             self._requeue(subscription, due)
 

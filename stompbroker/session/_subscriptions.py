@@ -21,6 +21,7 @@ from stompbroker.core import (
     ACK_MODES,
     Broker,
     DestinationError,
+    DurableSubscription,
     Selector,
     Subscription,
     compile_selector,
@@ -48,13 +49,30 @@ def flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() == "true"
 
 
-def durable_name(headers: dict[str, str], subscription_id: str | None) -> str | None:
-    """The durable subscription a SUBSCRIBE or UNSUBSCRIBE names, if any."""
+def explicit_durable_name(headers: dict[str, str]) -> str | None:
+    """The durable subscription named outright (ActiveMQ, Artemis spellings), if any."""
     for name in DURABLE_NAME_HEADERS:
         value = headers.get(name)
         if value:
             return value
-    if flag(headers.get("durable")) or flag(headers.get("persistent")):
+    return None
+
+
+def durable_flag(headers: dict[str, str]) -> bool:
+    """RabbitMQ's and Apollo's ``durable:true`` / ``persistent:true``."""
+    return flag(headers.get("durable")) or flag(headers.get("persistent"))
+
+
+def durable_name(headers: dict[str, str], subscription_id: str, destination: str) -> str | None:
+    """The durable subscription a SUBSCRIBE names, if any.
+
+    The flag spellings count on topics only: on a queue, RabbitMQ clients send
+    them as queue properties, and they mean nothing more here.
+    """
+    explicit = explicit_durable_name(headers)
+    if explicit is not None:
+        return explicit
+    if durable_flag(headers) and destination.startswith("/topic/"):
         return headers.get("x-queue-name") or subscription_id
     return None
 
@@ -100,7 +118,7 @@ class Subscriptions:
         prefetch = _prefetch(headers)
         key = next(self._keys)
         session = self.session
-        durable = durable_name(headers, subscription_id)
+        durable = durable_name(headers, subscription_id, destination)
         try:
             if durable is not None or destination.startswith("/dsub/"):
                 subscription = self.broker.subscribe_durable(
@@ -181,31 +199,56 @@ class Subscriptions:
         return send
 
     def unsubscribe(self, headers: dict[str, str], version: str) -> None:
-        """Handle UNSUBSCRIBE: detach, and delete a durable subscription if it says so."""
+        """Handle UNSUBSCRIBE: detach, and delete a durable subscription if it says so.
+
+        Nothing changes when it fails (the ERROR closes the connection, which then
+        detaches everything as usual).
+        """
         subscription_id = headers.get("id")
         if subscription_id is None and version == "1.0":
             subscription_id = headers.get("destination")
-        durable = durable_name(headers, subscription_id)
-        if subscription_id is None and durable is None:
-            raise ClientError("missing header 'id'", "UNSUBSCRIBE needs the subscription's id")
-        subscription = self.by_id.pop(subscription_id, None) if subscription_id else None
-        if subscription is not None:
-            del self.by_key[subscription.key]
-            del self.heads[subscription.key]
-        elif subscription_id in self.browsers:
+        if subscription_id is not None and subscription_id in self.browsers:
             self.browsers.discard(subscription_id)
             return
-        elif durable is None:
+        subscription = self.by_id.get(subscription_id) if subscription_id is not None else None
+        durable = self._durable_to_delete(headers, subscription, subscription_id)
+        if subscription is None and durable is None:
+            if subscription_id is None:
+                raise ClientError("missing header 'id'", "UNSUBSCRIBE needs the subscription's id")
             raise ClientError(
                 "unknown subscription", f"no subscription {subscription_id!r} on this connection"
             )
-        try:
-            if durable is not None:
-                self.broker.delete_durable(self.session.client_id, durable, subscription)
-            elif subscription is not None:
-                self.broker.unsubscribe(subscription)
-        except DestinationError as exc:
-            raise ClientError(str(exc)) from None
+        if durable is not None:
+            holder = subscription
+            if holder is not None and not _attached_to(holder, durable):
+                holder = None
+            try:
+                self.broker.delete_durable(self.session.client_id, durable, holder)
+            except DestinationError as exc:
+                raise ClientError(str(exc)) from None
+        if subscription is not None:
+            del self.by_id[subscription.id]
+            del self.by_key[subscription.key]
+            del self.heads[subscription.key]
+            self.broker.unsubscribe(subscription)
+
+    def _durable_to_delete(
+        self,
+        headers: dict[str, str],
+        subscription: Subscription | None,
+        subscription_id: str | None,
+    ) -> str | None:
+        """The durable subscription an UNSUBSCRIBE deletes, if it deletes one."""
+        explicit = explicit_durable_name(headers)
+        if explicit is not None:
+            return explicit
+        if not durable_flag(headers):
+            return None
+        if subscription is not None:
+            target = subscription.target
+            # The flag on a plain subscription's UNSUBSCRIBE only detaches it.
+            return target.subscription_name if isinstance(target, DurableSubscription) else None
+        return headers.get("x-queue-name") or subscription_id
 
     def find_delivery(self, headers: dict[str, str], command: str) -> tuple[Subscription, str]:
         """The subscription and message id an ACK or NACK names; ClientError if none."""
@@ -277,3 +320,8 @@ def _selector(text: str | None) -> Selector | None:
         return compile_selector(text)
     except _SelectorError as exc:
         raise ClientError("invalid selector", str(exc)) from None
+
+
+def _attached_to(subscription: Subscription, durable_name: str) -> bool:
+    target = subscription.target
+    return isinstance(target, DurableSubscription) and target.subscription_name == durable_name

@@ -52,6 +52,11 @@ class Transaction:
         waiting: list[Deferred[None]] = []
         broker = self.broker
         staged, self._staged = self._staged, []
+        # All or nothing: what was fine when staged may not be now (a temp
+        # destination's owner left), so check every SEND before applying any.
+        for step in staged:
+            if len(step) == 5:
+                broker.check_send(step[0], step[1], step[4])
         for step in staged:
             if len(step) == 5:
                 result = broker.send(*step)
