@@ -266,6 +266,35 @@ def test_client_offering_none_of_ours_is_served_without_subprotocol(offered: lis
     assert [f.command for f in peer.frames()] == ["CONNECTED"]
 
 
+@pytest.mark.parametrize(
+    ("offered", "accept", "version"),
+    [
+        (["v11.stomp"], "1.0,1.1,1.2", "1.1"),
+        (["v10.stomp"], "1.0,1.1,1.2", "1.0"),
+        (["v12.stomp"], "1.1,1.2", "1.2"),
+        (["stomp"], "1.0,1.1,1.2", "1.2"),
+    ],
+)
+def test_stomp_version_agrees_with_the_subprotocol(
+    offered: list[str], accept: str, version: str
+) -> None:
+    """The STOMP version negotiated on CONNECT never exceeds the subprotocol's."""
+    peer = Peer(real_session=True)
+    peer.open(offered)
+    peer.send(TextMessage(data=peer.stomp("CONNECT", accept_version=accept).decode()))
+    (connected,) = peer.frames()
+    assert (connected.command, connected.headers["version"]) == ("CONNECTED", version)
+
+
+def test_stomp_version_beyond_the_subprotocol_is_refused() -> None:
+    """v10.stomp with accept-version:1.2 only: ERROR listing the one version allowed."""
+    peer = Peer(real_session=True)
+    peer.open(["v10.stomp"])
+    peer.send(TextMessage(data=peer.stomp("CONNECT", accept_version="1.2").decode()))
+    (error,) = peer.frames()
+    assert (error.command, error.headers["version"]) == ("ERROR", "1.0")
+
+
 def test_no_extension_is_accepted() -> None:
     """permessage-deflate offered by browsers is declined: messages are never compressed."""
     peer = Peer()

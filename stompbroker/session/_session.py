@@ -104,6 +104,9 @@ class StompSession:
         self.escaping = "1.0"
         #: Whether the connection's send buffer is full.
         self.paused = False
+        #: The protocol versions this connection may negotiate (a WebSocket
+        #: subprotocol may narrow them).
+        self.versions: tuple[str, ...] = VERSIONS
         self._parser = FrameParser(self.settings.pre_connect_limits)
         self._parser.stop_after_frame = True
         self._heartbeat: Heartbeat | None = None
@@ -324,11 +327,11 @@ class StompSession:
 
     def _choose_version(self, accept: str | None) -> str:
         if accept is None:
-            return "1.0"
+            return "1.0"  # and every subprotocol allows 1.0
         offered = {v.strip() for v in accept.split(",")}
-        common = [v for v in VERSIONS if v in offered]
+        common = [v for v in self.versions if v in offered]
         if not common:
-            supported = ",".join(VERSIONS)
+            supported = ",".join(self.versions)
             self._fail(
                 "unsupported protocol version",
                 f"this broker supports STOMP {supported}; the client accepts {accept[:80]}",

@@ -79,6 +79,10 @@ CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
 
 
+#: The STOMP versions a subprotocol allows ("stomp" allows every version).
+SUBPROTOCOL_VERSIONS = {"v10.stomp": ("1.0",), "v11.stomp": ("1.0", "1.1")}
+
+
 def choose_subprotocol(offered: Iterable[str]) -> str | None:
     """The best STOMP subprotocol among ``offered``, or None when it offers none of ours."""
     names = set(offered)
@@ -346,6 +350,10 @@ class WebSocketProtocol(Protocol):
         described = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')} (websocket)"
         messages: Any = _MessageTransport(self)
         self.session = self._make_session(messages, described)
+        versions = SUBPROTOCOL_VERSIONS.get(self.subprotocol or "")
+        if versions is not None:
+            # The STOMP version must agree with the subprotocol chosen.
+            self.session.versions = versions
         transport.registerProducer(self, True)
         trailing, _closed = self._http.trailing_data
         if trailing:
