@@ -57,12 +57,45 @@ class HeartbeatSection:
 
 
 @dataclass(frozen=True)
+class DestinationEntry:
+    """One entry of ``destinations:``: the policy of a destination or a pattern of them.
+
+    The defaults equal the core's ``DestinationPolicy`` (a test keeps them equal).
+    """
+
+    name: str
+    persistent: bool | None = None
+    max_redeliveries: int = 6
+    redelivery_delay_ms: int = 0
+    redelivery_backoff: float = 2.0
+    max_redelivery_delay_ms: int = 60_000
+    dead_letter_queue: str | None = "/queue/DLQ"
+    dead_letter_expired: bool = True
+    message_ttl_ms: int = 0
+    prefetch: int = 1000
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class DurableEntry:
+    """One entry of ``durable_subscriptions:``: declared before any subscriber comes."""
+
+    name: str
+    topic: str
+    client_id: str = ""
+    selector: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole file."""
 
     broker: BrokerSection = field(default_factory=BrokerSection)
     listeners: ListenersSection = field(default_factory=ListenersSection)
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
+    destinations: tuple[DestinationEntry, ...] = ()
+    durable_subscriptions: tuple[DurableEntry, ...] = ()
     source: str = "<defaults>"
 
 
@@ -76,6 +109,9 @@ class _Reader:
     def fail(self, node: Node | None, path: str, message: str) -> ConfigError:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
         return ConfigError(f"{self.source}{line}: {path}: {message}")
+
+    def fail_at(self, line: int, path: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}:{line}: {path}: {message}")
 
     def value(self, node: Node) -> Any:
         return self._constructor.construct_object(node, deep=True)
@@ -137,6 +173,62 @@ def _origin_list(value: Any) -> str | None:
     return "expected a list of origins like https://app.example.com (scheme://host[:port])"
 
 
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _optional_bool(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else "expected true, false or null"
+
+
+def _backoff(value: Any) -> str | None:
+    return _at_least_one(value)
+
+
+def _any_text(value: Any) -> str | None:
+    return None if isinstance(value, str) else "expected a string"
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _pattern_problem(name: str) -> str | None:
+    parts = name.split(".")
+    if any(not part for part in parts):
+        return "has an empty name part"
+    if ">" in parts[:-1]:
+        return "may use '>' only as its last part"
+    return None
+
+
+def _destination_pattern(value: Any) -> str | None:
+    expected = "expected /queue/NAME or /topic/NAME (NAME may use the wildcards * and >)"
+    if not isinstance(value, str) or not value.startswith(("/queue/", "/topic/")):
+        return expected
+    name = value.split("/", 2)[2]
+    problem = _pattern_problem(name) if name else "has no name"
+    return None if problem is None else f"{expected}; {value!r} {problem}"
+
+
+def _topic_pattern(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith("/topic/"):
+        return "expected /topic/NAME (NAME may use the wildcards * and >)"
+    return _destination_pattern(value)
+
+
+def _dead_letter_queue(value: Any) -> str | None:
+    if value is None:
+        return None
+    expected = "expected /queue/NAME (no wildcards) or null"
+    if not isinstance(value, str) or not value.startswith("/queue/") or len(value) == 7:
+        return expected
+    parts = value[7:].split(".")
+    if any(p in ("*", ">", "") for p in parts):
+        return expected
+    return None
+
+
 Check = Callable[[Any], "str | None"]
 
 
@@ -168,6 +260,32 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
 }
 
 
+_DESTINATION_CHECKS: dict[str, Check] = {
+    "name": _destination_pattern,
+    "persistent": _optional_bool,
+    "max_redeliveries": _non_negative_int,
+    "redelivery_delay_ms": _non_negative_int,
+    "redelivery_backoff": _backoff,
+    "max_redelivery_delay_ms": _non_negative_int,
+    "dead_letter_queue": _dead_letter_queue,
+    "dead_letter_expired": _bool,
+    "message_ttl_ms": _non_negative_int,
+    "prefetch": _positive_int,
+}
+_DURABLE_CHECKS: dict[str, Check] = {
+    "name": _text,
+    "topic": _topic_pattern,
+    "client_id": _any_text,
+    "selector": _optional_text,
+}
+
+#: Sections whose value is a list of mappings.
+_LIST_SECTIONS: dict[str, _Entries] = {
+    "destinations": _Entries(DestinationEntry, _DESTINATION_CHECKS),
+    "durable_subscriptions": _Entries(DurableEntry, _DURABLE_CHECKS),
+}
+
+
 def parse(text: str, source: str = "<string>") -> Config:
     """Parse and validate configuration text; raise ConfigError naming the line and key."""
     reader = _Reader(source)
@@ -182,11 +300,43 @@ def parse(text: str, source: str = "<string>") -> Config:
         return Config(source=source)
     sections: dict[str, Any] = {}
     for name, (key_node, value_node) in reader.mapping(root, "(top)").items():
+        if name in _LIST_SECTIONS:
+            sections[name] = _entries(reader, name, value_node, _LIST_SECTIONS[name])
+            continue
         if name not in _SCHEMA:
-            known = ", ".join(_SCHEMA)
+            known = ", ".join([*_SCHEMA, *_LIST_SECTIONS])
             raise reader.fail(key_node, name, f"unknown section (known: {known})")
         sections[name] = _section(reader, name, value_node)
+    _check_destinations(reader, sections.get("destinations", ()))
+    _check_durables(reader, sections.get("durable_subscriptions", ()))
     return Config(source=source, **sections)
+
+
+def _check_destinations(reader: _Reader, entries: tuple[DestinationEntry, ...]) -> None:
+    """Contradictions between entries, or within one."""
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        path = f"destinations[{index}]"
+        if entry.name in seen:
+            raise reader.fail_at(entry.line, f"{path}.name", f"{entry.name!r} is given twice")
+        seen.add(entry.name)
+        if entry.dead_letter_queue == entry.name:
+            raise reader.fail_at(
+                entry.line, f"{path}.dead_letter_queue", "a destination cannot be its own DLQ"
+            )
+
+
+def _check_durables(reader: _Reader, entries: tuple[DurableEntry, ...]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for index, entry in enumerate(entries):
+        key = (entry.client_id, entry.name)
+        if key in seen:
+            raise reader.fail_at(
+                entry.line,
+                f"durable_subscriptions[{index}].name",
+                f"{entry.name!r} (client id {entry.client_id!r}) is given twice",
+            )
+        seen.add(key)
 
 
 def _section(reader: _Reader, name: str, node: Node) -> Any:
@@ -203,7 +353,7 @@ def _mapping(
         path = f"{name}.{key}"
         check = checks.get(key)
         if check is None:
-            known = ", ".join(f.name for f in fields(cls))
+            known = ", ".join(f.name for f in fields(cls) if f.name != "line")
             raise reader.fail(key_node, path, f"unknown key (known: {known})")
         if isinstance(check, _Entries):
             values[key] = _entries(reader, path, value_node, check)
@@ -219,6 +369,8 @@ def _mapping(
         no_default = required.default is MISSING and required.default_factory is MISSING
         if no_default and required.name not in values:
             raise reader.fail(node, f"{name}.{required.name}", "required key missing")
+    if "line" in {f.name for f in fields(cls)}:
+        values["line"] = node.start_mark.line + 1
     return cls(**values)
 
 

@@ -6,6 +6,7 @@ import itertools
 import os
 import secrets
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
@@ -14,8 +15,16 @@ from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 
 from stompbroker import __version__
-from stompbroker.config import Config, WebSocketListener
-from stompbroker.core import Broker, Clock
+from stompbroker.config import Config, ConfigError, WebSocketListener
+from stompbroker.core import (
+    Broker,
+    Clock,
+    DestinationPolicy,
+    PolicyMap,
+    Selector,
+    SelectorError,
+    compile_selector,
+)
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import StompFactory, WebSocketFactory, WebSocketSettings
 
@@ -23,6 +32,40 @@ log = Logger(namespace="stompbroker")
 
 #: How often queues are swept for expired messages, in seconds.
 EXPIRY_SWEEP_SECONDS = 30.0
+
+
+def policies(config: Config) -> PolicyMap:
+    """The configuration's ``destinations`` as the core's policy map."""
+    entries = {}
+    for entry in config.destinations:
+        values = {f.name: getattr(entry, f.name) for f in fields(DestinationPolicy)}
+        entries[entry.name] = DestinationPolicy(**values)
+    return PolicyMap(entries)
+
+
+def selectors(config: Config) -> dict[tuple[str, str], Selector | None]:
+    """Compile the selectors of the declared durable subscriptions; ConfigError if one is bad."""
+    compiled: dict[tuple[str, str], Selector | None] = {}
+    for index, entry in enumerate(config.durable_subscriptions):
+        selector = None
+        if entry.selector is not None and entry.selector.strip():
+            try:
+                selector = compile_selector(entry.selector)
+            except SelectorError as exc:
+                raise ConfigError(
+                    f"{config.source}:{entry.line}: durable_subscriptions[{index}].selector: {exc}"
+                ) from None
+        compiled[(entry.client_id, entry.name)] = selector
+    return compiled
+
+
+def declare_durables(broker: Broker, config: Config) -> None:
+    """Create the durable subscriptions the configuration declares."""
+    compiled = selectors(config)
+    for entry in config.durable_subscriptions:
+        pattern = entry.topic.removeprefix("/topic/")
+        selector = compiled[(entry.client_id, entry.name)]
+        broker.declare_durable(entry.client_id, entry.name, pattern, selector)
 
 
 class BrokerService(MultiService):
@@ -43,7 +86,8 @@ class BrokerService(MultiService):
         self.config = config
         self.reactor: Clock = reactor
         node = secrets.token_hex(4)
-        self.broker = Broker(id_prefix=f"ID-{node}", clock=reactor)
+        self.broker = Broker(id_prefix=f"ID-{node}", clock=reactor, policies=policies(config))
+        declare_durables(self.broker, config)
         sweeper = TimerService(EXPIRY_SWEEP_SECONDS, self.broker.sweep_expired)
         sweeper.clock = reactor
         sweeper.setServiceParent(self)

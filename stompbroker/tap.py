@@ -10,7 +10,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, WebSocketListener, load
-from stompbroker.service import BrokerService
+from stompbroker.service import BrokerService, selectors
 
 
 class Options(usage.Options):
@@ -50,6 +50,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:  # noqa: N802
         try:
             self["parsed"] = build_config(self)
+            selectors(self["parsed"])
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
         from twisted.internet import reactor

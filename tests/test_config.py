@@ -12,6 +12,8 @@ from stompbroker.config import (
     BrokerSection,
     Config,
     ConfigError,
+    DestinationEntry,
+    DurableEntry,
     HeartbeatSection,
     ListenersSection,
     WebSocketListener,
@@ -171,3 +173,125 @@ def test_every_websocket_entry_key_is_documented() -> None:
         row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
         assert row is not None, f"listeners.websocket[].{field.name} is not documented"
         assert row.group(1).strip(), f"listeners.websocket[].{field.name} has no default"
+
+
+# -- destinations and durable subscriptions ------------------------------------------------
+
+
+def test_destination_entry_defaults_equal_the_core_policy_defaults() -> None:
+    """A destinations entry that sets nothing behaves exactly like an undeclared destination."""
+    from stompbroker.core import DEFAULT_POLICY
+
+    entry = DestinationEntry(name="/queue/x")
+    for field in fields(DEFAULT_POLICY):
+        assert getattr(entry, field.name) == getattr(DEFAULT_POLICY, field.name), field.name
+
+
+def test_destinations_and_durables_are_read_with_their_lines() -> None:
+    """Entries keep the line they start on, for later messages about them."""
+    config = parse(
+        "destinations:\n"
+        "  - name: /queue/orders.>\n"
+        "    max_redeliveries: 2\n"
+        "    dead_letter_queue: /queue/orders.DLQ\n"
+        "    persistent: false\n"
+        "durable_subscriptions:\n"
+        "  - name: archive\n"
+        "    client_id: billing\n"
+        "    topic: /topic/invoices.*\n"
+        "    selector: total > 10\n",
+        "f.yaml",
+    )
+    (entry,) = config.destinations
+    assert (entry.name, entry.max_redeliveries, entry.dead_letter_queue, entry.persistent) == (
+        "/queue/orders.>",
+        2,
+        "/queue/orders.DLQ",
+        False,
+    )
+    assert entry.line == 2
+    (durable,) = config.durable_subscriptions
+    assert (durable.client_id, durable.name, durable.topic, durable.selector, durable.line) == (
+        "billing",
+        "archive",
+        "/topic/invoices.*",
+        "total > 10",
+        7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("destinations:\n  - name: /foo\n", "f.yaml:2: destinations[0].name: expected /queue/"),
+        ("destinations:\n  - max_redeliveries: 1\n", "f.yaml:2: destinations[0].name: required"),
+        ("destinations:\n  - name: /queue/a.>.b\n", "f.yaml:2: destinations[0].name: expected"),
+        ("destinations:\n  - name: /queue/a..b\n", "f.yaml:2: destinations[0].name: expected"),
+        (
+            "destinations:\n  - name: /queue/a\n    max_redeliveries: -1\n",
+            "f.yaml:3: destinations[0].max_redeliveries: expected a non-negative integer",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    redelivery_backoff: 0.5\n",
+            "f.yaml:3: destinations[0].redelivery_backoff: expected a number of at least 1",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    prefetch: 0\n",
+            "f.yaml:3: destinations[0].prefetch: expected a positive integer",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    dead_letter_queue: /topic/x\n",
+            "f.yaml:3: destinations[0].dead_letter_queue: expected /queue/NAME",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    dead_letter_queue: /queue/a\n",
+            "f.yaml:2: destinations[0].dead_letter_queue: a destination cannot be its own DLQ",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    dead_letter_expired: yes please\n",
+            "f.yaml:3: destinations[0].dead_letter_expired: expected true or false",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n  - name: /queue/a\n",
+            "f.yaml:3: destinations[1].name: '/queue/a' is given twice",
+        ),
+        ("destinations: {name: x}\n", "f.yaml:1: destinations: expected a list of mappings"),
+        (
+            "durable_subscriptions:\n  - name: s\n    topic: /queue/a\n",
+            "f.yaml:3: durable_subscriptions[0].topic: expected /topic/NAME",
+        ),
+        (
+            "durable_subscriptions:\n  - name: s\n",
+            "f.yaml:2: durable_subscriptions[0].topic: required key missing",
+        ),
+        (
+            "durable_subscriptions:\n"
+            "  - {name: s, topic: /topic/a}\n"
+            "  - {name: s, topic: /topic/b}\n",
+            "f.yaml:3: durable_subscriptions[1].name: 's' (client id '') is given twice",
+        ),
+    ],
+)
+def test_destination_and_durable_mistakes(text: str, message: str) -> None:
+    """Bad destination policies and durable declarations are refused with file:line: key."""
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "f.yaml")
+    assert str(caught.value).startswith(message)
+
+
+def test_every_destination_and_durable_key_is_documented() -> None:
+    """docs/configuration.md has a row, with a default, for every entry key of both lists."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for section, cls in (
+        ("destinations", DestinationEntry),
+        ("durable_subscriptions", DurableEntry),
+    ):
+        heading = f"## `{section}`"
+        assert heading in text
+        part = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        for field in fields(cls):
+            if field.name == "line":
+                continue
+            row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
+            assert row is not None, f"{section}[].{field.name} is not documented"
+            assert row.group(1).strip(), f"{section}[].{field.name} has no default"

@@ -117,3 +117,36 @@ def test_service_has_one_listener_per_endpoint(tmp_path: Path) -> None:
     assert isinstance(ws, WebSocketFactory)
     assert (ws.settings.path, ws.settings.allowed_origins) == ("/ws", ())
     assert ws.make_session == service.make_session
+
+
+def test_bad_durable_selector_is_a_usage_error(tmp_path: Path) -> None:
+    """A declared durable subscription's selector is compiled at start, with file:line: key."""
+    path = tmp_path / "b.yaml"
+    path.write_text(
+        'durable_subscriptions:\n  - name: s\n    topic: /topic/t\n    selector: "a = "\n'
+    )
+    with pytest.raises(usage.UsageError, match=r"b.yaml:2: durable_subscriptions\[0\].selector: "):
+        _parse("--config", str(path), "--data-dir", str(tmp_path))
+
+
+def test_policies_and_durables_reach_the_broker(tmp_path: Path) -> None:
+    """The file's destination policies and declared durables are what the broker uses."""
+    from twisted.internet.task import Clock
+
+    from stompbroker.service import BrokerService
+
+    path = tmp_path / "b.yaml"
+    path.write_text(
+        "destinations:\n"
+        "  - {name: /queue/orders.>, max_redeliveries: 1, dead_letter_queue: /queue/o.DLQ}\n"
+        "durable_subscriptions:\n"
+        "  - {name: archive, client_id: billing, topic: /topic/invoices.>, selector: 'x > 1'}\n"
+    )
+    options = _parse("--config", str(path), "--data-dir", str(tmp_path))
+    service = BrokerService(options["parsed"], Clock(), [])
+    policy = service.broker.policies.for_destination("/queue/orders.eu")
+    assert (policy.max_redeliveries, policy.dead_letter_queue) == (1, "/queue/o.DLQ")
+    assert service.broker.policies.for_destination("/queue/other").max_redeliveries == 6
+    durable = service.broker.durables[("billing", "archive")]
+    assert durable.pattern == "invoices.>"
+    assert durable.filter is not None and durable.filter.text == "x > 1"
