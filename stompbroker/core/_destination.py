@@ -134,6 +134,7 @@ class Queue(Destination):
         #: Attached subscriptions with a selector, and queued messages with a group.
         self._selective = 0
         self._grouped = 0
+        self._exclusive = 0
         #: Set once a message with an expiry arrives: only such queues are swept.
         self.expiring = False
 
@@ -141,6 +142,8 @@ class Queue(Destination):
         super().add(subscription)
         if subscription.selector is not None:
             self._selective += 1
+        if subscription.exclusive:
+            self._exclusive += 1
 
     def enqueue(self, message: Message) -> None:
         """Accept a new message and deliver it if a subscription can take it."""
@@ -215,6 +218,8 @@ class Queue(Destination):
 
     def _candidates(self) -> list[Subscription]:
         """Who may take messages: the first exclusive subscription if any, else all."""
+        if not self._exclusive:
+            return self.subscriptions
         for subscription in self.subscriptions:
             if subscription.exclusive:
                 return [subscription]
@@ -236,6 +241,12 @@ class Queue(Destination):
         """The next ready subscription in turn (that accepts ``message``, if given)."""
         candidates = self._candidates()
         count = len(candidates)
+        if count == 1:
+            only = candidates[0]
+            ready = only.ready() and (
+                message is None or only.selector is None or only.accepts(message)
+            )
+            return only if ready else None
         start = self._next
         for offset in range(count):
             index = (start + offset) % count
@@ -271,6 +282,8 @@ class Queue(Destination):
         super().remove(subscription)
         if subscription.selector is not None:
             self._selective -= 1
+        if subscription.exclusive:
+            self._exclusive -= 1
         for group in [g for g, owner in self._groups.items() if owner is subscription]:
             del self._groups[group]
         self.give_back(subscription, subscription.take_unacked())

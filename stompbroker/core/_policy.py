@@ -53,6 +53,8 @@ DEFAULT_POLICY = DestinationPolicy()
 
 def is_pattern(name: str) -> bool:
     """Whether a destination name holds a wildcard part."""
+    if "*" not in name and ">" not in name:
+        return False
     return any(part in ("*", ">") for part in name.split("."))
 
 
