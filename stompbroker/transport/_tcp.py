@@ -18,7 +18,24 @@ SessionFactory = Callable[[ITransport, str], StompSession]
 
 
 @implementer(IPushProducer)
-class StompProtocol(Protocol):
+class SessionProducer:
+    """The transport's push producer: a full send buffer pauses the session's deliveries."""
+
+    session: StompSession | None = None
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        if self.session is not None:
+            self.session.pause_delivery()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self.session is not None:
+            self.session.resume_delivery()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+
+class StompProtocol(SessionProducer, Protocol):
     """Feeds received bytes to the session; tells it when the send buffer is full."""
 
     session: StompSession | None = None
@@ -41,18 +58,6 @@ class StompProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         if self.session is not None:
             self.session.connection_lost()
-
-    # IPushProducer: the transport calls these as its send buffer fills and drains.
-    def pauseProducing(self) -> None:  # noqa: N802
-        if self.session is not None:
-            self.session.pause_delivery()
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        if self.session is not None:
-            self.session.resume_delivery()
-
-    def stopProducing(self) -> None:  # noqa: N802
-        pass
 
 
 class StompFactory(Factory):

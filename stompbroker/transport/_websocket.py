@@ -30,7 +30,7 @@ from http import HTTPStatus
 from typing import Any
 
 import h11
-from twisted.internet.interfaces import IAddress, IPushProducer, ITransport
+from twisted.internet.interfaces import IAddress, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -54,7 +54,7 @@ from stompbroker.codec import DEFAULT_LIMITS
 from stompbroker.core import Clock, DelayedCall
 from stompbroker.session import StompSession
 
-from ._tcp import SessionFactory, _set_nodelay
+from ._tcp import SessionFactory, SessionProducer, _set_nodelay
 
 log = Logger(namespace="stompbroker.transport.websocket")
 
@@ -184,8 +184,7 @@ class _MessageTransport:
 # -- the protocol ---------------------------------------------------------------------
 
 
-@implementer(IPushProducer)
-class WebSocketProtocol(Protocol):
+class WebSocketProtocol(SessionProducer, Protocol):
     """One HTTP connection: answers plain requests, or upgrades and carries a STOMP session."""
 
     session: StompSession | None = None
@@ -234,18 +233,6 @@ class WebSocketProtocol(Protocol):
         self._done = True
         self._cancel_timer()
         self._detach()
-
-    # IPushProducer: the transport calls these as its send buffer fills and drains.
-    def pauseProducing(self) -> None:  # noqa: N802
-        if self.session is not None:
-            self.session.pause_delivery()
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        if self.session is not None:
-            self.session.resume_delivery()
-
-    def stopProducing(self) -> None:  # noqa: N802
-        pass
 
     # -- the HTTP request -------------------------------------------------------
 

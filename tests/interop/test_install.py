@@ -11,10 +11,18 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Bound on creating the environment and installing into it (packages come from the index).
 INSTALL_TIMEOUT = 300.0
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> Any:
+    """Run a command to completion, bounded, capturing its output as text."""
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
@@ -24,47 +32,20 @@ def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
     bin_dir = env_dir / "bin"
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    install = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=INSTALL_TIMEOUT,
-        check=False,
+    python = str(bin_dir / "python")
+    install = _run(
+        [python, "-m", "pip", "install", "--quiet", str(ROOT)], tmp_path, environ, INSTALL_TIMEOUT
     )
     assert install.returncode == 0, install.stderr[-2000:]
-    listing = subprocess.run(
-        [str(bin_dir / "twistd"), "--help"],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    listing = _run([str(bin_dir / "twistd"), "--help"], tmp_path, environ)
     assert listing.returncode == 0, listing.stderr[-2000:]
     assert "stompbroker" in listing.stdout
-    usage = subprocess.run(
-        [str(bin_dir / "twistd"), "stompbroker", "--help"],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    usage = _run([str(bin_dir / "twistd"), "stompbroker", "--help"], tmp_path, environ)
     assert usage.returncode == 0, usage.stderr[-2000:]
     for option in ("--config", "--listen", "--data-dir"):
         assert option in usage.stdout
     # The plugin and package came from the new environment, not from this checkout.
-    where = subprocess.run(
-        [str(bin_dir / "python"), "-c", "import stompbroker; print(stompbroker.__file__)"],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    where = _run(
+        [python, "-c", "import stompbroker; print(stompbroker.__file__)"], tmp_path, environ
     )
     assert where.stdout.startswith(str(env_dir)), (where.stdout, sys.prefix)
