@@ -88,12 +88,17 @@ class Destination:
                 self.hooks.dead_letter(message, "max-redeliveries", policy)
                 continue
             delay = policy.redelivery_delay(message.delivery_count)
+            redelivery = self._redelivery(message)
             if delay > 0:
-                self._later(delay, subscription, message)
+                self._later(delay, subscription, redelivery)
             else:
-                again.append(message)
+                again.append(redelivery)
         if again:
             self._requeue(subscription, again)
+
+    def _redelivery(self, message: Message) -> Message:
+        """What is delivered again for ``message`` (the message itself, by default)."""
+        return message
 
     def _later(self, delay: float, subscription: Subscription, message: Message) -> None:
         def due() -> None:
@@ -349,23 +354,12 @@ class Topic(Destination):
         subscription.take_unacked()
         subscription.pending = None
 
-    def give_back(self, subscription: Subscription, messages: list[Message]) -> None:
-        policy = self.policy
-        due = []
-        for message in messages:
-            if message.delivery_count > policy.max_redeliveries:
-                self.hooks.dead_letter(message, "max-redeliveries", policy)
-                continue
-            # The subscription's own copy; its count includes the coming delivery.
-            again = message.copy()
-            again.delivery_count = message.delivery_count + 1
-            delay = policy.redelivery_delay(message.delivery_count)
-            if delay > 0:
-                self._later(delay, subscription, again)
-            else:
-                due.append(again)
-        if due:
-            self._requeue(subscription, due)
+    def _redelivery(self, message: Message) -> Message:
+        # The subscription's own copy (others share the message); a topic hands
+        # copies over without counting, so the count includes the coming delivery.
+        again = message.copy()
+        again.delivery_count = message.delivery_count + 1
+        return again
 
     def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
         pending = subscription.pending
