@@ -28,6 +28,8 @@ class BrokerSection:
 
     name: str = "stompbroker"
     data_dir: str = "data"
+    #: ``sqlite`` (durable, in data_dir) or ``memory`` (nothing survives a restart).
+    store: str = "sqlite"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,26 @@ class HeartbeatSection:
     tolerance: float = 2.0
 
 
+#: The largest header block the parser accepts: no header line can be longer.
+MAX_HEADER_BLOCK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    """``limits:`` against exhaustion. The frame limits apply after CONNECT; before it
+    the codec's smaller pre-connect limits apply (a test keeps the defaults equal)."""
+
+    max_connections: int = 10_000
+    max_connections_per_address: int = 1000
+    connect_timeout_ms: int = 10_000
+    max_subscriptions: int = 1000
+    max_transactions: int = 100
+    max_frames_per_transaction: int = 10_000
+    max_frame_body_bytes: int = 16 * 1024 * 1024
+    max_headers: int = 128
+    max_header_line_bytes: int = 16 * 1024
+
+
 @dataclass(frozen=True)
 class DestinationEntry:
     """One entry of ``destinations:``: the policy of a destination or a pattern of them.
@@ -73,6 +95,9 @@ class DestinationEntry:
     dead_letter_expired: bool = True
     message_ttl_ms: int = 0
     prefetch: int = 1000
+    fsync: str = "always"
+    memory_window: int = 10_000
+    memory_window_bytes: int = 16 * 1024 * 1024
     line: int = 0
 
 
@@ -94,6 +119,7 @@ class Config:
     broker: BrokerSection = field(default_factory=BrokerSection)
     listeners: ListenersSection = field(default_factory=ListenersSection)
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
     destinations: tuple[DestinationEntry, ...] = ()
     durable_subscriptions: tuple[DurableEntry, ...] = ()
     source: str = "<defaults>"
@@ -181,6 +207,13 @@ def _optional_bool(value: Any) -> str | None:
     return None if value is None or isinstance(value, bool) else "expected true, false or null"
 
 
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "expected one of " + ", ".join(choices)
+
+    return check
+
+
 def _backoff(value: Any) -> str | None:
     return _at_least_one(value)
 
@@ -240,9 +273,18 @@ class _Entries:
     checks: dict[str, Check]
 
 
+def _header_line_bytes(value: Any) -> str | None:
+    if _positive_int(value) is None and value <= MAX_HEADER_BLOCK_BYTES:
+        return None
+    return f"expected an integer from 1 to {MAX_HEADER_BLOCK_BYTES}"
+
+
 #: Per section: key -> check. Defaults live in the dataclasses above.
 _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
-    "broker": (BrokerSection, {"name": _text, "data_dir": _text}),
+    "broker": (
+        BrokerSection,
+        {"name": _text, "data_dir": _text, "store": _one_of("sqlite", "memory")},
+    ),
     "listeners": (
         ListenersSection,
         {
@@ -256,6 +298,20 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
     "heartbeat": (
         HeartbeatSection,
         {"send_ms": _non_negative_int, "receive_ms": _non_negative_int, "tolerance": _at_least_one},
+    ),
+    "limits": (
+        LimitsSection,
+        {
+            "max_connections": _positive_int,
+            "max_connections_per_address": _positive_int,
+            "connect_timeout_ms": _positive_int,
+            "max_subscriptions": _positive_int,
+            "max_transactions": _positive_int,
+            "max_frames_per_transaction": _positive_int,
+            "max_frame_body_bytes": _positive_int,
+            "max_headers": _positive_int,
+            "max_header_line_bytes": _header_line_bytes,
+        },
     ),
 }
 
@@ -271,6 +327,9 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "dead_letter_expired": _bool,
     "message_ttl_ms": _non_negative_int,
     "prefetch": _positive_int,
+    "fsync": _one_of("always", "batch", "never"),
+    "memory_window": _positive_int,
+    "memory_window_bytes": _positive_int,
 }
 _DURABLE_CHECKS: dict[str, Check] = {
     "name": _text,

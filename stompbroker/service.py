@@ -6,27 +6,40 @@ import itertools
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import ITransport
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stompbroker import __version__
-from stompbroker.config import Config, ConfigError, WebSocketListener
+from stompbroker.codec import DEFAULT_LIMITS, PRE_CONNECT_LIMITS, Limits
+from stompbroker.config import Config, ConfigError, LimitsSection, WebSocketListener
 from stompbroker.core import (
     Broker,
     Clock,
     DestinationPolicy,
+    IMessageStore,
     PolicyMap,
+    Recovery,
     Selector,
     SelectorError,
     compile_selector,
 )
 from stompbroker.session import SessionSettings, StompSession
-from stompbroker.transport import StompFactory, WebSocketFactory, WebSocketSettings
+from stompbroker.store import FILENAME, SqliteStore
+from stompbroker.transport import (
+    ConnectionLimiter,
+    StompFactory,
+    WebSocketFactory,
+    WebSocketSettings,
+    max_message_bytes,
+)
 
 log = Logger(namespace="stompbroker")
 
@@ -68,6 +81,46 @@ def declare_durables(broker: Broker, config: Config) -> None:
         broker.declare_durable(entry.client_id, entry.name, pattern, selector)
 
 
+def frame_limits(limits: LimitsSection) -> tuple[Limits, Limits]:
+    """The parser's limits after CONNECT from ``limits:``, and before it (never larger)."""
+    after = replace(
+        DEFAULT_LIMITS,
+        max_line_bytes=limits.max_header_line_bytes,
+        max_headers=limits.max_headers,
+        max_body_bytes=limits.max_frame_body_bytes,
+    )
+    smaller = {
+        f.name: min(getattr(PRE_CONNECT_LIMITS, f.name), getattr(after, f.name))
+        for f in fields(Limits)
+    }
+    return after, Limits(**smaller)
+
+
+def with_limits(settings: SessionSettings, limits: LimitsSection) -> SessionSettings:
+    """``settings`` with the per-connection limits of ``limits:``."""
+    after, before = frame_limits(limits)
+    return replace(
+        settings,
+        limits=after,
+        pre_connect_limits=before,
+        connect_timeout_ms=limits.connect_timeout_ms,
+        max_subscriptions=limits.max_subscriptions,
+        max_transactions=limits.max_transactions,
+        max_frames_per_transaction=limits.max_frames_per_transaction,
+    )
+
+
+def session_settings(config: Config) -> SessionSettings:
+    """What every session gets: our name, the heart-beats we offer, the limits."""
+    beat = config.heartbeat
+    settings = SessionSettings(
+        server=f"stompbroker/{__version__}",
+        heartbeat=(beat.send_ms, beat.receive_ms),
+        heartbeat_tolerance=beat.tolerance,
+    )
+    return with_limits(settings, config.limits)
+
+
 class BrokerService(MultiService):
     """Owns the broker and one listening service per configured endpoint.
 
@@ -86,25 +139,33 @@ class BrokerService(MultiService):
         self.config = config
         self.reactor: Clock = reactor
         node = secrets.token_hex(4)
-        self.broker = Broker(id_prefix=f"ID-{node}", clock=reactor, policies=policies(config))
-        declare_durables(self.broker, config)
+        self.store = make_store(config, reactor)
+        self.broker = Broker(
+            id_prefix=f"ID-{node}", clock=reactor, policies=policies(config), store=self.store
+        )
+        #: Fires once the store is open and the listeners listen (or fails why not).
+        self.started: Deferred[None] = Deferred()
         sweeper = TimerService(EXPIRY_SWEEP_SECONDS, self.broker.sweep_expired)
         sweeper.clock = reactor
         sweeper.setServiceParent(self)
         self._session_ids = (f"{node}-{n}" for n in itertools.count(1))
-        beat = config.heartbeat
-        self.settings = SessionSettings(
-            server=f"stompbroker/{__version__}",
-            heartbeat=(beat.send_ms, beat.receive_ms),
-            heartbeat_tolerance=beat.tolerance,
+        self.settings = session_settings(config)
+        #: Counts the connections of every listener together.
+        self.limiter = ConnectionLimiter(
+            config.limits.max_connections, config.limits.max_connections_per_address
         )
-        self.factory = StompFactory(self.make_session)
+        self.factory = StompFactory(self.make_session, self.limiter)
         self.listeners: list[StreamServerEndpointService] = []
         for endpoint in endpoints:
             self._listen(endpoint, self.factory)
         for endpoint, entry in websocket_endpoints:
-            settings = WebSocketSettings(path=entry.path, allowed_origins=entry.allowed_origins)
-            self._listen(endpoint, WebSocketFactory(self.make_session, reactor, settings))
+            settings = WebSocketSettings(
+                path=entry.path,
+                allowed_origins=entry.allowed_origins,
+                max_message_bytes=max_message_bytes(self.settings.limits),
+            )
+            factory = WebSocketFactory(self.make_session, reactor, settings, limiter=self.limiter)
+            self._listen(endpoint, factory)
 
     def _listen(self, endpoint: Any, factory: Any) -> None:
         listener = StreamServerEndpointService(endpoint, factory)
@@ -119,11 +180,65 @@ class BrokerService(MultiService):
         )
 
     def startService(self) -> None:  # noqa: N802
+        """Open the store, recover what it holds, then listen.
+
+        Before the reactor runs (under twistd) the store opens at once and a listener
+        that cannot listen raises here; with a running reactor the store opens in
+        a thread and ``started`` tells the outcome.
+        """
         os.makedirs(self.config.broker.data_dir, exist_ok=True)
         log.info(
-            "stompbroker {version} starting with {source}, data in {data_dir}",
+            "stompbroker {version} starting with {source}, data in {data_dir} ({store} store)",
             version=__version__,
             source=self.config.source,
             data_dir=os.path.abspath(self.config.broker.data_dir),
+            store=self.config.broker.store,
         )
+        opened: Deferred[Any] = self.store.open() if self.store is not None else succeed(None)
+        opened.addCallback(self._recovered)
+        outcome: list[object] = []
+        opened.addBoth(outcome.append)
+        if outcome and isinstance(outcome[0], Failure):
+            self.started.errback(outcome[0])
+            outcome[0].raiseException()
+        elif not outcome:
+            opened.addCallbacks(self.started.callback, self._failed_to_start)
+        else:
+            self.started.callback(None)
+
+    def _recovered(self, recovery: Recovery | None) -> None:
+        if recovery is not None:
+            self.broker.recover(recovery)
+            log.info(
+                "recovered {queues} stored queue(s), {durables} durable subscription(s)",
+                queues=len(recovery.queues),
+                durables=len(recovery.durables),
+            )
+        declare_durables(self.broker, self.config)
         super().startService()
+
+    def _failed_to_start(self, failure: Failure) -> None:
+        log.failure("stompbroker failed to start", failure)
+        self.started.errback(failure)
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        """Stop listening, then flush and close the store."""
+        stopped: Deferred[Any] = maybeDeferred(super().stopService)
+        store = self.store
+        if store is None:
+            return stopped.addCallback(lambda _: None)
+        return stopped.addCallback(lambda _: store.close())
+
+
+def make_store(config: Config, reactor: Any) -> IMessageStore | None:
+    """The configured store: SQLite in the data directory, or none (memory only)."""
+    if config.broker.store == "memory":
+        return None
+
+    def run(function: Any, *args: Any) -> Deferred[Any]:
+        # Before the reactor runs (startup), run at once: nothing else is served yet.
+        if not getattr(reactor, "running", False):
+            return maybeDeferred(function, *args)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+
+    return SqliteStore(os.path.join(config.broker.data_dir, FILENAME), reactor, run)

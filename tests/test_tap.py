@@ -144,6 +144,7 @@ def test_policies_and_durables_reach_the_broker(tmp_path: Path) -> None:
     )
     options = _parse("--config", str(path), "--data-dir", str(tmp_path))
     service = BrokerService(options["parsed"], Clock(), [])
+    service.startService()
     policy = service.broker.policies.for_destination("/queue/orders.eu")
     assert (policy.max_redeliveries, policy.dead_letter_queue) == (1, "/queue/o.DLQ")
     assert service.broker.policies.for_destination("/queue/other").max_redeliveries == 6

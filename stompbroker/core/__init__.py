@@ -23,6 +23,14 @@ from ._policy import (
     valid_pattern,
 )
 from ._selector import SelectorError, compile_selector
+from ._store import (
+    SYNC_LEVELS,
+    TRANSIENT,
+    DurableRecord,
+    IMessageStore,
+    Recovery,
+    StoredQueue,
+)
 from ._subscription import (
     ACK_MODES,
     DEFAULT_PREFETCH,
@@ -41,6 +49,8 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "GLOBAL_TEMP_PREFIX",
     "PREFIXES",
+    "SYNC_LEVELS",
+    "TRANSIENT",
     "Broker",
     "Clock",
     "Consumer",
@@ -48,14 +58,18 @@ __all__ = [
     "Destination",
     "DestinationError",
     "DestinationPolicy",
+    "DurableRecord",
     "DurableSubscription",
+    "IMessageStore",
     "Message",
     "MessageBuffer",
     "MessageError",
     "PolicyMap",
     "Queue",
+    "Recovery",
     "Selector",
     "SelectorError",
+    "StoredQueue",
     "Subscription",
     "Topic",
     "check_send_name",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from dataclasses import replace
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock as FakeClock
 from twisted.logger import Logger
 
@@ -22,6 +23,8 @@ from ._names import (
     parse_destination,
 )
 from ._policy import DestinationPolicy, PolicyMap, matches
+from ._selector import compile_selector
+from ._store import DurableRecord, IMessageStore, Recovery
 from ._subscription import Consumer, Selector, Subscription
 
 log = Logger(namespace="stompbroker.broker")
@@ -43,6 +46,11 @@ BROKER_HEADERS = frozenset(
 )
 
 
+#: Times in headers (``expires``, ``ttl``) are at most this many digits of ms (about
+#: 30,000 years), so that they fit the store's 64-bit integers.
+MAX_MS_DIGITS = 15
+
+
 class MessageError(Exception):
     """A SEND header the broker cannot accept (priority, expiry); the message is for the client."""
 
@@ -55,6 +63,8 @@ class Broker:
     colon, backslash, CR or LF, so that ids never need escaping in a header.
     ``clock`` gives expiry and redelivery delays their time (a fake clock that
     stands still when none is given); ``policies`` the per-destination policies.
+    ``store`` keeps persistent messages and durable subscriptions (None: nothing
+    is kept, nothing is paged); ``recover`` loads what it holds at start.
     """
 
     def __init__(
@@ -62,11 +72,13 @@ class Broker:
         id_prefix: str = "ID-stompbroker",
         clock: Clock | None = None,
         policies: PolicyMap | None = None,
+        store: IMessageStore | None = None,
     ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
         self.clock: Clock = clock if clock is not None else FakeClock()
         self.policies = policies or PolicyMap()
+        self.store = store
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
         #: Topics subscribed to by wildcard pattern, by pattern.
@@ -118,11 +130,11 @@ class Broker:
         if message.expires and message.expired(self.now_ms()):
             self.dead_letter(message, "expired", policy)
         elif kind == "queue":
-            self._queue(name).enqueue(message)
+            return self._queue(name).enqueue(message)
         elif kind == "topic":
-            self._publish(name, message)
+            return self._publish(name, message)
         elif isinstance(target, Queue):
-            target.enqueue(message)
+            return target.enqueue(message)
         elif isinstance(target, Topic):
             target.publish(message)
         return None
@@ -185,7 +197,7 @@ class Broker:
         headers["expires"] = str(expires)
         return expires
 
-    def _publish(self, name: str, message: Message) -> None:
+    def _publish(self, name: str, message: Message) -> Deferred[None] | None:
         topic = self.topics.get(name)
         if topic is not None:
             topic.publish(message)
@@ -195,8 +207,14 @@ class Broker:
         wildcards, durables = fanout
         for wildcard in wildcards:
             wildcard.publish(message)
-        for durable in durables:
-            durable.offer(message)
+        if not durables:
+            return None
+        written = [w for w in (durable.offer(message) for durable in durables) if w is not None]
+        if not written:
+            return None
+        if len(written) == 1:
+            return written[0]
+        return gatherResults(written, consumeErrors=True).addCallback(lambda _: None)
 
     def _fanout_for(self, name: str) -> tuple[list[Topic], list[DurableSubscription]]:
         """Wildcard topics and durable subscriptions fed by topic ``name`` (cached)."""
@@ -320,6 +338,12 @@ class Broker:
         settled = subscription.settle(message_id)
         if settled is None:
             return False
+        store = self.store
+        if store is not None:
+            for message in settled:
+                if message.store_key is not None:
+                    store.remove(message.store_key, message)
+                    message.store_key = None
         if subscription.target is not None:
             subscription.target.wake(subscription)
         return True
@@ -432,17 +456,29 @@ class Broker:
         """Create a durable subscription to topic ``pattern`` if it does not exist."""
         durable = self.durables.get((client_id, subscription_name))
         if durable is None:
-            address = f"/topic/{pattern}"
-            durable = DurableSubscription(
-                client_id,
-                subscription_name,
-                pattern,
-                selector,
-                self,
-                self.policies.for_destination(address),
-            )
-            self.durables[durable.key] = durable
-            self._fanout.clear()
+            durable = self._durable(client_id, subscription_name, pattern, selector)
+            if self.store is not None:
+                text = selector.text if selector is not None else None
+                record = DurableRecord(client_id, subscription_name, pattern, text)
+                self.store.add_durable(record)
+        return durable
+
+    def _durable(
+        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+    ) -> DurableSubscription:
+        address = f"/topic/{pattern}"
+        durable = DurableSubscription(
+            client_id,
+            subscription_name,
+            pattern,
+            selector,
+            self,
+            self.policies.for_destination(address),
+        )
+        if self.store is not None:
+            durable.attach_store(self.store, durable_store_key(client_id, subscription_name))
+        self.durables[durable.key] = durable
+        self._fanout.clear()
         return durable
 
     def delete_durable(
@@ -467,6 +503,9 @@ class Broker:
             self.counters["dropped"] += len(dropped)
         del self.durables[durable.key]
         self._fanout.clear()
+        if self.store is not None:
+            self.store.drop(durable.store_key)
+            self.store.remove_durable(client_id, subscription_name)
 
     # -- temporary destinations ----------------------------------------------------
 
@@ -524,6 +563,9 @@ class Broker:
 
     def dead_letter(self, message: Message, reason: str, policy: DestinationPolicy) -> None:
         """Move ``message`` to its dead-letter queue, or drop it (counted, logged)."""
+        if message.store_key is not None and self.store is not None:
+            self.store.remove(message.store_key, message)
+            message.store_key = None
         target = policy.dead_letter_queue
         if reason == "expired":
             self.counters["expired"] += 1
@@ -571,9 +613,9 @@ class Broker:
     # -- inspection --------------------------------------------------------------
 
     def queue_depth(self, name: str) -> int:
-        """Messages waiting in queue ``name`` (not counting those in flight)."""
+        """Messages waiting in queue ``name``, paged out included (not those in flight)."""
         queue = self.queues.get(name)
-        return len(queue.buffer) if queue is not None else 0
+        return queue.depth() if queue is not None else 0
 
     def _queue(self, name: str) -> Queue:
         queue = self.queues.get(name)
@@ -582,7 +624,40 @@ class Broker:
             queue = self.queues[name] = Queue(
                 name, address, self, self.policies.for_destination(address)
             )
+            if self.store is not None:
+                queue.attach_store(self.store)
         return queue
+
+    # -- recovery ----------------------------------------------------------------
+
+    def recover(self, recovery: Recovery) -> None:
+        """At start, before any client: take over what the store holds.
+
+        Durable subscriptions come back; every stored queue is paged in from the
+        store, in order; messages delivered before come back redelivered.
+        """
+        store = self.store
+        assert store is not None, "a broker without a store has nothing to recover"
+        self._seq = itertools.count(recovery.last_seq + 1)
+        for record in recovery.durables:
+            selector = compile_selector(record.selector) if record.selector else None
+            if (record.client_id, record.name) not in self.durables:
+                self._durable(record.client_id, record.name, record.pattern, selector)
+        by_key: dict[str, Queue] = {d.store_key: d for d in self.durables.values()}
+        for stored in recovery.queues:
+            queue = by_key.get(stored.store_key)
+            if queue is None and stored.store_key.startswith("/queue/"):
+                queue = self._queue(stored.store_key.removeprefix("/queue/"))
+            if queue is None or queue.pager is None:
+                log.warn("dropping stored messages of unknown {key}", key=stored.store_key)
+                store.drop(stored.store_key)
+                continue
+            queue.pager.restore(stored.priorities)
+
+
+def durable_store_key(client_id: str, subscription_name: str) -> str:
+    """The store's name for a durable subscription's queue."""
+    return "durable:" + json.dumps([client_id, subscription_name], ensure_ascii=False)
 
 
 class _NoConsumer:
@@ -595,13 +670,16 @@ def _priority(headers: dict[str, str]) -> int:
     if raw is None:
         return DEFAULT_PRIORITY
     text = raw.strip()
-    if not (text.isdigit() and len(text) == 1):
+    if len(text) != 1 or text not in "0123456789":
         raise MessageError(f"invalid priority {raw[:40]!r}: expected an integer from 0 to 9")
     return int(text)
 
 
 def _non_negative(raw: str, name: str) -> int:
     text = raw.strip()
-    if not (text.isdigit() and text.isascii()):
-        raise MessageError(f"invalid {name} {raw[:40]!r}: expected a non-negative integer (ms)")
+    if not (text.isdigit() and text.isascii()) or len(text) > MAX_MS_DIGITS:
+        raise MessageError(
+            f"invalid {name} {raw[:40]!r}: expected a non-negative integer (ms)"
+            f" of at most {MAX_MS_DIGITS} digits"
+        )
     return int(text)

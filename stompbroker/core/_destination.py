@@ -30,9 +30,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from twisted.internet.defer import Deferred
+
 from ._clock import Clock, DelayedCall
 from ._message import Message, MessageBuffer
+from ._paging import Pager
 from ._policy import DestinationPolicy
+from ._store import IMessageStore
 from ._subscription import Subscription
 
 
@@ -142,6 +146,15 @@ class Queue(Destination):
         self._exclusive = 0
         #: Set once a message with an expiry arrives: only such queues are swept.
         self.expiring = False
+        #: The store's name for this queue, and its paged part (None: memory only).
+        self.store_key = address
+        self.pager: Pager | None = None
+
+    def attach_store(self, store: IMessageStore, store_key: str | None = None) -> None:
+        """Keep persistent messages in ``store`` (under ``store_key``) and page to it."""
+        if store_key is not None:
+            self.store_key = store_key
+        self.pager = Pager(self, store)
 
     def add(self, subscription: Subscription) -> None:
         super().add(subscription)
@@ -150,10 +163,24 @@ class Queue(Destination):
         if subscription.exclusive:
             self._exclusive += 1
 
-    def enqueue(self, message: Message) -> None:
-        """Accept a new message and deliver it if a subscription can take it."""
+    def enqueue(self, message: Message) -> Deferred[None] | None:
+        """Accept a new message and deliver it if a subscription can take it.
+
+        Returns None, or a Deferred that fires once a persistent message is as safe
+        as the queue's fsync policy asks.
+        """
         if message.expires:
             self.expiring = True
+        written = None
+        pager = self.pager
+        if pager is not None:
+            if pager.total or len(self.buffer) >= pager.window(message):
+                written = pager.page_out(message)
+                pager.fill()
+                return written
+            if message.persistent:
+                message.store_key = self.store_key
+                written = pager.store.add(self.store_key, message, self.policy.fsync)
         if not self.subscriptions:
             self._store(message)
         elif self._selective or self._grouped or message.group is not None:
@@ -161,6 +188,18 @@ class Queue(Destination):
         else:
             self.buffer.append(message)
             self.dispatch()
+        return written
+
+    def paged_in(self, messages: list[Message]) -> None:
+        """Messages loaded from the store join the buffer (behind those of their priority)."""
+        for message in messages:
+            if message.expires:
+                self.expiring = True
+            self._store(message)
+        if self.subscriptions:
+            self.dispatch()
+        elif self.pager is not None:
+            self.pager.fill()
 
     def _store(self, message: Message) -> None:
         self.buffer.append(message)
@@ -186,7 +225,13 @@ class Queue(Destination):
         """Hand queued messages, in order, to ready subscriptions in turn."""
         if self._selective or self._grouped:
             self._dispatch_scan()
-            return
+        else:
+            self._dispatch_in_order()
+        pager = self.pager
+        if pager is not None and pager.total:
+            pager.fill()
+
+    def _dispatch_in_order(self) -> None:
         buffer = self.buffer
         hooks = self.hooks
         now = 0.0
@@ -202,6 +247,18 @@ class Queue(Destination):
                     continue
             message.delivery_count += 1
             subscription.send(message)
+            if message.store_key is not None:
+                self._handed(subscription, message)
+
+    def _handed(self, subscription: Subscription, message: Message) -> None:
+        """A stored message went out: its row goes (auto ack), or records the delivery."""
+        pager = self.pager
+        assert pager is not None and message.store_key is not None
+        if subscription.auto:
+            pager.store.remove(message.store_key, message)
+            message.store_key = None
+        else:
+            pager.store.delivered(message.store_key, message)
 
     def _dispatch_scan(self) -> None:
         """Dispatch when selectors or groups may let a message pass another."""
@@ -268,6 +325,8 @@ class Queue(Destination):
         if message.group is not None and message.headers.get("JMSXGroupSeq") == "-1":
             self._groups.pop(message.group, None)  # the producer closed the group
         subscription.send(message)
+        if message.store_key is not None:
+            self._handed(subscription, message)
 
     def wake(self, subscription: Subscription) -> None:
         if self.buffer:
@@ -304,12 +363,20 @@ class Queue(Destination):
             self.dispatch()
 
     def unused(self) -> bool:
-        return super().unused() and not self.buffer
+        pager = self.pager
+        paged = pager is not None and (pager.total or pager.loading)
+        return super().unused() and not self.buffer and not paged
+
+    def depth(self) -> int:
+        """Messages waiting, in memory and paged out (not counting those in flight)."""
+        return len(self.buffer) + (self.pager.total if self.pager is not None else 0)
 
     def close(self) -> list[Message]:
         super().close()
         self._groups.clear()
         self._grouped = 0
+        if self.pager is not None:
+            self.pager = Pager(self, self.pager.store)
         return self.buffer.clear()
 
 

@@ -10,6 +10,8 @@ a time. It lives until deleted.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
+
 from ._destination import Hooks, Queue
 from ._message import Message
 from ._policy import DestinationPolicy
@@ -53,14 +55,14 @@ class DurableSubscription(Queue):
         mine = self.filter.text if self.filter is not None else None
         return pattern == self.pattern and text == mine
 
-    def offer(self, message: Message) -> None:
+    def offer(self, message: Message) -> Deferred[None] | None:
         """A message published to a matching topic: keep a copy if the selector agrees."""
         selector = self.filter
         if selector is not None and not selector.matches(selector_view(message)):
-            return
+            return None
         copy = message.copy()
         copy.delivery_count = 0
-        self.enqueue(copy)
+        return self.enqueue(copy)
 
     def unused(self) -> bool:
         return False

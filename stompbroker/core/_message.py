@@ -21,7 +21,8 @@ class Message:
     to its place by priority, then ``seq``. ``expires`` is an absolute time in
     epoch milliseconds, 0 for never. ``group`` is the JMSXGroupID, if any.
     ``wire`` is an opaque cache the delivering side may fill with the encoded
-    form of the message (one entry per encoding).
+    form of the message (one entry per encoding). ``store_key`` names the queue
+    whose store row holds the message, while one does.
     """
 
     __slots__ = (
@@ -35,6 +36,7 @@ class Message:
         "persistent",
         "priority",
         "seq",
+        "store_key",
         "wire",
     )
 
@@ -61,6 +63,8 @@ class Message:
         self.group = group
         self.delivery_count = 0
         self.wire: dict[Any, bytes] | None = None
+        #: The queue whose stored row this is, or None while the message is in memory only.
+        self.store_key: str | None = None
 
     @property
     def redelivered(self) -> bool:
@@ -72,7 +76,7 @@ class Message:
         return 0 < self.expires <= now_ms
 
     def copy(self) -> Message:
-        """A copy with its own delivery count (a topic subscriber's copy)."""
+        """A copy with its own delivery count and no store row (a topic subscriber's copy)."""
         other = Message(
             self.message_id,
             self.destination,

@@ -39,6 +39,13 @@ class DestinationPolicy:
     message_ttl_ms: int = 0
     #: Unacknowledged messages in flight per client-ack subscription, by default.
     prefetch: int = 1000
+    #: When a persistent message's RECEIPT may go: ``always`` (after an fsync),
+    #: ``batch`` (after a group fsync a few ms later), ``never`` (once written to the OS).
+    fsync: str = "always"
+    #: Messages a queue keeps in memory; beyond, new ones wait on disk (paged) ...
+    memory_window: int = 10_000
+    #: ... or beyond about this many bytes of bodies.
+    memory_window_bytes: int = 16 * 1024 * 1024
 
     def redelivery_delay(self, delivery_count: int) -> float:
         """Seconds to wait before delivering again a message delivered ``delivery_count`` times."""

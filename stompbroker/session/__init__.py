@@ -1,8 +1,9 @@
 """Per-connection STOMP state: versions, heart-beats, receipts, errors."""
 
 from ._heartbeat import Heartbeat, negotiate, parse_heartbeat
-from ._session import ClientError, SessionSettings, StompSession
-from ._transaction import Transaction
+from ._session import ClientError, StompSession, refuse_connection
+from ._settings import SessionSettings
+from ._transaction import Transaction, Transactions
 
 __all__ = [
     "ClientError",
@@ -10,6 +11,8 @@ __all__ = [
     "SessionSettings",
     "StompSession",
     "Transaction",
+    "Transactions",
     "negotiate",
     "parse_heartbeat",
+    "refuse_connection",
 ]

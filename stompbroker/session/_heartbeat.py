@@ -20,17 +20,21 @@ from stompbroker.core import Clock, DelayedCall
 #: Beats are sent this fraction of the agreed interval apart, so none is late.
 SEND_AHEAD = 0.9
 
+#: A longer interval (about 24 days) is taken as this one: timers need finite floats.
+MAX_INTERVAL_MS = 2**31 - 1
+
 
 class HeartbeatError(ValueError):
     """A malformed heart-beat header."""
 
 
 def parse_heartbeat(value: str) -> tuple[int, int]:
-    """Parse ``"cx,cy"`` into two non-negative integers (milliseconds)."""
-    parts = value.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    """Parse ``"cx,cy"`` into two non-negative integers (milliseconds, at most
+    ``MAX_INTERVAL_MS``: a longer interval is as good as never)."""
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
         raise HeartbeatError(f"expected two non-negative integers 'cx,cy', got {value[:40]!r}")
-    return int(parts[0]), int(parts[1])
+    return min(int(parts[0]), MAX_INTERVAL_MS), min(int(parts[1]), MAX_INTERVAL_MS)
 
 
 def negotiate(client: tuple[int, int], server: tuple[int, int]) -> tuple[int, int]:
@@ -62,6 +66,8 @@ class Heartbeat:
         self._send_call: DelayedCall | None = None
         self._check_call: DelayedCall | None = None
         self.last_received = clock.seconds()
+        #: True while we do not read from the peer: its silence is then ours.
+        self.held = False
 
     @property
     def watching(self) -> bool:
@@ -92,6 +98,8 @@ class Heartbeat:
         self._send_beat()
 
     def _check(self) -> None:
+        if self.held:
+            self.last_received = self._clock.seconds()
         silent = self._clock.seconds() - self.last_received
         if silent >= self._timeout:
             self._check_call = None

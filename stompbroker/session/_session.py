@@ -7,13 +7,16 @@ States::
           +--any other frame, bad input, timeout-----+--ERROR, lost--> closed
 
 * Before CONNECT only CONNECT or STOMP is accepted, under the parser's smaller
-  pre-connect limits.
+  pre-connect limits, and only for ``connect_timeout_ms``.
 * Every frame that carries ``receipt`` gets a RECEIPT, in the order the frames
   came, and only once what the frame did is as durable as it will be (a
   persistent SEND waits for the store).
 * A peer's fault ends the connection with an ERROR naming it (and
   ``receipt-id`` when the offending frame asked for a receipt); our own fault is
   logged with its traceback and the client sees only "internal error".
+* A connection holds at most ``max_subscriptions`` subscriptions and
+  ``max_transactions`` open transactions of ``max_frames_per_transaction`` frames;
+  the frame beyond a limit is the client's fault.
 * When the connection ends, every subscription is detached (unacknowledged queue
   messages go back to their queue) and open transactions are aborted.
 """
@@ -22,24 +25,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from stompbroker.codec import (
-    DEFAULT_LIMITS,
-    PRE_CONNECT_LIMITS,
-    VERSIONS,
-    Frame,
-    FrameParser,
-    Limits,
-    ProtocolError,
-)
+from stompbroker.codec import VERSIONS, Frame, FrameParser, ProtocolError
 from stompbroker.core import (
     Broker,
     Clock,
+    DelayedCall,
     DestinationError,
     Message,
     MessageError,
@@ -50,10 +45,15 @@ from stompbroker.core import (
 from . import _wire
 from ._errors import ClientError, required
 from ._heartbeat import Heartbeat, HeartbeatError, negotiate, parse_heartbeat
+from ._settings import SessionSettings
 from ._subscriptions import Subscriptions, flag
-from ._transaction import Transaction
+from ._transaction import Transactions
 
 log = Logger(namespace="stompbroker.session")
+
+#: Messages of one connection accepted but not yet written by the store: beyond this
+#: many, the connection is not read until half of them are written.
+MAX_UNWRITTEN = 10_000
 
 
 class Transport(Protocol):
@@ -64,17 +64,10 @@ class Transport(Protocol):
     def loseConnection(self) -> None: ...  # noqa: N802 (Twisted's name)
 
 
-@dataclass(frozen=True)
-class SessionSettings:
-    """Per-connection protocol settings the composition root chooses."""
-
-    server: str = "stompbroker"
-    #: What we offer in CONNECTED: (can send every ms, want to receive every ms).
-    heartbeat: tuple[int, int] = (10000, 10000)
-    #: A client silent this many times its promised interval is disconnected.
-    heartbeat_tolerance: float = 2.0
-    limits: Limits = DEFAULT_LIMITS
-    pre_connect_limits: Limits = PRE_CONNECT_LIMITS
+def refuse_connection(transport: Transport, message: str, detail: str) -> None:
+    """Turn a connection away before any session is made for it: ERROR, then close."""
+    transport.write(_wire.error(message, detail, "1.0"))
+    transport.loseConnection()
 
 
 class StompSession:
@@ -111,10 +104,22 @@ class StompSession:
         self._parser.stop_after_frame = True
         self._heartbeat: Heartbeat | None = None
         self.subscriptions = Subscriptions(self)
-        self._transactions: dict[str, Transaction] = {}
+        self._transactions = Transactions(
+            broker, self.settings.max_transactions, self.settings.max_frames_per_transaction
+        )
         self._receipts: deque[list[Any]] = deque()
+        #: Whether we stopped reading until the store catches up (see _receipt_for).
+        self._reading_held = False
         self._disconnecting = False
-        self._handlers: dict[str, Callable[[Frame], None]] = {
+        self._handlers = self._handler_table()
+        timeout = self.settings.connect_timeout_ms
+        self._connect_timer: DelayedCall | None = (
+            clock.callLater(timeout / 1000.0, self._no_connect) if timeout > 0 else None
+        )
+
+    def _handler_table(self) -> dict[str, Callable[[Frame], None]]:
+        """What handles each command once connected."""
+        return {
             "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe,
             "UNSUBSCRIBE": self._on_unsubscribe,
@@ -127,6 +132,11 @@ class StompSession:
             "CONNECT": self._on_connect_again,
             "STOMP": self._on_connect_again,
         }
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes wait for the rest of a frame (bounded by the limits)."""
+        return self._parser.buffered
 
     # -- input ---------------------------------------------------------------
 
@@ -174,14 +184,13 @@ class StompSession:
 
     def _release(self) -> None:
         """Stop timers, abort transactions, detach subscriptions (idempotent)."""
+        self._stop_connect_timer()
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
         # Detach first: what an aborted transaction gives back must not come here.
         self.subscriptions.release()
-        for transaction in self._transactions.values():
-            transaction.abort()
-        self._transactions.clear()
+        self._transactions.abort_all()
         self.broker.delete_temporaries(self.session_id)
 
     # -- flow control --------------------------------------------------------
@@ -237,6 +246,21 @@ class StompSession:
         self._receipts.append(entry)
         if waiting is not None:
             waiting.addCallbacks(self._receipt_ready, self._receipt_failed, (entry,), {}, (entry,))
+            if len(self._receipts) >= MAX_UNWRITTEN and not self._reading_held:
+                self._hold_reading(True)
+
+    def _hold_reading(self, hold: bool) -> None:
+        """Stop (or resume) reading from a producer whose messages the store has yet to write.
+
+        Its socket then fills and TCP slows the producer down, so memory stays bounded
+        when producers outrun the disk. Its heart-beats are not held against it meanwhile.
+        """
+        self._reading_held = hold
+        if self._heartbeat is not None:
+            self._heartbeat.held = hold
+        producer = getattr(self.transport, "pauseProducing" if hold else "resumeProducing", None)
+        if producer is not None and not self.closed:
+            producer()
 
     def _receipt_ready(self, _: object, entry: list[Any]) -> None:
         entry[1] = True
@@ -245,6 +269,8 @@ class StompSession:
             receipt_id = receipts.popleft()[0]
             if receipt_id is not None:
                 self._write_receipt(receipt_id)
+        if self._reading_held and len(receipts) <= MAX_UNWRITTEN // 2:
+            self._hold_reading(False)
         if self._disconnecting and not receipts:
             self._close()
 
@@ -293,6 +319,7 @@ class StompSession:
             except HeartbeatError as exc:
                 raise ClientError("invalid heart-beat header", str(exc)) from None
         outgoing, incoming = negotiate(client_beat, self.settings.heartbeat)
+        self._stop_connect_timer()
         self.client_id = headers.get("client-id", "")
         self.version = version
         self.escaping = version
@@ -314,16 +341,19 @@ class StompSession:
             )
         )
         if outgoing or incoming:
-            self._heartbeat = Heartbeat(
-                self.clock,
-                outgoing,
-                incoming,
-                self.settings.heartbeat_tolerance,
-                self._send_beat,
-                self._client_silent,
-            )
-            self._heartbeat.start()
+            self._start_heartbeat(outgoing, incoming)
         log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)
+
+    def _start_heartbeat(self, outgoing: int, incoming: int) -> None:
+        self._heartbeat = Heartbeat(
+            self.clock,
+            outgoing,
+            incoming,
+            self.settings.heartbeat_tolerance,
+            self._send_beat,
+            self._client_silent,
+        )
+        self._heartbeat.start()
 
     def _choose_version(self, accept: str | None) -> str:
         if accept is None:
@@ -340,6 +370,20 @@ class StompSession:
             )
             raise _Stop
         return common[-1]
+
+    def _no_connect(self) -> None:
+        self._connect_timer = None
+        timeout = self.settings.connect_timeout_ms
+        self._fail(
+            f"no CONNECT within {timeout} ms",
+            f"a connection must send CONNECT or STOMP within {timeout} ms of opening",
+            None,
+        )
+
+    def _stop_connect_timer(self) -> None:
+        timer, self._connect_timer = self._connect_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _on_connect_again(self, frame: Frame) -> None:
         raise ClientError(
@@ -371,7 +415,7 @@ class StompSession:
             if reply_to is not None and reply_to.startswith(("/temp-queue/", "/temp-topic/")):
                 headers["reply-to"] = self._reply_destination(reply_to)
             if transaction is not None:
-                staged = self._transaction(transaction)
+                staged = self._transactions.staging(transaction)
                 staged.stage_send(destination, headers, frame.body, persistent, self.session_id)
                 waiting = None
             else:
@@ -422,7 +466,8 @@ class StompSession:
         transaction = headers.get("transaction")
         requeue = ack or headers.get("requeue", "true").strip().lower() != "false"
         if transaction is not None:
-            self._transaction(transaction).stage_settle(subscription, message_id, ack, requeue)
+            staged = self._transactions.staging(transaction)
+            staged.stage_settle(subscription, message_id, ack, requeue)
         elif ack:
             self.broker.ack(subscription, message_id)
         else:
@@ -431,25 +476,12 @@ class StompSession:
 
     # -- transactions --------------------------------------------------------
 
-    def _transaction(self, name: str) -> Transaction:
-        transaction = self._transactions.get(name)
-        if transaction is None:
-            raise ClientError(
-                "unknown transaction", f"transaction {name!r} was not begun on this connection"
-            )
-        return transaction
-
     def _on_begin(self, frame: Frame) -> None:
-        name = required(frame.headers, "transaction", "BEGIN")
-        if name in self._transactions:
-            raise ClientError("transaction already begun", f"transaction {name!r} is already open")
-        self._transactions[name] = Transaction(self.broker, name)
+        self._transactions.begin(required(frame.headers, "transaction", "BEGIN"))
         self._receipt(frame)
 
     def _on_commit(self, frame: Frame) -> None:
-        name = required(frame.headers, "transaction", "COMMIT")
-        transaction = self._transaction(name)
-        del self._transactions[name]
+        transaction = self._transactions.take(required(frame.headers, "transaction", "COMMIT"))
         try:
             waiting = transaction.commit()
         except DestinationError as exc:
@@ -457,9 +489,7 @@ class StompSession:
         self._receipt(frame, waiting)
 
     def _on_abort(self, frame: Frame) -> None:
-        name = required(frame.headers, "transaction", "ABORT")
-        self._transaction(name).abort()
-        del self._transactions[name]
+        self._transactions.take(required(frame.headers, "transaction", "ABORT")).abort()
         self._receipt(frame)
 
     # -- DISCONNECT ----------------------------------------------------------

@@ -96,16 +96,7 @@ class Subscriptions:
 
     def subscribe(self, headers: dict[str, str], version: str) -> Callable[[], None]:
         """Handle SUBSCRIBE; returns what starts delivery (to call after the RECEIPT)."""
-        destination = required(headers, "destination", "SUBSCRIBE")
-        if version == "1.0":
-            subscription_id = headers.get("id", destination)
-        else:
-            subscription_id = required(headers, "id", "SUBSCRIBE")
-        if subscription_id in self.by_id or subscription_id in self.browsers:
-            raise ClientError(
-                "duplicate subscription id",
-                f"subscription {subscription_id!r} already exists on this connection",
-            )
+        destination, subscription_id = self._new_subscription(headers, version)
         ack_mode = headers.get("ack", "auto")
         if ack_mode not in ACK_MODES:
             raise ClientError(
@@ -151,6 +142,31 @@ class Subscriptions:
         self._add(subscription)
         return lambda: self._start(subscription)
 
+    def _new_subscription(self, headers: dict[str, str], version: str) -> tuple[str, str]:
+        """The destination and id of a SUBSCRIBE; ClientError if the id is taken or no
+        subscription fits."""
+        destination = required(headers, "destination", "SUBSCRIBE")
+        if version == "1.0":
+            subscription_id = headers.get("id", destination)
+        else:
+            subscription_id = required(headers, "id", "SUBSCRIBE")
+        if subscription_id in self.by_id or subscription_id in self.browsers:
+            raise ClientError(
+                "duplicate subscription id",
+                f"subscription {subscription_id!r} already exists on this connection",
+            )
+        self._check_room()
+        return destination, subscription_id
+
+    def _check_room(self) -> None:
+        """ClientError if the connection holds as many subscriptions as it may."""
+        limit = self.session.settings.max_subscriptions
+        if len(self.by_id) + len(self.browsers) >= limit:
+            raise ClientError(
+                "too many subscriptions",
+                f"the limit is {limit} subscriptions on one connection (limits.max_subscriptions)",
+            )
+
     def _add(self, subscription: Subscription) -> None:
         self.by_id[subscription.id] = subscription
         self.by_key[subscription.key] = subscription
@@ -168,6 +184,7 @@ class Subscriptions:
         """RabbitMQ's implicit subscription when a SEND names its own temp queue in reply-to."""
         if destination in self.by_id:
             return
+        self._check_room()
         key = next(self._keys)
         session = self.session
         subscription = self.broker.subscribe(
@@ -256,7 +273,7 @@ class Subscriptions:
         subscription: Subscription | None = None
         if ack_id is not None and "@" in ack_id:
             message_id, _, key = ack_id.rpartition("@")
-            subscription = self.by_key.get(int(key)) if key.isdigit() else None
+            subscription = self.by_key.get(int(key)) if _digits(key) else None
         else:
             message_id = headers.get("message-id") or ack_id or ""
             if not message_id:
@@ -305,12 +322,17 @@ def _prefetch(headers: dict[str, str]) -> int | None:
     for name in PREFETCH_HEADERS:
         raw = headers.get(name)
         if raw is not None:
-            if not raw.isdigit() or int(raw) < 1:
+            if not _digits(raw) or int(raw) < 1:
                 raise ClientError(
                     f"invalid {name}", f"expected a positive integer, got {raw[:40]!r}"
                 )
             return int(raw)
     return None
+
+
+def _digits(text: str) -> bool:
+    """Whether ``text`` is a decimal number ``int()`` reads (``isdigit`` alone takes "²")."""
+    return text.isascii() and text.isdigit()
 
 
 def _selector(text: str | None) -> Selector | None:

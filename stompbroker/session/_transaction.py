@@ -6,6 +6,8 @@
   message among them is durable; the COMMIT's RECEIPT waits for it.
 * ABORT drops the staged SENDs, and gives back (for redelivery) the messages
   whose ACK or NACK it drops, as a NACK would.
+* A connection holds at most ``max_open`` open transactions, each of at most
+  ``max_frames`` staged frames; the frame beyond either is the client's fault.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, gatherResults
 
 from stompbroker.core import Broker, Subscription
+
+from ._errors import ClientError
 
 _Send = tuple[str, dict[str, str], bytes, "bool | None", "str | None"]
 _Settle = tuple[Subscription, str, bool, bool]
@@ -84,3 +88,60 @@ class Transaction:
                 subscription, message_id, _, _ = step
                 if not subscription.closed and message_id in subscription.unacked:
                     self.broker.nack(subscription, message_id)
+
+
+class Transactions:
+    """A connection's open transactions, by name, within the connection's limits."""
+
+    def __init__(self, broker: Broker, max_open: int, max_frames: int) -> None:
+        self.broker = broker
+        self.max_open = max_open
+        self.max_frames = max_frames
+        self._open: dict[str, Transaction] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def begin(self, name: str) -> None:
+        """Open transaction ``name``; ClientError if it is open or too many are."""
+        if name in self._open:
+            raise ClientError("transaction already begun", f"transaction {name!r} is already open")
+        if len(self._open) >= self.max_open:
+            raise ClientError(
+                "too many transactions",
+                f"the limit is {self.max_open} open transactions on one connection"
+                " (limits.max_transactions)",
+            )
+        self._open[name] = Transaction(self.broker, name)
+
+    def find(self, name: str) -> Transaction:
+        """The open transaction ``name``; ClientError if there is none."""
+        transaction = self._open.get(name)
+        if transaction is None:
+            raise ClientError(
+                "unknown transaction", f"transaction {name!r} was not begun on this connection"
+            )
+        return transaction
+
+    def staging(self, name: str) -> Transaction:
+        """The open transaction ``name``, with room for one more frame; else ClientError."""
+        transaction = self.find(name)
+        if len(transaction) >= self.max_frames:
+            raise ClientError(
+                "transaction too large",
+                f"transaction {name!r} reached the limit of {self.max_frames} frames"
+                " (limits.max_frames_per_transaction)",
+            )
+        return transaction
+
+    def take(self, name: str) -> Transaction:
+        """Remove and return the open transaction ``name`` (to commit or abort it)."""
+        transaction = self.find(name)
+        del self._open[name]
+        return transaction
+
+    def abort_all(self) -> None:
+        """Abort every open transaction (the connection ended)."""
+        open_, self._open = self._open, {}
+        for transaction in open_.values():
+            transaction.abort()

@@ -20,13 +20,14 @@ One connection goes through these states::
 * Memory is bounded: h11 bounds the request head, wsproto streams payloads (a message is never
   buffered whole), and a message larger than ``max_message_bytes`` closes with 1009.
 * Plain HTTP requests get one answer, then the connection closes (no keep-alive).
+* A connection over the listeners' shared connection limits gets ``503`` at once, before its
+  request is read, and is closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -50,23 +51,37 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 from zope.interface import implementer
 
-from stompbroker.codec import DEFAULT_LIMITS
+from stompbroker.codec import DEFAULT_LIMITS, Limits
 from stompbroker.core import Clock, DelayedCall
 from stompbroker.session import StompSession
 
-from ._tcp import SessionFactory, SessionProducer, _set_nodelay
+from ._http import (
+    ALLOW_GET,
+    MAX_HTTP_BODY_BYTES,
+    TOO_MANY_CONNECTIONS,
+    HttpHandler,
+    HttpRequest,
+    HttpResponse,
+    not_found,
+    reason_phrase,
+)
+from ._tcp import ConnectionLimiter, Counted, SessionFactory, SessionProducer, _set_nodelay
 
 log = Logger(namespace="stompbroker.transport.websocket")
 
 #: Subprotocols we speak, best first: STOMP.js offers the v1x ones, some clients ``stomp``.
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp", "stomp")
 
-#: The largest WebSocket message: one largest STOMP frame (head, blank line, body, NUL) and
-#: room for heart-beat EOLs. Several frames in one message must fit in it together.
-MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_header_bytes + DEFAULT_LIMITS.max_body_bytes + 1024
 
-#: The largest body of a plain HTTP request (the upgrade request has none).
-MAX_HTTP_BODY_BYTES = 64 * 1024
+def max_message_bytes(limits: Limits) -> int:
+    """The largest WebSocket message for frames within ``limits``: one largest STOMP frame
+    (head, blank line, body, NUL) and room for heart-beat EOLs. Several frames in one
+    message must fit in it together."""
+    return limits.max_header_bytes + limits.max_body_bytes + 1024
+
+
+#: The largest WebSocket message under the default frame limits.
+MAX_MESSAGE_BYTES = max_message_bytes(DEFAULT_LIMITS)
 
 #: Seconds a connection may take to send its whole HTTP request.
 HANDSHAKE_TIMEOUT = 10.0
@@ -116,45 +131,6 @@ class WebSocketSettings:
     close_timeout: float = CLOSE_TIMEOUT
 
 
-# -- plain HTTP on the same listener ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """A plain HTTP request for a path other than the WebSocket one."""
-
-    method: str
-    target: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    body: bytes = b""
-
-    @property
-    def path(self) -> str:
-        """The target without its query string."""
-        return self.target.split("?", 1)[0]
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    """What an ``HttpHandler`` answers."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[bytes, bytes], ...] = field(default=())
-
-
-_ALLOW_GET = ((b"allow", b"GET"),)
-
-#: Answers a plain HTTP request; a later console plugs in here to serve ``/``.
-HttpHandler = Callable[[HttpRequest], HttpResponse]
-
-
-def not_found(request: HttpRequest) -> HttpResponse:
-    """The handler for now: nothing is served over plain HTTP."""
-    return HttpResponse(404, b"not found\n")
-
-
 # -- what the session sees ------------------------------------------------------------
 
 
@@ -180,11 +156,19 @@ class _MessageTransport:
     def getHost(self) -> IAddress:  # noqa: N802 (Twisted's name)
         return self._protocol._wire.getHost()
 
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        """Stop reading from the client (the session asks when the store lags)."""
+        self._protocol._wire.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        """Read from the client again."""
+        self._protocol._wire.resumeProducing()
+
 
 # -- the protocol ---------------------------------------------------------------------
 
 
-class WebSocketProtocol(SessionProducer, Protocol):
+class WebSocketProtocol(SessionProducer, Counted, Protocol):
     """One HTTP connection: answers plain requests, or upgrades and carries a STOMP session."""
 
     session: StompSession | None = None
@@ -197,8 +181,10 @@ class WebSocketProtocol(SessionProducer, Protocol):
         clock: Clock,
         settings: WebSocketSettings,
         http_handler: HttpHandler,
+        limiter: ConnectionLimiter | None = None,
     ) -> None:
         self._make_session = make_session
+        self.limiter = limiter
         self._clock = clock
         self._settings = settings
         self._http_handler = http_handler
@@ -218,6 +204,10 @@ class WebSocketProtocol(SessionProducer, Protocol):
     # -- Twisted's calls --------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802
+        if self.take_place(self.transport) is not None:
+            self._wire.write(TOO_MANY_CONNECTIONS)
+            self._lose()
+            return
         _set_nodelay(self.transport)
         self._timer = self._clock.callLater(self._settings.handshake_timeout, self._abort)
 
@@ -232,6 +222,7 @@ class WebSocketProtocol(SessionProducer, Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self._done = True
         self._cancel_timer()
+        self.give_place_back()
         self._detach()
 
     # -- the HTTP request -------------------------------------------------------
@@ -294,7 +285,9 @@ class WebSocketProtocol(SessionProducer, Protocol):
         try:
             out = http.send(
                 h11.Response(
-                    status_code=response.status, headers=headers, reason=_reason(response.status)
+                    status_code=response.status,
+                    headers=headers,
+                    reason=reason_phrase(response.status),
                 )
             )
             if self._request is None or self._request.method != b"HEAD":
@@ -310,7 +303,7 @@ class WebSocketProtocol(SessionProducer, Protocol):
     def _upgrade(self, request: h11.Request) -> None:
         ws = WSConnection(ConnectionType.SERVER)
         if request.method != b"GET":
-            self._respond(HttpResponse(405, b"a WebSocket upgrade is a GET\n", headers=_ALLOW_GET))
+            self._respond(HttpResponse(405, b"a WebSocket upgrade is a GET\n", headers=ALLOW_GET))
             return
         try:
             ws.initiate_upgrade_connection(list(request.headers), request.target)
@@ -470,15 +463,18 @@ class WebSocketFactory(Factory):
         clock: Clock,
         settings: WebSocketSettings | None = None,
         http_handler: HttpHandler = not_found,
+        limiter: ConnectionLimiter | None = None,
     ) -> None:
         self.make_session = make_session
         self.clock = clock
         self.settings = settings or WebSocketSettings()
         self.http_handler = http_handler
+        #: Shared with the other listeners' factories; None: no limit.
+        self.limiter = limiter
 
     def buildProtocol(self, addr: Any) -> WebSocketProtocol:  # noqa: N802
         protocol = WebSocketProtocol(
-            self.make_session, self.clock, self.settings, self.http_handler
+            self.make_session, self.clock, self.settings, self.http_handler, self.limiter
         )
         protocol.factory = self
         return protocol
@@ -487,10 +483,3 @@ class WebSocketFactory(Factory):
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     value = next((v for n, v in headers if n == name), None)
     return None if value is None else value.decode("latin-1")
-
-
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""

@@ -24,7 +24,7 @@ import stomp
 from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import blockingCallFromThread
 from zope.interface import implementer
@@ -110,7 +110,7 @@ class _TrackingEndpoint:
         #: The protocols built for accepted connections (StompProtocol instances).
         self.protocols: list[Any] = []
 
-    def listen(self, factory: Factory) -> Deferred[Any]:
+    def listen(self, factory: IProtocolFactory) -> Deferred[Any]:
         def listening(port: Any) -> Any:
             self.port = port
             return port
@@ -182,21 +182,27 @@ def _ended(protocol: Protocol) -> bool:
     return transport is None or bool(transport.disconnected)
 
 
-def _start_broker(data_dir: Path) -> RunningBroker:
-    config = Config()
+def _start_broker(data_dir: Path, config: Config | None = None) -> Any:
+    """Start a broker (on the reactor thread); a Deferred firing with it once it listens."""
+    config = config or Config()
     config = replace(config, broker=replace(config.broker, data_dir=str(data_dir)))
     endpoint = _TrackingEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"))
     service = BrokerService(config, reactor, [endpoint])
     service.startService()
-    if endpoint.port is None:
-        raise RuntimeError("the broker did not start listening")
-    return RunningBroker(service, endpoint)
+
+    def listening(_: object) -> RunningBroker:
+        if endpoint.port is None:
+            raise RuntimeError("the broker did not start listening")
+        return RunningBroker(service, endpoint)
+
+    started: Deferred[RunningBroker] = service.started.addCallback(listening)
+    return started
 
 
 @pytest.fixture
 def broker(running_reactor: Any, tmp_path: Path) -> Iterator[RunningBroker]:
     """A fresh broker on 127.0.0.1 port 0 with its data in a temporary directory."""
-    running: RunningBroker = blockingCallFromThread(reactor, _start_broker, tmp_path / "data")
+    running: RunningBroker = blockingCallFromThread(reactor, _start_broker, tmp_path / "data", None)
     try:
         yield running
     finally:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
 from twisted.internet.threads import blockingCallFromThread
 
@@ -151,7 +152,8 @@ class Listeners:
         return stopped
 
 
-def _start(config: Config, websocket: dict[str, tuple[str, WebSocketListener]]) -> Listeners:
+def _start(config: Config, websocket: dict[str, tuple[str, WebSocketListener]]) -> Any:
+    """Start a broker (on the reactor thread); a Deferred firing with it once it listens."""
     tcp = _TrackingEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"))
     tracked = {
         name: (_TrackingEndpoint(serverFromString(reactor, spec)), entry)
@@ -160,9 +162,14 @@ def _start(config: Config, websocket: dict[str, tuple[str, WebSocketListener]]) 
     service = BrokerService(config, reactor, [tcp], list(tracked.values()))
     service.startService()
     running = Listeners(service, tcp, {name: pair[0] for name, pair in tracked.items()})
-    if any(e.port is None for e in running._all()):
-        raise RuntimeError("the broker did not start listening")
-    return running
+
+    def listening(_: object) -> Listeners:
+        if any(e.port is None for e in running._all()):
+            raise RuntimeError("the broker did not start listening")
+        return running
+
+    started: Deferred[Listeners] = service.started.addCallback(listening)
+    return started
 
 
 Start = Callable[..., Listeners]

@@ -1,0 +1,115 @@
+"""Paging: a queue keeps a bounded window of messages in memory and the rest on disk.
+
+States of a stored queue::
+
+    in memory --(window full)--> paging --(every paged message loaded)--> in memory
+
+* In memory: new messages join the queue's buffer (persistent ones are also
+  written to the store).
+* Paging: every new message, persistent or not, goes to the store only (a
+  non-persistent one as a *transient* row) and is counted here by priority, so
+  that order is kept: within a priority, nothing new overtakes a paged message.
+* Whenever the buffer falls below half the window, the pager loads the next
+  page: the highest priority with paged messages first, oldest first. One load
+  is in flight at a time; messages paged meanwhile are counted and loaded later.
+* A high-priority message paged while lower ones sit in memory waits until the
+  buffer drains below half the window: priority holds across pages only that far.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ._message import PRIORITIES, Message
+from ._store import TRANSIENT, IMessageStore
+
+if TYPE_CHECKING:
+    from ._destination import Queue
+
+log = Logger(namespace="stompbroker.paging")
+
+#: Messages of at least this size count as this many bytes (headers, bookkeeping).
+OVERHEAD_BYTES = 256
+
+
+class Pager:
+    """The paged part of one queue: counts and the next ``seq`` to load, per priority."""
+
+    __slots__ = ("counts", "cursors", "loading", "queue", "size", "store", "total")
+
+    def __init__(self, queue: Queue, store: IMessageStore) -> None:
+        self.queue = queue
+        self.store = store
+        self.counts = [0] * PRIORITIES
+        self.cursors = [0] * PRIORITIES
+        #: Messages on disk only, not yet loaded.
+        self.total = 0
+        self.loading = False
+        #: The window for messages of the size seen last.
+        self.size = queue.policy.memory_window
+
+    def window(self, message: Message) -> int:
+        """How many messages like ``message`` the queue may keep in memory."""
+        policy = self.queue.policy
+        by_size = policy.memory_window_bytes // (len(message.body) + OVERHEAD_BYTES)
+        self.size = size = max(1, min(policy.memory_window, by_size))
+        return size
+
+    def page_out(self, message: Message) -> Deferred[None]:
+        """Keep ``message`` on disk only; fires as its persistence asks."""
+        queue = self.queue
+        sync = queue.policy.fsync if message.persistent else TRANSIENT
+        written = self.store.add(queue.store_key, message, sync)
+        priority = message.priority
+        if not self.counts[priority]:
+            self.cursors[priority] = message.seq
+        self.counts[priority] += 1
+        self.total += 1
+        return written
+
+    def restore(self, priorities: dict[int, tuple[int, int]]) -> None:
+        """At start: what the store holds for this queue is all paged."""
+        for priority, (count, first) in priorities.items():
+            self.counts[priority] = count
+            self.cursors[priority] = first
+            self.total += count
+        self.fill()
+
+    def fill(self) -> None:
+        """Load the next page if the buffer is below half the window."""
+        if self.loading or not self.total:
+            return
+        queue = self.queue
+        room = self.size - len(queue.buffer)
+        if room * 2 < self.size:
+            return
+        priority = max(p for p in range(PRIORITIES) if self.counts[p])
+        limit = max(1, min(room, self.counts[priority]))
+        self.loading = True
+        loaded = self.store.load(queue.store_key, priority, self.cursors[priority], limit)
+        loaded.addCallbacks(self._loaded, self._failed, callbackArgs=(priority,))
+
+    def _loaded(self, messages: list[Message], priority: int) -> None:
+        self.loading = False
+        count = len(messages)
+        if count == 0:
+            log.error(
+                "{queue}: {count} paged messages of priority {priority} are missing from the store",
+                queue=self.queue.address,
+                count=self.counts[priority],
+                priority=priority,
+            )
+            count = self.counts[priority]
+        else:
+            self.cursors[priority] = messages[-1].seq + 1
+            self.window(messages[len(messages) // 2])
+        self.counts[priority] -= count
+        self.total -= count
+        self.queue.paged_in(messages)
+
+    def _failed(self, failure: object) -> None:
+        self.loading = False
+        log.error("{queue}: loading paged messages failed", queue=self.queue.address)

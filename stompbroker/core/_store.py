@@ -1,0 +1,106 @@
+"""What the core asks of a message store, and what a store gives back at start.
+
+A store keeps *rows*: one per message per queue that holds it (a message copied
+to three durable subscriptions is three rows), identified by the holding queue's
+``store_key``, the message's priority and its ``seq``. The core writes a row for
+every persistent message it accepts into a queue or a durable subscription, and
+for a non-persistent one only when it pages it out of memory (a *transient*
+row, forgotten at the next start). Rows go when their message is done
+(acknowledged, dead-lettered, expired, dropped).
+
+Every method returns at once; work is done in order of the calls. ``add`` fires
+its Deferred when the row is as safe as the ``sync`` level asks:
+
+* ``always``: on disk (fsync) before the Deferred fires;
+* ``batch``: as ``always``, but the store may wait a few milliseconds to share
+  one fsync among more rows;
+* ``never``: handed to the operating system (survives the broker's crash, not
+  the machine's);
+* ``transient``: whenever convenient (a paged-out non-persistent message).
+
+Removals and delivery counts are written with the next batch, with no fsync of
+their own: after a crash a message may come back once more, never get lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+from ._message import Message
+
+SYNC_LEVELS = ("always", "batch", "never")
+TRANSIENT = "transient"
+
+
+@dataclass(frozen=True)
+class DurableRecord:
+    """A durable subscription's definition, as stored."""
+
+    client_id: str
+    name: str
+    pattern: str
+    selector: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredQueue:
+    """What a store holds for one queue: per priority, how many rows and the first ``seq``."""
+
+    store_key: str
+    #: priority -> (row count, smallest seq)
+    priorities: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Everything a store hands the broker at start."""
+
+    durables: tuple[DurableRecord, ...] = ()
+    queues: tuple[StoredQueue, ...] = ()
+    #: The largest ``seq`` ever stored; the broker continues after it.
+    last_seq: int = 0
+
+
+class IMessageStore(Interface):
+    """Where queued messages and durable subscription definitions are kept."""
+
+    name = Attribute("A short name for logs: 'memory', 'sqlite'.")
+
+    def open() -> Deferred[Recovery]:
+        """Open (creating if needed), drop transient rows, and describe what is stored."""
+
+    def add(store_key: str, message: Message, sync: str) -> Deferred[None]:
+        """Write a row for ``message`` in queue ``store_key``; fires when as safe as ``sync``."""
+
+    def delivered(store_key: str, message: Message) -> None:
+        """Record ``message.delivery_count`` (batched, no fsync)."""
+
+    def remove(store_key: str, message: Message) -> None:
+        """Delete the row of ``message`` in ``store_key`` (batched, no fsync)."""
+
+    def load(store_key: str, priority: int, from_seq: int, limit: int) -> Deferred[list[Message]]:
+        """Up to ``limit`` rows of ``store_key`` at ``priority`` with ``seq >= from_seq``, in order.
+
+        Sees every write asked for before it.
+        """
+
+    def drop(store_key: str) -> None:
+        """Delete every row of ``store_key`` (a deleted durable subscription or queue)."""
+
+    def add_durable(record: DurableRecord) -> Deferred[None]:
+        """Keep (or replace) a durable subscription's definition; fires once on disk."""
+
+    def remove_durable(client_id: str, name: str) -> None:
+        """Forget a durable subscription's definition (its rows go with ``drop``)."""
+
+    def flush() -> Deferred[None]:
+        """Fires once everything asked so far is written (and fsynced if any asked)."""
+
+    def close() -> Deferred[None]:
+        """Flush and release the store; no call may follow."""
+
+    def size() -> int:
+        """Bytes the store uses on disk (0 in memory)."""

@@ -1,0 +1,93 @@
+"""A store in memory: the contract of IMessageStore without a disk, for tests and brokers
+that keep nothing across restarts.
+
+Rows are snapshots: what ``load`` returns are new Message objects, as from disk,
+so a test can "restart" a broker on the same MemoryStore.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery, StoredQueue
+
+from ._rows import Row, message_from_row, row_from_message
+
+
+@implementer(IMessageStore)
+class MemoryStore:
+    """Rows and durable definitions in dictionaries; every Deferred has fired on return."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        #: store key -> {(priority, seq): row}
+        self.rows: dict[str, dict[tuple[int, int], Row]] = {}
+        self.durables: dict[tuple[str, str], DurableRecord] = {}
+        self.closed = False
+
+    def open(self) -> Deferred[Recovery]:
+        self.closed = False
+        queues = []
+        last_seq = 0
+        for key, rows in self.rows.items():
+            for spot in [spot for spot, row in rows.items() if not row.persistent]:
+                del rows[spot]
+            priorities: dict[int, tuple[int, int]] = {}
+            for priority, seq in rows:
+                count, first = priorities.get(priority, (0, seq))
+                priorities[priority] = (count + 1, min(first, seq))
+                last_seq = max(last_seq, seq)
+            if priorities:
+                queues.append(StoredQueue(key, priorities))
+        return succeed(Recovery(tuple(self.durables.values()), tuple(queues), last_seq))
+
+    def add(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
+        row = row_from_message(message)
+        self.rows.setdefault(store_key, {})[(row.priority, row.seq)] = row
+        return succeed(None)
+
+    def delivered(self, store_key: str, message: Message) -> None:
+        rows = self.rows.get(store_key)
+        spot = (message.priority, message.seq)
+        if rows is not None and spot in rows:
+            rows[spot] = rows[spot]._replace(delivery_count=message.delivery_count)
+
+    def remove(self, store_key: str, message: Message) -> None:
+        rows = self.rows.get(store_key)
+        if rows is not None:
+            rows.pop((message.priority, message.seq), None)
+            if not rows:
+                del self.rows[store_key]
+
+    def load(
+        self, store_key: str, priority: int, from_seq: int, limit: int
+    ) -> Deferred[list[Message]]:
+        rows = self.rows.get(store_key, {})
+        seqs = sorted(seq for p, seq in rows if p == priority and seq >= from_seq)[:limit]
+        return succeed([message_from_row(store_key, rows[(priority, seq)]) for seq in seqs])
+
+    def drop(self, store_key: str) -> None:
+        self.rows.pop(store_key, None)
+
+    def add_durable(self, record: DurableRecord) -> Deferred[None]:
+        self.durables[(record.client_id, record.name)] = record
+        return succeed(None)
+
+    def remove_durable(self, client_id: str, name: str) -> None:
+        self.durables.pop((client_id, name), None)
+
+    def flush(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        self.closed = True
+        return succeed(None)
+
+    def size(self) -> int:
+        return 0
+
+    def count(self) -> int:
+        """Rows held, in every queue (for tests)."""
+        return sum(len(rows) for rows in self.rows.values())

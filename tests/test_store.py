@@ -1,0 +1,353 @@
+"""The IMessageStore contract, run against every store; then what only the SQLite store does."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery
+from stompbroker.store import FILENAME, MemoryStore, SqliteStore
+
+
+def run_now(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """A worker 'thread' that runs at once (the real one is the reactor's thread pool)."""
+    return maybeDeferred(function, *args)
+
+
+@dataclass
+class Harness:
+    """A store, how to let its batches go, and how to get a fresh one on the same data."""
+
+    store: Any
+    clock: Clock
+    reopen: Callable[[], Any]
+
+    def settle(self) -> None:
+        """Let every scheduled batch run."""
+        for _ in range(20):
+            self.clock.advance(1.0)
+
+    def result(self, deferred: Deferred[Any]) -> Any:
+        """The result of ``deferred`` once the batches have run."""
+        self.settle()
+        box: list[Any] = []
+        deferred.addBoth(box.append)
+        assert box, "the store never answered"
+        if hasattr(box[0], "raiseException"):
+            box[0].raiseException()
+        return box[0]
+
+    def restart(self) -> Recovery:
+        """Close (flushing) and open a new store on the same data; return its recovery."""
+        self.result(self.store.close())
+        self.store = self.reopen()
+        recovery: Recovery = self.result(self.store.open())
+        return recovery
+
+
+def _memory(tmp_path: Path) -> Harness:
+    store = MemoryStore()
+    return Harness(store, Clock(), lambda: store)
+
+
+def _sqlite(tmp_path: Path) -> Harness:
+    clock = Clock()
+    path = str(tmp_path / FILENAME)
+    return Harness(
+        SqliteStore(path, clock, run_now), clock, lambda: SqliteStore(path, clock, run_now)
+    )
+
+
+@pytest.fixture(params=[_memory, _sqlite], ids=["memory", "sqlite"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    h: Harness = request.param(tmp_path)
+    h.result(h.store.open())
+    yield h
+    h.result(h.store.close())
+
+
+def _message(seq: int, priority: int = 4, persistent: bool = True, body: bytes = b"") -> Message:
+    message = Message(
+        f"ID-test-{seq}",
+        "/queue/q",
+        {"colour": "blue", "ünï": "cödé\nline"},
+        body or b"body %d" % seq,
+        persistent,
+        seq,
+        priority,
+        expires=1_900_000_000_000 + seq,
+        group="g" if seq % 2 else None,
+    )
+    return message
+
+
+def _load(h: Harness, key: str, priority: int = 4, from_seq: int = 0, limit: int = 100) -> list:
+    return h.result(h.store.load(key, priority, from_seq, limit))
+
+
+# -- the contract -------------------------------------------------------------------
+
+
+def test_store_provides_the_interface(harness: Harness) -> None:
+    """Every store implements IMessageStore fully."""
+    assert verifyObject(IMessageStore, harness.store)
+
+
+def test_empty_store_recovers_nothing(harness: Harness) -> None:
+    """A new store holds no queues, no durable subscriptions, and no seq."""
+    recovery = harness.restart()
+    assert recovery == Recovery()
+
+
+def test_added_messages_survive_a_restart_with_every_field(harness: Harness) -> None:
+    """A stored message comes back with its id, headers, body, priority, expiry and group."""
+    for seq in (1, 2, 3):
+        harness.result(harness.store.add("/queue/q", _message(seq), "always"))
+    recovery = harness.restart()
+    assert recovery.last_seq == 3
+    (stored,) = recovery.queues
+    assert stored.store_key == "/queue/q"
+    assert stored.priorities == {4: (3, 1)}
+    loaded = _load(harness, "/queue/q")
+    assert [m.seq for m in loaded] == [1, 2, 3]
+    first = loaded[0]
+    expected = _message(1)
+    for attribute in ("message_id", "destination", "headers", "body", "priority", "expires"):
+        assert getattr(first, attribute) == getattr(expected, attribute)
+    assert first.group == "g" and loaded[1].group is None
+    assert first.persistent and first.store_key == "/queue/q"
+
+
+def test_load_is_by_priority_in_seq_order_from_a_seq_up_to_a_limit(harness: Harness) -> None:
+    """load() answers one priority, oldest first, from ``from_seq``, at most ``limit``."""
+    for seq in range(1, 11):
+        harness.store.add("/queue/q", _message(seq, priority=9 if seq % 3 == 0 else 4), "never")
+    assert [m.seq for m in _load(harness, "/queue/q", 9)] == [3, 6, 9]
+    assert [m.seq for m in _load(harness, "/queue/q", 4, from_seq=5, limit=3)] == [5, 7, 8]
+    assert _load(harness, "/queue/other", 4) == []
+
+
+def test_load_sees_every_write_asked_before_it(harness: Harness) -> None:
+    """A load issued right after an add (same batch) finds the added row."""
+    harness.store.add("/queue/q", _message(1), "transient")
+    assert [m.seq for m in _load(harness, "/queue/q")] == [1]
+
+
+def test_removed_messages_stay_removed_after_a_restart(harness: Harness) -> None:
+    """remove() deletes one row of one queue; others stay."""
+    messages = [_message(seq) for seq in (1, 2, 3)]
+    for message in messages:
+        harness.result(harness.store.add("/queue/q", message, "always"))
+    harness.store.remove("/queue/q", messages[1])
+    harness.restart()
+    assert [m.seq for m in _load(harness, "/queue/q")] == [1, 3]
+
+
+def test_the_same_message_in_two_queues_is_two_rows(harness: Harness) -> None:
+    """A message kept by two durable subscriptions is removed from each separately."""
+    message = _message(1)
+    harness.store.add("durable:a", message, "always")
+    harness.result(harness.store.add("durable:b", message, "always"))
+    harness.store.remove("durable:a", message)
+    harness.restart()
+    assert _load(harness, "durable:a") == []
+    assert [m.seq for m in _load(harness, "durable:b")] == [1]
+
+
+def test_delivery_counts_survive_a_restart(harness: Harness) -> None:
+    """delivered() records how often a message was handed out."""
+    message = _message(1)
+    harness.result(harness.store.add("/queue/q", message, "always"))
+    message.delivery_count = 2
+    harness.store.delivered("/queue/q", message)
+    harness.restart()
+    (loaded,) = _load(harness, "/queue/q")
+    assert loaded.delivery_count == 2
+
+
+def test_transient_rows_are_gone_after_a_restart(harness: Harness) -> None:
+    """Non-persistent (paged-out) rows are dropped at open; persistent ones stay."""
+    harness.store.add("/queue/q", _message(1, persistent=False), "transient")
+    harness.result(harness.store.add("/queue/q", _message(2), "always"))
+    recovery = harness.restart()
+    assert [m.seq for m in _load(harness, "/queue/q")] == [2]
+    assert recovery.queues[0].priorities == {4: (1, 2)}
+
+
+def test_drop_deletes_one_queue_only(harness: Harness) -> None:
+    """drop() empties one queue, including rows added just before it."""
+    harness.store.add("/queue/a", _message(1), "always")
+    harness.store.add("/queue/b", _message(2), "always")
+    harness.store.drop("/queue/a")
+    harness.result(harness.store.add("/queue/a", _message(3), "always"))
+    harness.restart()
+    assert [m.seq for m in _load(harness, "/queue/a")] == [3]
+    assert [m.seq for m in _load(harness, "/queue/b")] == [2]
+
+
+def test_durable_definitions_are_kept_replaced_and_removed(harness: Harness) -> None:
+    """add_durable() keeps a definition (the last one per client and name); remove forgets."""
+    harness.store.add_durable(DurableRecord("c1", "s1", "news.>", None))
+    harness.store.add_durable(DurableRecord("c1", "s2", "a", "x > 1"))
+    harness.result(harness.store.add_durable(DurableRecord("c1", "s1", "sport.*", "y = 2")))
+    harness.store.remove_durable("c1", "s2")
+    recovery = harness.restart()
+    assert recovery.durables == (DurableRecord("c1", "s1", "sport.*", "y = 2"),)
+
+
+@pytest.mark.parametrize("sync", ["always", "batch", "never", "transient"])
+def test_add_answers_for_every_sync_level(harness: Harness, sync: str) -> None:
+    """add() fires its Deferred at every sync level, and the row is kept."""
+    assert harness.result(harness.store.add("/queue/q", _message(1), sync)) is None
+    assert [m.seq for m in _load(harness, "/queue/q")] == [1]
+
+
+def test_flush_waits_for_everything_asked(harness: Harness) -> None:
+    """flush() fires once earlier writes are done, and at once when there are none."""
+    harness.store.add("/queue/q", _message(1), "transient")
+    assert harness.result(harness.store.flush()) is None
+    assert harness.result(harness.store.flush()) is None
+
+
+# -- SQLite only ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[Harness]:
+    h = _sqlite(tmp_path)
+    h.result(h.store.open())
+    yield h
+    h.result(h.store.close())
+
+
+def test_sqlite_receipt_waits_for_the_commit(sqlite: Harness) -> None:
+    """An ``always`` add fires only after its batch was written and fsynced."""
+    written = sqlite.store.add("/queue/q", _message(1), "always")
+    assert not written.called
+    sqlite.clock.advance(0)
+    assert written.called
+    assert sqlite.store.fsyncs == 1
+
+
+def test_sqlite_concurrent_adds_share_one_fsync(sqlite: Harness) -> None:
+    """Adds asked in the same reactor turn go in one batch: one commit, one fsync."""
+    waiters = [sqlite.store.add("/queue/q", _message(s), "always") for s in range(1, 101)]
+    sqlite.clock.advance(0)
+    assert all(w.called for w in waiters)
+    assert sqlite.store.fsyncs == 1
+
+
+def test_sqlite_batch_level_waits_a_few_ms(sqlite: Harness) -> None:
+    """A ``batch`` add waits for the group-commit interval, then fsyncs."""
+    written = sqlite.store.add("/queue/q", _message(1), "batch")
+    sqlite.clock.advance(0.001)
+    assert not written.called
+    sqlite.clock.advance(0.01)
+    assert written.called and sqlite.store.fsyncs == 1
+
+
+def test_sqlite_never_level_does_not_fsync(sqlite: Harness) -> None:
+    """A ``never`` add is written at once, without an fsync."""
+    written = sqlite.store.add("/queue/q", _message(1), "never")
+    sqlite.clock.advance(0)
+    assert written.called and sqlite.store.fsyncs == 0
+
+
+def test_sqlite_removal_batched_without_fsync(sqlite: Harness) -> None:
+    """Removals wait for the lazy interval and cost no fsync."""
+    message = _message(1)
+    sqlite.result(sqlite.store.add("/queue/q", message, "always"))
+    sqlite.store.remove("/queue/q", message)
+    sqlite.settle()
+    assert sqlite.store.fsyncs == 1
+    assert _load(sqlite, "/queue/q") == []
+
+
+def test_sqlite_row_removed_before_its_batch_left_is_never_written(sqlite: Harness) -> None:
+    """A message consumed before its batch left costs no write, and its waiter still fires."""
+    message = _message(1)
+    written = sqlite.store.add("/queue/q", message, "always")
+    sqlite.store.remove("/queue/q", message)
+    sqlite.clock.advance(0)
+    assert written.called
+    assert sqlite.store.fsyncs == 0
+
+
+def test_sqlite_batches_while_busy_gather_in_the_next(tmp_path: Path) -> None:
+    """Adds asked while a batch is in the worker leave together once it is done."""
+    clock = Clock()
+    pending: list[tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def run_later(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        answer: Deferred[Any] = Deferred()
+        pending.append((answer, function, args))
+        return answer
+
+    store = SqliteStore(str(tmp_path / FILENAME), clock, run_later)
+    opened = store.open()
+    answer, function, args = pending.pop()
+    answer.callback(function(*args))
+    assert opened.called
+    first = store.add("/queue/q", _message(1), "always")
+    clock.advance(0)
+    later = [store.add("/queue/q", _message(s), "always") for s in range(2, 12)]
+    clock.advance(0)
+    assert len(pending) == 1, "one batch in the worker at a time"
+    for _ in range(2):
+        answer, function, args = pending.pop()
+        answer.callback(function(*args))
+        clock.advance(0)
+    assert first.called and all(w.called for w in later)
+    assert store.fsyncs == 2
+
+
+def test_sqlite_reuses_the_space_of_consumed_messages(sqlite: Harness) -> None:
+    """Under a steady flow (add, then remove) the data files stop growing."""
+    sizes = []
+    seq = 0
+    for _ in range(8):
+        batch = []
+        for _ in range(2000):
+            seq += 1
+            batch.append(_message(seq, body=os.urandom(1024)))
+            sqlite.store.add("/queue/q", batch[-1], "never")
+        sqlite.settle()
+        for message in batch:
+            sqlite.store.remove("/queue/q", message)
+        sqlite.settle()
+        sizes.append(sqlite.store.size())
+    # The write-ahead log fills to its checkpoint size first; then nothing grows.
+    assert sizes[-1] <= sizes[3] * 1.2, sizes
+
+
+def test_sqlite_failed_write_fails_the_waiters(sqlite: Harness) -> None:
+    """If the disk write fails, the waiting receipts fail; the store keeps working after."""
+    bad = _message(1)
+    bad.headers = {"x": object()}  # type: ignore[dict-item]
+    written = sqlite.store.add("/queue/q", bad, "always")
+    with pytest.raises(TypeError):
+        sqlite.result(written)
+    assert sqlite.result(sqlite.store.add("/queue/q", _message(2), "always")) is None
+    assert [m.seq for m in _load(sqlite, "/queue/q")] == [2]
+
+
+def test_sqlite_gives_space_back_once_idle(sqlite: Harness) -> None:
+    """After a large backlog is consumed, the idle store shrinks its file."""
+    messages = [_message(seq, body=os.urandom(4096)) for seq in range(1, 6001)]
+    for message in messages:
+        sqlite.store.add("/queue/q", message, "never")
+    sqlite.settle()
+    peak = sqlite.store.size()
+    for message in messages:
+        sqlite.store.remove("/queue/q", message)
+    for _ in range(10):
+        sqlite.settle()
+    assert sqlite.store.size() < peak / 4, (peak, sqlite.store.size())
