@@ -30,6 +30,8 @@ class BrokerSection:
     data_dir: str = "data"
     #: ``sqlite`` (durable, in data_dir) or ``memory`` (nothing survives a restart).
     store: str = "sqlite"
+    #: Whether a destination not matched by a ``destinations`` entry is created on first use.
+    auto_create: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,9 @@ class DestinationEntry:
     fsync: str = "always"
     memory_window: int = 10_000
     memory_window_bytes: int = 16 * 1024 * 1024
+    max_messages: int = 0
+    max_bytes: int = 0
+    on_full: str = "block"
     line: int = 0
 
 
@@ -283,7 +288,12 @@ def _header_line_bytes(value: Any) -> str | None:
 _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
     "broker": (
         BrokerSection,
-        {"name": _text, "data_dir": _text, "store": _one_of("sqlite", "memory")},
+        {
+            "name": _text,
+            "data_dir": _text,
+            "store": _one_of("sqlite", "memory"),
+            "auto_create": _bool,
+        },
     ),
     "listeners": (
         ListenersSection,
@@ -330,6 +340,9 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "fsync": _one_of("always", "batch", "never"),
     "memory_window": _positive_int,
     "memory_window_bytes": _positive_int,
+    "max_messages": _non_negative_int,
+    "max_bytes": _non_negative_int,
+    "on_full": _one_of("block", "reject", "drop-oldest"),
 }
 _DURABLE_CHECKS: dict[str, Check] = {
     "name": _text,

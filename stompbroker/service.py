@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from stompbroker.core import (
     SelectorError,
     compile_selector,
 )
+from stompbroker.reloading import listener_keys, reload
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import FILENAME, SqliteStore
 from stompbroker.transport import (
@@ -134,6 +135,7 @@ class BrokerService(MultiService):
         reactor: Any,
         endpoints: Sequence[Any],
         websocket_endpoints: Sequence[tuple[Any, WebSocketListener]] = (),
+        managed: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
@@ -141,7 +143,11 @@ class BrokerService(MultiService):
         node = secrets.token_hex(4)
         self.store = make_store(config, reactor)
         self.broker = Broker(
-            id_prefix=f"ID-{node}", clock=reactor, policies=policies(config), store=self.store
+            id_prefix=f"ID-{node}",
+            clock=reactor,
+            policies=policies(config),
+            store=self.store,
+            auto_create=config.broker.auto_create,
         )
         #: Fires once the store is open and the listeners listen (or fails why not).
         self.started: Deferred[None] = Deferred()
@@ -156,22 +162,69 @@ class BrokerService(MultiService):
         )
         self.factory = StompFactory(self.make_session, self.limiter)
         self.listeners: list[StreamServerEndpointService] = []
-        for endpoint in endpoints:
-            self._listen(endpoint, self.factory)
-        for endpoint, entry in websocket_endpoints:
-            settings = WebSocketSettings(
-                path=entry.path,
-                allowed_origins=entry.allowed_origins,
-                max_message_bytes=max_message_bytes(self.settings.limits),
-            )
-            factory = WebSocketFactory(self.make_session, reactor, settings, limiter=self.limiter)
-            self._listen(endpoint, factory)
+        #: How ``reload`` reads the configuration again and builds endpoints (set by the tap).
+        self.reread: Callable[[], Config] | None = None
+        self.make_endpoint: Callable[[str], Any] | None = None
+        #: Listeners built from the configuration (``managed``), which a reload may change.
+        self.by_key: dict[tuple[Any, ...], StreamServerEndpointService] = {}
+        keys = listener_keys(config) if managed else []
+        every = [*endpoints, *(endpoint for endpoint, _ in websocket_endpoints)]
+        entries: list[WebSocketListener | None] = [None] * len(endpoints)
+        entries.extend(entry for _, entry in websocket_endpoints)
+        for index, (endpoint, entry) in enumerate(zip(every, entries, strict=True)):
+            listener = self._listen(endpoint, self._factory(entry))
+            if index < len(keys):
+                self.by_key[keys[index]] = listener
 
-    def _listen(self, endpoint: Any, factory: Any) -> None:
+    def _factory(self, entry: WebSocketListener | None) -> Any:
+        if entry is None:
+            return self.factory
+        settings = WebSocketSettings(
+            path=entry.path,
+            allowed_origins=entry.allowed_origins,
+            max_message_bytes=max_message_bytes(self.settings.limits),
+        )
+        return WebSocketFactory(self.make_session, self.reactor, settings, limiter=self.limiter)
+
+    def _listen(self, endpoint: Any, factory: Any) -> StreamServerEndpointService:
         listener = StreamServerEndpointService(endpoint, factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(self)
         self.listeners.append(listener)
+        return listener
+
+    def apply(
+        self,
+        config: Config,
+        new_policies: PolicyMap,
+        endpoints: dict[tuple[Any, ...], Any],
+    ) -> None:
+        """Take a new (checked) configuration into the running broker; see ``reloading``."""
+        self.config = config
+        self.broker.set_policies(new_policies)
+        self.broker.auto_create = config.broker.auto_create
+        declare_durables(self.broker, config)
+        self.settings = session_settings(config)
+        self.limiter.max_connections = config.limits.max_connections
+        self.limiter.max_per_address = config.limits.max_connections_per_address
+        for key in [key for key in self.by_key if key not in endpoints]:
+            listener = self.by_key.pop(key)
+            self.listeners.remove(listener)
+            listener.disownServiceParent()  # stops listening; its connections go on
+        websocket = {
+            ("websocket", e.endpoint, e.path, e.allowed_origins): e
+            for e in config.listeners.websocket
+        }
+        for key, endpoint in endpoints.items():
+            if key not in self.by_key:
+                self.by_key[key] = self._listen(endpoint, self._factory(websocket.get(key)))
+
+    def reload(self) -> bool:
+        """Read the configuration again (``reread``) and apply it; False if it was refused."""
+        if self.reread is None or self.make_endpoint is None:
+            log.warn("this broker was not started from a configuration file: nothing to reload")
+            return False
+        return reload(self, self.reread, self.make_endpoint)
 
     def make_session(self, transport: ITransport, peer: str) -> StompSession:
         """A session for a newly accepted connection."""

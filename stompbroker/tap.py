@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import replace
 from typing import Any
 
@@ -94,6 +95,23 @@ def makeService(options: Options) -> BrokerService:  # noqa: N802
     """Build the broker service (twistd calls this)."""
     from twisted.internet import reactor
 
-    return BrokerService(
-        options["parsed"], reactor, options["endpoints"], options["websocket_endpoints"]
+    service = BrokerService(
+        options["parsed"],
+        reactor,
+        options["endpoints"],
+        options["websocket_endpoints"],
+        managed=True,
     )
+    service.reread = lambda: build_config(options)
+    service.make_endpoint = lambda spec: endpoints.serverFromString(reactor, spec)
+    reactor.callWhenRunning(_reload_on_sighup, reactor, service)
+    return service
+
+
+def _reload_on_sighup(reactor: Any, service: BrokerService) -> None:
+    """SIGHUP reloads the configuration (on the reactor thread)."""
+
+    def hangup(signum: int, frame: Any) -> None:
+        reactor.callFromThread(service.reload)
+
+    signal.signal(signal.SIGHUP, hangup)

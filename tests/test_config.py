@@ -295,3 +295,13 @@ def test_every_destination_and_durable_key_is_documented() -> None:
             row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
             assert row is not None, f"{section}[].{field.name} is not documented"
             assert row.group(1).strip(), f"{section}[].{field.name} has no default"
+
+
+def test_every_example_in_conf_is_valid() -> None:
+    """Every file in conf/ parses (with its selectors) as the broker would read it."""
+    from stompbroker.service import selectors
+
+    files = sorted((ROOT / "conf").glob("*.yaml"))
+    assert len(files) >= 2
+    for path in files:
+        selectors(load(str(path)))

@@ -64,7 +64,8 @@ class Broker:
     ``clock`` gives expiry and redelivery delays their time (a fake clock that
     stands still when none is given); ``policies`` the per-destination policies.
     ``store`` keeps persistent messages and durable subscriptions (None: nothing
-    is kept, nothing is paged); ``recover`` loads what it holds at start.
+    is kept, nothing is paged); ``recover`` loads what it holds at start. Without
+    ``auto_create``, clients may use only the queues and topics ``policies`` name.
     """
 
     def __init__(
@@ -73,12 +74,14 @@ class Broker:
         clock: Clock | None = None,
         policies: PolicyMap | None = None,
         store: IMessageStore | None = None,
+        auto_create: bool = True,
     ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
         self.clock: Clock = clock if clock is not None else FakeClock()
         self.policies = policies or PolicyMap()
         self.store = store
+        self.auto_create = auto_create
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
         #: Topics subscribed to by wildcard pattern, by pattern.
@@ -91,6 +94,19 @@ class Broker:
         self._id_prefix = id_prefix + "-"
         self._seq = itertools.count(1)
         self._fanout: dict[str, tuple[list[Topic], list[DurableSubscription]]] = {}
+
+    def set_policies(self, policies: PolicyMap) -> None:
+        """New policies, for existing destinations as for new ones (temporaries keep theirs)."""
+        self.policies = policies
+        destinations: list[Destination] = [
+            *self.queues.values(),
+            *self.topics.values(),
+            *self.wildcard_topics.values(),
+            *self.durables.values(),
+        ]
+        for destination in destinations:
+            destination.policy = policies.for_destination(destination.address)
+        self._fanout.clear()
 
     def now_ms(self) -> float:
         """The time, in epoch milliseconds."""
@@ -105,8 +121,13 @@ class Broker:
         body: bytes,
         persistent: bool | None = None,
         owner: str | None = None,
+        admit: bool = True,
     ) -> Deferred[None] | None:
         """Accept a message for ``destination`` from the session ``owner``.
+
+        A full queue refuses it (DestinationFull) or drops its oldest message, as
+        its policy says; without ``admit`` (a COMMIT, checked as a whole before)
+        it is let in whatever the limits.
 
         ``headers`` are the producer's headers; the broker takes the dict over and
         drops from it the headers it owns. Raises DestinationError or MessageError
@@ -121,6 +142,8 @@ class Broker:
         target: Destination | None
         if kind in ("queue", "topic"):
             target = None
+            if not self.auto_create:
+                self._check_declared(kind, name, destination)
             policy = self.policies.for_destination(destination)
         else:
             target = self._temporary_for_send(kind, name, destination, owner)
@@ -130,7 +153,10 @@ class Broker:
         if message.expires and message.expired(self.now_ms()):
             self.dead_letter(message, "expired", policy)
         elif kind == "queue":
-            return self._queue(name).enqueue(message)
+            queue = self._queue(name)
+            if policy.limited and admit:
+                queue.admit(message)
+            return queue.enqueue(message)
         elif kind == "topic":
             return self._publish(name, message)
         elif isinstance(target, Queue):
@@ -139,12 +165,45 @@ class Broker:
             target.publish(message)
         return None
 
+    def room(self, destination: str) -> Deferred[None] | None:
+        """After a SEND to ``destination``: None, or (``on_full: block``) a Deferred that fires
+        once the full queue (or durable subscription) it went to has room again."""
+        if not self.policies.limited:
+            return None
+        kind, name = parse_destination(destination)
+        if kind == "queue":
+            queue = self.queues.get(name)
+            return queue.wait_room() if queue is not None else None
+        if kind == "topic":
+            for durable in self._fanout.get(name, ((), ()))[1]:
+                room = durable.wait_room()
+                if room is not None:
+                    return room
+        return None
+
+    def _check_declared(self, kind: str, name: str, destination: str) -> None:
+        """Without auto_create: only declared destinations (and those that exist) may be used."""
+        if self.policies.declares(destination):
+            return
+        if (kind == "queue" and name in self.queues) or (kind == "topic" and name in self.topics):
+            return
+        raise DestinationError(
+            f"destination {destination} does not exist, and this broker creates only the"
+            " destinations its configuration declares (broker.auto_create is false)"
+        )
+
     def check_send(self, destination: str, headers: dict[str, str], owner: str | None) -> None:
         """Raise what ``send`` would raise for these, without sending (a staged SEND)."""
         kind, name = parse_destination(destination)
         check_send_name(kind, name, destination)
         if kind not in ("queue", "topic"):
             self._temporary_for_send(kind, name, destination, owner)
+        elif not self.auto_create:
+            self._check_declared(kind, name, destination)
+        if kind == "queue" and self.policies.limited:
+            queue = self.queues.get(name)
+            if queue is not None and queue.policy.on_full == "reject":
+                queue.admit(Message("", destination, {}, b"", False, 0))
         _priority(headers)
         for header in ("expires", "ttl", "expiration"):
             raw = headers.get(header)
@@ -198,13 +257,16 @@ class Broker:
         return expires
 
     def _publish(self, name: str, message: Message) -> Deferred[None] | None:
-        topic = self.topics.get(name)
-        if topic is not None:
-            topic.publish(message)
         fanout = self._fanout.get(name)
         if fanout is None:
             fanout = self._fanout_for(name)
         wildcards, durables = fanout
+        for durable in durables:
+            if durable.policy.limited and durable.wants(message):
+                durable.admit(message)  # a full one refuses before anyone has a copy
+        topic = self.topics.get(name)
+        if topic is not None:
+            topic.publish(message)
         for wildcard in wildcards:
             wildcard.publish(message)
         if not durables:
@@ -250,6 +312,8 @@ class Broker:
         """
         kind, name = parse_destination(destination)
         check_subscribe_name(kind, name, destination)
+        if not self.auto_create and kind in ("queue", "topic"):
+            self._check_declared(kind, name, destination)
         target: Destination
         if kind == "queue":
             target = self._queue(name)
@@ -652,7 +716,7 @@ class Broker:
                 log.warn("dropping stored messages of unknown {key}", key=stored.store_key)
                 store.drop(stored.store_key)
                 continue
-            queue.pager.restore(stored.priorities)
+            queue.pager.restore(stored.priorities, stored.bytes)
 
 
 def durable_store_key(client_id: str, subscription_name: str) -> str:

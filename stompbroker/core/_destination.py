@@ -34,6 +34,7 @@ from twisted.internet.defer import Deferred
 
 from ._clock import Clock, DelayedCall
 from ._message import Message, MessageBuffer
+from ._names import DestinationFull
 from ._paging import Pager
 from ._policy import DestinationPolicy
 from ._store import IMessageStore
@@ -149,6 +150,8 @@ class Queue(Destination):
         #: The store's name for this queue, and its paged part (None: memory only).
         self.store_key = address
         self.pager: Pager | None = None
+        #: Producers blocked until the queue is below its limits (``on_full: block``).
+        self._room: list[Deferred[None]] = []
 
     def attach_store(self, store: IMessageStore, store_key: str | None = None) -> None:
         """Keep persistent messages in ``store`` (under ``store_key``) and page to it."""
@@ -190,6 +193,54 @@ class Queue(Destination):
             self.dispatch()
         return written
 
+    # -- limits (max_messages, max_bytes, on_full) -------------------------------------
+
+    def over(self, extra_bytes: int = 0) -> bool:
+        """Whether the queue is at its message limit, or ``extra_bytes`` more would pass its
+        byte limit."""
+        policy = self.policy
+        if policy.max_messages and self.depth() >= policy.max_messages:
+            return True
+        if policy.max_bytes:
+            paged = self.pager.bytes if self.pager is not None else 0
+            return self.buffer.bytes + paged + extra_bytes > policy.max_bytes
+        return False
+
+    def admit(self, message: Message) -> None:
+        """Before ``message`` joins a full queue: refuse it, or drop the oldest to make room.
+
+        Raises DestinationFull under ``on_full: reject``; under ``block`` the message
+        is let in (``wait_room`` then holds its producer back).
+        """
+        if not self.policy.limited or not self.over(len(message.body)):
+            return
+        on_full = self.policy.on_full
+        if on_full == "reject":
+            raise DestinationFull(
+                f"destination {self.address} is full (max_messages"
+                f" {self.policy.max_messages or 'unlimited'}, max_bytes"
+                f" {self.policy.max_bytes or 'unlimited'}); the message was not accepted"
+            )
+        if on_full == "drop-oldest":
+            while self.buffer and self.over(len(message.body)):
+                oldest = self.buffer.oldest()
+                self._take(oldest)
+                self.hooks.dead_letter(oldest, "queue-full", self.policy)
+
+    def wait_room(self) -> Deferred[None] | None:
+        """Under ``on_full: block``, a Deferred that fires once the queue is below its limits."""
+        if self.policy.on_full != "block" or not self.policy.limited or not self.over():
+            return None
+        room: Deferred[None] = Deferred()
+        self._room.append(room)
+        return room
+
+    def _release_room(self) -> None:
+        if self._room and not self.over():
+            room, self._room = self._room, []
+            for waiter in room:
+                waiter.callback(None)
+
     def paged_in(self, messages: list[Message]) -> None:
         """Messages loaded from the store join the buffer (behind those of their priority)."""
         for message in messages:
@@ -230,6 +281,8 @@ class Queue(Destination):
         pager = self.pager
         if pager is not None and pager.total:
             pager.fill()
+        if self._room:
+            self._release_room()
 
     def _dispatch_in_order(self) -> None:
         buffer = self.buffer
@@ -340,6 +393,8 @@ class Queue(Destination):
         for message in expired:
             self._take(message)
             self.hooks.dead_letter(message, "expired", self.policy)
+        if self._room:
+            self._release_room()
         return len(expired)
 
     def remove(self, subscription: Subscription) -> None:
@@ -373,6 +428,9 @@ class Queue(Destination):
 
     def close(self) -> list[Message]:
         super().close()
+        room, self._room = self._room, []
+        for waiter in room:
+            waiter.callback(None)
         self._groups.clear()
         self._grouped = 0
         if self.pager is not None:

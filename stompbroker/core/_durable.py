@@ -55,10 +55,14 @@ class DurableSubscription(Queue):
         mine = self.filter.text if self.filter is not None else None
         return pattern == self.pattern and text == mine
 
+    def wants(self, message: Message) -> bool:
+        """Whether the subscription's selector (if any) lets ``message`` through."""
+        selector = self.filter
+        return selector is None or selector.matches(selector_view(message))
+
     def offer(self, message: Message) -> Deferred[None] | None:
         """A message published to a matching topic: keep a copy if the selector agrees."""
-        selector = self.filter
-        if selector is not None and not selector.matches(selector_view(message)):
+        if not self.wants(message):
             return None
         copy = message.copy()
         copy.delivery_count = 0

@@ -104,7 +104,7 @@ class MessageBuffer:
     by (priority, ``seq``).
     """
 
-    __slots__ = ("_fresh", "_levels", "_returned", "_size")
+    __slots__ = ("_fresh", "_levels", "_returned", "_size", "bytes")
 
     def __init__(self) -> None:
         self._fresh: list[deque[Message]] = [deque() for _ in range(PRIORITIES)]
@@ -112,6 +112,8 @@ class MessageBuffer:
         self._levels = 0
         self._returned: list[tuple[int, int, Message]] = []
         self._size = 0
+        #: The bodies' total size.
+        self.bytes = 0
 
     def __len__(self) -> int:
         return self._size
@@ -125,11 +127,13 @@ class MessageBuffer:
         self._fresh[priority].append(message)
         self._levels |= 1 << priority
         self._size += 1
+        self.bytes += len(message.body)
 
     def put_back(self, message: Message) -> None:
         """Return a message to its place by priority and ``seq``."""
         heappush(self._returned, (-message.priority, message.seq, message))
         self._size += 1
+        self.bytes += len(message.body)
 
     def peek(self) -> Message:
         """The message ``popleft`` would return."""
@@ -154,9 +158,12 @@ class MessageBuffer:
                 if not line:
                     self._levels = levels & ~(1 << priority)
                 self._size -= 1
+                self.bytes -= len(fresh.body)
                 return fresh
         self._size -= 1
-        return heappop(returned)[2]
+        message = heappop(returned)[2]
+        self.bytes -= len(message.body)
+        return message
 
     def __iter__(self) -> Iterator[Message]:
         """Every message in delivery order (a snapshot; the buffer may change after)."""
@@ -177,6 +184,13 @@ class MessageBuffer:
             if not line:
                 self._levels &= ~(1 << message.priority)
         self._size -= 1
+        self.bytes -= len(message.body)
+
+    def oldest(self) -> Message:
+        """The message that arrived first (whatever its priority); the buffer is not empty."""
+        heads = [line[0] for line in self._fresh if line]
+        heads.extend(entry[2] for entry in self._returned)
+        return min(heads, key=lambda m: m.seq)
 
     def clear(self) -> list[Message]:
         """Remove and return everything, in delivery order."""
@@ -186,4 +200,5 @@ class MessageBuffer:
         self._levels = 0
         self._returned.clear()
         self._size = 0
+        self.bytes = 0
         return out

@@ -31,6 +31,10 @@ class DestinationError(Exception):
     """A destination the client may not use as it tried to; the message is for the client."""
 
 
+class DestinationFull(DestinationError):
+    """A SEND to a full queue whose policy is ``on_full: reject``."""
+
+
 def parse_destination(destination: str) -> tuple[str, str]:
     """Split ``/queue/NAME`` into ``("queue", "NAME")``; DestinationError if unsupported."""
     if destination.startswith("/queue/"):  # the common case first

@@ -38,15 +38,16 @@ OVERHEAD_BYTES = 256
 class Pager:
     """The paged part of one queue: counts and the next ``seq`` to load, per priority."""
 
-    __slots__ = ("counts", "cursors", "loading", "queue", "size", "store", "total")
+    __slots__ = ("bytes", "counts", "cursors", "loading", "queue", "size", "store", "total")
 
     def __init__(self, queue: Queue, store: IMessageStore) -> None:
         self.queue = queue
         self.store = store
         self.counts = [0] * PRIORITIES
         self.cursors = [0] * PRIORITIES
-        #: Messages on disk only, not yet loaded.
+        #: Messages on disk only, not yet loaded, and the size of their bodies.
         self.total = 0
+        self.bytes = 0
         self.loading = False
         #: The window for messages of the size seen last.
         self.size = queue.policy.memory_window
@@ -68,14 +69,16 @@ class Pager:
             self.cursors[priority] = message.seq
         self.counts[priority] += 1
         self.total += 1
+        self.bytes += len(message.body)
         return written
 
-    def restore(self, priorities: dict[int, tuple[int, int]]) -> None:
-        """At start: what the store holds for this queue is all paged."""
+    def restore(self, priorities: dict[int, tuple[int, int]], size: int) -> None:
+        """At start: what the store holds for this queue (``size`` bytes) is all paged."""
         for priority, (count, first) in priorities.items():
             self.counts[priority] = count
             self.cursors[priority] = first
             self.total += count
+        self.bytes += size
         self.fill()
 
     def fill(self) -> None:
@@ -94,6 +97,8 @@ class Pager:
 
     def _loaded(self, messages: list[Message], priority: int) -> None:
         self.loading = False
+        if self.queue.pager is not self:
+            return  # the queue was closed (a deleted durable subscription) meanwhile
         count = len(messages)
         if count == 0:
             log.error(
@@ -108,6 +113,7 @@ class Pager:
             self.window(messages[len(messages) // 2])
         self.counts[priority] -= count
         self.total -= count
+        self.bytes = max(0, self.bytes - sum(len(m.body) for m in messages))
         self.queue.paged_in(messages)
 
     def _failed(self, failure: object) -> None:

@@ -46,6 +46,18 @@ class DestinationPolicy:
     memory_window: int = 10_000
     #: ... or beyond about this many bytes of bodies.
     memory_window_bytes: int = 16 * 1024 * 1024
+    #: A queue's most waiting messages, and bytes of bodies (0: no limit) ...
+    max_messages: int = 0
+    max_bytes: int = 0
+    #: ... and what a SEND to a full queue meets: ``block`` (accepted, then the producer
+    #: is not read until there is room), ``reject`` (an ERROR naming the destination), or
+    #: ``drop-oldest`` (the oldest waiting message is dead-lettered to make room).
+    on_full: str = "block"
+
+    @property
+    def limited(self) -> bool:
+        """Whether a queue under this policy has a size limit."""
+        return bool(self.max_messages or self.max_bytes)
 
     def redelivery_delay(self, delivery_count: int) -> float:
         """Seconds to wait before delivering again a message delivered ``delivery_count`` times."""
@@ -115,6 +127,18 @@ class PolicyMap:
                 self._exact[destination] = policy
         self._patterns.sort(key=lambda entry: entry[0], reverse=True)
         self._cache: dict[str, DestinationPolicy] = {}
+        #: Whether any destination has a size limit (else nothing needs checking).
+        self.limited = default.limited or any(p.limited for p in (entries or {}).values())
+        every = [default, *(entries or {}).values()]
+        #: The dead-letter queues the policies name (they are declared too).
+        self.dead_letter_queues = {p.dead_letter_queue for p in every if p.dead_letter_queue}
+
+    def declares(self, destination: str) -> bool:
+        """Whether an entry (exact or pattern) names ``destination``, or it is a DLQ."""
+        if destination in self._exact or destination in self.dead_letter_queues:
+            return True
+        prefix, _, name = destination.rpartition("/")
+        return any(p == prefix and matches(pattern, name) for _, p, pattern, _ in self._patterns)
 
     def for_destination(self, destination: str) -> DestinationPolicy:
         """The policy for a destination: exact entry, else the most specific pattern."""

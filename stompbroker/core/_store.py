@@ -52,6 +52,8 @@ class StoredQueue:
     store_key: str
     #: priority -> (row count, smallest seq)
     priorities: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: The bodies' total size.
+    bytes: int = 0
 
 
 @dataclass(frozen=True)

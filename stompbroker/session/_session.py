@@ -108,8 +108,8 @@ class StompSession:
             broker, self.settings.max_transactions, self.settings.max_frames_per_transaction
         )
         self._receipts: deque[list[Any]] = deque()
-        #: Whether we stopped reading until the store catches up (see _receipt_for).
-        self._reading_held = False
+        #: Why we do not read from the client now: "store" (it lags), "room" (a full queue).
+        self._holds: set[str] = set()
         self._disconnecting = False
         self._handlers = self._handler_table()
         timeout = self.settings.connect_timeout_ms
@@ -246,19 +246,27 @@ class StompSession:
         self._receipts.append(entry)
         if waiting is not None:
             waiting.addCallbacks(self._receipt_ready, self._receipt_failed, (entry,), {}, (entry,))
-            if len(self._receipts) >= MAX_UNWRITTEN and not self._reading_held:
-                self._hold_reading(True)
+            if len(self._receipts) >= MAX_UNWRITTEN:
+                self._hold_reading("store", True)
 
-    def _hold_reading(self, hold: bool) -> None:
-        """Stop (or resume) reading from a producer whose messages the store has yet to write.
+    def _hold_reading(self, reason: str, hold: bool) -> None:
+        """Stop (or resume) reading from a producer: the store has yet to write many of its
+        messages, or it sent to a full queue under ``on_full: block``.
 
-        Its socket then fills and TCP slows the producer down, so memory stays bounded
-        when producers outrun the disk. Its heart-beats are not held against it meanwhile.
+        Its socket then fills and TCP slows the producer down, so memory stays bounded.
+        Its heart-beats are not held against it meanwhile.
         """
-        self._reading_held = hold
+        before = bool(self._holds)
+        if hold:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
+        held = bool(self._holds)
+        if held == before:
+            return
         if self._heartbeat is not None:
-            self._heartbeat.held = hold
-        producer = getattr(self.transport, "pauseProducing" if hold else "resumeProducing", None)
+            self._heartbeat.held = held
+        producer = getattr(self.transport, "pauseProducing" if held else "resumeProducing", None)
         if producer is not None and not self.closed:
             producer()
 
@@ -269,8 +277,8 @@ class StompSession:
             receipt_id = receipts.popleft()[0]
             if receipt_id is not None:
                 self._write_receipt(receipt_id)
-        if self._reading_held and len(receipts) <= MAX_UNWRITTEN // 2:
-            self._hold_reading(False)
+        if self._holds and len(receipts) <= MAX_UNWRITTEN // 2:
+            self._hold_reading("store", False)
         if self._disconnecting and not receipts:
             self._close()
 
@@ -422,7 +430,13 @@ class StompSession:
                 waiting = self.broker.send(
                     destination, headers, frame.body, persistent, self.session_id
                 )
+                room = self.broker.room(destination)
+                if room is not None:
+                    self._hold_reading("room", True)
+                    room.addCallback(lambda _: self._hold_reading("room", False))
         except (DestinationError, MessageError) as exc:
+            if receipt_id is not None:
+                headers["receipt"] = receipt_id  # for the ERROR's receipt-id
             raise ClientError(str(exc)) from None
         self._receipt_for(receipt_id, waiting)
 

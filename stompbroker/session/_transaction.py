@@ -63,7 +63,7 @@ class Transaction:
                 broker.check_send(step[0], step[1], step[4])
         for step in staged:
             if len(step) == 5:
-                result = broker.send(*step)
+                result = broker.send(*step, admit=False)
                 if result is not None:
                     waiting.append(result)
             else:

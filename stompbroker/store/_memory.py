@@ -40,7 +40,8 @@ class MemoryStore:
                 priorities[priority] = (count + 1, min(first, seq))
                 last_seq = max(last_seq, seq)
             if priorities:
-                queues.append(StoredQueue(key, priorities))
+                size = sum(len(row.body) for row in rows.values())
+                queues.append(StoredQueue(key, priorities, size))
         return succeed(Recovery(tuple(self.durables.values()), tuple(queues), last_seq))
 
     def add(self, store_key: str, message: Message, sync: str) -> Deferred[None]:

@@ -395,12 +395,17 @@ class _Database:
             for row in conn.execute("SELECT client_id, name, pattern, selector FROM durables")
         )
         queues: dict[str, dict[int, tuple[int, int]]] = {}
-        for key, priority, count, first in conn.execute(
-            "SELECT qkey, priority, count(*), min(seq) FROM messages GROUP BY qkey, priority"
+        sizes: dict[str, int] = {}
+        for key, priority, count, first, size in conn.execute(
+            "SELECT qkey, priority, count(*), min(seq), sum(length(body)) FROM messages"
+            " GROUP BY qkey, priority"
         ):
             queues.setdefault(key, {})[priority] = (count, first)
+            sizes[key] = sizes.get(key, 0) + size
         (last_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
-        stored = tuple(StoredQueue(key, priorities) for key, priorities in queues.items())
+        stored = tuple(
+            StoredQueue(key, priorities, sizes[key]) for key, priorities in queues.items()
+        )
         return Recovery(durables, stored, last_seq)
 
     def _set_synchronous(self, full: bool) -> None:

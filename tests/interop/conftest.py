@@ -10,6 +10,7 @@ look at the broker through ``RunningBroker.call`` (``blockingCallFromThread``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import socket
 import threading
@@ -177,6 +178,10 @@ class RunningBroker:
         return stopped
 
 
+def _all_closed(running: RunningBroker) -> bool:
+    return running.open_connections() == 0
+
+
 def _ended(protocol: Protocol) -> bool:
     transport: Any = protocol.transport
     return transport is None or bool(transport.disconnected)
@@ -208,6 +213,28 @@ def broker(running_reactor: Any, tmp_path: Path) -> Iterator[RunningBroker]:
     finally:
         blockingCallFromThread(reactor, running._stop)
         poll(lambda: running.open_connections() == 0, "the broker's connections to close")
+
+
+Starter = Callable[[Config], RunningBroker]
+
+
+@pytest.fixture
+def broker_with(running_reactor: Any, tmp_path: Path) -> Iterator[Starter]:
+    """Start brokers with a given configuration (listening on 127.0.0.1 port 0); stop them."""
+    started: list[RunningBroker] = []
+
+    def start(config: Config) -> RunningBroker:
+        data = tmp_path / f"data-{len(started)}"
+        running: RunningBroker = blockingCallFromThread(reactor, _start_broker, data, config)
+        started.append(running)
+        return running
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            blockingCallFromThread(reactor, running._stop)
+            poll(functools.partial(_all_closed, running), "the broker's connections to close")
 
 
 # -- stomp.py clients -------------------------------------------------------------

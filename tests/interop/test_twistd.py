@@ -198,3 +198,49 @@ def test_invalid_listen_endpoint_is_reported_without_traceback(tmp_path: Path) -
     assert result.returncode != 0, text
     assert "nonsense:61613" in text, text
     assert "Traceback" not in text, text
+
+
+def test_sighup_reloads_the_file_and_refuses_an_invalid_one(tmp_path: Path) -> None:
+    """SIGHUP re-reads --config: a new policy applies to a running broker; an invalid file is
+    refused with file:line: key, and the broker keeps serving."""
+    port = free_port()
+    path = tmp_path / "broker.yaml"
+    path.write_text(f"listeners:\n  stomp: ['tcp:{port}:interface=127.0.0.1']\n")
+    process = subprocess.Popen(
+        [_twistd(), "-n", "--pidfile=", "stompbroker", "--config", str(path)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(process)
+    try:
+        output.wait_for(f"starting on {port}")
+        path.write_text(
+            f"listeners:\n  stomp: ['tcp:{port}:interface=127.0.0.1']\n"
+            "destinations:\n  - {name: /queue/hup, max_messages: 1, on_full: reject}\n"
+        )
+        process.send_signal(signal.SIGHUP)
+        output.wait_for("configuration reloaded")
+        client = Client(port, "1.2")
+        client.connect()
+        client.send("/queue/hup", "one", receipt=True)
+        client.conn.send("/queue/hup", "two")
+        client.frames.wait(lambda: bool(client.frames.errors), "an ERROR")
+        assert "/queue/hup is full" in client.frames.errors[0].headers["message"]
+
+        path.write_text("destinations:\n  - {name: /queue/hup, max_messages: ten}\n")
+        process.send_signal(signal.SIGHUP)
+        output.wait_for("configuration not reloaded")
+        assert f"{path}:2: destinations[0].max_messages" in output.text
+        again = Client(port, "1.2")
+        again.connect()
+        again.send("/queue/other", "still served", receipt=True)
+        again.disconnect()
+    finally:
+        process.kill()
+        process.wait(TIMEOUT)
+        output.join()
+        if process.stdout is not None:
+            process.stdout.close()
