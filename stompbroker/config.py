@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 import yaml
@@ -118,6 +118,51 @@ class DurableEntry:
 
 
 @dataclass(frozen=True)
+class UserEntry:
+    """One entry of ``security.users`` (or of the users file): a login."""
+
+    name: str
+    #: As ``stompbroker-passwd`` prints it: ``scrypt$N$r$p$SALT$KEY``.
+    password_hash: str
+    groups: tuple[str, ...] = ()
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """One entry of ``security.rules``: permissions on destinations for a principal."""
+
+    #: A user, a group, or ``*`` (every client, anonymous ones too).
+    principal: str
+    #: Destination patterns (one pattern in the file becomes a tuple of one).
+    destinations: tuple[str, ...]
+    permissions: tuple[str, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class SecuritySection:
+    """``security:`` users, groups, access rules."""
+
+    #: Whether clients without a login are let in; None: when no users are configured.
+    allow_anonymous: bool | None = None
+    #: A YAML file of more users (``users: [...]``), read with the configuration.
+    users_file: str | None = None
+    users: tuple[UserEntry, ...] = ()
+    rules: tuple[RuleEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class ManagementSection:
+    """``management:`` the HTTP API and ``/metrics`` on WebSocket listeners, and statistics."""
+
+    #: Whether WebSocket listeners serve the JSON API under /api/ and /metrics.
+    api: bool = True
+    #: Rates are averages over this interval; the statistics topic publishes this often.
+    stats_interval_ms: int = 5000
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole file."""
 
@@ -125,6 +170,8 @@ class Config:
     listeners: ListenersSection = field(default_factory=ListenersSection)
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
+    management: ManagementSection = field(default_factory=ManagementSection)
     destinations: tuple[DestinationEntry, ...] = ()
     durable_subscriptions: tuple[DurableEntry, ...] = ()
     source: str = "<defaults>"
@@ -278,6 +325,54 @@ class _Entries:
     checks: dict[str, Check]
 
 
+_NAME = re.compile(r"[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]*")
+_HASH = re.compile(r"scrypt\$(\d+)\$(\d+)\$(\d+)\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{43}")
+_PERMISSIONS = ("read", "write", "create", "admin")
+
+
+def _name(value: Any) -> str | None:
+    ok = isinstance(value, str) and _NAME.fullmatch(value) is not None
+    return None if ok else "expected a name of letters, digits and _ . @ + -"
+
+
+def _names(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(_name(v) is None for v in value)
+    return None if ok else "expected a list of names of letters, digits and _ . @ + -"
+
+
+def _principal(value: Any) -> str | None:
+    return None if value == "*" else _name(value)
+
+
+def _password_hash(value: Any) -> str | None:
+    found = _HASH.fullmatch(value) if isinstance(value, str) else None
+    if found is not None:
+        n, r, p = (int(found.group(i)) for i in (1, 2, 3))
+        if 1 < n <= 2**20 and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16:
+            return None
+    return "expected a hash printed by stompbroker-passwd (scrypt$N$r$p$SALT$KEY)"
+
+
+def _patterns(value: Any) -> str | None:
+    items = value if isinstance(value, list) and value else [value]
+    problems = [_destination_pattern(item) for item in items]
+    return next((p for p in problems if p is not None), None)
+
+
+def _permissions(value: Any) -> str | None:
+    ok = isinstance(value, list) and value and all(v in _PERMISSIONS for v in value)
+    return None if ok else "expected a list of permissions: " + ", ".join(_PERMISSIONS)
+
+
+_USER_CHECKS: dict[str, Check] = {"name": _name, "password_hash": _password_hash, "groups": _names}
+
+
+def _stats_interval(value: Any) -> str | None:
+    if _positive_int(value) is None and 100 <= value <= 3_600_000:
+        return None
+    return "expected an integer from 100 to 3600000 (ms)"
+
+
 def _header_line_bytes(value: Any) -> str | None:
     if _positive_int(value) is None and value <= MAX_HEADER_BLOCK_BYTES:
         return None
@@ -323,6 +418,22 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
             "max_header_line_bytes": _header_line_bytes,
         },
     ),
+    "security": (
+        SecuritySection,
+        {
+            "allow_anonymous": _optional_bool,
+            "users_file": _optional_text,
+            "users": _Entries(UserEntry, _USER_CHECKS),
+            "rules": _Entries(
+                RuleEntry,
+                {"principal": _principal, "destinations": _patterns, "permissions": _permissions},
+            ),
+        },
+    ),
+    "management": (
+        ManagementSection,
+        {"api": _bool, "stats_interval_ms": _stats_interval},
+    ),
 }
 
 
@@ -361,14 +472,8 @@ _LIST_SECTIONS: dict[str, _Entries] = {
 def parse(text: str, source: str = "<string>") -> Config:
     """Parse and validate configuration text; raise ConfigError naming the line and key."""
     reader = _Reader(source)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{line}: not valid YAML: {problem}") from None
-    if root is None or (isinstance(root, ScalarNode) and root.value == ""):
+    root = _compose(text, source)
+    if root is None:
         return Config(source=source)
     sections: dict[str, Any] = {}
     for name, (key_node, value_node) in reader.mapping(root, "(top)").items():
@@ -381,7 +486,66 @@ def parse(text: str, source: str = "<string>") -> Config:
         sections[name] = _section(reader, name, value_node)
     _check_destinations(reader, sections.get("destinations", ()))
     _check_durables(reader, sections.get("durable_subscriptions", ()))
+    if "security" in sections:
+        security = sections["security"] = _one_pattern_is_a_list(sections["security"])
+        if security.users_file is None:  # else checked once ``load`` read the file
+            _check_security(reader, security, ())
     return Config(source=source, **sections)
+
+
+def _one_pattern_is_a_list(security: SecuritySection) -> SecuritySection:
+    rules = tuple(
+        replace(rule, destinations=(rule.destinations,))
+        if isinstance(rule.destinations, str)
+        else rule
+        for rule in security.rules
+    )
+    return replace(security, rules=rules)
+
+
+def _check_security(
+    reader: _Reader, security: SecuritySection, more: tuple[tuple[_Reader, UserEntry], ...]
+) -> None:
+    """Users given twice or overlapping, names both a user's and a group's, unknown principals.
+
+    ``more``: the users of the users file, with the reader of that file.
+    """
+    named = [(reader, f"security.users[{i}]", u) for i, u in enumerate(security.users)]
+    named += [(r, f"users[{i}]", u) for i, (r, u) in enumerate(more)]
+    users: set[str] = set()
+    for where, path, user in named:
+        if user.name in users:
+            raise where.fail_at(user.line, f"{path}.name", f"{user.name!r} is given twice")
+        users.add(user.name)
+    groups = {group for _, _, user in named for group in user.groups}
+    for where, path, user in named:
+        owner = next((n for n in users if user.name.startswith(n + ".")), None)
+        if owner is not None:
+            why = f"begins with the user {owner!r} and a dot: their client-ids would overlap"
+            raise where.fail_at(user.line, f"{path}.name", why)
+        if user.name in groups:
+            raise where.fail_at(user.line, f"{path}.name", f"{user.name!r} is also a group")
+    for index, rule in enumerate(security.rules):
+        if rule.principal != "*" and rule.principal not in users | groups:
+            raise reader.fail_at(
+                rule.line,
+                f"security.rules[{index}].principal",
+                f"no user or group is named {rule.principal!r}",
+            )
+
+
+def _compose(text: str, source: str) -> Node | None:
+    """The YAML document's root node; None when the document is empty."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}{line}: not valid YAML: {problem}") from None
+    if root is None or (isinstance(root, ScalarNode) and root.value == ""):
+        return None
+    return root
 
 
 def _check_destinations(reader: _Reader, entries: tuple[DestinationEntry, ...]) -> None:
@@ -465,4 +629,32 @@ def load(path: str) -> Config:
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the configuration is not UTF-8 text") from None
-    return parse(text, path)
+    config = parse(text, path)
+    users_file = config.security.users_file
+    if users_file is None:
+        return config
+    try:
+        with open(users_file, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"{path}: security.users_file: cannot read {users_file}: {why}") from None
+    reader = _Reader(users_file)
+    more = tuple((reader, user) for user in parse_users(text, users_file))
+    _check_security(_Reader(path), config.security, more)
+    users = config.security.users + tuple(user for _, user in more)
+    return replace(config, security=replace(config.security, users=users))
+
+
+def parse_users(text: str, source: str = "<string>") -> tuple[UserEntry, ...]:
+    """The users of a users file: a mapping whose only key is ``users``, a list of entries."""
+    reader = _Reader(source)
+    root = _compose(text, source)
+    if root is None:
+        return ()
+    entries: tuple[UserEntry, ...] = ()
+    for name, (key_node, value_node) in reader.mapping(root, "(top)").items():
+        if name != "users":
+            raise reader.fail(key_node, name, "unknown key (a users file holds only: users)")
+        entries = _entries(reader, "users", value_node, _Entries(UserEntry, _USER_CHECKS))
+    return entries

@@ -9,6 +9,8 @@ and applies it without dropping a connection:
   and are deleted by their clients);
 * listeners the file adds start, those it removes stop (their open connections go on);
 * heart-beat and limit settings apply to new connections;
+* users and passwords (the users file too) apply to new logins, access rules at once to
+  every connection's next SEND or SUBSCRIBE (``security.configure_access``);
 * ``broker.data_dir`` and ``broker.store`` change only at the next start (logged).
 
 An invalid file is refused with the same messages as at start; the running configuration stays.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -31,7 +32,9 @@ from stompbroker.core import (
     SelectorError,
     compile_selector,
 )
+from stompbroker.monitor import Monitoring
 from stompbroker.reloading import listener_keys, reload
+from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import FILENAME, SqliteStore
 from stompbroker.transport import (
@@ -155,16 +158,24 @@ class BrokerService(MultiService):
         sweeper.clock = reactor
         sweeper.setServiceParent(self)
         self._session_ids = (f"{node}-{n}" for n in itertools.count(1))
-        self.settings = session_settings(config)
+        #: Users, groups and rules; every session holds it, a reload changes it in place.
+        self.access = access_control(config, reactor)
+        self.settings = replace(session_settings(config), access=self.access)
         #: Counts the connections of every listener together.
         self.limiter = ConnectionLimiter(
             config.limits.max_connections, config.limits.max_connections_per_address
         )
-        self.factory = StompFactory(self.make_session, self.limiter)
+        #: Open connections, statistics, the management API (docs/operations.md).
+        self.monitoring = Monitoring(config, self.broker, self.store, self.access, reactor)
+        self.monitoring.timer.setServiceParent(self)
+        self.factory = StompFactory(self.make_session, self.limiter, self.monitoring.connections)
         self.listeners: list[StreamServerEndpointService] = []
-        #: How ``reload`` reads the configuration again and builds endpoints (set by the tap).
+        #: How ``reload`` reads the configuration again and builds endpoints (set by the tap),
+        #: and whether SIGHUP triggers it (installed at start, before listening).
         self.reread: Callable[[], Config] | None = None
         self.make_endpoint: Callable[[str], Any] | None = None
+        self.reload_on_sighup = False
+        self._sighup_installed = False
         #: Listeners built from the configuration (``managed``), which a reload may change.
         self.by_key: dict[tuple[Any, ...], StreamServerEndpointService] = {}
         keys = listener_keys(config) if managed else []
@@ -184,7 +195,14 @@ class BrokerService(MultiService):
             allowed_origins=entry.allowed_origins,
             max_message_bytes=max_message_bytes(self.settings.limits),
         )
-        return WebSocketFactory(self.make_session, self.reactor, settings, limiter=self.limiter)
+        return WebSocketFactory(
+            self.make_session,
+            self.reactor,
+            settings,
+            http_handler=self.monitoring.http_handler(entry),
+            limiter=self.limiter,
+            connections=self.monitoring.connections,
+        )
 
     def _listen(self, endpoint: Any, factory: Any) -> StreamServerEndpointService:
         listener = StreamServerEndpointService(endpoint, factory)
@@ -204,7 +222,9 @@ class BrokerService(MultiService):
         self.broker.set_policies(new_policies)
         self.broker.auto_create = config.broker.auto_create
         declare_durables(self.broker, config)
-        self.settings = session_settings(config)
+        configure_access(self.access, config)
+        self.monitoring.reconfigure(config)
+        self.settings = replace(session_settings(config), access=self.access)
         self.limiter.max_connections = config.limits.max_connections
         self.limiter.max_per_address = config.limits.max_connections_per_address
         for key in [key for key in self.by_key if key not in endpoints]:
@@ -232,6 +252,17 @@ class BrokerService(MultiService):
             self.broker, transport, self.reactor, next(self._session_ids), self.settings, peer
         )
 
+    def privilegedStartService(self) -> None:  # noqa: N802
+        """twistd binds listeners here, before ``startService``: SIGHUP must work from then."""
+        self._handle_sighup()
+        super().privilegedStartService()
+
+    def _handle_sighup(self) -> None:
+        if self.reload_on_sighup and not self._sighup_installed:
+            reactor: Any = self.reactor
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+            self._sighup_installed = True
+
     def startService(self) -> None:  # noqa: N802
         """Open the store, recover what it holds, then listen.
 
@@ -240,6 +271,7 @@ class BrokerService(MultiService):
         a thread and ``started`` tells the outcome.
         """
         os.makedirs(self.config.broker.data_dir, exist_ok=True)
+        self._handle_sighup()
         log.info(
             "stompbroker {version} starting with {source}, data in {data_dir} ({store} store)",
             version=__version__,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import replace
 from typing import Any
 
@@ -104,14 +103,5 @@ def makeService(options: Options) -> BrokerService:  # noqa: N802
     )
     service.reread = lambda: build_config(options)
     service.make_endpoint = lambda spec: endpoints.serverFromString(reactor, spec)
-    reactor.callWhenRunning(_reload_on_sighup, reactor, service)
+    service.reload_on_sighup = True
     return service
-
-
-def _reload_on_sighup(reactor: Any, service: BrokerService) -> None:
-    """SIGHUP reloads the configuration (on the reactor thread)."""
-
-    def hangup(signum: int, frame: Any) -> None:
-        reactor.callFromThread(service.reload)
-
-    signal.signal(signal.SIGHUP, hangup)

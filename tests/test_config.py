@@ -16,6 +16,7 @@ from stompbroker.config import (
     DurableEntry,
     HeartbeatSection,
     ListenersSection,
+    ManagementSection,
     WebSocketListener,
     load,
     parse,
@@ -153,6 +154,7 @@ def test_every_key_is_documented() -> None:
         "broker": BrokerSection,
         "listeners": ListenersSection,
         "heartbeat": HeartbeatSection,
+        "management": ManagementSection,
     }
     for section, cls in sections.items():
         assert f"## `{section}`" in text

@@ -420,7 +420,7 @@ def test_any_origin_when_the_list_is_empty() -> None:
     ],
 )
 def test_plain_http_is_answered_then_closed(request_bytes: bytes, status: bytes) -> None:
-    """Other paths get 404 for now; a bad upgrade or bad HTTP gets its 4xx; then close."""
+    """Without a handler other paths get 404; a bad upgrade or bad HTTP gets its 4xx; then close."""
     peer = Peer()
     answer = _raw_http(peer, request_bytes)
     assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
@@ -437,7 +437,7 @@ def test_head_gets_no_body() -> None:
 
 
 def test_http_handler_serves_other_paths() -> None:
-    """The listener's HTTP handler (where a console will plug in) answers non-/ws paths."""
+    """The listener's HTTP handler (the API's, then the console's) answers non-/ws paths."""
     seen: list[HttpRequest] = []
 
     def handler(request: HttpRequest) -> HttpResponse:

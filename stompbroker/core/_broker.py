@@ -12,8 +12,9 @@ from twisted.internet.task import Clock as FakeClock
 from twisted.logger import Logger
 
 from ._clock import Clock
-from ._destination import Destination, Queue, Topic
+from ._destination import Destination, Queue
 from ._durable import DurableSubscription
+from ._inspect import kind_and_name
 from ._message import DEFAULT_PRIORITY, Message
 from ._names import (
     GLOBAL_TEMP_PREFIX,
@@ -24,8 +25,10 @@ from ._names import (
 )
 from ._policy import DestinationPolicy, PolicyMap, matches
 from ._selector import compile_selector
+from ._stats import Statistics
 from ._store import DurableRecord, IMessageStore, Recovery
 from ._subscription import Consumer, Selector, Subscription
+from ._topic import Topic
 
 log = Logger(namespace="stompbroker.broker")
 
@@ -91,6 +94,8 @@ class Broker:
         self.temporaries: dict[str, Destination] = {}
         #: Events worth counting: dead-lettered, dropped, expired.
         self.counters: Counter[str] = Counter()
+        #: Per-destination statistics kept beyond a destination's life (see ``_stats``).
+        self.statistics = Statistics(self.clock)
         self._id_prefix = id_prefix + "-"
         self._seq = itertools.count(1)
         self._fanout: dict[str, tuple[list[Topic], list[DurableSubscription]]] = {}
@@ -154,15 +159,18 @@ class Broker:
             self.dead_letter(message, "expired", policy)
         elif kind == "queue":
             queue = self._queue(name)
+            queue.senders.add(owner)
             if policy.limited and admit:
                 queue.admit(message)
             return queue.enqueue(message)
         elif kind == "topic":
-            return self._publish(name, message)
-        elif isinstance(target, Queue):
-            return target.enqueue(message)
-        elif isinstance(target, Topic):
-            target.publish(message)
+            return self._publish(name, message, owner)
+        elif target is not None:
+            target.senders.add(owner)
+            if isinstance(target, Queue):
+                return target.enqueue(message)
+            if isinstance(target, Topic):
+                target.publish(message)
         return None
 
     def room(self, destination: str) -> Deferred[None] | None:
@@ -256,7 +264,9 @@ class Broker:
         headers["expires"] = str(expires)
         return expires
 
-    def _publish(self, name: str, message: Message) -> Deferred[None] | None:
+    def _publish(
+        self, name: str, message: Message, owner: str | None = None
+    ) -> Deferred[None] | None:
         fanout = self._fanout.get(name)
         if fanout is None:
             fanout = self._fanout_for(name)
@@ -266,6 +276,7 @@ class Broker:
                 durable.admit(message)  # a full one refuses before anyone has a copy
         topic = self.topics.get(name)
         if topic is not None:
+            topic.senders.add(owner)
             topic.publish(message)
         for wildcard in wildcards:
             wildcard.publish(message)
@@ -321,9 +332,7 @@ class Broker:
             if name in self.wildcard_topics or any(p in name for p in "*>"):
                 target = self._wildcard_topic(name)
             else:
-                target = self.topics.get(name) or self.topics.setdefault(
-                    name, Topic(name, destination, self, self.policies.for_destination(destination))
-                )
+                target = self.topics.get(name) or self._topic(name, destination)
         elif kind == "dsub":
             raise DestinationError(
                 f"{destination!r} names a durable subscription: subscribe to it with its id"
@@ -361,11 +370,18 @@ class Broker:
             target.wake(subscription)
         return subscription
 
+    def _topic(self, name: str, address: str) -> Topic:
+        topic = Topic(name, address, self, self.policies.for_destination(address))
+        self._revive(topic)
+        self.topics[name] = topic
+        return topic
+
     def _wildcard_topic(self, pattern: str) -> Topic:
         topic = self.wildcard_topics.get(pattern)
         if topic is None:
             address = f"/topic/{pattern}"
             topic = Topic(pattern, address, self, self.policies.for_destination(address))
+            self._revive(topic)
             self.wildcard_topics[pattern] = topic
             self._fanout.clear()
         return topic
@@ -393,6 +409,15 @@ class Broker:
             elif self.wildcard_topics.get(target.name) is target:
                 del self.wildcard_topics[target.name]
                 self._fanout.clear()
+            else:
+                return
+        else:
+            return
+        self.statistics.retire(kind_and_name(target), target.counted())
+
+    def _revive(self, destination: Destination) -> None:
+        """A destination is made: it takes over the statistics of its earlier life, if kept."""
+        destination.stats = self.statistics.revive(kind_and_name(destination), destination.stats)
 
     def ack(self, subscription: Subscription, message_id: str) -> bool:
         """Acknowledge a delivered message (cumulatively in ``client`` mode).
@@ -402,6 +427,10 @@ class Broker:
         settled = subscription.settle(message_id)
         if settled is None:
             return False
+        stats = subscription.stats
+        stats.acknowledged += len(settled)
+        if subscription.handed:
+            stats.settled(subscription, settled, True)
         store = self.store
         if store is not None:
             for message in settled:
@@ -421,13 +450,15 @@ class Broker:
         settled = subscription.settle(message_id)
         if settled is None:
             return False
+        if subscription.handed:
+            subscription.stats.settled(subscription, settled, False)
         target = subscription.target
         if target is not None:
             if requeue:
                 target.give_back(subscription, settled)
             else:
                 for message in settled:
-                    self.dead_letter(message, "nack", target.policy)
+                    self.dead_letter(message, "nack", target.policy, target)
             target.wake(subscription)
         return True
 
@@ -541,6 +572,7 @@ class Broker:
         )
         if self.store is not None:
             durable.attach_store(self.store, durable_store_key(client_id, subscription_name))
+        self._revive(durable)
         self.durables[durable.key] = durable
         self._fanout.clear()
         return durable
@@ -566,6 +598,7 @@ class Broker:
         if dropped:
             self.counters["dropped"] += len(dropped)
         del self.durables[durable.key]
+        self.statistics.drop(durable.counted())
         self._fanout.clear()
         if self.store is not None:
             self.store.drop(durable.store_key)
@@ -622,21 +655,34 @@ class Broker:
             dropped = target.close()
             if dropped:
                 self.counters["dropped"] += len(dropped)
+            self.statistics.drop(target.counted())
 
     # -- dead letters --------------------------------------------------------------
 
-    def dead_letter(self, message: Message, reason: str, policy: DestinationPolicy) -> None:
-        """Move ``message`` to its dead-letter queue, or drop it (counted, logged)."""
+    def dead_letter(
+        self,
+        message: Message,
+        reason: str,
+        policy: DestinationPolicy,
+        source: Destination | None = None,
+    ) -> None:
+        """Move ``message`` (from ``source``) to its dead-letter queue, or drop it (counted,
+        logged)."""
         if message.store_key is not None and self.store is not None:
             self.store.remove(message.store_key, message)
             message.store_key = None
+        stats = source.stats if source is not None else None
         target = policy.dead_letter_queue
         if reason == "expired":
             self.counters["expired"] += 1
+            if stats is not None:
+                stats.expired += 1
             if not policy.dead_letter_expired:
                 target = None
         if target is None or message.destination == target:
             self.counters["dropped"] += 1
+            if stats is not None:
+                stats.dropped += 1
             log.info(
                 "dropped message {id} from {destination} ({reason})",
                 id=message.message_id,
@@ -659,6 +705,8 @@ class Broker:
             message.priority,
         )
         self.counters["dead-lettered"] += 1
+        if stats is not None:
+            stats.dead_lettered += 1
         _, name = parse_destination(target)
         self._queue(name).enqueue(dead)
 
@@ -688,6 +736,7 @@ class Broker:
             queue = self.queues[name] = Queue(
                 name, address, self, self.policies.for_destination(address)
             )
+            self._revive(queue)
             if self.store is not None:
                 queue.attach_store(self.store)
         return queue

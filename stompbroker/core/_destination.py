@@ -1,4 +1,4 @@
-"""Destinations: queues (point-to-point) and topics (publish/subscribe).
+"""Destinations: what queues and topics share, and queues (point-to-point).
 
 Message states and their invariants::
 
@@ -16,10 +16,7 @@ Message states and their invariants::
   subscription may take stays queued while later ones pass it. After every
   dispatch pass no queued message could go to any ready subscription, so a new
   message may be offered directly.
-* A topic message is copied to every subscription present when it is published
-  (that its selector accepts); each subscription then owns its copy: handed over
-  at once when the subscription is ready, else kept in its ``pending`` buffer.
-  A late subscriber gets nothing published before it came.
+* Topics (``_topic``) follow the same states, for each subscription's own copy.
 * ``delivery_count`` counts the handovers of a message (of a topic copy); more
   than one means redelivered. A message given back after ``1 +
   max_redeliveries`` deliveries is dead-lettered instead. An expired message is
@@ -37,6 +34,7 @@ from ._message import Message, MessageBuffer
 from ._names import DestinationFull
 from ._paging import Pager
 from ._policy import DestinationPolicy
+from ._stats import SAMPLE_MASK, DestinationStats
 from ._store import IMessageStore
 from ._subscription import Subscription
 
@@ -49,8 +47,14 @@ class Hooks(Protocol):
     def now_ms(self) -> float:
         """The time, in epoch milliseconds."""
 
-    def dead_letter(self, message: Message, reason: str, policy: DestinationPolicy) -> None:
-        """Move ``message`` to its dead-letter queue (or drop it, counted)."""
+    def dead_letter(
+        self,
+        message: Message,
+        reason: str,
+        policy: DestinationPolicy,
+        source: Destination | None = None,
+    ) -> None:
+        """Move ``message`` (from ``source``) to its dead-letter queue (or drop it, counted)."""
 
     def forget_if_unused(self, destination: Destination) -> None:
         """Drop ``destination`` from the registry if it holds nothing any more."""
@@ -71,15 +75,36 @@ class Destination:
         self.owner: str | None = None
         self.subscriptions: list[Subscription] = []
         self._timers: set[DelayedCall] = set()
+        #: Counters and latencies (the broker may hand over those of an earlier life); read
+        #: them through ``counted``.
+        self.stats = DestinationStats(hooks.clock)
+        #: Counted here on the hot path, and added to ``stats`` by ``counted``: messages
+        #: in, and the connections that sent them (subscriptions count their deliveries).
+        self.arrived = 0
+        self.senders: set[str | None] = set()
+
+    def counted(self) -> DestinationStats:
+        """The statistics, with what was counted on the hot path since the last call."""
+        stats = self.stats
+        stats.enqueued += self.arrived
+        self.arrived = 0
+        if self.senders:
+            stats.senders.update(self.senders)
+            self.senders.clear()
+        for subscription in self.subscriptions:
+            stats.add_deliveries(subscription)
+        return stats
 
     def add(self, subscription: Subscription) -> None:
         """Attach a subscription."""
         subscription.target = self
+        subscription.stats = self.stats
         self.subscriptions.append(subscription)
 
     def remove(self, subscription: Subscription) -> None:
         """Detach a subscription; what it held unacknowledged is handled by the subclass."""
         self.subscriptions.remove(subscription)
+        self.stats.add_deliveries(subscription)
 
     def wake(self, subscription: Subscription) -> None:
         """A subscription may take messages again (resumed, or acknowledged some)."""
@@ -90,7 +115,7 @@ class Destination:
         again: list[Message] = []
         for message in messages:
             if message.delivery_count > policy.max_redeliveries:
-                self.hooks.dead_letter(message, "max-redeliveries", policy)
+                self.hooks.dead_letter(message, "max-redeliveries", policy, self)
                 continue
             delay = policy.redelivery_delay(message.delivery_count)
             redelivery = self._redelivery(message)
@@ -172,12 +197,17 @@ class Queue(Destination):
         Returns None, or a Deferred that fires once a persistent message is as safe
         as the queue's fsync policy asks.
         """
+        arrived = self.arrived + 1
+        self.arrived = arrived
+        if not arrived & SAMPLE_MASK:
+            message.born = self.hooks.clock.seconds()
         if message.expires:
             self.expiring = True
         written = None
         pager = self.pager
         if pager is not None:
-            if pager.total or len(self.buffer) >= pager.window(message):
+            held = len(self.buffer)
+            if pager.total or (held and held >= pager.window(message)):
                 written = pager.page_out(message)
                 pager.fill()
                 return written
@@ -225,7 +255,7 @@ class Queue(Destination):
             while self.buffer and self.over(len(message.body)):
                 oldest = self.buffer.oldest()
                 self._take(oldest)
-                self.hooks.dead_letter(oldest, "queue-full", self.policy)
+                self.hooks.dead_letter(oldest, "queue-full", self.policy, self)
 
     def wait_room(self) -> Deferred[None] | None:
         """Under ``on_full: block``, a Deferred that fires once the queue is below its limits."""
@@ -264,7 +294,7 @@ class Queue(Destination):
 
     def _offer(self, message: Message) -> None:
         if message.expires and message.expired(self.hooks.now_ms()):
-            self.hooks.dead_letter(message, "expired", self.policy)
+            self.hooks.dead_letter(message, "expired", self.policy, self)
             return
         subscription = self._choose(message)
         if subscription is None:
@@ -296,7 +326,7 @@ class Queue(Destination):
             if message.expires:
                 now = now or hooks.now_ms()
                 if message.expired(now):
-                    hooks.dead_letter(message, "expired", self.policy)
+                    hooks.dead_letter(message, "expired", self.policy, self)
                     continue
             message.delivery_count += 1
             subscription.send(message)
@@ -321,7 +351,7 @@ class Queue(Destination):
         for message in self.buffer:
             if message.expired(now):
                 self._take(message)
-                self.hooks.dead_letter(message, "expired", self.policy)
+                self.hooks.dead_letter(message, "expired", self.policy, self)
                 continue
             subscription = self._choose(message)
             if subscription is None:
@@ -392,7 +422,7 @@ class Queue(Destination):
         expired = [m for m in self.buffer if m.expired(now_ms)]
         for message in expired:
             self._take(message)
-            self.hooks.dead_letter(message, "expired", self.policy)
+            self.hooks.dead_letter(message, "expired", self.policy, self)
         if self._room:
             self._release_room()
         return len(expired)
@@ -426,6 +456,28 @@ class Queue(Destination):
         """Messages waiting, in memory and paged out (not counting those in flight)."""
         return len(self.buffer) + (self.pager.total if self.pager is not None else 0)
 
+    def discard(self, message: Message) -> None:
+        """Take a waiting ``message`` out of the queue, and its row out of the store."""
+        self._take(message)
+        if message.store_key is not None and self.pager is not None:
+            self.pager.store.remove(message.store_key, message)
+            message.store_key = None
+        if self._room:
+            self._release_room()
+
+    def purge(self) -> int:
+        """Drop every waiting message, in memory and paged out (not those in flight, nor
+        those waiting to be redelivered); return how many."""
+        dropped = self.buffer.clear()
+        self._grouped = 0
+        count = len(dropped)
+        if self.pager is not None:
+            count += self.pager.purge(dropped)
+            self.pager = Pager(self, self.pager.store)
+        if self._room:
+            self._release_room()
+        return count
+
     def close(self) -> list[Message]:
         super().close()
         room, self._room = self._room, []
@@ -436,60 +488,3 @@ class Queue(Destination):
         if self.pager is not None:
             self.pager = Pager(self, self.pager.store)
         return self.buffer.clear()
-
-
-class Topic(Destination):
-    """Publish/subscribe: each message goes to every current subscription."""
-
-    kind = "topic"
-
-    def add(self, subscription: Subscription) -> None:
-        subscription.pending = MessageBuffer()
-        super().add(subscription)
-
-    def publish(self, message: Message) -> None:
-        """Give every current subscription its copy of ``message``."""
-        message.delivery_count = 1
-        for subscription in self.subscriptions:
-            if subscription.selector is not None and not subscription.accepts(message):
-                continue
-            pending = subscription.pending
-            if pending or not subscription.ready():
-                assert pending is not None
-                pending.append(message)
-            else:
-                subscription.send(message)
-
-    def wake(self, subscription: Subscription) -> None:
-        pending = subscription.pending
-        if not pending:
-            return
-        now = 0.0
-        while pending and subscription.ready():
-            message = pending.popleft()
-            if message.expires:
-                now = now or self.hooks.now_ms()
-                if message.expired(now):
-                    self.hooks.dead_letter(message, "expired", self.policy)
-                    continue
-            subscription.send(message)
-
-    def remove(self, subscription: Subscription) -> None:
-        super().remove(subscription)
-        subscription.take_unacked()
-        subscription.pending = None
-
-    def _redelivery(self, message: Message) -> Message:
-        # The subscription's own copy (others share the message); a topic hands
-        # copies over without counting, so the count includes the coming delivery.
-        again = message.copy()
-        again.delivery_count = message.delivery_count + 1
-        return again
-
-    def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
-        pending = subscription.pending
-        if pending is None or subscription.closed:
-            return
-        for message in messages:
-            pending.put_back(message)
-        self.wake(subscription)

@@ -22,11 +22,14 @@ class Message:
     epoch milliseconds, 0 for never. ``group`` is the JMSXGroupID, if any.
     ``wire`` is an opaque cache the delivering side may fill with the encoded
     form of the message (one entry per encoding). ``store_key`` names the queue
-    whose store row holds the message, while one does.
+    whose store row holds the message, while one does. ``born`` is when it arrived, in
+    clock seconds, for the one message in ``SAMPLE_EVERY`` whose latency is measured (0:
+    not measured).
     """
 
     __slots__ = (
         "body",
+        "born",
         "delivery_count",
         "destination",
         "expires",
@@ -65,6 +68,7 @@ class Message:
         self.wire: dict[Any, bytes] | None = None
         #: The queue whose stored row this is, or None while the message is in memory only.
         self.store_key: str | None = None
+        self.born = 0.0
 
     @property
     def redelivered(self) -> bool:

@@ -14,6 +14,10 @@ States of a stored queue::
   is in flight at a time; messages paged meanwhile are counted and loaded later.
 * A high-priority message paged while lower ones sit in memory waits until the
   buffer drains below half the window: priority holds across pages only that far.
+* For every priority with paged messages, the rows with ``seq`` at or after its cursor
+  are exactly the paged ones (what memory holds, or has in flight, came before).
+* A paged message whose latency is measured (``Message.born``) leaves its time here,
+  by ``seq``, and gets it back when loaded (lost at a restart).
 """
 
 from __future__ import annotations
@@ -38,7 +42,17 @@ OVERHEAD_BYTES = 256
 class Pager:
     """The paged part of one queue: counts and the next ``seq`` to load, per priority."""
 
-    __slots__ = ("bytes", "counts", "cursors", "loading", "queue", "size", "store", "total")
+    __slots__ = (
+        "born",
+        "bytes",
+        "counts",
+        "cursors",
+        "loading",
+        "queue",
+        "size",
+        "store",
+        "total",
+    )
 
     def __init__(self, queue: Queue, store: IMessageStore) -> None:
         self.queue = queue
@@ -51,6 +65,8 @@ class Pager:
         self.loading = False
         #: The window for messages of the size seen last.
         self.size = queue.policy.memory_window
+        #: When the timed paged messages arrived, by seq.
+        self.born: dict[int, float] = {}
 
     def window(self, message: Message) -> int:
         """How many messages like ``message`` the queue may keep in memory."""
@@ -70,6 +86,8 @@ class Pager:
         self.counts[priority] += 1
         self.total += 1
         self.bytes += len(message.body)
+        if message.born:
+            self.born[message.seq] = message.born
         return written
 
     def restore(self, priorities: dict[int, tuple[int, int]], size: int) -> None:
@@ -114,7 +132,24 @@ class Pager:
         self.counts[priority] -= count
         self.total -= count
         self.bytes = max(0, self.bytes - sum(len(m.body) for m in messages))
+        born = self.born
+        if born:
+            for message in messages:
+                message.born = born.pop(message.seq, 0.0)
         self.queue.paged_in(messages)
+
+    def purge(self, dropped: list[Message]) -> int:
+        """Delete the rows of ``dropped`` (the queue's buffer) and every paged row; return
+        how many paged messages went. The pager is spent: the queue makes a new one."""
+        store, key = self.store, self.queue.store_key
+        for message in dropped:
+            if message.store_key is not None:
+                store.remove(message.store_key, message)
+                message.store_key = None
+        for priority, count in enumerate(self.counts):
+            if count:
+                store.drop_from(key, priority, self.cursors[priority])
+        return self.total
 
     def _failed(self, failure: object) -> None:
         self.loading = False

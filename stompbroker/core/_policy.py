@@ -15,6 +15,8 @@ from functools import lru_cache
 
 #: The default dead-letter queue.
 DEFAULT_DEAD_LETTER_QUEUE = "/queue/DLQ"
+#: Where the broker publishes its statistics: declared by every configuration.
+STATS_TOPIC = "/topic/stompbroker.stats"
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,11 @@ class PolicyMap:
         self.dead_letter_queues = {p.dead_letter_queue for p in every if p.dead_letter_queue}
 
     def declares(self, destination: str) -> bool:
-        """Whether an entry (exact or pattern) names ``destination``, or it is a DLQ."""
+        """Whether an entry (exact or pattern) names ``destination``, or it is a DLQ or the
+        statistics topic."""
         if destination in self._exact or destination in self.dead_letter_queues:
+            return True
+        if destination == STATS_TOPIC:
             return True
         prefix, _, name = destination.rpartition("/")
         return any(p == prefix and matches(pattern, name) for _, p, pattern, _ in self._patterns)

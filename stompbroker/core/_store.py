@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from ._message import Message
+from ._stats import Histogram
 
 SYNC_LEVELS = ("always", "batch", "never")
 TRANSIENT = "transient"
@@ -56,6 +57,21 @@ class StoredQueue:
     bytes: int = 0
 
 
+class CommitStats:
+    """What a store's writes cost: batches committed, and how long those with an fsync took."""
+
+    __slots__ = ("batches", "fsync")
+
+    def __init__(self) -> None:
+        self.batches = 0
+        #: Seconds each committing batch that fsynced took (the COMMIT, fsync included).
+        self.fsync = Histogram()
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON shape: batches, and the fsync histogram."""
+        return {"batches": self.batches, "fsync": self.fsync.as_dict()}
+
+
 @dataclass(frozen=True)
 class Recovery:
     """Everything a store hands the broker at start."""
@@ -70,6 +86,7 @@ class IMessageStore(Interface):
     """Where queued messages and durable subscription definitions are kept."""
 
     name = Attribute("A short name for logs: 'memory', 'sqlite'.")
+    commits = Attribute("A CommitStats: batches written, and how long their fsyncs took.")
 
     def open() -> Deferred[Recovery]:
         """Open (creating if needed), drop transient rows, and describe what is stored."""
@@ -91,6 +108,9 @@ class IMessageStore(Interface):
 
     def drop(store_key: str) -> None:
         """Delete every row of ``store_key`` (a deleted durable subscription or queue)."""
+
+    def drop_from(store_key: str, priority: int, from_seq: int) -> None:
+        """Delete the rows of ``store_key`` at ``priority`` with ``seq >= from_seq`` (batched)."""
 
     def add_durable(record: DurableRecord) -> Deferred[None]:
         """Keep (or replace) a durable subscription's definition; fires once on disk."""

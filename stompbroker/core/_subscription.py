@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from twisted.internet.task import Clock as FakeClock
+
 from ._message import Message, MessageBuffer
+from ._stats import DestinationStats
 
 if TYPE_CHECKING:
     from ._destination import Destination
@@ -57,14 +60,17 @@ class Subscription:
         "closed",
         "consumer",
         "cumulative",
+        "delivered",
         "destination",
         "exclusive",
+        "handed",
         "id",
         "key",
         "paused",
         "pending",
         "prefetch",
         "selector",
+        "stats",
         "target",
         "unacked",
     )
@@ -99,6 +105,12 @@ class Subscription:
         self.closed = False
         self.selector = selector
         self.exclusive = exclusive
+        #: The statistics of the destination it is attached to (set by ``Destination.add``),
+        #: and the deliveries not yet added to them.
+        self.stats = _UNATTACHED
+        self.delivered = 0
+        #: When each timed message awaiting acknowledgement was handed over (see ``_stats``).
+        self.handed: dict[str, float] | None = None
 
     def accepts(self, message: Message) -> bool:
         """Whether the subscription's selector (if any) lets ``message`` through."""
@@ -111,6 +123,9 @@ class Subscription:
 
     def send(self, message: Message) -> None:
         """Hand ``message`` to the consumer, remembering it until acknowledged."""
+        self.delivered += 1
+        if message.born:
+            self.stats.sampled(self, message)
         if not self.auto:
             self.unacked[message.message_id] = message
         self.consumer.deliver(self, message)
@@ -137,7 +152,12 @@ class Subscription:
         """Remove and return every unacknowledged message, in delivery order."""
         messages = list(self.unacked.values())
         self.unacked.clear()
+        self.handed = None
         return messages
 
     def __repr__(self) -> str:
         return f"<Subscription {self.id!r} to {self.destination} ({self.ack_mode})>"
+
+
+#: The statistics of a subscription attached to no destination (a browsing probe).
+_UNATTACHED = DestinationStats(FakeClock())

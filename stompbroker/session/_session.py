@@ -2,12 +2,17 @@
 
 States::
 
-    awaiting CONNECT --CONNECT/STOMP accepted--> connected --DISCONNECT--> closed
-          |                                          |
-          +--any other frame, bad input, timeout-----+--ERROR, lost--> closed
+    awaiting CONNECT --CONNECT/STOMP--> logging in --let in--> connected --DISCONNECT--> closed
+          |                                  |                     |
+          +--any other frame, bad input,     +--refused: ERROR     +--ERROR, lost--> closed
+             timeout: ERROR --> closed          (maybe delayed) --> closed
 
 * Before CONNECT only CONNECT or STOMP is accepted, under the parser's smaller
   pre-connect limits, and only for ``connect_timeout_ms``.
+* CONNECT's credentials are checked (``_auth``, ``_connect``), maybe in a thread:
+  until CONNECTED is sent nothing more is read or handled; a refused login gets its
+  ERROR (maybe delayed) and the connection closes. SEND and SUBSCRIBE are checked
+  against the access rules (``Guard``).
 * Every frame that carries ``receipt`` gets a RECEIPT, in the order the frames
   came, and only once what the frame did is as durable as it will be (a
   persistent SEND waits for the store).
@@ -43,8 +48,10 @@ from stompbroker.core import (
 )
 
 from . import _wire
+from ._auth import Guard
+from ._connect import Connecting
 from ._errors import ClientError, required
-from ._heartbeat import Heartbeat, HeartbeatError, negotiate, parse_heartbeat
+from ._heartbeat import Heartbeat
 from ._settings import SessionSettings
 from ._subscriptions import Subscriptions, flag
 from ._transaction import Transactions
@@ -70,7 +77,7 @@ def refuse_connection(transport: Transport, message: str, detail: str) -> None:
     transport.loseConnection()
 
 
-class StompSession:
+class StompSession(Connecting):
     """The STOMP state machine for one connection. Single-threaded, reactor-driven."""
 
     def __init__(
@@ -102,6 +109,12 @@ class StompSession:
         self.versions: tuple[str, ...] = VERSIONS
         self._parser = FrameParser(self.settings.pre_connect_limits)
         self._parser.stop_after_frame = True
+        #: What the connection's user may do; who it is once logged in.
+        self.guard = Guard(self.settings.access, broker, peer)
+        #: Whether CONNECT awaits its answer (its credentials are being checked) ...
+        self._logging_in = False
+        #: ... and what arrived meanwhile.
+        self._stash = bytearray()
         self._heartbeat: Heartbeat | None = None
         self.subscriptions = Subscriptions(self)
         self._transactions = Transactions(
@@ -134,6 +147,11 @@ class StompSession:
         }
 
     @property
+    def user(self) -> str | None:
+        """The login the client connected with (None: anonymous, or not connected yet)."""
+        return self.guard.user
+
+    @property
     def buffered(self) -> int:
         """How many received bytes wait for the rest of a frame (bounded by the limits)."""
         return self._parser.buffered
@@ -144,15 +162,22 @@ class StompSession:
         """Bytes from the client."""
         if self.closed or self._disconnecting:
             return
+        if self._logging_in:
+            self._stash_input(data)
+            return
         heartbeat = self._heartbeat
         if heartbeat is not None:
             heartbeat.received()
+        self._consume(data)
+
+    def _consume(self, data: bytes) -> None:
+        """Parse and handle ``data`` (after what the parser holds)."""
         parser = self._parser
         frames = parser.feed(data)
         while frames:
             for frame in frames:
                 self._handle(frame)
-                if self.closed or self._disconnecting:
+                if self.closed or self._disconnecting or self._logging_in:
                     return
             # Frames after CONNECT wait until the limits are switched.
             frames = parser.feed(b"") if parser.buffered and parser.error is None else []
@@ -313,107 +338,12 @@ class StompSession:
         self._release()
         self.transport.loseConnection()
 
-    # -- CONNECT -------------------------------------------------------------
-
-    def _on_connect(self, frame: Frame) -> None:
-        if frame.command not in ("CONNECT", "STOMP"):
-            raise ClientError("expected CONNECT", f"got {frame.command} before CONNECT")
-        headers = frame.headers
-        version = self._choose_version(headers.get("accept-version"))
-        client_beat = (0, 0)  # STOMP 1.0 has no heart-beats: its header means nothing
-        if version != "1.0":
-            try:
-                client_beat = parse_heartbeat(headers.get("heart-beat", "0,0"))
-            except HeartbeatError as exc:
-                raise ClientError("invalid heart-beat header", str(exc)) from None
-        outgoing, incoming = negotiate(client_beat, self.settings.heartbeat)
-        self._stop_connect_timer()
-        self.client_id = headers.get("client-id", "")
-        self.version = version
-        self.escaping = version
-        self.connected = True
-        parser = self._parser
-        parser.version = version
-        parser.limits = self.settings.limits
-        parser.stop_after_frame = False
-        offer = self.settings.heartbeat if version != "1.0" else (0, 0)
-        self.transport.write(
-            _wire.encode_frame(
-                "CONNECTED",
-                [
-                    ("version", version),
-                    ("session", self.session_id),
-                    ("server", self.settings.server),
-                    ("heart-beat", f"{offer[0]},{offer[1]}"),
-                ],
-            )
-        )
-        if outgoing or incoming:
-            self._start_heartbeat(outgoing, incoming)
-        log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)
-
-    def _start_heartbeat(self, outgoing: int, incoming: int) -> None:
-        self._heartbeat = Heartbeat(
-            self.clock,
-            outgoing,
-            incoming,
-            self.settings.heartbeat_tolerance,
-            self._send_beat,
-            self._client_silent,
-        )
-        self._heartbeat.start()
-
-    def _choose_version(self, accept: str | None) -> str:
-        if accept is None:
-            return "1.0"  # and every subprotocol allows 1.0
-        offered = {v.strip() for v in accept.split(",")}
-        common = [v for v in self.versions if v in offered]
-        if not common:
-            supported = ",".join(self.versions)
-            self._fail(
-                "unsupported protocol version",
-                f"this broker supports STOMP {supported}; the client accepts {accept[:80]}",
-                None,
-                [("version", supported)],
-            )
-            raise _Stop
-        return common[-1]
-
-    def _no_connect(self) -> None:
-        self._connect_timer = None
-        timeout = self.settings.connect_timeout_ms
-        self._fail(
-            f"no CONNECT within {timeout} ms",
-            f"a connection must send CONNECT or STOMP within {timeout} ms of opening",
-            None,
-        )
-
-    def _stop_connect_timer(self) -> None:
-        timer, self._connect_timer = self._connect_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _on_connect_again(self, frame: Frame) -> None:
-        raise ClientError(
-            "already connected", f"{frame.command} after the connection was established"
-        )
-
-    def _send_beat(self) -> None:
-        if not self.closed:
-            self.transport.write(b"\n")
-
-    def _client_silent(self, silent: float) -> None:
-        self._fail(
-            "heart-beat timeout",
-            f"nothing received from the client for {silent * 1000:.0f} ms",
-            None,
-        )
-
     # -- SEND ----------------------------------------------------------------
 
     def _on_send(self, frame: Frame) -> None:
         headers = frame.headers
         destination = required(headers, "destination", "SEND")
+        self.guard.check_send(destination)
         persistent = _persistence(headers.get("persistent"))
         transaction = headers.get("transaction")
         # The broker takes the headers over (dropping receipt): read it first.
@@ -513,13 +443,6 @@ class StompSession:
         self._disconnecting = True
         if not self._receipts:
             self._close()
-
-
-class _Stop(ClientError):
-    """Raised after the session already answered with its own ERROR."""
-
-    def __init__(self) -> None:
-        super().__init__("")
 
 
 def _persistence(value: str | None) -> bool | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stompbroker.codec import DEFAULT_LIMITS, PRE_CONNECT_LIMITS, Limits
+from stompbroker.core import AccessControl
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,6 @@ class SessionSettings:
     max_transactions: int = 100
     #: SEND, ACK and NACK frames staged in one transaction.
     max_frames_per_transaction: int = 10_000
+    #: Users, groups and access rules (shared by every session, changed in place on
+    #: reload); None: anyone may connect and do anything.
+    access: AccessControl | None = None

@@ -97,6 +97,8 @@ class Subscriptions:
     def subscribe(self, headers: dict[str, str], version: str) -> Callable[[], None]:
         """Handle SUBSCRIBE; returns what starts delivery (to call after the RECEIPT)."""
         destination, subscription_id = self._new_subscription(headers, version)
+        browse = flag(headers.get("browser"))
+        self.session.guard.check_subscribe(destination, self.session.client_id, browse)
         ack_mode = headers.get("ack", "auto")
         if ack_mode not in ACK_MODES:
             raise ClientError(
@@ -104,7 +106,7 @@ class Subscriptions:
                 f"ack must be one of {', '.join(ACK_MODES)}; got {ack_mode[:40]!r}",
             )
         selector = _selector(headers.get("selector"))
-        if flag(headers.get("browser")):
+        if browse:
             return self._browse(subscription_id, destination, selector)
         prefetch = _prefetch(headers)
         key = next(self._keys)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery, StoredQueue
+from stompbroker.core import (
+    CommitStats,
+    DurableRecord,
+    IMessageStore,
+    Message,
+    Recovery,
+    StoredQueue,
+)
 
 from ._rows import Row, message_from_row, row_from_message
 
@@ -26,6 +33,7 @@ class MemoryStore:
         self.rows: dict[str, dict[tuple[int, int], Row]] = {}
         self.durables: dict[tuple[str, str], DurableRecord] = {}
         self.closed = False
+        self.commits = CommitStats()
 
     def open(self) -> Deferred[Recovery]:
         self.closed = False
@@ -71,6 +79,15 @@ class MemoryStore:
 
     def drop(self, store_key: str) -> None:
         self.rows.pop(store_key, None)
+
+    def drop_from(self, store_key: str, priority: int, from_seq: int) -> None:
+        rows = self.rows.get(store_key)
+        if rows is None:
+            return
+        for spot in [s for s in rows if s[0] == priority and s[1] >= from_seq]:
+            del rows[spot]
+        if not rows:
+            del self.rows[store_key]
 
     def add_durable(self, record: DurableRecord) -> Deferred[None]:
         self.durables[(record.client_id, record.name)] = record

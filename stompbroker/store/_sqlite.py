@@ -23,6 +23,8 @@ How a write travels::
   with the batch.
 * Freed pages are reused, and given back to the file system a slice per batch
   once they make up a quarter of the file (``auto_vacuum=INCREMENTAL``).
+* The worker times each COMMIT with ``timer`` (a monotonic clock: it measures, it never
+  decides); ``commits`` counts the batches and holds the times of those that fsynced.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +43,7 @@ from zope.interface import implementer
 from stompbroker.core import (
     TRANSIENT,
     Clock,
+    CommitStats,
     DelayedCall,
     DurableRecord,
     IMessageStore,
@@ -121,7 +125,8 @@ class SqliteStore:
     """Messages and durable definitions in ``<data dir>/stompbroker.sqlite3``.
 
     ``run`` executes a function in a worker thread (``deferToThreadPool``; the
-    tests pass one that runs it at once); ``clock`` schedules the flushes.
+    tests pass one that runs it at once); ``clock`` schedules the flushes; ``timer``
+    measures commits in the worker.
     """
 
     name = "sqlite"
@@ -134,8 +139,10 @@ class SqliteStore:
         batch_ms: float = 5.0,
         lazy_ms: float = 50.0,
         max_batch: int = 20_000,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.path = path
+        self._timer_fn = timer
         self.clock = clock
         self._run = run
         self._batch_s = batch_ms / 1000.0
@@ -152,11 +159,12 @@ class SqliteStore:
         self._reclaim_timer: DelayedCall | None = None
         #: Batches committed with an fsync.
         self.fsyncs = 0
+        self.commits = CommitStats()
 
     # -- opening -------------------------------------------------------------------
 
     def open(self) -> Deferred[Recovery]:
-        database = _Database(self.path)
+        database = _Database(self.path, self._timer_fn)
         self._db = database
         return self._run(database.open)
 
@@ -195,6 +203,19 @@ class SqliteStore:
         for spot in [spot for spot in batch.adds if spot[0] == store_key]:
             del batch.adds[spot]
         batch.first.append(("DELETE FROM messages WHERE qkey=?", (store_key,)))
+        self._schedule(self._lazy_s)
+
+    def drop_from(self, store_key: str, priority: int, from_seq: int) -> None:
+        batch = self._pending
+        for spot in [s for s in batch.adds if s[0] == store_key and s[1] == priority]:
+            if spot[2] >= from_seq:
+                del batch.adds[spot]
+        batch.first.append(
+            (
+                "DELETE FROM messages WHERE qkey=? AND priority=? AND seq>=?",
+                (store_key, priority, from_seq),
+            )
+        )
         self._schedule(self._lazy_s)
 
     def add_durable(self, record: DurableRecord) -> Deferred[None]:
@@ -297,10 +318,13 @@ class SqliteStore:
         )
         work.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-    def _written(self, loaded: list[list[Message]], batch: _Batch) -> None:
+    def _written(self, result: tuple[list[list[Message]], float], batch: _Batch) -> None:
+        loaded, elapsed = result
         self._busy = False
+        self.commits.batches += 1
         if batch.sync:
             self.fsyncs += 1
+            self.commits.fsync.observe(elapsed)
         if batch.deletes or batch.first:
             self._freed = True
         for waiter in batch.waiters:
@@ -368,8 +392,9 @@ class SqliteStore:
 class _Database:
     """The SQLite connection, used by one thread at a time (the store keeps one batch in flight)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timer: Callable[[], float] = time.perf_counter) -> None:
         self.path = path
+        self._timer = timer
         self._conn: sqlite3.Connection | None = None
         self._synchronous = ""
         self._batches = 0
@@ -423,8 +448,9 @@ class _Database:
         deletes: list[_Spot],
         loads: list[tuple[_Spot, int]],
         sync: bool,
-    ) -> list[list[Message]]:
-        """Apply one batch in one transaction; return what each load found."""
+    ) -> tuple[list[list[Message]], float]:
+        """Apply one batch in one transaction; return what each load found, and how long
+        the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
         self._set_synchronous(sync)
@@ -445,11 +471,13 @@ class _Database:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        started = self._timer()
         conn.execute("COMMIT")
+        elapsed = self._timer() - started
         self._batches += 1
         if deletes and self._batches % 64 == 0:
             self.reclaim()
-        return loaded
+        return loaded, elapsed
 
     def reclaim(self) -> bool:
         """Give up to 1024 free pages back once they are a quarter of the file; True if more."""

@@ -1,5 +1,10 @@
-"""Thin Twisted adapters between sockets and STOMP sessions."""
+"""Thin Twisted adapters between sockets and STOMP sessions; the HTTP management API."""
 
+from ._api import Authorize, ManagementApi, same_origin
+from ._connections import Connection, Connections, CountingTransport
+from ._console import Console
+from ._management import MAX_LISTED, SCHEMA, Management
+from ._prometheus import render as render_metrics
 from ._tcp import (
     ConnectionLimiter,
     SessionFactory,
@@ -22,11 +27,20 @@ from ._websocket import (
 )
 
 __all__ = [
+    "MAX_LISTED",
+    "SCHEMA",
     "SUBPROTOCOLS",
+    "Authorize",
+    "Connection",
     "ConnectionLimiter",
+    "Connections",
+    "Console",
+    "CountingTransport",
     "HttpHandler",
     "HttpRequest",
     "HttpResponse",
+    "Management",
+    "ManagementApi",
     "SessionFactory",
     "StompFactory",
     "StompProtocol",
@@ -38,4 +52,6 @@ __all__ = [
     "max_message_bytes",
     "not_found",
     "origin_allowed",
+    "render_metrics",
+    "same_origin",
 ]

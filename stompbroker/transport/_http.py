@@ -32,6 +32,8 @@ class HttpRequest:
     target: str
     headers: tuple[tuple[bytes, bytes], ...] = ()
     body: bytes = b""
+    #: The client's address, ``host:port`` ("" when unknown).
+    peer: str = ""
 
     @property
     def path(self) -> str:
@@ -52,12 +54,13 @@ class HttpResponse:
 #: The ``Allow`` header of a 405 to anything but GET on the WebSocket path.
 ALLOW_GET = ((b"allow", b"GET"),)
 
-#: Answers a plain HTTP request; a later console plugs in here to serve ``/``.
+#: Answers a plain HTTP request: the management API (``_api``) plugs in here, then the web
+#: console (``_console``) at ``/``.
 HttpHandler = Callable[[HttpRequest], HttpResponse]
 
 
 def not_found(request: HttpRequest) -> HttpResponse:
-    """The handler for now: nothing is served over plain HTTP."""
+    """The last handler: whatever nothing else serves is not found."""
     return HttpResponse(404, b"not found\n")
 
 

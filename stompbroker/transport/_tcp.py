@@ -11,12 +11,14 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from stompbroker.session import StompSession, refuse_connection
+
+from ._connections import Connection, Connections, CountingTransport
 
 #: Builds the session for a new connection: (transport, peer description) -> session.
 SessionFactory = Callable[[ITransport, str], StompSession]
@@ -120,32 +122,52 @@ class StompProtocol(SessionProducer, Counted, Protocol):
     """Feeds received bytes to the session; tells it when the send buffer is full."""
 
     session: StompSession | None = None
+    #: This connection in the listeners' registry (None without one).
+    connection: Connection | None = None
 
     def __init__(
-        self, make_session: SessionFactory, limiter: ConnectionLimiter | None = None
+        self,
+        make_session: SessionFactory,
+        limiter: ConnectionLimiter | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self._make_session = make_session
         self.limiter = limiter
+        self.connections = connections
 
     def connectionMade(self) -> None:  # noqa: N802
         transport: Any = self.transport
+        peer = transport.getPeer()
+        described = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        kind = "tls" if ISSLTransport.providedBy(transport) else "tcp"
         refusal = self.take_place(transport)
         if refusal is not None:
+            if self.connections is not None:
+                self.connections.refused(described, kind, refusal)
             refuse_connection(transport, "too many connections", refusal)
             return
         _set_nodelay(transport)
-        peer = transport.getPeer()
-        described = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        self.session = self._make_session(transport, described)
+        connections = self.connections
+        if connections is None:
+            self.session = self._make_session(transport, described)
+        else:
+            output = CountingTransport(transport)
+            self.session = self._make_session(output, described)  # type: ignore[arg-type]
+            self.connection = connections.add(self.session, described, kind, output)
         transport.registerProducer(self, True)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self.session is not None:  # None: refused, closing
-            self.session.data_received(data)
+        session = self.session
+        if session is not None:  # None: refused, closing
+            session.data_received(data)
+            if self.connection is not None and self.connections is not None:
+                self.connections.received(self.connection, len(data))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self.give_place_back()
         if self.session is not None:
+            if self.connection is not None and self.connections is not None:
+                self.connections.ended(self.connection, reason)
             self.session.connection_lost()
 
 
@@ -155,14 +177,19 @@ class StompFactory(Factory):
     noisy = False
 
     def __init__(
-        self, make_session: SessionFactory, limiter: ConnectionLimiter | None = None
+        self,
+        make_session: SessionFactory,
+        limiter: ConnectionLimiter | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self.make_session = make_session
         #: Shared with the other listeners' factories; None: no limit.
         self.limiter = limiter
+        #: The registry of open connections, shared likewise; None: not tracked.
+        self.connections = connections
 
     def buildProtocol(self, addr: Any) -> StompProtocol:  # noqa: N802
-        protocol = StompProtocol(self.make_session, self.limiter)
+        protocol = StompProtocol(self.make_session, self.limiter, self.connections)
         protocol.factory = self
         return protocol
 

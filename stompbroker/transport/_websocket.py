@@ -5,7 +5,7 @@ One connection goes through these states::
     request --GET <path>, valid upgrade, Origin allowed: 101--> open
        |  |                                                       |
        |  +--<path>, bad upgrade: 400/405/426; Origin refused: 403-+--> (HTTP answered) done
-       +--any other path: the HTTP handler's answer (404 for now)--+
+       +--any other path: the HTTP handler (API, console, else 404)+
                                                                   |
     open --Close sent (session closed, message too big)--> closing --Close back, or timeout--> done
     open --Close received: answered at once---------------------------------------------------> done
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import h11
-from twisted.internet.interfaces import IAddress, ITransport
+from twisted.internet.interfaces import IAddress, ISSLTransport, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,6 +55,7 @@ from stompbroker.codec import DEFAULT_LIMITS, Limits
 from stompbroker.core import Clock, DelayedCall
 from stompbroker.session import StompSession
 
+from ._connections import Connection, Connections, Output
 from ._http import (
     ALLOW_GET,
     MAX_HTTP_BODY_BYTES,
@@ -135,17 +136,19 @@ class WebSocketSettings:
 
 
 @implementer(ITransport)
-class _MessageTransport:
-    """The session's transport: each write becomes one WebSocket message."""
+class _MessageTransport(Output):
+    """The session's transport: each write becomes one WebSocket message (bytes counted)."""
 
     def __init__(self, protocol: WebSocketProtocol) -> None:
         self._protocol = protocol
 
     def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.last = data
         self._protocol.send_message(data)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:  # noqa: N802 (Twisted's name)
-        self._protocol.send_message(b"".join(data))
+        self.write(b"".join(data))
 
     def loseConnection(self) -> None:  # noqa: N802 (Twisted's name)
         self._protocol.close(CLOSE_NORMAL)
@@ -174,6 +177,8 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
     session: StompSession | None = None
     #: The negotiated subprotocol once open (None when the client offered none of ours).
     subprotocol: str | None = None
+    #: This connection in the listeners' registry, once upgraded (None without one).
+    connection: Connection | None = None
 
     def __init__(
         self,
@@ -182,9 +187,11 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         settings: WebSocketSettings,
         http_handler: HttpHandler,
         limiter: ConnectionLimiter | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self._make_session = make_session
         self.limiter = limiter
+        self.connections = connections
         self._clock = clock
         self._settings = settings
         self._http_handler = http_handler
@@ -204,7 +211,10 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
     # -- Twisted's calls --------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802
-        if self.take_place(self.transport) is not None:
+        refusal = self.take_place(self.transport)
+        if refusal is not None:
+            if self.connections is not None:
+                self.connections.refused(self._peer(), self._kind(), refusal)
             self._wire.write(TOO_MANY_CONNECTIONS)
             self._lose()
             return
@@ -223,7 +233,14 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         self._done = True
         self._cancel_timer()
         self.give_place_back()
-        self._detach()
+        self._detach(reason)
+
+    def _peer(self) -> str:
+        peer = self._wire.getPeer()
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
+    def _kind(self) -> str:
+        return "wss" if ISSLTransport.providedBy(self._wire) else "ws"
 
     # -- the HTTP request -------------------------------------------------------
 
@@ -263,6 +280,7 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
             target,
             tuple(request.headers),
             bytes(self._body),
+            self._peer(),
         )
         try:
             response = self._http_handler(plain)
@@ -326,10 +344,11 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         self._ws = ws
         transport = self._wire
         transport.write(ws.send(AcceptConnection(subprotocol=self.subprotocol)))
-        peer = transport.getPeer()
-        described = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')} (websocket)"
+        peer = self._peer()
         messages: Any = _MessageTransport(self)
-        self.session = self._make_session(messages, described)
+        self.session = self._make_session(messages, f"{peer} (websocket)")
+        if self.connections is not None:
+            self.connection = self.connections.add(self.session, peer, self._kind(), messages)
         versions = SUBPROTOCOL_VERSIONS.get(self.subprotocol or "")
         if versions is not None:
             # The STOMP version must agree with the subprotocol chosen.
@@ -381,18 +400,25 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         data = event.data.encode() if isinstance(event, TextMessage) else bytes(event.data)
         self._message_bytes += len(data)
         if self._message_bytes > self._settings.max_message_bytes:
-            self._detach()
             limit = self._settings.max_message_bytes
+            self._ended_because(f"WebSocket message larger than {limit} bytes")
+            self._detach()
             self.close(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
             return
         if event.message_finished:
             self._message_bytes = 0
-        if self.session is not None and self._ws_open():
-            self.session.data_received(data)
+        session = self.session
+        if session is not None and self._ws_open():
+            session.data_received(data)
+            if self.connection is not None and self.connections is not None:
+                self.connections.received(self.connection, len(data))
 
     def _on_close(self, event: CloseConnection) -> None:
         ws = self._ws
         assert ws is not None
+        connection = self.connection
+        if self.session is not None and connection is not None and not connection.session.closed:
+            self._ended_because(f"WebSocket Close from the client (code {event.code})")
         self._detach()
         if ws.state is ConnectionState.REMOTE_CLOSING:
             self._send(event.response())  # the peer began: answer, and we are done
@@ -430,11 +456,17 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
 
     # -- ending -----------------------------------------------------------------
 
-    def _detach(self) -> None:
+    def _detach(self, failure: Failure | None = None) -> None:
         """Tell the session, once, that its connection is gone."""
         session, self.session = self.session, None
         if session is not None:
+            if self.connection is not None and self.connections is not None:
+                self.connections.ended(self.connection, failure)
             session.connection_lost()
+
+    def _ended_because(self, reason: str) -> None:
+        if self.connection is not None and self.connection.reason is None:
+            self.connection.reason = reason
 
     def _lose(self) -> None:
         self._done = True
@@ -464,6 +496,7 @@ class WebSocketFactory(Factory):
         settings: WebSocketSettings | None = None,
         http_handler: HttpHandler = not_found,
         limiter: ConnectionLimiter | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self.make_session = make_session
         self.clock = clock
@@ -471,10 +504,17 @@ class WebSocketFactory(Factory):
         self.http_handler = http_handler
         #: Shared with the other listeners' factories; None: no limit.
         self.limiter = limiter
+        #: The registry of open connections, shared likewise; None: not tracked.
+        self.connections = connections
 
     def buildProtocol(self, addr: Any) -> WebSocketProtocol:  # noqa: N802
         protocol = WebSocketProtocol(
-            self.make_session, self.clock, self.settings, self.http_handler, self.limiter
+            self.make_session,
+            self.clock,
+            self.settings,
+            self.http_handler,
+            self.limiter,
+            self.connections,
         )
         protocol.factory = self
         return protocol

@@ -1,7 +1,8 @@
 """The README's install command, `pip install .`, in a fresh virtual environment.
 
 A plain editable install does not expose ``twisted/plugins``; this pins that the
-real install does, so that ``twistd --help`` lists ``stompbroker`` for a user.
+real install does, so that ``twistd --help`` lists ``stompbroker`` for a user, and that the
+web console's files (package data) are installed with it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Bound on creating the environment and installing into it (packages come from the index).
 INSTALL_TIMEOUT = 300.0
 
+#: Every path of the web console, and a script printing what an installed broker answers.
+_CONSOLE_PATHS = ("/", "/console.js", "/stomp.js", "/console.css", "/favicon.svg")
+_CONSOLE_CHECK = (
+    "from stompbroker.transport import Console, HttpRequest\n"
+    "console = Console()\n"
+    f"for path in {_CONSOLE_PATHS!r}:\n"
+    "    response = console(HttpRequest('GET', path))\n"
+    "    print(path, response.status if response.body else 'empty')\n"
+)
+
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> Any:
     """Run a command to completion, bounded, capturing its output as text."""
@@ -26,7 +37,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -
 
 
 def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
-    """After `pip install .` into a new venv, its twistd lists and documents stompbroker."""
+    """After `pip install .` in a new venv, twistd lists stompbroker; stompbroker-passwd works."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
@@ -44,8 +55,25 @@ def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
     assert usage.returncode == 0, usage.stderr[-2000:]
     for option in ("--config", "--listen", "--data-dir"):
         assert option in usage.stdout
+    # The console script that prints password hashes is installed too.
+    hashed = subprocess.run(
+        [str(bin_dir / "stompbroker-passwd")],
+        input="secret\n",
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert hashed.stdout.startswith("scrypt$"), hashed.stderr[-2000:]
     # The plugin and package came from the new environment, not from this checkout.
     where = _run(
         [python, "-c", "import stompbroker; print(stompbroker.__file__)"], tmp_path, environ
     )
     assert where.stdout.startswith(str(env_dir)), (where.stdout, sys.prefix)
+    # The web console's files are package data: installed, and served from there.
+    console = _run([python, "-c", _CONSOLE_CHECK], tmp_path, environ)
+    assert console.stdout.split("\n")[:-1] == [f"{path} 200" for path in _CONSOLE_PATHS], (
+        console.stdout,
+        console.stderr[-2000:],
+    )

@@ -1,0 +1,175 @@
+"""Looking inside a broker: its destinations as JSON-ready descriptions, found by kind and name.
+
+Destinations are named in descriptions (and in the management API's URLs) by a kind and a
+name:
+
+=============  ==========================================  ===========================
+kind           name                                        address
+=============  ==========================================  ===========================
+``queue``      ``orders``                                  ``/queue/orders``
+``topic``      ``prices.eur`` or a pattern ``prices.>``    ``/topic/prices.eur``
+``durable``    ``CLIENT_ID:SUBSCRIPTION_NAME``             the topic it is fed from
+``temp-queue`` the global id ``SESSION-NAME``              ``/remote-temp-queue/ID``
+``temp-topic`` the global id                               ``/remote-temp-topic/ID``
+=============  ==========================================  ===========================
+
+A forgotten destination whose statistics are still kept is described with ``"active":
+false``, nothing waiting and nobody attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._destination import Destination, Queue
+from ._durable import DurableSubscription
+from ._names import GLOBAL_TEMP_PREFIX
+from ._stats import COUNTERS, RATED, DestinationStats, StatsKey
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+#: The kinds of destination descriptions, in the order listings show them.
+KINDS = ("queue", "topic", "durable", "temp-queue", "temp-topic")
+
+
+def live_destinations(broker: Broker) -> Iterator[Destination]:
+    """Every destination the broker holds now."""
+    yield from broker.queues.values()
+    yield from broker.topics.values()
+    yield from broker.wildcard_topics.values()
+    yield from broker.durables.values()
+    yield from broker.temporaries.values()
+
+
+def kind_and_name(destination: Destination) -> StatsKey:
+    """The (kind, name) a destination is described and found by."""
+    if destination.owner is not None:
+        kind = "temp-" + destination.kind
+        return kind, destination.address.removeprefix(GLOBAL_TEMP_PREFIX[kind])
+    return destination.kind, destination.name
+
+
+def find(broker: Broker, kind: str, name: str) -> Destination | None:
+    """The live destination of ``kind`` named ``name``, or None."""
+    if kind == "queue":
+        return broker.queues.get(name)
+    if kind == "topic":
+        return broker.topics.get(name) or broker.wildcard_topics.get(name)
+    if kind == "durable":
+        return next((d for d in broker.durables.values() if d.name == name), None)
+    if kind in GLOBAL_TEMP_PREFIX:
+        return broker.temporaries.get(GLOBAL_TEMP_PREFIX[kind] + name)
+    return None
+
+
+def tick(broker: Broker) -> None:
+    """Close a statistics interval: rates and producers of every destination."""
+    broker.statistics.tick([d.counted() for d in live_destinations(broker)])
+
+
+def describe(destination: Destination) -> dict[str, Any]:
+    """One live destination as JSON-ready data (see docs/operations.md for the shape)."""
+    kind, name = kind_and_name(destination)
+    subscriptions = destination.subscriptions
+    if isinstance(destination, Queue):
+        depth = destination.depth()
+        paged = destination.pager.total if destination.pager is not None else 0
+    else:
+        depth = sum(len(s.pending) for s in subscriptions if s.pending is not None)
+        paged = 0
+    out = _describe(kind, name, destination.address, True, destination.counted())
+    out.update(
+        depth=depth,
+        paged=paged,
+        in_flight=sum(len(s.unacked) for s in subscriptions),
+        consumers=len(subscriptions),
+    )
+    if isinstance(destination, DurableSubscription):
+        out["durable"] = {
+            "client_id": destination.client_id,
+            "subscription_name": destination.subscription_name,
+            "topic": destination.pattern,
+            "attached": destination.attached,
+        }
+    return out
+
+
+def _describe(
+    kind: str, name: str, address: str, active: bool, stats: DestinationStats
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": kind,
+        "name": name,
+        "address": address,
+        "active": active,
+        "depth": 0,
+        "paged": 0,
+        "in_flight": 0,
+        "consumers": 0,
+        "producers": stats.producers,
+    }
+    out.update(stats.counters())
+    out["rates"] = dict(stats.rates)
+    out["latency"] = {
+        "enqueue_to_delivery": _histogram(stats.enqueue_to_delivery),
+        "delivery_to_ack": _histogram(stats.delivery_to_ack),
+    }
+    return out
+
+
+def _histogram(histogram: Any) -> dict[str, Any] | None:
+    return None if histogram is None else histogram.as_dict()
+
+
+def describe_all(broker: Broker) -> list[dict[str, Any]]:
+    """Every destination, live ones and forgotten ones with statistics kept, by kind and name."""
+    described = [describe(d) for d in live_destinations(broker)]
+    for (kind, name), (stats, _) in broker.statistics.retired.items():
+        address = f"/{kind}/{name}"
+        described.append(_describe(kind, name, address, False, stats))
+    order = {kind: index for index, kind in enumerate(KINDS)}
+    described.sort(key=lambda d: (order.get(d["kind"], len(KINDS)), d["name"]))
+    return described
+
+
+def describe_one(broker: Broker, kind: str, name: str) -> dict[str, Any] | None:
+    """The destination of ``kind`` named ``name`` (live, or forgotten with statistics), or None."""
+    destination = find(broker, kind, name)
+    if destination is not None:
+        return describe(destination)
+    kept = broker.statistics.retired.get((kind, name))
+    if kept is None:
+        return None
+    return _describe(kind, name, f"/{kind}/{name}", False, kept[0])
+
+
+def totals(broker: Broker) -> dict[str, Any]:
+    """Broker-wide message counters (sums over destinations, the forgotten ones included)
+    and rates (sums over live destinations)."""
+    sums: dict[str, int] = dict(broker.statistics.gone)
+    rates = dict.fromkeys(RATED, 0.0)
+    for destination in live_destinations(broker):
+        stats = destination.counted()
+        stats.add_to(sums)
+        for name, rate in stats.rates.items():
+            rates[name] += rate
+    for stats, _ in broker.statistics.retired.values():
+        stats.add_to(sums)
+    counters = broker.counters
+    out: dict[str, Any] = {name: sums[name] for name in COUNTERS[:3]}
+    out["expired"] = counters["expired"]
+    out["dead_lettered"] = counters["dead-lettered"]
+    out["dropped"] = counters["dropped"]
+    out["purged"] = counters["purged"]
+    out["rates"] = rates
+    return out
+
+
+def counts(broker: Broker) -> dict[str, int]:
+    """How many destinations of each kind the broker holds."""
+    out = dict.fromkeys(KINDS, 0)
+    for destination in live_destinations(broker):
+        out[kind_and_name(destination)[0]] += 1
+    return out

@@ -1,0 +1,77 @@
+"""Topics: publish/subscribe.
+
+* A topic message is copied to every subscription present when it is published
+  (that its selector accepts); each subscription then owns its copy: handed over
+  at once when the subscription is ready, else kept in its ``pending`` buffer.
+  A late subscriber gets nothing published before it came.
+* A copy goes through the states of ``_destination`` on its own: a redelivery is a new
+  copy with its own delivery count.
+"""
+
+from __future__ import annotations
+
+from ._destination import Destination
+from ._message import Message, MessageBuffer
+from ._stats import SAMPLE_MASK
+from ._subscription import Subscription
+
+
+class Topic(Destination):
+    """Publish/subscribe: each message goes to every current subscription."""
+
+    kind = "topic"
+
+    def add(self, subscription: Subscription) -> None:
+        subscription.pending = MessageBuffer()
+        super().add(subscription)
+
+    def publish(self, message: Message) -> None:
+        """Give every current subscription its copy of ``message``."""
+        message.delivery_count = 1
+        arrived = self.arrived + 1
+        self.arrived = arrived
+        if not arrived & SAMPLE_MASK:
+            message.born = self.hooks.clock.seconds()
+        for subscription in self.subscriptions:
+            if subscription.selector is not None and not subscription.accepts(message):
+                continue
+            pending = subscription.pending
+            if pending or not subscription.ready():
+                assert pending is not None
+                pending.append(message)
+            else:
+                subscription.send(message)
+
+    def wake(self, subscription: Subscription) -> None:
+        pending = subscription.pending
+        if not pending:
+            return
+        now = 0.0
+        while pending and subscription.ready():
+            message = pending.popleft()
+            if message.expires:
+                now = now or self.hooks.now_ms()
+                if message.expired(now):
+                    self.hooks.dead_letter(message, "expired", self.policy, self)
+                    continue
+            subscription.send(message)
+
+    def remove(self, subscription: Subscription) -> None:
+        super().remove(subscription)
+        subscription.take_unacked()
+        subscription.pending = None
+
+    def _redelivery(self, message: Message) -> Message:
+        # The subscription's own copy (others share the message); a topic hands
+        # copies over without counting, so the count includes the coming delivery.
+        again = message.copy()
+        again.delivery_count = message.delivery_count + 1
+        return again
+
+    def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
+        pending = subscription.pending
+        if pending is None or subscription.closed:
+            return
+        for message in messages:
+            pending.put_back(message)
+        self.wake(subscription)

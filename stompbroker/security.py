@@ -1,0 +1,60 @@
+"""The broker's access control, built from the configuration's ``security`` section.
+
+One ``AccessControl`` lives as long as the broker: every session holds it, and a
+reload changes it in place (``configure_access``), so that new users and passwords
+apply to new logins and new rules to every connection's next SEND or SUBSCRIBE.
+Password checks run in the reactor's thread pool, at most ``MAX_CONCURRENT_CHECKS``
+at once, so that a flood of logins leaves threads (and CPU) to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.threads import deferToThreadPool
+
+from stompbroker.config import Config
+from stompbroker.core import AccessControl, Rule, User
+
+#: Password checks (scrypt, about 50 ms of CPU each) running at once.
+MAX_CONCURRENT_CHECKS = 2
+
+
+def users(config: Config) -> list[User]:
+    """The configured users (the users file's included) as the core's."""
+    return [
+        User(entry.name, entry.password_hash, frozenset(entry.groups))
+        for entry in config.security.users
+    ]
+
+
+def rules(config: Config) -> list[Rule]:
+    """The configured rules, one per destination pattern."""
+    return [
+        Rule(entry.principal, destination, frozenset(entry.permissions))
+        for entry in config.security.rules
+        for destination in entry.destinations
+    ]
+
+
+def access_control(config: Config, reactor: Any = None) -> AccessControl:
+    """The access control ``config`` describes; password checks in threads of ``reactor``."""
+    run = login_runner(reactor) if reactor is not None else None
+    return AccessControl(users(config), rules(config), config.security.allow_anonymous, run)
+
+
+def configure_access(access: AccessControl, config: Config) -> None:
+    """Give a running broker's access control the users and rules of a new configuration."""
+    access.configure(users(config), rules(config), config.security.allow_anonymous)
+
+
+def login_runner(reactor: Any) -> Callable[..., Deferred[Any]]:
+    """Runs a password check in the reactor's thread pool, a few at a time."""
+    gate = DeferredSemaphore(MAX_CONCURRENT_CHECKS)
+
+    def run(function: Any, *args: Any) -> Deferred[Any]:
+        return gate.run(deferToThreadPool, reactor, reactor.getThreadPool(), function, *args)
+
+    return run

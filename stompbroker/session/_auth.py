@@ -1,0 +1,163 @@
+"""Logging in, and what a logged-in connection may do.
+
+At CONNECT, ``check_login`` decides::
+
+    no users configured ............ let in anonymously (login and passcode ignored),
+                                     unless allow_anonymous is false (then as below)
+    no login ....................... let in anonymously if allowed, else
+                                     ERROR "login required" at once
+    login and passcode ............. checked off the reactor thread; good: let in as
+                                     that user; an unknown login or a wrong passcode,
+                                     alike: ERROR "login failed", delayed longer for
+                                     each recent failure from the same address
+    client-id of another user ...... ERROR "client-id not allowed"
+
+With users configured, a client's client-id (which names its durable subscriptions)
+is its login, or begins with its login and a dot; a client that sends none gets its
+login. Then ``Guard`` checks each SEND (``write``), transactional SENDs when staged,
+and each SUBSCRIBE (``read``) against the rules, plus ``create`` when the frame would
+create a queue or topic that no destination policy declares. Temporary destinations
+are left to the broker (only their owner may consume them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from stompbroker.core import AccessControl, Broker, Clock, is_pattern
+
+from ._errors import ClientError
+
+log = Logger(namespace="stompbroker.session")
+
+#: The ERROR for an unknown login and for a wrong passcode: the same, so as not to tell.
+LOGIN_FAILED = ("login failed", "the login or the passcode is wrong")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What CONNECT's credentials earn: a user (None: anonymous), or a refusal."""
+
+    user: str | None = None
+    client_id: str = ""
+    #: The ERROR's message when refused (None: let in) ...
+    refusal: str | None = None
+    detail: str = ""
+    #: ... and how many seconds it waits.
+    delay: float = 0.0
+
+
+def check_login(
+    access: AccessControl | None, headers: dict[str, str], peer: str, clock: Clock
+) -> Deferred[Verdict]:
+    """Decide on a CONNECT's ``login``, ``passcode`` and ``client-id``; fires with a Verdict.
+
+    Fires at once unless a password must be checked.
+    """
+    client_id = headers.get("client-id", "")
+    login = headers.get("login", "")
+    if access is None or (not access.users and access.allow_anonymous):
+        return succeed(Verdict(None, client_id))
+    if not login:
+        if not access.allow_anonymous:
+            log.warn("refused an anonymous client from {peer}", peer=peer)
+            detail = "this broker lets in only clients that send a login and passcode"
+            return succeed(Verdict(refusal="login required", detail=detail))
+        return succeed(_client_id(access, None, client_id))
+
+    def decided(good: bool) -> Verdict:
+        if good:
+            log.debug("{peer} logged in as {login!r}", peer=peer, login=login)
+            return _client_id(access, login, client_id)
+        delay = access.throttle.failed(host_of(peer), clock.seconds())
+        log.warn(
+            "login failed for {login!r} from {peer} (ERROR in {delay:g} s)",
+            login=login[:100],
+            peer=peer,
+            delay=delay,
+        )
+        return Verdict(refusal=LOGIN_FAILED[0], detail=LOGIN_FAILED[1], delay=delay)
+
+    return access.login(login, headers.get("passcode", "")).addCallback(decided)
+
+
+def _client_id(access: AccessControl, user: str | None, client_id: str) -> Verdict:
+    if user is not None and not client_id:
+        client_id = user
+    if access.owns_client_id(user, client_id):
+        return Verdict(user, client_id)
+    owner = "its login" if user is not None else "no user's login"
+    return Verdict(
+        refusal="client-id not allowed",
+        detail=f"client-id {client_id[:100]!r} is not {owner} (or {owner} followed by a dot)",
+    )
+
+
+def host_of(peer: str) -> str:
+    """The address part of a peer description ``HOST:PORT`` (``... (websocket)``)."""
+    return peer.split(" ", 1)[0].rpartition(":")[0] or peer
+
+
+class Guard:
+    """Checks one connection's frames against the access rules (``access`` is shared)."""
+
+    def __init__(self, access: AccessControl | None, broker: Broker, peer: str) -> None:
+        self.access = access
+        self.broker = broker
+        self.peer = peer
+        #: Who the connection logged in as (None: anonymous).
+        self.user: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any rule is in force (else everything is allowed)."""
+        return self.access is not None and bool(self.access.rules)
+
+    def check_send(self, destination: str) -> None:
+        """ClientError unless the user may SEND to ``destination``."""
+        access = self.access  # on every SEND: as cheap as can be when there are no rules
+        if access is not None and access.rules and destination.startswith(("/queue/", "/topic/")):
+            self._require("write", destination)
+            self._require_create(destination)
+
+    def check_subscribe(self, destination: str, client_id: str, browse: bool = False) -> None:
+        """ClientError unless the user may SUBSCRIBE to (or browse) ``destination``."""
+        if not self.active:
+            return
+        if destination.startswith("/dsub/"):
+            durable = self.broker.durables.get((client_id, destination[6:]))
+            if durable is not None:
+                self._require("read", f"/topic/{durable.pattern}", destination)
+            return
+        if destination.startswith(("/queue/", "/topic/")):
+            self._require("read", destination)
+            if not browse and not is_pattern(destination[7:]):
+                self._require_create(destination)
+
+    def _require_create(self, destination: str) -> None:
+        """A destination no policy declares is created by its use: that needs ``create``."""
+        assert self.access is not None
+        if self.access.permits(self.user, "create", destination):
+            return
+        if not self.broker.policies.declares(destination):
+            self._require("create", destination)
+
+    def _require(self, permission: str, destination: str, named: str | None = None) -> None:
+        assert self.access is not None
+        if self.access.permits(self.user, permission, destination):
+            return
+        named = named or destination
+        who = f"user {self.user!r}" if self.user is not None else "an anonymous client"
+        log.info(
+            "access denied: {who} from {peer} has no {permission} permission on {destination}",
+            who=who,
+            peer=self.peer,
+            permission=permission,
+            destination=named,
+        )
+        raise ClientError(
+            f"access denied to {named}", f"{who} has no {permission} permission on {named}"
+        )

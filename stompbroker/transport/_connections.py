@@ -1,0 +1,191 @@
+"""The open STOMP connections of every listener: who, since when, how many bytes; and the log
+line of each connection event.
+
+A connection is registered when its session is made (TCP: when accepted; WebSocket: at the
+upgrade) and leaves when its session is let go. It logs, through ``twisted.logger``, one line
+when its CONNECT succeeds (peer, STOMP version, user) and one when it ends (why, how long it
+lasted, bytes each way). Why it ended is, first that found of:
+
+* a reason the adapter or an administrator set (a WebSocket Close, a message too large, ...);
+* the ERROR frame the broker sent last (its ``message`` header);
+* the session closed itself without an ERROR: the client sent DISCONNECT;
+* the transport's reason: closed by the client, or lost.
+
+Bytes are counted where they cross the adapter: received in ``dataReceived``, sent in the
+transport the session writes to (``CountingTransport`` over TCP; the WebSocket adapter's own
+message transport), STOMP bytes in both cases (not TLS or WebSocket framing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from stompbroker.codec import SERVER_COMMANDS, FrameParser
+from stompbroker.core import Clock
+from stompbroker.session import StompSession, refuse_connection
+
+log = Logger(namespace="stompbroker.connection")
+
+
+class Output:
+    """What a connection's writer counts (``CountingTransport``, the WebSocket transport)."""
+
+    bytes_out = 0
+    #: The last bytes written (to find a closing ERROR frame).
+    last: bytes = b""
+
+
+class CountingTransport(Output):
+    """A TCP transport as the session sees it: every write counted, the rest passed through."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._write = transport.write
+
+    def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.last = data
+        self._write(data)
+
+    def writeSequence(self, data: Any) -> None:  # noqa: N802 (Twisted's name)
+        self.write(b"".join(data))
+
+    def __getattr__(self, name: str) -> Any:
+        # loseConnection, pauseProducing, getPeer, ...: the transport's own.
+        return getattr(self._transport, name)
+
+
+class Connection:
+    """One STOMP connection: its session, where from, since when, bytes each way."""
+
+    def __init__(
+        self, session: StompSession, peer: str, transport: str, output: Output, opened: float
+    ) -> None:
+        self.session = session
+        #: ``host:port`` of the client.
+        self.peer = peer
+        #: ``tcp``, ``tls``, ``ws`` or ``wss``.
+        self.transport = transport
+        self.output = output
+        self.opened = opened
+        self.bytes_in = 0
+        #: Set once the CONNECT was logged.
+        self.announced = False
+        #: Why it ends, when the adapter or an administrator knows better than the socket.
+        self.reason: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The session id (the CONNECTED frame's ``session`` header)."""
+        return self.session.session_id
+
+    @property
+    def bytes_out(self) -> int:
+        """STOMP bytes sent."""
+        return self.output.bytes_out
+
+    @property
+    def user(self) -> str | None:
+        """The login the client connected with; None: anonymous (or not connected yet)."""
+        user = getattr(self.session, "user", None)
+        return user if isinstance(user, str) else None
+
+    def why_ended(self, failure: Failure | None) -> str:
+        """Why the connection ended (see the module's docstring for the order)."""
+        if self.reason is not None:
+            return self.reason
+        error = _error_message(self.output.last)
+        if error is not None:
+            return f"ERROR sent: {error}"
+        if self.session.closed:
+            return "DISCONNECT"
+        if failure is None or failure.check(ConnectionDone):
+            return "closed by the client"
+        return f"connection lost: {failure.getErrorMessage().rstrip('.')}"
+
+
+def _error_message(last: bytes) -> str | None:
+    """The ``message`` header of ``last`` if it is an ERROR frame."""
+    if not last.startswith(b"ERROR"):
+        return None
+    parser = FrameParser(commands=SERVER_COMMANDS, version="1.2" if b"\\c" in last else "1.0")
+    frames = parser.feed(last)
+    if not frames:
+        return "(unreadable ERROR frame)"
+    return frames[0].headers.get("message", "")
+
+
+class Connections:
+    """The open connections of every listener, by session id; counts of those gone."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.open: dict[str, Connection] = {}
+        #: Since start: connections registered, and bytes of those that ended.
+        self.opened = 0
+        self.bytes_in_closed = 0
+        self.bytes_out_closed = 0
+
+    def add(self, session: StompSession, peer: str, transport: str, output: Output) -> Connection:
+        """Register the connection of a new session."""
+        connection = Connection(session, peer, transport, output, self.clock.seconds())
+        self.open[session.session_id] = connection
+        self.opened += 1
+        return connection
+
+    def received(self, connection: Connection, count: int) -> None:
+        """``count`` bytes were handed to the session; log the CONNECT once it succeeded."""
+        connection.bytes_in += count
+        if not connection.announced and connection.session.connected:
+            connection.announced = True
+            log.info(
+                "connection {id} from {peer} ({transport}) connected: STOMP {version}, user {user}",
+                id=connection.id,
+                peer=connection.peer,
+                transport=connection.transport,
+                version=connection.session.version,
+                user=connection.user,
+            )
+
+    def ended(self, connection: Connection, failure: Failure | None = None) -> None:
+        """The connection's session is let go (call before telling the session)."""
+        if self.open.pop(connection.id, None) is None:
+            return
+        self.bytes_in_closed += connection.bytes_in
+        self.bytes_out_closed += connection.bytes_out
+        log.info(
+            "connection {id} from {peer} closed after {duration:.1f} s: {reason};"
+            " {bytes_in} bytes in, {bytes_out} bytes out",
+            id=connection.id,
+            peer=connection.peer,
+            duration=max(0.0, self.clock.seconds() - connection.opened),
+            reason=connection.why_ended(failure),
+            bytes_in=connection.bytes_in,
+            bytes_out=connection.bytes_out,
+        )
+
+    def close(self, session_id: str, reason: str = "closed by an administrator") -> bool:
+        """Close a connection with an ERROR saying ``reason``; False if there is none."""
+        connection = self.open.get(session_id)
+        if connection is None:
+            return False
+        connection.reason = reason
+        session = connection.session
+        if not session.closed:
+            session.pause_delivery()  # nothing more after the ERROR
+            detail = f"the broker closed this connection: {reason}"
+            refuse_connection(session.transport, reason, detail)
+        return True
+
+    def refused(self, peer: str, transport: str, why: str) -> None:
+        """Log a connection turned away before a session was made for it."""
+        log.info(
+            "connection from {peer} ({transport}) refused: {why}",
+            peer=peer,
+            transport=transport,
+            why=why,
+        )

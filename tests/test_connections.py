@@ -1,0 +1,162 @@
+"""The connections registry: bytes each way, and one log line per connection event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+from stompbroker.codec import encode_frame
+from stompbroker.core import Broker
+from stompbroker.session import StompSession
+from stompbroker.transport import (
+    ConnectionLimiter,
+    Connections,
+    StompFactory,
+    WebSocketFactory,
+)
+from tests.helpers import QUIET
+
+CONNECT = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h"})
+DISCONNECT = encode_frame("DISCONNECT", {})
+
+
+class Listener:
+    """A TCP and a WebSocket factory sharing one registry, on a Clock."""
+
+    def __init__(self, limiter: ConnectionLimiter | None = None) -> None:
+        self.clock = Clock()
+        self.broker = Broker(clock=self.clock)
+        self.connections = Connections(self.clock)
+        self.tcp = StompFactory(self._session, limiter, self.connections)
+        self.ws = WebSocketFactory(self._session, self.clock, connections=self.connections)
+        self._ids = 0
+
+    def _session(self, transport: Any, peer: str) -> StompSession:
+        self._ids += 1
+        return StompSession(self.broker, transport, self.clock, f"c{self._ids}", QUIET, peer)
+
+    def accept(self, factory: Any = None) -> tuple[Any, StringTransport]:
+        protocol = (factory or self.tcp).buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 5555))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+
+def _messages(events: Sequence[dict[str, Any]]) -> list[str]:
+    return [formatEvent(e) for e in events if e.get("log_namespace") == "stompbroker.connection"]
+
+
+def test_connect_and_disconnect_are_logged_with_peer_version_duration_and_bytes() -> None:
+    """One line when CONNECT succeeds, one when the connection ends, with why and how long."""
+    listener = Listener()
+    with capturedLogs() as events:
+        protocol, transport = listener.accept()
+        protocol.dataReceived(CONNECT)
+        listener.clock.advance(12.5)
+        protocol.dataReceived(DISCONNECT)
+        protocol.connectionLost(Failure(ConnectionDone()))
+    sent = len(transport.value())
+    assert _messages(events) == [
+        "connection c1 from 192.0.2.1:5555 (tcp) connected: STOMP 1.2, user None",
+        f"connection c1 from 192.0.2.1:5555 closed after 12.5 s: DISCONNECT;"
+        f" {len(CONNECT) + len(DISCONNECT)} bytes in, {sent} bytes out",
+    ]
+    assert listener.connections.open == {}
+    assert listener.connections.bytes_out_closed == sent
+
+
+def test_an_error_frame_is_the_reason_a_connection_ended() -> None:
+    """When the broker sent an ERROR, its message is why the connection ended."""
+    listener = Listener()
+    with capturedLogs() as events:
+        protocol, _ = listener.accept()
+        protocol.dataReceived(CONNECT)
+        protocol.dataReceived(encode_frame("SEND", {}))  # no destination
+        protocol.connectionLost(Failure(ConnectionDone()))
+    assert "ERROR sent: missing header" in _messages(events)[-1]
+
+
+def test_a_client_that_leaves_or_is_lost_says_so() -> None:
+    """A clean close by the client and a lost connection read differently."""
+    listener = Listener()
+    with capturedLogs() as events:
+        first, _ = listener.accept()
+        first.dataReceived(CONNECT)
+        first.connectionLost(Failure(ConnectionDone()))
+        second, _ = listener.accept()
+        second.connectionLost(Failure(ConnectionLost("reset by peer")))
+    closed = _messages(events)
+    assert "closed by the client" in closed[1]
+    assert "connection lost: Connection to the other side was lost" in closed[2]
+    assert "reset by peer; 0 bytes in" in closed[2]
+    assert not any("c2" in line and "connected:" in line for line in closed)
+
+
+def test_a_refused_connection_is_logged_and_never_registered() -> None:
+    """A connection over the limits gets one "refused" line and no registry entry."""
+    listener = Listener(ConnectionLimiter(max_connections=1))
+    with capturedLogs() as events:
+        listener.accept()
+        listener.accept()
+    assert _messages(events) == [
+        "connection from 192.0.2.1:5555 (tcp) refused: the broker accepts at most 1 connections"
+    ]
+    assert len(listener.connections.open) == 1
+
+
+def test_the_session_writes_through_a_counting_transport() -> None:
+    """Every byte the session writes is counted on its way to the socket."""
+    listener = Listener()
+    protocol, transport = listener.accept()
+    protocol.dataReceived(CONNECT)
+    protocol.dataReceived(encode_frame("SUBSCRIBE", {"destination": "/queue/q", "id": "1"}))
+    listener.broker.send("/queue/q", {}, b"payload")
+    (connection,) = listener.connections.open.values()
+    assert connection.bytes_out == len(transport.value())
+    assert connection.bytes_in == len(CONNECT) + len(
+        encode_frame("SUBSCRIBE", {"destination": "/queue/q", "id": "1"})
+    )
+
+
+def _upgrade(listener: Listener) -> tuple[Any, StringTransport, WSConnection]:
+    protocol, transport = listener.accept(listener.ws)
+    client = WSConnection(ConnectionType.CLIENT)
+    protocol.dataReceived(client.send(Request(host="h", target="/ws", subprotocols=["v12.stomp"])))
+    client.receive_data(transport.value())
+    assert any(isinstance(e, AcceptConnection) for e in client.events())
+    transport.clear()
+    return protocol, transport, client
+
+
+def test_websocket_connections_count_stomp_bytes_and_log_a_client_close() -> None:
+    """Over WebSocket the registry counts STOMP bytes, and a Close says who ended it."""
+    listener = Listener()
+    with capturedLogs() as events:
+        protocol, _, client = _upgrade(listener)
+        protocol.dataReceived(client.send(TextMessage(data=CONNECT.decode())))
+        (connection,) = listener.connections.open.values()
+        assert connection.transport == "ws" and connection.bytes_in == len(CONNECT)
+        assert connection.bytes_out > 0
+        protocol.dataReceived(client.send(CloseConnection(code=1001)))
+    lines = _messages(events)
+    assert lines[0].endswith("(ws) connected: STOMP 1.2, user None")
+    assert "WebSocket Close from the client (code 1001)" in lines[1]
+    assert listener.connections.open == {}
+
+
+def test_plain_http_requests_are_not_connections() -> None:
+    """A plain HTTP request on a WebSocket listener registers no STOMP connection."""
+    listener = Listener()
+    protocol, transport = listener.accept(listener.ws)
+    protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nhost: h\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404")
+    assert listener.connections.opened == 0

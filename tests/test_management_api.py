@@ -1,0 +1,372 @@
+"""The management API and /metrics, called as the WebSocket listener calls its HTTP handler."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from stompbroker.codec import encode_frame
+from stompbroker.core import BOUNDS, SAMPLE_EVERY, Broker, DestinationPolicy, PolicyMap
+from stompbroker.core._inspect import tick
+from stompbroker.session import StompSession
+from stompbroker.store import MemoryStore
+from stompbroker.transport import (
+    Connections,
+    HttpRequest,
+    HttpResponse,
+    Management,
+    ManagementApi,
+    StompFactory,
+)
+from tests.helpers import QUIET, RecordingConsumer
+
+
+class Setup:
+    """A broker with a store, a connections registry, and the API over them."""
+
+    def __init__(self, allow: bool = True, **broker: Any) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.store = MemoryStore()
+        self.broker = Broker(clock=self.clock, store=self.store, **broker)
+        self.connections = Connections(self.clock)
+        self.management = Management(
+            self.broker, self.connections, self.store, lambda: 12345, "b1", "9.9", 5.0
+        )
+        self.allow = allow
+        self.api = ManagementApi(self.management, lambda request: self.allow)
+        self.factory = StompFactory(self._session, None, self.connections)
+        self.transports: list[StringTransport] = []
+
+    def _session(self, transport: Any, peer: str) -> StompSession:
+        number = len(self.transports)
+        return StompSession(self.broker, transport, self.clock, f"c{number}", QUIET, peer)
+
+    def connect(self, **headers: str) -> tuple[Any, StringTransport]:
+        """A TCP connection through the registry, CONNECTed with STOMP 1.2."""
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 40000))
+        self.transports.append(transport)
+        protocol.makeConnection(transport)
+        frame = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h", **headers})
+        protocol.dataReceived(frame)
+        return protocol, transport
+
+    def request(self, method: str, target: str, **headers: str) -> HttpResponse:
+        pairs = tuple((k.lower().encode(), v.encode()) for k, v in headers.items())
+        return self.api(HttpRequest(method, target, pairs, b"", "10.0.0.9:5000"))
+
+    def json(self, method: str, target: str, status: int = 200, **headers: str) -> Any:
+        response = self.request(method, target, **headers)
+        assert response.status == status, response.body
+        assert response.content_type == "application/json"
+        return json.loads(response.body)
+
+
+def _fill(broker: Broker, count: int, destination: str = "/queue/q") -> None:
+    for i in range(count):
+        broker.send(destination, {}, b"%d" % i)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def test_broker_route_shows_connections_messages_memory_and_store() -> None:
+    """GET /api/broker describes the broker as a whole."""
+    setup = Setup()
+    setup.connect()
+    _fill(setup.broker, 3)
+    broker = setup.json("GET", "/api/broker")
+    assert (broker["name"], broker["version"]) == ("b1", "9.9")
+    assert broker["connections"]["open"] == 1 and broker["connections"]["bytes_in"] > 0
+    assert broker["destinations"]["queue"] == 1
+    assert broker["messages"]["enqueued"] == 3
+    assert broker["memory"] == {"rss_bytes": 12345}
+    assert broker["store"]["kind"] == "memory" and broker["store"]["batches"] == 0
+
+
+def test_destinations_are_listed_and_filtered_by_kind() -> None:
+    """GET /api/destinations lists every destination; ?kind= keeps one kind."""
+    setup = Setup()
+    _fill(setup.broker, 2)
+    setup.broker.subscribe(RecordingConsumer(), "1", "/topic/news")
+    listed = setup.json("GET", "/api/destinations")["destinations"]
+    assert [(d["kind"], d["name"], d["depth"]) for d in listed] == [
+        ("queue", "q", 2),
+        ("topic", "news", 0),
+    ]
+    queues = setup.json("GET", "/api/destinations?kind=topic")["destinations"]
+    assert [d["name"] for d in queues] == ["news"]
+    assert "kind must be one of" in setup.json("GET", "/api/destinations?kind=x", 400)["error"]
+
+
+def test_one_destination_by_kind_and_url_encoded_name() -> None:
+    """GET /api/destinations/KIND/NAME finds names with wildcards and slashes."""
+    setup = Setup()
+    setup.broker.subscribe(RecordingConsumer(), "1", "/topic/prices.>")
+    _fill(setup.broker, 1, "/queue/a/b")
+    found = setup.json("GET", "/api/destinations/topic/prices.%3E")
+    assert (found["address"], found["consumers"]) == ("/topic/prices.>", 1)
+    assert setup.json("GET", "/api/destinations/queue/a%2Fb")["depth"] == 1
+    assert "no queue named" in setup.json("GET", "/api/destinations/queue/zz", 404)["error"]
+
+
+def test_durable_subscriptions_are_named_client_id_and_subscription() -> None:
+    """A durable subscription is kind durable, named CLIENT_ID:NAME, with its topic."""
+    setup = Setup()
+    setup.broker.declare_durable("billing", "archive", "invoices.>", None)
+    found = setup.json("GET", "/api/destinations/durable/billing:archive")
+    assert found["durable"] == {
+        "client_id": "billing",
+        "subscription_name": "archive",
+        "topic": "invoices.>",
+        "attached": False,
+    }
+
+
+def test_connections_show_peer_version_user_subscriptions_and_bytes() -> None:
+    """GET /api/connections lists each open connection with what it knows."""
+    setup = Setup()
+    protocol, transport = setup.connect(**{"client-id": "app"})
+    protocol.dataReceived(encode_frame("SUBSCRIBE", {"destination": "/queue/q", "id": "s1"}))
+    (shown,) = setup.json("GET", "/api/connections")["connections"]
+    assert shown["peer"] == "10.0.0.7:40000" and shown["transport"] == "tcp"
+    assert (shown["version"], shown["user"], shown["client_id"]) == ("1.2", None, "app")
+    assert shown["subscriptions"] == [
+        {"id": "s1", "destination": "/queue/q", "ack": "auto", "in_flight": 0}
+    ]
+    assert shown["bytes_out"] == len(transport.value())
+    assert setup.json("GET", f"/api/connections/{shown['id']}")["id"] == shown["id"]
+    assert setup.json("GET", "/api/connections/nobody", 404)["error"]
+
+
+def test_snapshot_holds_everything_with_its_schema() -> None:
+    """GET /api/snapshot is the statistics topic's message: schema, broker, lists."""
+    setup = Setup()
+    setup.connect()
+    _fill(setup.broker, 1)
+    snapshot = setup.json("GET", "/api/snapshot")
+    assert snapshot["schema"] == 1
+    assert set(snapshot) == {"schema", "time", "broker", "destinations", "connections", "truncated"}
+    assert len(snapshot["destinations"]) == 1 and len(snapshot["connections"]) == 1
+    assert snapshot["truncated"] == {"destinations": False, "connections": False}
+
+
+# -- refusals -----------------------------------------------------------------------------
+
+
+def test_unauthorized_requests_get_401_with_a_basic_challenge() -> None:
+    """Whatever authorize refuses gets 401 and WWW-Authenticate, /metrics included."""
+    setup = Setup(allow=False)
+    for target in ("/api/broker", "/metrics"):
+        response = setup.request("GET", target)
+        assert response.status == 401
+        assert (b"www-authenticate", b'Basic realm="stompbroker", charset="UTF-8"') in (
+            response.headers
+        )
+
+
+def test_other_paths_go_to_the_fallback_without_authorization() -> None:
+    """Paths outside /api/ and /metrics are not the API's: 404 by default."""
+    setup = Setup(allow=False)
+    assert setup.request("GET", "/").status == 404
+    assert setup.request("GET", "/apis").status == 404
+
+
+def test_wrong_methods_unknown_routes_and_actions() -> None:
+    """A GET route refuses POST (405, Allow), an action refuses GET; unknown ones are 404."""
+    setup = Setup()
+    response = setup.request("POST", "/api/broker")
+    assert response.status == 405 and (b"allow", b"GET, HEAD") in response.headers
+    assert setup.request("GET", "/api/destinations/queue/q/purge").status == 405
+    assert setup.request("POST", "/api/destinations/queue/q/explode").status == 404
+    assert setup.request("GET", "/api/nothing").status == 404
+    assert setup.request("GET", "/api/destinations/planet/x").status == 404
+
+
+def test_a_post_from_a_page_of_another_origin_is_refused() -> None:
+    """A browser POST from elsewhere is 403; from the same origin, or without Origin, it works."""
+    setup = Setup()
+    _fill(setup.broker, 1)
+    target = "/api/destinations/queue/q/purge"
+    evil = setup.request("POST", target, Origin="http://evil.example", Host="127.0.0.1:61614")
+    assert evil.status == 403
+    same = setup.request("POST", target, Origin="http://127.0.0.1:61614", Host="127.0.0.1:61614")
+    assert same.status == 200
+    assert setup.request("POST", target).status == 200
+
+
+# -- admin actions ------------------------------------------------------------------------
+
+
+def test_purge_drops_waiting_messages_paged_ones_too_and_keeps_those_in_flight() -> None:
+    """POST .../purge empties a queue (memory and disk) but leaves unacknowledged messages."""
+    setup = Setup(policies=PolicyMap({"/queue/>": DestinationPolicy(memory_window=5)}))
+    _fill(setup.broker, 30)
+    consumer = RecordingConsumer()
+    setup.broker.subscribe(consumer, "1", "/queue/q", "client", prefetch=2)
+    assert setup.json("POST", "/api/destinations/queue/q/purge") == {"purged": 28}
+    assert setup.broker.queue_depth("q") == 0
+    assert len(consumer.take()) == 2
+    assert setup.store.count() == 2  # only the two in flight keep their rows
+    assert setup.json("GET", "/api/broker")["messages"]["purged"] == 28
+
+
+def test_purge_refuses_topics_and_unknown_queues() -> None:
+    """Only queue-like destinations can be purged; an unknown one is 404."""
+    setup = Setup()
+    setup.broker.subscribe(RecordingConsumer(), "1", "/topic/t")
+    assert "only queues" in setup.json("POST", "/api/destinations/topic/t/purge", 400)["error"]
+    assert setup.json("POST", "/api/destinations/queue/none/purge", 404)["error"]
+
+
+def test_delete_refuses_a_destination_in_use_and_deletes_it_once_free() -> None:
+    """POST .../delete is 409 while a consumer is attached; then it removes queue and rows."""
+    setup = Setup()
+    _fill(setup.broker, 3)
+    subscription = setup.broker.subscribe(RecordingConsumer(), "1", "/queue/busy")
+    assert "consumer" in setup.json("POST", "/api/destinations/queue/busy/delete", 409)["error"]
+    setup.broker.unsubscribe(subscription)
+    assert setup.json("POST", "/api/destinations/queue/q/delete") == {
+        "deleted": True,
+        "messages": 3,
+    }
+    assert "q" not in setup.broker.queues and setup.store.count() == 0
+    assert setup.json("GET", "/api/destinations/queue/q", 404)
+
+
+def test_delete_removes_a_detached_durable_subscription() -> None:
+    """A durable subscription nobody is attached to can be deleted with what it kept."""
+    setup = Setup()
+    setup.broker.declare_durable("c", "d", "news", None)
+    setup.broker.send("/topic/news", {"persistent": "true"}, b"kept")
+    deleted = setup.json("POST", "/api/destinations/durable/c:d/delete")
+    assert deleted == {"deleted": True, "messages": 1}
+    assert setup.broker.durables == {}
+
+
+def test_replay_sends_dead_letters_back_to_their_original_destination() -> None:
+    """POST .../replay re-sends DLQ messages without the dead-letter headers; others stay."""
+    setup = Setup()
+    setup.broker.send("/queue/orders", {"ttl": "1000", "k": "v"}, b"late")
+    setup.broker.send("/queue/DLQ", {}, b"no origin")
+    setup.clock.advance(2)
+    setup.broker.sweep_expired()
+    assert setup.broker.queue_depth("DLQ") == 2
+    result = setup.json("POST", "/api/destinations/queue/DLQ/replay")
+    assert result == {"replayed": 1, "skipped": 1, "failed": 0, "remaining": 1}
+    consumer = RecordingConsumer()
+    setup.broker.subscribe(consumer, "1", "/queue/orders")
+    (message,) = consumer.take()
+    assert message.body == b"late" and message.headers["k"] == "v"
+    assert "dead-letter-reason" not in message.headers
+    assert "original-destination" not in message.headers
+
+
+def test_replay_honours_a_limit() -> None:
+    """?limit=N replays at most N messages."""
+    setup = Setup()
+    for i in range(3):
+        setup.broker.send("/queue/DLQ", {"original-destination": "/queue/back"}, b"%d" % i)
+    result = setup.json("POST", "/api/destinations/queue/DLQ/replay?limit=2")
+    assert result["replayed"] == 2 and result["remaining"] == 1
+    assert setup.json("POST", "/api/destinations/queue/DLQ/replay?limit=x", 400)["error"]
+
+
+def test_close_connection_sends_an_error_and_closes() -> None:
+    """POST /api/connections/ID/close ends it with ERROR "closed by an administrator"."""
+    setup = Setup()
+    _, transport = setup.connect()
+    (connection_id,) = setup.connections.open
+    assert setup.json("POST", f"/api/connections/{connection_id}/close") == {"closed": True}
+    assert b"ERROR\nmessage:closed by an administrator" in transport.value()
+    assert transport.disconnecting
+    assert setup.json("POST", "/api/connections/nobody/close", 404)["error"]
+
+
+# -- /metrics -----------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^([a-z_]+)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
+
+
+def _metrics(setup: Setup) -> tuple[str, dict[str, float]]:
+    response = setup.request("GET", "/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    text = response.body.decode()
+    samples: dict[str, float] = {}
+    typed: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("# HELP "):
+            continue
+        match = _SAMPLE.match(line)
+        assert match is not None, f"not a sample line: {line!r}"
+        family = re.sub(r"_(bucket|sum|count)$", "", match.group(1))
+        assert match.group(1) in typed or family in typed, f"no TYPE before {line!r}"
+        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    return text, samples
+
+
+def test_metrics_are_valid_text_format_with_broker_and_destination_series() -> None:
+    """/metrics: HELP and TYPE before samples, sample lines well formed, names as documented."""
+    setup = Setup()
+    setup.connect()
+    _fill(setup.broker, 4)
+    text, samples = _metrics(setup)
+    assert text.endswith("\n")
+    assert samples['stompbroker_info{name="b1",version="9.9"}'] == 1
+    assert samples["stompbroker_connections"] == 1
+    assert samples["process_resident_memory_bytes"] == 12345
+    assert samples['stompbroker_destination_depth{kind="queue",destination="/queue/q"}'] == 4
+    enqueued = 'stompbroker_destination_enqueued_total{kind="queue",destination="/queue/q"}'
+    assert samples[enqueued] == 4
+    assert "# TYPE stompbroker_destination_enqueued_total counter" in text
+
+
+def test_latency_histograms_are_cumulative_with_inf_sum_and_count() -> None:
+    """A sampled latency becomes a histogram: cumulative buckets up to +Inf, then sum, count."""
+    setup = Setup()
+    _fill(setup.broker, SAMPLE_EVERY)
+    setup.clock.advance(0.3)
+    setup.broker.subscribe(RecordingConsumer(), "1", "/queue/q")
+    text, samples = _metrics(setup)
+    name = "stompbroker_destination_enqueue_to_delivery_seconds"
+    labels = 'kind="queue",destination="/queue/q"'
+    assert samples[f'{name}_bucket{{{labels},le="0.25"}}'] == 0
+    assert samples[f'{name}_bucket{{{labels},le="0.5"}}'] == 1
+    assert samples[f'{name}_bucket{{{labels},le="+Inf"}}'] == 1
+    assert samples[f"{name}_count{{{labels}}}"] == 1
+    assert samples[f"{name}_sum{{{labels}}}"] == pytest.approx(0.3)
+    buckets = [line for line in text.splitlines() if line.startswith(f"{name}_bucket")]
+    assert len(buckets) == len(BOUNDS) + 1
+
+
+def test_label_values_are_escaped() -> None:
+    """Quotes, backslashes and newlines in a destination name are escaped in labels."""
+    setup = Setup()
+    setup.broker.send('/queue/we"ird\\name', {}, b"x")
+    _, samples = _metrics(setup)
+    key = 'stompbroker_destination_depth{kind="queue",destination="/queue/we\\"ird\\\\name"}'
+    assert samples[key] == 1
+
+
+def test_durable_series_name_their_subscription() -> None:
+    """A durable subscription's series carry its topic and subscription="CLIENT_ID:NAME"."""
+    setup = Setup()
+    setup.broker.declare_durable("c", "d", "news", None)
+    tick(setup.broker)
+    _, samples = _metrics(setup)
+    key = (
+        'stompbroker_destination_consumers{kind="durable",destination="/topic/news",'
+        'subscription="c:d"}'
+    )
+    assert samples[key] == 0

@@ -1,0 +1,258 @@
+"""The statistics topic, who may use the management API, and JSON logs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+
+from stompbroker.config import Config, ManagementSection, WebSocketListener
+from stompbroker.core import (
+    STATS_TOPIC,
+    AccessControl,
+    Broker,
+    PolicyMap,
+    Rule,
+    StatsPublisher,
+    User,
+    hash_password,
+)
+from stompbroker.logs import FILE_VARIABLE, JsonLogObserver, json_observer, record
+from stompbroker.monitor import ApiAuthorizer, basic_credentials, is_loopback_endpoint, rss_bytes
+from stompbroker.service import BrokerService
+from stompbroker.transport import HttpRequest
+from tests.helpers import RecordingConsumer
+
+# -- the statistics topic -------------------------------------------------------------------
+
+
+def _publisher() -> tuple[Broker, StatsPublisher]:
+    broker = Broker(clock=Clock())
+    return broker, StatsPublisher(broker, lambda: {"schema": 1, "answer": 42})
+
+
+def test_nothing_is_published_while_nobody_listens() -> None:
+    """Without a subscriber to the statistics topic, a tick builds and sends nothing."""
+    broker, publisher = _publisher()
+    publisher.tick()
+    assert publisher.published == 0 and broker.topics == {}
+
+
+def test_a_subscriber_gets_a_json_snapshot_each_tick() -> None:
+    """A subscriber to /topic/stompbroker.stats gets the snapshot as JSON, every tick."""
+    broker, publisher = _publisher()
+    consumer = RecordingConsumer()
+    broker.subscribe(consumer, "1", STATS_TOPIC)
+    publisher.tick()
+    publisher.tick()
+    first, second = consumer.take()
+    assert json.loads(first.body) == {"schema": 1, "answer": 42}
+    assert first.headers["content-type"] == "application/json"
+    assert not first.persistent and second.body == first.body
+
+
+def test_wildcard_subscribers_and_attached_durables_count_as_listeners() -> None:
+    """A wildcard subscription matching the topic listens; a detached durable one does not."""
+    broker, publisher = _publisher()
+    broker.declare_durable("c", "stats", "stompbroker.>", None)
+    assert not publisher.listened()
+    subscription = broker.subscribe(RecordingConsumer(), "1", "/topic/stompbroker.*")
+    assert publisher.listened()
+    broker.unsubscribe(subscription)
+    broker.subscribe_durable(RecordingConsumer(), "2", "/topic/stompbroker.>", "c", "stats")
+    assert publisher.listened()
+
+
+def test_the_statistics_topic_is_allowed_without_auto_create() -> None:
+    """Even a broker that creates only declared destinations lets clients subscribe to it."""
+    broker = Broker(clock=Clock(), policies=PolicyMap({}), auto_create=False)
+    broker.subscribe(RecordingConsumer(), "1", STATS_TOPIC)
+
+
+def test_a_failing_snapshot_is_logged_and_the_ticks_go_on() -> None:
+    """An exception while building the snapshot is logged, never raised into the timer."""
+    broker = Broker(clock=Clock())
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    publisher = StatsPublisher(broker, broken)
+    broker.subscribe(RecordingConsumer(), "1", STATS_TOPIC)
+    publisher.tick()
+    assert publisher.published == 0
+
+
+def test_the_service_publishes_every_stats_interval(tmp_path: Path) -> None:
+    """A running broker publishes a full snapshot each management.stats_interval_ms."""
+    clock = Clock()
+    config = Config()
+    config = replace(
+        config,
+        broker=replace(config.broker, data_dir=str(tmp_path), store="memory"),
+        management=ManagementSection(stats_interval_ms=2000),
+    )
+    service = BrokerService(config, clock, [])
+    service.startService()
+    consumer = RecordingConsumer()
+    service.broker.subscribe(consumer, "1", STATS_TOPIC)
+    clock.pump([1.0] * 6)
+    snapshots = [json.loads(m.body) for m in consumer.take()]
+    assert len(snapshots) == 3
+    assert snapshots[0]["broker"]["stats_interval_s"] == 2.0
+    assert {d["name"] for d in snapshots[-1]["destinations"]} == {"stompbroker.stats"}
+    service.stopService()
+
+
+# -- who may use the API ----------------------------------------------------------------------
+
+
+def _request(host: str = "127.0.0.1:61614", **headers: str) -> HttpRequest:
+    pairs = [(b"host", host.encode())]
+    pairs.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+    return HttpRequest("GET", "/api/broker", tuple(pairs), b"", "192.0.2.5:4000")
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("spec", "loopback"),
+    [
+        ("tcp:61614:interface=127.0.0.1", True),
+        ("tcp6:61614:interface=\\:\\:1", True),
+        ("ssl:61615:privateKey=k.pem:interface=localhost", True),
+        ("unix:/run/stompbroker.sock", True),
+        ("tcp:61614", False),
+        ("tcp:61614:interface=0.0.0.0", False),
+    ],
+)
+def test_loopback_listeners_are_recognised(spec: str, loopback: bool) -> None:
+    """Only listeners bound to a loopback interface (or a UNIX socket) count as loopback."""
+    assert is_loopback_endpoint(spec) is loopback
+
+
+def test_without_users_only_loopback_listeners_and_hosts_are_allowed() -> None:
+    """No users: a loopback listener serves requests for a loopback Host; others get nothing."""
+    access = AccessControl()
+    on_loopback = ApiAuthorizer(access, Clock(), loopback=True)
+    assert on_loopback(_request())
+    assert on_loopback(_request("localhost:61614"))
+    assert not on_loopback(_request("attacker.example:61614"))  # DNS rebinding
+    assert not ApiAuthorizer(access, Clock(), loopback=False)(_request())
+
+
+def test_with_users_an_admins_basic_credentials_are_needed() -> None:
+    """With users, HTTP Basic credentials of a user granted admin are needed, anywhere."""
+    cheap = 2**4
+    access = AccessControl(
+        [
+            User("ops", hash_password("secret", n=cheap), frozenset({"admins"})),
+            User("app", hash_password("pw", n=cheap)),
+        ],
+        [
+            Rule("admins", "/queue/>", frozenset({"admin"})),
+            Rule("*", "/queue/>", frozenset({"read"})),
+        ],
+    )
+    authorize = ApiAuthorizer(access, Clock(), loopback=True)
+    assert not authorize(_request())
+    assert authorize(_request(authorization=_basic("ops", "secret")))
+    assert not authorize(_request(authorization=_basic("app", "pw")))
+
+
+def test_a_wrong_password_makes_the_address_wait_before_its_next_check() -> None:
+    """After a wrong password, even the right one is refused from that address for a while."""
+    clock = Clock()
+    access = AccessControl([User("ops", hash_password("secret", n=2**4))])
+    authorize = ApiAuthorizer(access, clock, loopback=False)
+    assert not authorize(_request(authorization=_basic("ops", "guess")))
+    assert not authorize(_request(authorization=_basic("ops", "secret")))
+    clock.advance(1.5)
+    assert authorize(_request(authorization=_basic("ops", "secret")))
+
+
+def test_basic_credentials_are_read_strictly() -> None:
+    """Only a well-formed Basic header yields (user, password)."""
+    assert basic_credentials(_request(authorization=_basic("a", "b:c"))) == ("a", "b:c")
+    assert basic_credentials(_request(authorization="Bearer xyz")) is None
+    assert basic_credentials(_request(authorization="Basic !!!")) is None
+    assert basic_credentials(_request()) is None
+
+
+def test_resident_memory_is_read_from_proc(tmp_path: Path) -> None:
+    """VmRSS in kB becomes bytes; a missing file means unknown."""
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmRSS:\t  2048 kB\n")
+    assert rss_bytes(str(status)) == 2048 * 1024
+    assert rss_bytes(str(tmp_path / "missing")) is None
+
+
+def test_the_api_can_be_turned_off(tmp_path: Path) -> None:
+    """management.api: false answers 404 under /api/ and /metrics."""
+    config = Config()
+    config = replace(
+        config,
+        broker=replace(config.broker, data_dir=str(tmp_path), store="memory"),
+        management=ManagementSection(api=False),
+    )
+    service = BrokerService(config, Clock(), [])
+    handler = service.monitoring.http_handler(WebSocketListener("tcp:0:interface=127.0.0.1"))
+    assert handler(_request()).status == 404
+    service.monitoring.reconfigure(replace(config, management=ManagementSection(api=True)))
+    assert handler(_request()).status == 200
+
+
+# -- JSON logs ----------------------------------------------------------------------------------
+
+
+def test_json_log_lines_carry_time_level_namespace_message_and_fields() -> None:
+    """Each event is one JSON line with the formatted message and the event's own fields."""
+    stream = io.StringIO()
+    log = Logger(namespace="stompbroker.connection", observer=JsonLogObserver(stream))
+    log.info("connection {id} closed", id="c1", duration=1.5, thing=object())
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "info" and entry["namespace"] == "stompbroker.connection"
+    assert entry["message"] == "connection c1 closed"
+    assert entry["id"] == "c1" and entry["duration"] == 1.5
+    assert entry["thing"].startswith("<object object")
+    assert entry["time"].endswith("Z") and "T" in entry["time"]
+
+
+def test_json_log_lines_carry_tracebacks() -> None:
+    """A logged failure comes with its traceback."""
+    stream = io.StringIO()
+    log = Logger(namespace="x", observer=JsonLogObserver(stream))
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        log.failure("it failed")
+    entry = json.loads(stream.getvalue())
+    assert entry["level"] == "critical" and "ValueError: bad" in entry["traceback"]
+
+
+def test_legacy_events_without_a_level_are_written_too() -> None:
+    """A twisted.python.log-style event (no log_level) becomes an info or error line."""
+    entry = record({"message": ("hello", "world"), "isError": 1, "time": 0, "log_time": 0.0})
+    assert entry["level"] == "error" and entry["message"] == "hello world"
+    assert entry["time"] == "1970-01-01T00:00:00.000Z"
+
+
+def test_the_observer_factory_appends_to_the_named_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """json_observer (twistd --logger's factory) writes to $STOMPBROKER_LOG_FILE if set."""
+    path = tmp_path / "broker.jsonl"
+    monkeypatch.setenv(FILE_VARIABLE, str(path))
+    observer = json_observer()
+    Logger(namespace="n", observer=observer).warn("careful")
+    observer.stream.close()
+    assert json.loads(path.read_text())["level"] == "warn"
