@@ -103,6 +103,8 @@ class DestinationEntry:
     max_messages: int = 0
     max_bytes: int = 0
     on_full: str = "block"
+    max_pending: int = 10_000
+    on_slow: str = "disconnect"
     line: int = 0
 
 
@@ -454,6 +456,8 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "max_messages": _non_negative_int,
     "max_bytes": _non_negative_int,
     "on_full": _one_of("block", "reject", "drop-oldest"),
+    "max_pending": _positive_int,
+    "on_slow": _one_of("disconnect", "drop"),
 }
 _DURABLE_CHECKS: dict[str, Check] = {
     "name": _text,

@@ -138,10 +138,16 @@ class RecordingConsumer:
 
     def __init__(self) -> None:
         self.deliveries: list[tuple[Subscription, Message]] = []
+        #: Why the broker gave up on this consumer, if it did.
+        self.abandoned: list[str] = []
 
     def deliver(self, subscription: Subscription, message: Message) -> None:
         """Record one delivery."""
         self.deliveries.append((subscription, message))
+
+    def abandon(self, subscription: Subscription, reason: str) -> None:
+        """Record that the broker gave up on this consumer."""
+        self.abandoned.append(reason)
 
     def bodies(self) -> list[bytes]:
         """Bodies of every delivery so far, in order."""

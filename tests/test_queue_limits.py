@@ -146,3 +146,48 @@ def test_without_auto_create_only_declared_destinations_may_be_used() -> None:
             broker.send(destination, {}, b"x")
         with pytest.raises(DestinationError, match="does not exist"):
             broker.subscribe(RecordingConsumer(), "s", destination)
+
+
+# -- slow topic subscribers ---------------------------------------------------------------
+
+
+def _slow_subscriber(on_slow: str) -> tuple[Broker, RecordingConsumer]:
+    policies = PolicyMap({"/topic/t": DestinationPolicy(max_pending=3, on_slow=on_slow)})
+    broker = Broker(clock=Clock(), policies=policies)
+    consumer = RecordingConsumer()
+    subscription = broker.subscribe(consumer, "s", "/topic/t")
+    broker.pause(subscription)  # its connection stopped reading
+    for i in range(5):
+        broker.send("/topic/t", {}, b"%d" % i)
+    return broker, consumer
+
+
+def test_slow_topic_subscriber_is_disconnected_beyond_max_pending() -> None:
+    """on_slow: disconnect: the subscriber is abandoned with a reason naming the topic."""
+    _, consumer = _slow_subscriber("disconnect")
+    assert consumer.abandoned and "slow consumer" in consumer.abandoned[0]
+    assert "/topic/t" in consumer.abandoned[0]
+
+
+def test_slow_topic_subscriber_loses_its_oldest_messages_with_drop() -> None:
+    """on_slow: drop: at most max_pending wait; the oldest go, counted."""
+    broker, consumer = _slow_subscriber("drop")
+    (subscription,) = broker.topics["t"].subscriptions
+    broker.resume(subscription)
+    assert consumer.bodies() == [b"2", b"3", b"4"]
+    assert broker.counters["dropped"] == 2 and not consumer.abandoned
+
+
+def test_slow_consumer_gets_an_error_frame_and_is_closed() -> None:
+    """Through a session: the slow subscriber's connection gets ERROR "slow consumer"."""
+    policies = PolicyMap({"/topic/t": DestinationPolicy(max_pending=2)})
+    broker = Broker(clock=Clock(), policies=policies)
+    slow = Client(broker, Clock(), "slow")
+    slow.connect()
+    slow.subscribe("/topic/t")
+    slow.session.pause_delivery()
+    for i in range(3):
+        broker.send("/topic/t", {}, b"%d" % i)
+    (error,) = slow.frames()
+    assert error.command == "ERROR" and error.headers["message"] == "slow consumer"
+    assert slow.transport.disconnecting

@@ -777,6 +777,9 @@ class _NoConsumer:
     def deliver(self, subscription: Subscription, message: Message) -> None:
         raise AssertionError("a browsing probe never receives messages")
 
+    def abandon(self, subscription: Subscription, reason: str) -> None:
+        raise AssertionError("a browsing probe never receives messages")
+
 
 def _priority(headers: dict[str, str]) -> int:
     raw = headers.get("priority")

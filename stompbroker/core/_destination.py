@@ -25,6 +25,7 @@ Message states and their invariants::
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
@@ -43,6 +44,8 @@ class Hooks(Protocol):
     """What destinations need of the broker."""
 
     clock: Clock
+    #: Events worth counting broker-wide: dead-lettered, dropped, expired.
+    counters: Counter[str]
 
     def now_ms(self) -> float:
         """The time, in epoch milliseconds."""

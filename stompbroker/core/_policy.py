@@ -55,6 +55,11 @@ class DestinationPolicy:
     #: is not read until there is room), ``reject`` (an ERROR naming the destination), or
     #: ``drop-oldest`` (the oldest waiting message is dead-lettered to make room).
     on_full: str = "block"
+    #: Messages a topic subscriber may have waiting (it reads too slowly) ...
+    max_pending: int = 10_000
+    #: ... then ``disconnect`` (ERROR "slow consumer", the connection closes) or ``drop``
+    #: (its oldest waiting message is dropped, and counted).
+    on_slow: str = "disconnect"
 
     @property
     def limited(self) -> bool:

@@ -50,6 +50,9 @@ class Consumer(Protocol):
     def deliver(self, subscription: Subscription, message: Message) -> None:
         """Send one message to the client for ``subscription``."""
 
+    def abandon(self, subscription: Subscription, reason: str) -> None:
+        """The broker gives up on this consumer (it reads too slowly): end it, saying why."""
+
 
 class Subscription:
     """One consumer attached to one destination."""

@@ -39,8 +39,24 @@ class Topic(Destination):
             if pending or not subscription.ready():
                 assert pending is not None
                 pending.append(message)
+                if len(pending) > self.policy.max_pending:
+                    self._overrun(subscription, pending)
             else:
                 subscription.send(message)
+
+    def _overrun(self, subscription: Subscription, pending: MessageBuffer) -> None:
+        """A subscriber with more than ``max_pending`` messages waiting: drop or disconnect."""
+        if self.policy.on_slow == "drop":
+            pending.popleft()
+            self.stats.dropped += 1
+            self.hooks.counters["dropped"] += 1
+            return
+        pending.clear()
+        subscription.consumer.abandon(
+            subscription,
+            f"slow consumer: more than {self.policy.max_pending} messages waiting for"
+            f" subscription {subscription.id!r} on {self.address}",
+        )
 
     def wake(self, subscription: Subscription) -> None:
         pending = subscription.pending

@@ -232,6 +232,11 @@ class StompSession(Connecting):
 
     # -- output --------------------------------------------------------------
 
+    def abandon(self, subscription: Subscription, reason: str) -> None:
+        """The broker gives up on this connection (a slow consumer): ERROR and close."""
+        log.warn("closing {peer}: {reason}", peer=self.peer, reason=reason)
+        self._fail("slow consumer", reason, None)
+
     def deliver(self, subscription: Subscription, message: Message) -> None:
         """Write one MESSAGE (the broker calls this)."""
         head = self.subscriptions.heads[subscription.key]
