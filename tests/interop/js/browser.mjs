@@ -4,29 +4,13 @@
 // Usage: node browser.mjs '<JSON spec>' with spec = {url, screenshot, chromium, timeoutMs,
 // waitFor?: a window property to wait for, waitText?: lines the page must show}. Prints one JSON
 // line {result, text, console} and exits 0, or {error, console} and exits 1. Bounded throughout.
-import { chromium } from 'playwright-core';
+import { hardStop, launch } from './launch.mjs';
 
 const spec = JSON.parse(process.argv[2]);
 const consoleLines = [];
-const hardStop = setTimeout(() => {
-  const line = JSON.stringify({ error: 'browser run timed out', console: consoleLines }) + '\n';
-  process.stdout.write(line, () => process.exit(1));
-}, spec.timeoutMs);
+const stopper = hardStop(spec.timeoutMs, consoleLines);
 
-const browser = await chromium.launch({
-  executablePath: spec.chromium,
-  headless: true,
-  timeout: spec.timeoutMs,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--headless',
-  ],
-});
+const browser = await launch(spec);
 let code = 0;
 let output;
 try {
@@ -52,5 +36,5 @@ try {
 } finally {
   await browser.close();
 }
-clearTimeout(hardStop);
+clearTimeout(stopper);
 process.stdout.write(JSON.stringify(output) + '\n', () => process.exit(code));

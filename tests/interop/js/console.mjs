@@ -11,29 +11,13 @@
 //   {screenshot: "<path>"}             the whole page
 // Prints one JSON line {results, text, console} and exits 0, or {error, step, text, console}
 // (and a screenshot to failureScreenshot) and exits 1.
-import { chromium } from 'playwright-core';
+import { hardStop, launch } from './launch.mjs';
 
 const spec = JSON.parse(process.argv[2]);
 const consoleLines = [];
-const hardStop = setTimeout(() => {
-  const line = JSON.stringify({ error: 'browser run timed out', console: consoleLines }) + '\n';
-  process.stdout.write(line, () => process.exit(1));
-}, spec.timeoutMs);
+const stopper = hardStop(spec.timeoutMs, consoleLines);
 
-const browser = await chromium.launch({
-  executablePath: spec.chromium,
-  headless: true,
-  timeout: spec.timeoutMs,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--headless',
-  ],
-});
+const browser = await launch(spec);
 let code = 0;
 let output;
 let page;
@@ -74,5 +58,5 @@ try {
 } finally {
   await browser.close();
 }
-clearTimeout(hardStop);
+clearTimeout(stopper);
 process.stdout.write(JSON.stringify(output) + '\n', () => process.exit(code));
