@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from stompbroker.codec import Frame, Limits, encode_frame
+from stompbroker.codec import CLIENT_COMMANDS, Frame, Limits, encode_frame
 from stompbroker.core import Broker
 from stompbroker.session import SessionSettings
 from tests.helpers import Client
@@ -102,22 +102,8 @@ NAMES = [
     "x-queue-name",
 ]
 
-COMMANDS = [
-    "CONNECT",
-    "STOMP",
-    "SEND",
-    "SUBSCRIBE",
-    "UNSUBSCRIBE",
-    "ACK",
-    "NACK",
-    "BEGIN",
-    "COMMIT",
-    "ABORT",
-    "DISCONNECT",
-    "MESSAGE",
-    "send",
-    "",
-]
+#: Every client command, one the server sends, a lower-case one, and none at all.
+COMMANDS = [*sorted(CLIENT_COMMANDS), "MESSAGE", "send", ""]
 
 #: Valid frames to start from (the first is a good CONNECT).
 TEMPLATES: list[tuple[str, dict[str, str], bytes]] = [

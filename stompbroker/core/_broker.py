@@ -161,7 +161,7 @@ class Broker:
             queue = self._queue(name)
             queue.senders.add(owner)
             if policy.limited and admit:
-                queue.admit(message)
+                queue.admit(len(message.body))
             return queue.enqueue(message)
         elif kind == "topic":
             return self._publish(name, message, owner)
@@ -211,7 +211,7 @@ class Broker:
         if kind == "queue" and self.policies.limited:
             queue = self.queues.get(name)
             if queue is not None and queue.policy.on_full == "reject":
-                queue.admit(Message("", destination, {}, b"", False, 0))
+                queue.admit(0)  # full now: refused now, not at COMMIT
         _priority(headers)
         for header in ("expires", "ttl", "expiration"):
             raw = headers.get(header)
@@ -273,7 +273,7 @@ class Broker:
         wildcards, durables = fanout
         for durable in durables:
             if durable.policy.limited and durable.wants(message):
-                durable.admit(message)  # a full one refuses before anyone has a copy
+                durable.admit(len(message.body))  # a full one refuses before anyone has a copy
         topic = self.topics.get(name)
         if topic is not None:
             topic.senders.add(owner)

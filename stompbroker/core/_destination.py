@@ -239,13 +239,14 @@ class Queue(Destination):
             return self.buffer.bytes + paged + extra_bytes > policy.max_bytes
         return False
 
-    def admit(self, message: Message) -> None:
-        """Before ``message`` joins a full queue: refuse it, or drop the oldest to make room.
+    def admit(self, size: int) -> None:
+        """Before a message of ``size`` bytes joins a full queue: refuse it, or drop the oldest
+        to make room.
 
         Raises DestinationFull under ``on_full: reject``; under ``block`` the message
         is let in (``wait_room`` then holds its producer back).
         """
-        if not self.policy.limited or not self.over(len(message.body)):
+        if not self.policy.limited or not self.over(size):
             return
         on_full = self.policy.on_full
         if on_full == "reject":
@@ -255,7 +256,7 @@ class Queue(Destination):
                 f" {self.policy.max_bytes or 'unlimited'}); the message was not accepted"
             )
         if on_full == "drop-oldest":
-            while self.buffer and self.over(len(message.body)):
+            while self.buffer and self.over(size):
                 oldest = self.buffer.oldest()
                 self._take(oldest)
                 self.hooks.dead_letter(oldest, "queue-full", self.policy, self)

@@ -7,29 +7,26 @@ the test's tmp_path and, for a look after the run, to tests/interop/artifacts/ (
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.threads import blockingCallFromThread
 
 from stompbroker.config import (
     Config,
     ManagementSection,
     SecuritySection,
     UserEntry,
-    WebSocketListener,
 )
 from stompbroker.core import hash_password
 
 from . import test_stompjs
-from .conftest import Client, poll, reactor
-from .test_stompjs import BROWSER_TIMEOUT, CHROMIUM, LOOPBACK, Listeners, _start, run_node
+from .conftest import Client
+from .test_stompjs import BROWSER_TIMEOUT, CHROMIUM, Listeners, run_node
 
 pytestmark = pytest.mark.interop
 
@@ -49,32 +46,20 @@ PEEK_STATE = "document.querySelector('#peek-result').dataset.state"
 StartConsole = Callable[[Config], Listeners]
 
 
+start_broker = test_stompjs.start_broker
+
+
 @pytest.fixture
-def start_console(running_reactor: Any, tmp_path: Path) -> Iterator[StartConsole]:
+def start_console(start_broker: test_stompjs.Start) -> StartConsole:
     """Start brokers with one WebSocket listener (127.0.0.1 port 0, at /ws) and statistics
-    every 200 ms; stop them after the test."""
-    started: list[Listeners] = []
+    every 200 ms; stopped after the test."""
 
     def start(config: Config) -> Listeners:
-        data_dir = str(tmp_path / f"data-{len(started)}")
-        config = replace(
-            config,
-            broker=replace(config.broker, data_dir=data_dir),
-            management=ManagementSection(stats_interval_ms=200),
+        return start_broker(
+            config=replace(config, management=ManagementSection(stats_interval_ms=200))
         )
-        websocket = {"ws": (LOOPBACK, WebSocketListener(LOOPBACK))}
-        running: Listeners = blockingCallFromThread(reactor, _start, config, websocket)
-        started.append(running)
-        return running
 
-    yield start
-    for running in started:
-        blockingCallFromThread(reactor, running._stop)
-        poll(functools.partial(_all_closed, running), "the broker's connections to close")
-
-
-def _all_closed(running: Listeners) -> bool:
-    return running.open_connections() == 0
+    return start
 
 
 def run_console(node: str, url: str, steps: list[dict[str, Any]], tmp_path: Path) -> Any:

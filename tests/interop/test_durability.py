@@ -21,7 +21,7 @@ import stomp
 from stompbroker.store._sqlite import _Database
 
 from .conftest import TIMEOUT, Client, RunningBroker, poll
-from .test_twistd import Output, _env, _twistd, free_port
+from .test_twistd import Output, free_port, kill_twistd, spawn_twistd
 
 PRODUCERS = 3
 #: Messages each producer may send; the kill comes well before they are all sent.
@@ -41,34 +41,19 @@ class BrokerProcess:
         self.output: Output | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                _twistd(),
-                "-n",
-                "--pidfile=",
-                "stompbroker",
-                "--listen",
-                f"tcp:{self.port}:interface=127.0.0.1",
-                "--data-dir",
-                str(self.data),
-            ],
+        self.process, self.output = spawn_twistd(
+            "--listen",
+            f"tcp:{self.port}:interface=127.0.0.1",
+            "--data-dir",
+            str(self.data),
             cwd=self.tmp_path,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
         )
-        self.output = Output(self.process)
         self.output.wait_for(f"starting on {self.port}")
 
     def kill(self) -> None:
         """SIGKILL: no flush, no goodbye."""
         assert self.process is not None and self.output is not None
-        self.process.kill()
-        self.process.wait(TIMEOUT)
-        self.output.join()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        kill_twistd(self.process, self.output)
         self.process = None
 
 

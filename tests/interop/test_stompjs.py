@@ -187,9 +187,11 @@ def start_broker(running_reactor: Any, tmp_path: Path) -> Iterator[Start]:
     def start(
         websocket: dict[str, tuple[str, WebSocketListener]] | None = None,
         heartbeat_ms: int | None = None,
+        config: Config | None = None,
     ) -> Listeners:
-        config = Config()
-        config = replace(config, broker=replace(config.broker, data_dir=str(tmp_path / "data")))
+        config = config or Config()
+        data_dir = str(tmp_path / f"data-{len(started)}")
+        config = replace(config, broker=replace(config.broker, data_dir=data_dir))
         if heartbeat_ms is not None:
             beat = replace(config.heartbeat, send_ms=heartbeat_ms, receive_ms=heartbeat_ms)
             config = replace(config, heartbeat=beat)

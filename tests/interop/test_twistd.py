@@ -104,37 +104,44 @@ class Output:
         return self.text
 
 
-@pytest.fixture
-def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, int]]:
-    """``twistd -n stompbroker --listen tcp:PORT:... --data-dir ...`` running; killed at the end."""
-    port = free_port()
+def spawn_twistd(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], Output]:
+    """Start ``twistd -n --pidfile= stompbroker ARGS`` with its output collected."""
     process = subprocess.Popen(
-        [
-            _twistd(),
-            "-n",
-            "--pidfile=",
-            "stompbroker",
-            "--listen",
-            f"tcp:{port}:interface=127.0.0.1",
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        cwd=tmp_path,
+        [_twistd(), "-n", "--pidfile=", "stompbroker", *args],
+        cwd=cwd,
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = Output(process)
+    return process, Output(process)
+
+
+def kill_twistd(process: subprocess.Popen[str], output: Output) -> None:
+    """SIGKILL the child if it still runs (no flush, no goodbye); wait for its output to end."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(TIMEOUT)
+    output.join()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, int]]:
+    """``twistd -n stompbroker --listen tcp:PORT:... --data-dir ...`` running; killed at the end."""
+    port = free_port()
+    process, output = spawn_twistd(
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--data-dir",
+        str(tmp_path / "data"),
+        cwd=tmp_path,
+    )
     try:
         yield process, output, port
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(TIMEOUT)
-        output.join()
-        if process.stdout is not None:
-            process.stdout.close()
+        kill_twistd(process, output)
 
 
 def test_twistd_lists_the_plugin(tmp_path: Path) -> None:
@@ -206,15 +213,7 @@ def test_sighup_reloads_the_file_and_refuses_an_invalid_one(tmp_path: Path) -> N
     port = free_port()
     path = tmp_path / "broker.yaml"
     path.write_text(f"listeners:\n  stomp: ['tcp:{port}:interface=127.0.0.1']\n")
-    process = subprocess.Popen(
-        [_twistd(), "-n", "--pidfile=", "stompbroker", "--config", str(path)],
-        cwd=tmp_path,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(process)
+    process, output = spawn_twistd("--config", str(path), cwd=tmp_path)
     try:
         output.wait_for(f"starting on {port}")
         path.write_text(
@@ -239,8 +238,4 @@ def test_sighup_reloads_the_file_and_refuses_an_invalid_one(tmp_path: Path) -> N
         again.send("/queue/other", "still served", receipt=True)
         again.disconnect()
     finally:
-        process.kill()
-        process.wait(TIMEOUT)
-        output.join()
-        if process.stdout is not None:
-            process.stdout.close()
+        kill_twistd(process, output)
