@@ -116,8 +116,10 @@ def test_every_receipted_message_survives_sigkill(process: BrokerProcess) -> Non
             ids = [r.headers["receipt-id"] for r in client.frames.receipts]
         receipted.update(bodies[i] for i in ids)
     assert len(receipted) >= RECEIPTS_BEFORE_KILL
+    # The kill must interrupt work: SENDs written by the producers and not yet receipted
+    # (stomp.py may hand every SEND to the kernel before the broker has read them).
     attempted = sum(len(bodies) for bodies in sent)
-    assert attempted < PRODUCERS * PER_PRODUCER, "the kill came after the producers were done"
+    assert len(receipted) < attempted, "the kill came after the broker had answered everything"
 
     process.start()
     consumer = Client(process.port, "1.2")
