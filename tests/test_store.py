@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
@@ -139,6 +142,63 @@ def test_load_sees_every_write_asked_before_it(harness: Harness) -> None:
     """A load issued right after an add (same batch) finds the added row."""
     harness.store.add("/queue/q", _message(1), "transient")
     assert [m.seq for m in _load(harness, "/queue/q")] == [1]
+
+
+BODIES = [
+    b"",
+    b"\0",
+    bytes(range(256)),
+    b"\xff\xfe not UTF-8 \xc3",
+    "héllo wörld".encode(),
+    b"\0" * 70_000,
+    bytes(range(256)) * 4096,
+]
+
+
+def test_bodies_and_headers_come_back_byte_for_byte(harness: Harness) -> None:
+    """Any body (empty, NULs, not UTF-8, a megabyte) and any header text is kept exactly."""
+    headers = {"quote": 'say "hi"\\', "json": '{"a": [1]}', "ünï": "\u2603\n:", "": ""}
+    for seq, body in enumerate(BODIES, 1):
+        message = Message(f"ID-{seq}-\u00e9", "/queue/ü", headers, body, True, seq)
+        message.delivery_count = seq
+        harness.store.add("/queue/ü", message, "never")
+    harness.restart()
+    loaded = _load(harness, "/queue/ü")
+    assert [m.body for m in loaded] == BODIES
+    assert all(m.headers == headers and m.destination == "/queue/ü" for m in loaded)
+    assert [m.message_id for m in loaded] == [f"ID-{seq}-\u00e9" for seq in range(1, 8)]
+    assert [m.delivery_count for m in loaded] == list(range(1, 8))
+    # A page whose bodies are all empty, and a page of one row each.
+    assert [m.body for m in _load(harness, "/queue/ü", limit=1)] == [b""]
+    assert [m.body for m in _load(harness, "/queue/ü", from_seq=3, limit=1)] == [bytes(range(256))]
+
+
+def test_a_batch_of_empty_bodies_is_stored(harness: Harness) -> None:
+    """Messages with empty bodies, alone in their batch, are stored and come back empty."""
+    for seq in (1, 2):
+        harness.store.add("/queue/q", Message(f"ID-{seq}", "/queue/q", {}, b"", True, seq), "never")
+    harness.restart()
+    assert [(m.seq, m.body) for m in _load(harness, "/queue/q")] == [(1, b""), (2, b"")]
+
+
+def test_many_removals_in_one_batch_remove_exactly_those_rows(harness: Harness) -> None:
+    """Removals across queues and priorities, with gaps, taken in one batch."""
+    kept: dict[tuple[str, int], list[int]] = {}
+    removed = []
+    for seq in range(1, 301):
+        key, priority = ("/queue/a" if seq % 2 else "/queue/b"), seq % 3
+        message = _message(seq, priority)
+        harness.store.add(key, message, "never")
+        if seq % 5 in (1, 2):
+            removed.append((key, message))
+        else:
+            kept.setdefault((key, priority), []).append(seq)
+    harness.settle()
+    for key, message in removed:
+        harness.store.remove(key, message)
+    harness.restart()
+    for (key, priority), seqs in kept.items():
+        assert [m.seq for m in _load(harness, key, priority, limit=1000)] == seqs
 
 
 def test_removed_messages_stay_removed_after_a_restart(harness: Harness) -> None:
@@ -351,3 +411,40 @@ def test_sqlite_gives_space_back_once_idle(sqlite: Harness) -> None:
     for _ in range(10):
         sqlite.settle()
     assert sqlite.store.size() < peak / 4, (peak, sqlite.store.size())
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.binary(max_size=300),
+            st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=4),
+            st.integers(min_value=0, max_value=9),
+        ),
+        max_size=12,
+    )
+)
+def test_sqlite_keeps_any_batch_of_messages_exactly(tmp_path: Path, messages: list) -> None:
+    """Whatever the bodies, headers and priorities of a batch, a restart gives them back."""
+    path = str(tmp_path / f"{uuid.uuid4().hex}.sqlite3")
+    clock = Clock()
+    h = Harness(SqliteStore(path, clock, run_now), clock, lambda: SqliteStore(path, clock, run_now))
+    h.result(h.store.open())
+    for seq, (body, headers, priority) in enumerate(messages, 1):
+        h.store.add(
+            "/queue/q",
+            Message(f"ID-{seq}", "/queue/q", headers, body, True, seq, priority),
+            "never",
+        )
+    h.restart()
+    for priority in range(10):
+        expected = [
+            (seq, body, headers)
+            for seq, (body, headers, p) in enumerate(messages, 1)
+            if p == priority
+        ]
+        got = [(m.seq, m.body, m.headers) for m in _load(h, "/queue/q", priority)]
+        assert got == expected
+    h.result(h.store.close())

@@ -1,4 +1,4 @@
-"""A stored message as a flat row, and back."""
+"""A stored message as a flat row, and back; a page of rows as SQLite packs it."""
 
 from __future__ import annotations
 
@@ -59,3 +59,78 @@ def message_from_row(store_key: str, row: Row | tuple[Any, ...]) -> Message:
     message.delivery_count = count
     message.store_key = store_key
     return message
+
+
+def pack_rows(adds: list[tuple[tuple[str, int, int], Message]]) -> tuple[str, bytes]:
+    """The rows of ``adds`` ((store key, priority, seq), message) for ``_sqlite._INSERT``:
+    a JSON array of ``[store key, priority, seq, message_id, destination, headers, body
+    offset (from 1), body length, expires, delivery_count, persistent, group]``, and the
+    bodies concatenated."""
+    rows = []
+    bodies = []
+    at = 1
+    for (store_key, _, _), m in adds:
+        size = len(m.body)
+        rows.append(
+            (
+                store_key,
+                m.priority,
+                m.seq,
+                m.message_id,
+                m.destination,
+                m.headers,
+                at,
+                size,
+                m.expires,
+                m.delivery_count,
+                m.persistent,
+                m.group,
+            )
+        )
+        bodies.append(m.body)
+        at += size
+    return _dumps(rows), b"".join(bodies)
+
+
+def messages_from_page(
+    store_key: str, priority: int, meta: str | None, bodies: bytes | None
+) -> list[Message]:
+    """The Messages of one page that SQLite packed into two values (see ``_sqlite._LOAD``).
+
+    ``meta`` is a JSON array with one ``[seq, message_id, destination, headers, body
+    length, expires, delivery_count, persistent, group]`` per row; ``bodies`` is every
+    body, concatenated in the same order. Returned oldest first.
+    """
+    if meta is None:
+        return []
+    bodies = bodies or b""  # NULL when no row, or every body empty
+    messages = []
+    at = 0
+    last = -1
+    ordered = True
+    for seq, message_id, destination, headers, length, expires, count, persistent, group in _loads(
+        meta
+    ):
+        end = at + length
+        message = Message(
+            message_id,
+            destination,
+            headers,
+            bodies[at:end],
+            persistent == 1,
+            seq,
+            priority,
+            expires,
+            group,
+        )
+        at = end
+        message.delivery_count = count
+        message.store_key = store_key
+        messages.append(message)
+        ordered = ordered and seq > last
+        last = seq
+    if at != len(bodies):
+        raise ValueError(f"a page of {store_key} has {len(bodies)} body bytes, its rows {at}")
+    if not ordered:
+        messages.sort(key=lambda m: m.seq)
+    return messages
