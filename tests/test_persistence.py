@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 
 from stompbroker.core import Broker, DestinationPolicy, PolicyMap, Subscription
-from stompbroker.core._broker import durable_store_key
+from stompbroker.core._broker_durables import durable_store_key
 from stompbroker.store import FILENAME, MemoryStore, SqliteStore
 from tests.helpers import Client, RecordingConsumer
 

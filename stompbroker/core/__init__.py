@@ -20,7 +20,8 @@ from ._admin import (
     purge_destination,
     replay_dead_letters,
 )
-from ._broker import BROKER_HEADERS, Broker, MessageError
+from ._broker import Broker
+from ._broker_headers import BROKER_HEADERS, MessageError
 from ._clock import Clock, DelayedCall
 from ._destination import Destination, Queue
 from ._durable import DurableSubscription

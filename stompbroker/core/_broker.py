@@ -3,62 +3,33 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
-from dataclasses import replace
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock as FakeClock
 from twisted.logger import Logger
 
+from ._broker_dead_letters import DeadLetters
+from ._broker_durables import DurableSubscriptions
+from ._broker_headers import BROKER_HEADERS, check_headers, message_expiry, message_priority
+from ._broker_temporaries import TemporaryDestinations
 from ._clock import Clock
 from ._destination import Destination, Queue
 from ._durable import DurableSubscription
 from ._inspect import kind_and_name
-from ._message import DEFAULT_PRIORITY, Message
-from ._names import (
-    GLOBAL_TEMP_PREFIX,
-    DestinationError,
-    check_send_name,
-    check_subscribe_name,
-    parse_destination,
-)
+from ._message import Message
+from ._names import DestinationError, check_send_name, check_subscribe_name, parse_destination
 from ._policy import DestinationPolicy, PolicyMap, matches
 from ._selector import compile_selector
 from ._stats import Statistics
-from ._store import DurableRecord, IMessageStore, Recovery
+from ._store import IMessageStore, Recovery
 from ._subscription import Consumer, Selector, Subscription
 from ._topic import Topic
 
 log = Logger(namespace="stompbroker.broker")
 
-#: Headers the broker owns: never copied from a SEND into the message (the
-#: per-delivery ones, too, so that a producer cannot forge them).
-BROKER_HEADERS = frozenset(
-    {
-        "destination",
-        "message-id",
-        "content-length",
-        "receipt",
-        "transaction",
-        "subscription",
-        "ack",
-        "redelivered",
-        "delivery-count",
-    }
-)
 
-
-#: Times in headers (``expires``, ``ttl``) are at most this many digits of ms (about
-#: 30,000 years), so that they fit the store's 64-bit integers.
-MAX_MS_DIGITS = 15
-
-
-class MessageError(Exception):
-    """A SEND header the broker cannot accept (priority, expiry); the message is for the client."""
-
-
-class Broker:
+class Broker(DurableSubscriptions, TemporaryDestinations, DeadLetters):
     """Routes messages between producers and subscriptions; single-threaded.
 
     ``id_prefix`` starts every message id; the composition root makes it unique
@@ -212,11 +183,7 @@ class Broker:
             queue = self.queues.get(name)
             if queue is not None and queue.policy.on_full == "reject":
                 queue.admit(0)  # full now: refused now, not at COMMIT
-        _priority(headers)
-        for header in ("expires", "ttl", "expiration"):
-            raw = headers.get(header)
-            if raw is not None:
-                _non_negative(raw, header)
+        check_headers(headers)
 
     def _message(
         self,
@@ -231,8 +198,8 @@ class Broker:
             persistent = policy.persistent
             if persistent is None:
                 persistent = kind == "queue"
-        priority = _priority(headers)
-        expires = self._expiry(headers, policy)
+        priority = message_priority(headers)
+        expires = message_expiry(headers, policy, self.now_ms)
         seq = next(self._seq)
         return Message(
             self._id_prefix + str(seq),
@@ -245,24 +212,6 @@ class Broker:
             expires,
             headers.get("JMSXGroupID"),
         )
-
-    def _expiry(self, headers: dict[str, str], policy: DestinationPolicy) -> int:
-        """Absolute expiry in epoch ms from ``expires``, ``ttl`` or ``expiration``; 0: never."""
-        raw = headers.get("expires")
-        if raw is not None:
-            return _non_negative(raw, "expires")
-        for name in ("ttl", "expiration"):
-            raw = headers.get(name)
-            if raw is not None:
-                ttl = _non_negative(raw, name)
-                break
-        else:
-            ttl = policy.message_ttl_ms
-        if not ttl:
-            return 0
-        expires = int(self.now_ms()) + ttl
-        headers["expires"] = str(expires)
-        return expires
 
     def _publish(
         self, name: str, message: Message, owner: str | None = None
@@ -495,233 +444,6 @@ class Broker:
         probe = Subscription(_NoConsumer(), "", destination, selector=selector)
         return [m for m in view if probe.accepts(m)]
 
-    # -- durable subscriptions -----------------------------------------------------
-
-    def subscribe_durable(
-        self,
-        consumer: Consumer,
-        subscription_id: str,
-        destination: str,
-        client_id: str,
-        subscription_name: str,
-        ack_mode: str = "auto",
-        prefetch: int | None = None,
-        key: int = 0,
-        start: bool = True,
-        selector: Selector | None = None,
-    ) -> Subscription:
-        """Attach to (creating if needed) the durable subscription (client_id, name).
-
-        ``/dsub/NAME`` attaches to an existing one. Re-subscribing with another
-        topic or selector replaces the subscription (its kept messages are dropped).
-        """
-        kind, name = parse_destination(destination)
-        check_subscribe_name(kind, name, destination)
-        durable_key = (client_id, subscription_name)
-        durable = self.durables.get(durable_key)
-        if kind == "dsub":
-            durable = self.durables.get((client_id, name))
-            if durable is None:
-                raise DestinationError(f"no durable subscription named {name!r}")
-        elif kind != "topic":
-            raise DestinationError(
-                f"durable subscriptions are for topics; {destination!r} is not a topic"
-            )
-        elif durable is not None and not durable.same_definition(name, selector):
-            if durable.attached:
-                raise DestinationError(
-                    f"durable subscription {subscription_name!r} is in use by another connection"
-                )
-            self.delete_durable(client_id, subscription_name)
-            durable = None
-        if durable is None:
-            durable = self.declare_durable(client_id, subscription_name, name, selector)
-        if durable.attached:
-            raise DestinationError(
-                f"durable subscription {durable.subscription_name!r} is in use by another"
-                " connection"
-            )
-        return self._attach(
-            durable, consumer, subscription_id, ack_mode, prefetch, key, start, None, False
-        )
-
-    def declare_durable(
-        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
-    ) -> DurableSubscription:
-        """Create a durable subscription to topic ``pattern`` if it does not exist."""
-        durable = self.durables.get((client_id, subscription_name))
-        if durable is None:
-            durable = self._durable(client_id, subscription_name, pattern, selector)
-            if self.store is not None:
-                text = selector.text if selector is not None else None
-                record = DurableRecord(client_id, subscription_name, pattern, text)
-                self.store.add_durable(record)
-        return durable
-
-    def _durable(
-        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
-    ) -> DurableSubscription:
-        address = f"/topic/{pattern}"
-        durable = DurableSubscription(
-            client_id,
-            subscription_name,
-            pattern,
-            selector,
-            self,
-            self.policies.for_destination(address),
-        )
-        if self.store is not None:
-            durable.attach_store(self.store, durable_store_key(client_id, subscription_name))
-        self._revive(durable)
-        self.durables[durable.key] = durable
-        self._fanout.clear()
-        return durable
-
-    def delete_durable(
-        self, client_id: str, subscription_name: str, holder: Subscription | None = None
-    ) -> None:
-        """Delete a durable subscription and what it kept.
-
-        Raises DestinationError when there is none, or when a subscription other
-        than ``holder`` is attached to it.
-        """
-        durable = self.durables.get((client_id, subscription_name))
-        if durable is None:
-            raise DestinationError(f"no durable subscription named {subscription_name!r}")
-        for attached in list(durable.subscriptions):
-            if attached is not holder:
-                raise DestinationError(
-                    f"durable subscription {subscription_name!r} is in use by another connection"
-                )
-            self.unsubscribe(attached)
-        dropped = durable.close()
-        if dropped:
-            self.counters["dropped"] += len(dropped)
-        del self.durables[durable.key]
-        self.statistics.drop(durable.counted())
-        self._fanout.clear()
-        if self.store is not None:
-            self.store.drop(durable.store_key)
-            self.store.remove_durable(client_id, subscription_name)
-
-    # -- temporary destinations ----------------------------------------------------
-
-    def temporary(self, kind: str, name: str, owner: str) -> Destination:
-        """The owner's temporary destination ``/temp-queue/NAME`` (or topic), created if needed."""
-        address = f"{GLOBAL_TEMP_PREFIX[kind]}{owner}-{name}"
-        target = self.temporaries.get(address)
-        if target is None:
-            policy = replace(self.policies.default, persistent=False)
-            if kind == "temp-queue":
-                target = Queue(address, address, self, policy)
-            else:
-                target = Topic(address, address, self, policy)
-            target.owner = owner
-            self.temporaries[address] = target
-        return target
-
-    def _temporary_for_send(
-        self, kind: str, name: str, destination: str, owner: str | None
-    ) -> Destination:
-        if kind in GLOBAL_TEMP_PREFIX:
-            if owner is None:
-                raise DestinationError(f"{destination!r} needs a connection to own it")
-            return self.temporary(kind, name, owner)
-        if kind == "dsub":
-            raise DestinationError(f"cannot send to the durable subscription {destination!r}")
-        target = self.temporaries.get(destination)
-        if target is None:
-            raise DestinationError(
-                f"temporary destination {destination!r} does not exist (its owner has left)"
-            )
-        return target
-
-    def _temporary_for_subscribe(
-        self, kind: str, name: str, destination: str, owner: str | None
-    ) -> Destination:
-        target = self._temporary_for_send(kind, name, destination, owner)
-        if target.owner != owner:
-            raise DestinationError(
-                f"only the connection that created {destination!r} may consume from it"
-            )
-        return target
-
-    def delete_temporaries(self, owner: str) -> None:
-        """The owner left: delete its temporary destinations and what they held."""
-        for address in [a for a, d in self.temporaries.items() if d.owner == owner]:
-            target = self.temporaries.pop(address)
-            for subscription in list(target.subscriptions):
-                self.unsubscribe(subscription)
-            dropped = target.close()
-            if dropped:
-                self.counters["dropped"] += len(dropped)
-            self.statistics.drop(target.counted())
-
-    # -- dead letters --------------------------------------------------------------
-
-    def dead_letter(
-        self,
-        message: Message,
-        reason: str,
-        policy: DestinationPolicy,
-        source: Destination | None = None,
-    ) -> None:
-        """Move ``message`` (from ``source``) to its dead-letter queue, or drop it (counted,
-        logged)."""
-        if message.store_key is not None and self.store is not None:
-            self.store.remove(message.store_key, message)
-            message.store_key = None
-        stats = source.stats if source is not None else None
-        target = policy.dead_letter_queue
-        if reason == "expired":
-            self.counters["expired"] += 1
-            if stats is not None:
-                stats.expired += 1
-            if not policy.dead_letter_expired:
-                target = None
-        if target is None or message.destination == target:
-            self.counters["dropped"] += 1
-            if stats is not None:
-                stats.dropped += 1
-            log.info(
-                "dropped message {id} from {destination} ({reason})",
-                id=message.message_id,
-                destination=message.destination,
-                reason=reason,
-            )
-            return
-        headers = dict(message.headers)
-        headers.setdefault("original-destination", message.destination)
-        headers["dead-letter-reason"] = reason
-        headers["original-delivery-count"] = str(message.delivery_count)
-        seq = next(self._seq)
-        dead = Message(
-            message.message_id,
-            target,
-            headers,
-            message.body,
-            message.persistent,
-            seq,
-            message.priority,
-        )
-        self.counters["dead-lettered"] += 1
-        if stats is not None:
-            stats.dead_lettered += 1
-        _, name = parse_destination(target)
-        self._queue(name).enqueue(dead)
-
-    def sweep_expired(self) -> int:
-        """Move expired messages out of every queue (the service calls this periodically)."""
-        now = self.now_ms()
-        queues: list[Destination] = [*self.queues.values(), *self.durables.values()]
-        queues.extend(self.temporaries.values())
-        swept = 0
-        for queue in queues:
-            if isinstance(queue, Queue):
-                swept += queue.sweep_expired(now)
-                self.forget_if_unused(queue)
-        return swept
-
     # -- inspection --------------------------------------------------------------
 
     def queue_depth(self, name: str) -> int:
@@ -768,34 +490,9 @@ class Broker:
             queue.pager.restore(stored.priorities, stored.bytes)
 
 
-def durable_store_key(client_id: str, subscription_name: str) -> str:
-    """The store's name for a durable subscription's queue."""
-    return "durable:" + json.dumps([client_id, subscription_name], ensure_ascii=False)
-
-
 class _NoConsumer:
     def deliver(self, subscription: Subscription, message: Message) -> None:
         raise AssertionError("a browsing probe never receives messages")
 
     def abandon(self, subscription: Subscription, reason: str) -> None:
         raise AssertionError("a browsing probe never receives messages")
-
-
-def _priority(headers: dict[str, str]) -> int:
-    raw = headers.get("priority")
-    if raw is None:
-        return DEFAULT_PRIORITY
-    text = raw.strip()
-    if len(text) != 1 or text not in "0123456789":
-        raise MessageError(f"invalid priority {raw[:40]!r}: expected an integer from 0 to 9")
-    return int(text)
-
-
-def _non_negative(raw: str, name: str) -> int:
-    text = raw.strip()
-    if not (text.isdigit() and text.isascii()) or len(text) > MAX_MS_DIGITS:
-        raise MessageError(
-            f"invalid {name} {raw[:40]!r}: expected a non-negative integer (ms)"
-            f" of at most {MAX_MS_DIGITS} digits"
-        )
-    return int(text)

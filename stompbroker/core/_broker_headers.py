@@ -1,0 +1,84 @@
+"""What the broker makes of a SEND's headers: those it owns, priority, and expiry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._message import DEFAULT_PRIORITY
+from ._policy import DestinationPolicy
+
+#: Headers the broker owns: never copied from a SEND into the message (the
+#: per-delivery ones, too, so that a producer cannot forge them).
+BROKER_HEADERS = frozenset(
+    {
+        "destination",
+        "message-id",
+        "content-length",
+        "receipt",
+        "transaction",
+        "subscription",
+        "ack",
+        "redelivered",
+        "delivery-count",
+    }
+)
+
+
+#: Times in headers (``expires``, ``ttl``) are at most this many digits of ms (about
+#: 30,000 years), so that they fit the store's 64-bit integers.
+MAX_MS_DIGITS = 15
+
+
+class MessageError(Exception):
+    """A SEND header the broker cannot accept (priority, expiry); the message is for the client."""
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Raise the MessageError a SEND with ``headers`` would raise (priority, times)."""
+    message_priority(headers)
+    for header in ("expires", "ttl", "expiration"):
+        raw = headers.get(header)
+        if raw is not None:
+            _non_negative(raw, header)
+
+
+def message_expiry(
+    headers: dict[str, str], policy: DestinationPolicy, now_ms: Callable[[], float]
+) -> int:
+    """Absolute expiry in epoch ms from ``expires``, ``ttl`` or ``expiration``; 0: never."""
+    raw = headers.get("expires")
+    if raw is not None:
+        return _non_negative(raw, "expires")
+    for name in ("ttl", "expiration"):
+        raw = headers.get(name)
+        if raw is not None:
+            ttl = _non_negative(raw, name)
+            break
+    else:
+        ttl = policy.message_ttl_ms
+    if not ttl:
+        return 0
+    expires = int(now_ms()) + ttl
+    headers["expires"] = str(expires)
+    return expires
+
+
+def message_priority(headers: dict[str, str]) -> int:
+    """The ``priority`` header's priority (the default without one)."""
+    raw = headers.get("priority")
+    if raw is None:
+        return DEFAULT_PRIORITY
+    text = raw.strip()
+    if len(text) != 1 or text not in "0123456789":
+        raise MessageError(f"invalid priority {raw[:40]!r}: expected an integer from 0 to 9")
+    return int(text)
+
+
+def _non_negative(raw: str, name: str) -> int:
+    text = raw.strip()
+    if not (text.isdigit() and text.isascii()) or len(text) > MAX_MS_DIGITS:
+        raise MessageError(
+            f"invalid {name} {raw[:40]!r}: expected a non-negative integer (ms)"
+            f" of at most {MAX_MS_DIGITS} digits"
+        )
+    return int(text)
