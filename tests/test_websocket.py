@@ -40,7 +40,7 @@ from stompbroker.transport import (
     choose_subprotocol,
     origin_allowed,
 )
-from stompbroker.transport._websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
+from stompbroker.transport._handshake import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 STOMPJS_OFFER = ["v10.stomp", "v11.stomp", "v12.stomp"]
 QUIET = SessionSettings(heartbeat=(0, 0))

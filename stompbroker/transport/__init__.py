@@ -3,6 +3,13 @@
 from ._api import Authorize, ManagementApi, same_origin
 from ._connections import Connection, Connections, CountingTransport
 from ._console import Console
+from ._handshake import (
+    SUBPROTOCOLS,
+    WebSocketSettings,
+    choose_subprotocol,
+    max_message_bytes,
+    origin_allowed,
+)
 from ._management import MAX_LISTED, SCHEMA, Management
 from ._prometheus import render as render_metrics
 from ._tcp import (
@@ -13,17 +20,12 @@ from ._tcp import (
     TooManyConnections,
 )
 from ._websocket import (
-    SUBPROTOCOLS,
     HttpHandler,
     HttpRequest,
     HttpResponse,
     WebSocketFactory,
     WebSocketProtocol,
-    WebSocketSettings,
-    choose_subprotocol,
-    max_message_bytes,
     not_found,
-    origin_allowed,
 )
 
 __all__ = [

@@ -26,8 +26,7 @@ One connection goes through these states::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import h11
@@ -51,11 +50,17 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 from zope.interface import implementer
 
-from stompbroker.codec import DEFAULT_LIMITS, Limits
 from stompbroker.core import Clock, DelayedCall
 from stompbroker.session import StompSession
 
 from ._connections import Connection, Connections, Output
+from ._handshake import (
+    SUBPROTOCOL_VERSIONS,
+    WebSocketSettings,
+    _header,
+    choose_subprotocol,
+    origin_allowed,
+)
 from ._http import (
     ALLOW_GET,
     MAX_HTTP_BODY_BYTES,
@@ -70,66 +75,9 @@ from ._tcp import ConnectionLimiter, Counted, SessionFactory, SessionProducer, _
 
 log = Logger(namespace="stompbroker.transport.websocket")
 
-#: Subprotocols we speak, best first: STOMP.js offers the v1x ones, some clients ``stomp``.
-SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp", "stomp")
-
-
-def max_message_bytes(limits: Limits) -> int:
-    """The largest WebSocket message for frames within ``limits``: one largest STOMP frame
-    (head, blank line, body, NUL) and room for heart-beat EOLs. Several frames in one
-    message must fit in it together."""
-    return limits.max_header_bytes + limits.max_body_bytes + 1024
-
-
-#: The largest WebSocket message under the default frame limits.
-MAX_MESSAGE_BYTES = max_message_bytes(DEFAULT_LIMITS)
-
-#: Seconds a connection may take to send its whole HTTP request.
-HANDSHAKE_TIMEOUT = 10.0
-
-#: Seconds we wait for the peer's Close after sending ours before dropping the connection.
-CLOSE_TIMEOUT = 5.0
-
 #: WebSocket close codes we send (RFC 6455, 7.4.1).
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
-
-
-#: The STOMP versions a subprotocol allows ("stomp" allows every version).
-SUBPROTOCOL_VERSIONS = {"v10.stomp": ("1.0",), "v11.stomp": ("1.0", "1.1")}
-
-
-def choose_subprotocol(offered: Iterable[str]) -> str | None:
-    """The best STOMP subprotocol among ``offered``, or None when it offers none of ours."""
-    names = set(offered)
-    return next((name for name in SUBPROTOCOLS if name in names), None)
-
-
-def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
-    """Whether a browser page from ``origin`` may connect.
-
-    An empty ``allowed`` allows every origin. A request without ``Origin`` does not come
-    from a browser page (browsers always send it on WebSocket upgrades) and is allowed.
-    """
-    if not allowed or origin is None:
-        return True
-    return _normal_origin(origin) in {_normal_origin(a) for a in allowed}
-
-
-def _normal_origin(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
-
-
-@dataclass(frozen=True)
-class WebSocketSettings:
-    """One WebSocket listener's choices."""
-
-    path: str = "/ws"
-    #: Origins (``scheme://host[:port]``) whose pages may connect; empty: any.
-    allowed_origins: tuple[str, ...] = ()
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    handshake_timeout: float = HANDSHAKE_TIMEOUT
-    close_timeout: float = CLOSE_TIMEOUT
 
 
 # -- what the session sees ------------------------------------------------------------
@@ -518,8 +466,3 @@ class WebSocketFactory(Factory):
         )
         protocol.factory = self
         return protocol
-
-
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    value = next((v for n, v in headers if n == name), None)
-    return None if value is None else value.decode("latin-1")
