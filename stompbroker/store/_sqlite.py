@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,10 +48,9 @@ from stompbroker.core import (
     IMessageStore,
     Message,
     Recovery,
-    StoredQueue,
 )
 
-from ._rows import messages_from_page, pack_rows
+from ._database import Database, Spot
 
 log = Logger(namespace="stompbroker.store")
 
@@ -62,57 +60,10 @@ Runner = Callable[..., "Deferred[Any]"]
 #: The database file's name in the data directory.
 FILENAME = "stompbroker.sqlite3"
 #: Free pages are given back to the file system when the store has been idle this
-#: long (seconds), RECLAIM_PAGES (16 MiB) at a time, once there are RECLAIM_MIN_PAGES
-#: and they make up a quarter of the file; meanwhile SQLite reuses them.
+#: long (seconds), a slice at a time (``_database.RECLAIM_PAGES``), the next slice
+#: RECLAIM_NEXT_S later; meanwhile SQLite reuses them.
 RECLAIM_IDLE_S = 1.0
 RECLAIM_NEXT_S = 0.05
-RECLAIM_PAGES = 1024
-RECLAIM_MIN_PAGES = 256
-
-_SCHEMA = (
-    # Rows are appended in arrival order (rowid), which keeps pages full and
-    # loads sequential; the index finds a queue's rows by priority and seq.
-    """CREATE TABLE IF NOT EXISTS messages (
-        id INTEGER PRIMARY KEY,
-        qkey TEXT NOT NULL, priority INTEGER NOT NULL, seq INTEGER NOT NULL,
-        message_id TEXT NOT NULL, destination TEXT NOT NULL, headers TEXT NOT NULL,
-        body BLOB NOT NULL, expires INTEGER NOT NULL, delivery_count INTEGER NOT NULL,
-        persistent INTEGER NOT NULL, grp TEXT)""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_queue ON messages (qkey, priority, seq)",
-    """CREATE TABLE IF NOT EXISTS durables (
-        client_id TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, selector TEXT,
-        PRIMARY KEY (client_id, name))""",
-)
-# A batch's rows go in one statement, so in one step: their fields as a JSON array of
-# arrays, their bodies concatenated in one BLOB (each row holds its body's 1-based
-# offset and length). Python's sqlite3 lets go of the GIL for every step, and a worker
-# stepping row by row waited for the GIL once per row while the reactor thread was busy.
-_INSERT = (
-    "INSERT OR REPLACE INTO messages (qkey, priority, seq, message_id, destination, headers,"
-    " body, expires, delivery_count, persistent, grp) SELECT"
-    " json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),"
-    # sqlite3 binds an empty BLOB (every body empty) as NULL.
-    " coalesce(substr(?2, json_extract(value, '$[6]'), json_extract(value, '$[7]')), x''),"
-    " json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'),"
-    " json_extract(value, '$[11]') FROM json_each(?1)"
-)
-_COUNT = "UPDATE messages SET delivery_count=? WHERE qkey=? AND priority=? AND seq=?"
-# Deletes go in one statement per queue and priority, the seqs in a JSON array.
-_DELETE = (
-    "DELETE FROM messages WHERE qkey=? AND priority=? AND seq IN (SELECT value FROM json_each(?))"
-)
-# A page is read in one step too, packed by SQLite into two values: the rows' fields as
-# JSON and their bodies concatenated (group_concat reads a BLOB's bytes as they are;
-# the CAST hands them back as bytes).
-_LOAD = (
-    "SELECT json_group_array(json_array(seq, message_id, destination, json(headers),"
-    " length(body), expires, delivery_count, persistent, grp)),"
-    " CAST(group_concat(body, '') AS BLOB)"
-    " FROM (SELECT seq, message_id, destination, headers, body, expires, delivery_count,"
-    " persistent, grp FROM messages WHERE qkey=? AND priority=? AND seq>=? ORDER BY seq LIMIT ?)"
-)
-_Spot = tuple[str, int, int]
 
 
 class _Batch:
@@ -121,12 +72,12 @@ class _Batch:
     __slots__ = ("adds", "counts", "deletes", "first", "loads", "sync", "urgent", "waiters")
 
     def __init__(self) -> None:
-        self.adds: dict[_Spot, Message] = {}
-        self.counts: dict[_Spot, int] = {}
-        self.deletes: list[_Spot] = []
+        self.adds: dict[Spot, Message] = {}
+        self.counts: dict[Spot, int] = {}
+        self.deletes: list[Spot] = []
         #: Drops and durable definitions: (sql, parameters), applied first.
         self.first: list[tuple[str, tuple[Any, ...]]] = []
-        self.loads: list[tuple[_Spot, int, Deferred[list[Message]]]] = []
+        self.loads: list[tuple[Spot, int, Deferred[list[Message]]]] = []
         self.waiters: list[Deferred[None]] = []
         #: Whether to fsync at commit, and whether to leave on the next reactor turn.
         self.sync = False
@@ -167,7 +118,7 @@ class SqliteStore:
         self._batch_s = batch_ms / 1000.0
         self._lazy_s = lazy_ms / 1000.0
         self._max_batch = max_batch
-        self._db: _Database | None = None
+        self._db: Database | None = None
         self._pending = _Batch()
         self._busy = False
         self._timer: DelayedCall | None = None
@@ -183,7 +134,7 @@ class SqliteStore:
     # -- opening -------------------------------------------------------------------
 
     def open(self) -> Deferred[Recovery]:
-        database = _Database(self.path, self._timer_fn)
+        database = Database(self.path, self._timer_fn)
         self._db = database
         return self._run(database.open)
 
@@ -406,127 +357,3 @@ class SqliteStore:
         idle, self._idle = self._idle, []
         for done in idle:
             done.callback(None)
-
-
-class _Database:
-    """The SQLite connection, used by one thread at a time (the store keeps one batch in flight)."""
-
-    def __init__(self, path: str, timer: Callable[[], float] = time.perf_counter) -> None:
-        self.path = path
-        self._timer = timer
-        self._conn: sqlite3.Connection | None = None
-        self._synchronous = ""
-        self._batches = 0
-
-    def open(self) -> Recovery:
-        fresh = not os.path.exists(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn = conn
-        try:
-            conn.execute("SELECT json_group_array(value) FROM json_each('[1]')").fetchone()
-        except sqlite3.OperationalError as e:
-            conn.close()
-            raise RuntimeError(
-                f"SQLite {sqlite3.sqlite_version} has no JSON functions ({e}); the store needs"
-                " them (built in since SQLite 3.38, an option before)"
-            ) from e
-        if fresh:
-            # Pages are read back by casting bodies to text: byte for byte in UTF-8 only.
-            conn.execute("PRAGMA encoding='UTF-8'")
-            # 16 KiB pages hold 1 KiB messages without waste (measured: 4 KiB pages
-            # with an index-organised table took 4x the space and a third the speed).
-            conn.execute("PRAGMA page_size=16384")
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA journal_size_limit=67108864")
-        conn.execute("PRAGMA cache_size=-16384")
-        self._set_synchronous(True)
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        conn.execute("DELETE FROM messages WHERE persistent=0")
-        durables = tuple(
-            DurableRecord(*row)
-            for row in conn.execute("SELECT client_id, name, pattern, selector FROM durables")
-        )
-        queues: dict[str, dict[int, tuple[int, int]]] = {}
-        sizes: dict[str, int] = {}
-        for key, priority, count, first, size in conn.execute(
-            "SELECT qkey, priority, count(*), min(seq), sum(length(body)) FROM messages"
-            " GROUP BY qkey, priority"
-        ):
-            queues.setdefault(key, {})[priority] = (count, first)
-            sizes[key] = sizes.get(key, 0) + size
-        (last_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
-        stored = tuple(
-            StoredQueue(key, priorities, sizes[key]) for key, priorities in queues.items()
-        )
-        return Recovery(durables, stored, last_seq)
-
-    def _set_synchronous(self, full: bool) -> None:
-        wanted = "FULL" if full else "NORMAL"
-        if wanted != self._synchronous:
-            assert self._conn is not None
-            self._conn.execute(f"PRAGMA synchronous={wanted}")
-            self._synchronous = wanted
-
-    def write(
-        self,
-        first: list[tuple[str, tuple[Any, ...]]],
-        adds: list[tuple[_Spot, Message]],
-        counts: list[tuple[int, str, int, int]],
-        deletes: list[_Spot],
-        loads: list[tuple[_Spot, int]],
-        sync: bool,
-    ) -> tuple[list[list[Message]], float]:
-        """Apply one batch in one transaction; return what each load found, and how long
-        the COMMIT took (seconds)."""
-        conn = self._conn
-        assert conn is not None, "the store is closed"
-        self._set_synchronous(sync)
-        conn.execute("BEGIN")
-        try:
-            for sql, parameters in first:
-                conn.execute(sql, parameters)
-            if adds:
-                conn.execute(_INSERT, pack_rows(adds))
-            if counts:
-                conn.executemany(_COUNT, counts)
-            if deletes:
-                groups: dict[tuple[str, int], list[str]] = {}
-                for key, priority, seq in deletes:
-                    groups.setdefault((key, priority), []).append(str(seq))
-                for (key, priority), seqs in groups.items():
-                    conn.execute(_DELETE, (key, priority, "[" + ",".join(seqs) + "]"))
-            loaded = []
-            for spot, limit in loads:
-                meta, bodies = conn.execute(_LOAD, (*spot, limit)).fetchone()
-                loaded.append(messages_from_page(spot[0], spot[1], meta, bodies))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        started = self._timer()
-        conn.execute("COMMIT")
-        elapsed = self._timer() - started
-        self._batches += 1
-        if deletes and self._batches % 64 == 0:
-            self.reclaim()
-        return loaded, elapsed
-
-    def reclaim(self) -> bool:
-        """Give up to 1024 free pages back once they are a quarter of the file; True if more."""
-        conn = self._conn
-        assert conn is not None, "the store is closed"
-        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        if free < RECLAIM_MIN_PAGES or free * 4 < pages:
-            return False
-        # executescript steps the pragma to the end (execute frees one page only).
-        conn.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES});")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return free - RECLAIM_PAGES >= RECLAIM_MIN_PAGES
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.execute("PRAGMA optimize")
-            conn.close()

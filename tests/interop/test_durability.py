@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import stomp
 
-from stompbroker.store._sqlite import _Database
+from stompbroker.store._database import Database
 
 from .conftest import TIMEOUT, Client, RunningBroker, poll
 from .test_twistd import Output, free_port, kill_twistd, spawn_twistd
@@ -199,13 +199,13 @@ def test_disk_work_runs_off_the_reactor_thread(
 ) -> None:
     """Every batch the SQLite store writes runs in a worker thread, never the reactor's."""
     threads: set[str] = set()
-    original = _Database.write
+    original = Database.write
 
-    def write(self: _Database, *args: Any) -> Any:
+    def write(self: Database, *args: Any) -> Any:
         threads.add(threading.current_thread().name)
         return original(self, *args)
 
-    monkeypatch.setattr(_Database, "write", write)
+    monkeypatch.setattr(Database, "write", write)
     client = Client(broker.port, "1.2")
     client.connect()
     for n in range(20):
