@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery
-from stompbroker.store import FILENAME, MemoryStore, SqliteStore
+from stompbroker.store import FILENAME, MemoryStore, SqliteStore, _database
 
 
 def run_now(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
@@ -447,4 +447,39 @@ def test_sqlite_keeps_any_batch_of_messages_exactly(tmp_path: Path, messages: li
         ]
         got = [(m.seq, m.body, m.headers) for m in _load(h, "/queue/q", priority)]
         assert got == expected
+    h.result(h.store.close())
+
+
+def _sized(seq: int, size: int) -> Message:
+    return Message(f"ID-{seq}", "/queue/q", {}, bytes([seq % 256]) * size, True, seq)
+
+
+def test_sqlite_a_page_stops_at_its_byte_budget(
+    sqlite: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds the rows that start under the byte budget (one at least), whatever the
+    row limit asked: a queue of large messages never loads more than it can hold."""
+    monkeypatch.setattr(_database, "STATEMENT_BYTES", 2500)
+    for seq in range(1, 7):
+        sqlite.store.add("/queue/q", _sized(seq, 1000), "never")
+    sqlite.store.add("/queue/q", _sized(7, 5000), "never")
+    assert [m.seq for m in _load(sqlite, "/queue/q")] == [1, 2, 3]
+    assert [m.seq for m in _load(sqlite, "/queue/q", from_seq=4)] == [4, 5, 6]
+    assert [m.seq for m in _load(sqlite, "/queue/q", from_seq=7)] == [7]
+
+
+def test_sqlite_a_batch_over_the_statement_budget_is_written_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose bodies pass the budget of one statement goes in several, all of it."""
+    monkeypatch.setattr(_database, "STATEMENT_BYTES", 2500)
+    h = _sqlite(tmp_path)
+    h.result(h.store.open())
+    sizes = [1000, 1000, 1000, 5000, 0, 2500, 1, 1200, 1300]
+    expected = [_sized(seq, size) for seq, size in enumerate(sizes, 1)]
+    for message in expected:
+        h.store.add("/queue/q", message, "never")
+    h.restart()
+    monkeypatch.setattr(_database, "STATEMENT_BYTES", 1 << 30)
+    assert [(m.seq, m.body) for m in _load(h, "/queue/q")] == [(m.seq, m.body) for m in expected]
     h.result(h.store.close())

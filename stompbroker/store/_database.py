@@ -19,6 +19,12 @@ from stompbroker.core import DurableRecord, Message, Recovery, StoredQueue
 
 from ._rows import messages_from_page, pack_rows
 
+#: One statement carries at most about this many bytes of bodies: a batch of writes is
+#: split into statements of this size, a page of reads stops once it holds this much
+#: (with one row at least). SQLite refuses a string or BLOB over 1e9 bytes, and a
+#: page's bodies are briefly held twice.
+STATEMENT_BYTES = 32 * 1024 * 1024
+
 #: Free pages are given back RECLAIM_PAGES (16 MiB) at a time, once there are
 #: RECLAIM_MIN_PAGES and they make up a quarter of the file.
 RECLAIM_PAGES = 1024
@@ -66,6 +72,13 @@ _LOAD = (
     " CAST(group_concat(body, '') AS BLOB)"
     " FROM (SELECT seq, message_id, destination, headers, body, expires, delivery_count,"
     " persistent, grp FROM messages WHERE qkey=? AND priority=? AND seq>=? ORDER BY seq LIMIT ?)"
+)
+# How many of the next ``limit`` rows to load so that the bodies before the last one
+# stay under a number of bytes (one step: the window runs over the rows' lengths only).
+_PAGE_ROWS = (
+    "SELECT count(*) FROM (SELECT size, sum(size) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING)"
+    " AS upto FROM (SELECT seq, length(body) AS size FROM messages"
+    " WHERE qkey=? AND priority=? AND seq>=? ORDER BY seq LIMIT ?)) WHERE upto - size < ?"
 )
 Spot = tuple[str, int, int]
 
@@ -149,8 +162,14 @@ class Database:
         try:
             for sql, parameters in first:
                 conn.execute(sql, parameters)
-            if adds:
-                conn.execute(_INSERT, pack_rows(adds))
+            start = 0
+            while start < len(adds):
+                end, size = start + 1, len(adds[start][1].body)
+                while end < len(adds) and size + len(adds[end][1].body) <= STATEMENT_BYTES:
+                    size += len(adds[end][1].body)
+                    end += 1
+                conn.execute(_INSERT, pack_rows(adds[start:end]))
+                start = end
             if counts:
                 conn.executemany(_COUNT, counts)
             if deletes:
@@ -161,7 +180,8 @@ class Database:
                     conn.execute(_DELETE, (key, priority, "[" + ",".join(seqs) + "]"))
             loaded = []
             for spot, limit in loads:
-                meta, bodies = conn.execute(_LOAD, (*spot, limit)).fetchone()
+                (rows,) = conn.execute(_PAGE_ROWS, (*spot, limit, STATEMENT_BYTES)).fetchone()
+                meta, bodies = conn.execute(_LOAD, (*spot, rows)).fetchone()
                 loaded.append(messages_from_page(spot[0], spot[1], meta, bodies))
         except BaseException:
             conn.execute("ROLLBACK")
