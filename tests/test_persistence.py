@@ -271,6 +271,21 @@ def test_a_long_queue_keeps_only_its_window_in_memory(node: Node) -> None:
     assert node.broker.queue_depth("q") == 100
 
 
+def test_a_reloaded_memory_window_applies_to_the_next_messages(node: Node) -> None:
+    """A smaller memory_window from a reload pages the next arrivals, same size or not."""
+    node.policies = _small_window(10)
+    node.restart()
+    for i in range(5):
+        node.send("/queue/q", b"%d" % i)
+    node.broker.set_policies(_small_window(3))
+    for i in range(5, 15):
+        node.send("/queue/q", b"%d" % i)
+    node.settle()
+    queue = node.broker.queues["q"]
+    assert len(queue.buffer) == 5
+    assert node.broker.queue_depth("q") == 15
+
+
 def test_paged_messages_drain_in_order(node: Node) -> None:
     """A consumer gets every paged message, oldest first, persistent or not."""
     node.policies = _small_window(10)

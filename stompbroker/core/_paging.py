@@ -43,6 +43,8 @@ class Pager:
     """The paged part of one queue: counts and the next ``seq`` to load, per priority."""
 
     __slots__ = (
+        "_sized_by",
+        "_sized_for",
         "born",
         "bytes",
         "counts",
@@ -63,16 +65,24 @@ class Pager:
         self.total = 0
         self.bytes = 0
         self.loading = False
-        #: The window for messages of the size seen last.
+        #: The window for messages of the size seen last, that size (-1: none yet) and
+        #: the policy it was worked out under (a reload may change it).
         self.size = queue.policy.memory_window
+        self._sized_for = -1
+        self._sized_by = queue.policy
         #: When the timed paged messages arrived, by seq.
         self.born: dict[int, float] = {}
 
     def window(self, message: Message) -> int:
         """How many messages like ``message`` the queue may keep in memory."""
+        length = len(message.body)
         policy = self.queue.policy
-        by_size = policy.memory_window_bytes // (len(message.body) + OVERHEAD_BYTES)
+        if length == self._sized_for and policy is self._sized_by:
+            return self.size
+        by_size = policy.memory_window_bytes // (length + OVERHEAD_BYTES)
         self.size = size = max(1, min(policy.memory_window, by_size))
+        self._sized_for = length
+        self._sized_by = policy
         return size
 
     def page_out(self, message: Message) -> Deferred[None]:

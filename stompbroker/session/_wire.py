@@ -21,22 +21,29 @@ def message_tail(message: Message, version: str) -> bytes:
     tail = wire.get(version)
     if tail is None:
         body = message.body
-        tail = wire[version] = b"".join(
-            [
-                encode_headers(
-                    [
-                        ("message-id", message.message_id),
-                        ("destination", message.destination),
-                        *message.headers.items(),
-                        ("content-length", str(len(body))),
-                    ],
-                    version,
-                ),
-                b"\n",
-                body,
-                b"\0",
-            ]
-        )
+        headers = message.headers
+        text = f"message-id:{message.message_id}\ndestination:{message.destination}\n"
+        if headers:
+            text += "".join([f"{name}:{value}\n" for name, value in headers.items()])
+        lines = 2 + len(headers)
+        if (
+            text.count(":") == lines
+            and text.count("\n") == lines
+            and "\\" not in text
+            and "\r" not in text
+        ):
+            # Nothing to escape in any version (encode_headers' fast path, inlined).
+            head = text.encode("utf-8")
+        else:
+            head = encode_headers(
+                [
+                    ("message-id", message.message_id),
+                    ("destination", message.destination),
+                    *headers.items(),
+                ],
+                version,
+            )
+        tail = wire[version] = b"%scontent-length:%d\n\n%s\0" % (head, len(body), body)
     return tail
 
 
