@@ -5,7 +5,8 @@ Who may use the API (``/api/...`` and ``/metrics``) is decided per request:
 
 * once users are configured (``security.users``): HTTP Basic credentials of a user that an
   access rule grants ``admin`` (with no rules at all, every user). Good credentials are
-  remembered for ``CREDENTIALS_TTL`` seconds (a password check costs about 50 ms of CPU);
+  remembered for ``CREDENTIALS_TTL`` seconds (a password check costs about 50 ms of CPU,
+  spent in the thread pool: the request is answered when it is done);
   after a wrong password, the client's address waits as for a STOMP login (the same
   throttle) before its next check.
 * while no users are configured: only on a listener bound to a loopback interface
@@ -25,6 +26,7 @@ import re
 from typing import Any
 
 from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stompbroker import __version__
@@ -113,39 +115,47 @@ class ApiAuthorizer:
         self._wait: dict[str, float] = {}
         self._key = os.urandom(32)
 
-    def __call__(self, request: HttpRequest) -> bool:
+    def __call__(self, request: HttpRequest) -> bool | Deferred[bool]:
         if not self.access.users:
             return self.loopback and _loopback_host(request)
         credentials = basic_credentials(request)
         if credentials is None:
             return False
         user, password = credentials
-        if not self._check(request.peer.rsplit(":", 1)[0], user, password):
-            return False
-        return self.access.is_admin(user)
+        checked = self._check(request.peer.rsplit(":", 1)[0], user, password)
+        if isinstance(checked, Deferred):
+            return checked.addCallback(lambda good: good and self.access.is_admin(user))
+        return checked and self.access.is_admin(user)
 
-    def _check(self, address: str, user: str, password: str) -> bool:
+    def _check(self, address: str, user: str, password: str) -> bool | Deferred[bool]:
+        """Whether the password is right: at once when known or refused, else a Deferred
+        (the check, scrypt, runs in the thread pool as a STOMP login's does)."""
         now = self.clock.seconds()
         digest = hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         if self._good.get(digest, 0.0) > now:
             return True
         if self._wait.get(address, 0.0) > now:
             return False  # still waiting after a wrong password: no check at all
-        if not self.access.authenticate(user, password):
-            delay = self.access.throttle.failed(address, now)
-            self._wait[address] = now + delay
-            if len(self._wait) > 10_000:
-                self._wait.pop(next(iter(self._wait)))
-            log.info(
-                "management API: login failed for {user!r} from {address}",
-                user=user,
-                address=address,
-            )
-            return False
-        self._good[digest] = now + CREDENTIALS_TTL
-        while len(self._good) > MAX_REMEMBERED:
-            self._good.pop(next(iter(self._good)))
-        return True
+
+        def checked(good: bool) -> bool:
+            now = self.clock.seconds()
+            if not good:
+                delay = self.access.throttle.failed(address, now)
+                self._wait[address] = now + delay
+                if len(self._wait) > 10_000:
+                    self._wait.pop(next(iter(self._wait)))
+                log.info(
+                    "management API: login failed for {user!r} from {address}",
+                    user=user,
+                    address=address,
+                )
+                return False
+            self._good[digest] = now + CREDENTIALS_TTL
+            while len(self._good) > MAX_REMEMBERED:
+                self._good.pop(next(iter(self._good)))
+            return True
+
+        return self.access.login(user, password).addCallback(checked)
 
 
 def describe_access(spec: str, access: AccessControl, enabled: bool) -> str:
@@ -208,7 +218,7 @@ class Monitoring:
             access=describe_access(entry.endpoint, self.access, self.api_enabled),
         )
 
-        def handle(request: HttpRequest) -> HttpResponse:
+        def handle(request: HttpRequest) -> HttpResponse | Deferred[HttpResponse]:
             return api(request) if self.api_enabled else console(request)
 
         return handle

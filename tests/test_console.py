@@ -23,7 +23,9 @@ CONSOLE_DIR = resources.files("stompbroker").joinpath("console")
 
 
 def _get(console: Console, target: str, method: str = "GET", headers: Any = HOST) -> HttpResponse:
-    return console(HttpRequest(method, target, headers))
+    answer = console(HttpRequest(method, target, headers))
+    assert isinstance(answer, HttpResponse), "the console answers at once"
+    return answer
 
 
 def _header(response: HttpResponse, name: bytes) -> str:
@@ -137,10 +139,16 @@ def test_every_websocket_listener_serves_the_console_beside_the_api(
     off), and 404 for the rest."""
     entry = WebSocketListener("tcp:0:interface=127.0.0.1", "/stomp")
     handler = _service(tmp_path, api).monitoring.http_handler(entry)
-    page = handler(HttpRequest("GET", "/", HOST))
+
+    def answer(target: str) -> HttpResponse:
+        response = handler(HttpRequest("GET", target, HOST))
+        assert isinstance(response, HttpResponse), "no password to check: answered at once"
+        return response
+
+    page = answer("/")
     assert page.status == 200 and b'content="/stomp"' in page.body
-    assert handler(HttpRequest("GET", "/api/broker", HOST)).status == (200 if api else 404)
-    assert handler(HttpRequest("GET", "/nothing", HOST)).status == 404
+    assert answer("/api/broker").status == (200 if api else 404)
+    assert answer("/nothing").status == 404
 
 
 def test_the_page_goes_out_whole_over_http() -> None:

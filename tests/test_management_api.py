@@ -60,7 +60,9 @@ class Setup:
 
     def request(self, method: str, target: str, **headers: str) -> HttpResponse:
         pairs = tuple((k.lower().encode(), v.encode()) for k, v in headers.items())
-        return self.api(HttpRequest(method, target, pairs, b"", "10.0.0.9:5000"))
+        answer = self.api(HttpRequest(method, target, pairs, b"", "10.0.0.9:5000"))
+        assert isinstance(answer, HttpResponse), "authorize here answers at once"
+        return answer
 
     def json(self, method: str, target: str, status: int = 200, **headers: str) -> Any:
         response = self.request(method, target, **headers)

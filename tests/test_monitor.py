@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 
@@ -149,6 +150,16 @@ def test_without_users_only_loopback_listeners_and_hosts_are_allowed() -> None:
     assert not ApiAuthorizer(access, Clock(), loopback=False)(_request())
 
 
+def _now(answer: Any) -> Any:
+    """An answer that may come as a Deferred, which must have fired already."""
+    if isinstance(answer, Deferred):
+        box: list[Any] = []
+        answer.addBoth(box.append)
+        assert box, "the answer was still pending"
+        return box[0]
+    return answer
+
+
 def test_with_users_an_admins_basic_credentials_are_needed() -> None:
     """With users, HTTP Basic credentials of a user granted admin are needed, anywhere."""
     cheap = 2**4
@@ -164,8 +175,8 @@ def test_with_users_an_admins_basic_credentials_are_needed() -> None:
     )
     authorize = ApiAuthorizer(access, Clock(), loopback=True)
     assert not authorize(_request())
-    assert authorize(_request(authorization=_basic("ops", "secret")))
-    assert not authorize(_request(authorization=_basic("app", "pw")))
+    assert _now(authorize(_request(authorization=_basic("ops", "secret"))))
+    assert not _now(authorize(_request(authorization=_basic("app", "pw"))))
 
 
 def test_a_wrong_password_makes_the_address_wait_before_its_next_check() -> None:
@@ -173,10 +184,32 @@ def test_a_wrong_password_makes_the_address_wait_before_its_next_check() -> None
     clock = Clock()
     access = AccessControl([User("ops", hash_password("secret", n=2**4))])
     authorize = ApiAuthorizer(access, clock, loopback=False)
-    assert not authorize(_request(authorization=_basic("ops", "guess")))
-    assert not authorize(_request(authorization=_basic("ops", "secret")))
+    assert not _now(authorize(_request(authorization=_basic("ops", "guess"))))
+    assert not _now(authorize(_request(authorization=_basic("ops", "secret"))))
     clock.advance(1.5)
-    assert authorize(_request(authorization=_basic("ops", "secret")))
+    assert _now(authorize(_request(authorization=_basic("ops", "secret"))))
+
+
+def test_a_password_is_checked_off_the_reactor_and_then_remembered() -> None:
+    """A new credential is checked through the access control's runner (the thread pool in
+    the broker), and the API answers when it fires; known credentials answer at once."""
+    pending: list[tuple[Deferred[bool], Any, tuple[Any, ...]]] = []
+
+    def later(function: Any, *args: Any) -> Deferred[bool]:
+        answer: Deferred[bool] = Deferred()
+        pending.append((answer, function, args))
+        return answer
+
+    access = AccessControl([User("ops", hash_password("secret", n=2**4))], run=later)
+    authorize = ApiAuthorizer(access, Clock(), loopback=False)
+    request = _request(authorization=_basic("ops", "secret"))
+    first = authorize(request)
+    assert isinstance(first, Deferred) and not first.called
+    ((answer, function, args),) = pending
+    answer.callback(function(*args))  # the worker thread's result
+    assert _now(first) is True
+    assert authorize(request) is True  # remembered: no second check
+    assert len(pending) == 1
 
 
 def test_basic_credentials_are_read_strictly() -> None:
@@ -205,9 +238,9 @@ def test_the_api_can_be_turned_off(tmp_path: Path) -> None:
     )
     service = BrokerService(config, Clock(), [])
     handler = service.monitoring.http_handler(WebSocketListener("tcp:0:interface=127.0.0.1"))
-    assert handler(_request()).status == 404
+    assert _now(handler(_request())).status == 404
     service.monitoring.reconfigure(replace(config, management=ManagementSection(api=True)))
-    assert handler(_request()).status == 200
+    assert _now(handler(_request())).status == 200
 
 
 # -- JSON logs ----------------------------------------------------------------------------------

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -456,6 +459,35 @@ def test_http_handler_serves_other_paths() -> None:
         "/a",
         b"abc",
     )
+
+
+def test_a_late_http_answer_is_sent_when_it_comes() -> None:
+    """A handler that answers with a Deferred (a password check in a thread) is answered
+    when it fires; a failure then is a 500; a client gone meanwhile gets nothing."""
+    answers: list[Deferred[HttpResponse]] = []
+
+    def handler(request: HttpRequest) -> Deferred[HttpResponse]:
+        answers.append(Deferred())
+        return answers[-1]
+
+    peer = Peer(http_handler=handler)
+    peer.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert peer.output() == b""
+    answers[0].callback(HttpResponse(200, b"late\n"))
+    answer = peer.output()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"late\n")
+
+    failing = Peer(http_handler=handler)
+    failing.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
+    answers[1].errback(RuntimeError("secret detail"))
+    answer = failing.output()
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"secret" not in answer
+
+    gone = Peer(http_handler=handler)
+    gone.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
+    gone.protocol.connectionLost(Failure(ConnectionDone()))
+    answers[2].callback(HttpResponse(200, b"late\n"))
+    assert gone.output() == b""
 
 
 def test_http_handler_failure_is_a_500_without_details() -> None:

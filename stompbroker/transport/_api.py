@@ -29,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from twisted.internet.defer import Deferred
+
 from stompbroker.core import KINDS, AdminError, Conflict, NotFound
 
 from ._http import HttpHandler, HttpRequest, HttpResponse, not_found
@@ -36,7 +38,8 @@ from ._management import Management
 from ._prometheus import CONTENT_TYPE, render
 
 #: Decides whether a request may use the API (the service wires HTTP Basic, or loopback).
-Authorize = Callable[[HttpRequest], bool]
+#: A password check answers later, with a Deferred (it runs in the thread pool).
+Authorize = Callable[[HttpRequest], "bool | Deferred[bool]"]
 
 _JSON = "application/json"
 _NO_STORE = ((b"cache-control", b"no-store"),)
@@ -84,12 +87,20 @@ class ManagementApi:
         self.authorize = authorize
         self.fallback = fallback
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponse | Deferred[HttpResponse]:
         path = request.path
         if path != "/metrics" and path != "/api" and not path.startswith("/api/"):
             return self.fallback(request)
+        authorized = self.authorize(request)
+        if isinstance(authorized, Deferred):
+            return authorized.addCallback(lambda ok: self._answer(request, ok))
+        return self._answer(request, authorized)
+
+    def _answer(self, request: HttpRequest, authorized: bool) -> HttpResponse:
+        """The answer to an API request, once it is known whether it may be served."""
+        path = request.path
         try:
-            if not self.authorize(request):
+            if not authorized:
                 raise _Refusal(401, "an admin user's credentials are needed", _CHALLENGE)
             if path == "/metrics":
                 self._method(request, "GET")

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from twisted.internet.defer import Deferred
+
 from ._http import HttpHandler, HttpRequest, HttpResponse, not_found
 
 #: Where the files live: a directory of package data.
@@ -98,7 +100,7 @@ class Console:
         self.assets = load_assets(websocket_path)
         self.fallback = fallback
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponse | Deferred[HttpResponse]:
         path = "/" if request.path == "/index.html" else request.path
         asset = self.assets.get(path)
         if asset is None:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from twisted.internet.defer import Deferred
+
 #: The largest body of a plain HTTP request (the upgrade request has none).
 MAX_HTTP_BODY_BYTES = 64 * 1024
 
@@ -55,8 +57,9 @@ class HttpResponse:
 ALLOW_GET = ((b"allow", b"GET"),)
 
 #: Answers a plain HTTP request: the management API (``_api``) plugs in here, then the web
-#: console (``_console``) at ``/``.
-HttpHandler = Callable[[HttpRequest], HttpResponse]
+#: console (``_console``) at ``/``. A handler with slow work to do (a password check) answers
+#: with a Deferred and does the work off the reactor thread.
+HttpHandler = Callable[[HttpRequest], "HttpResponse | Deferred[HttpResponse]"]
 
 
 def not_found(request: HttpRequest) -> HttpResponse:

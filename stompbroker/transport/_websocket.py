@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import h11
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, ISSLTransport, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -231,13 +232,28 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
             self._peer(),
         )
         try:
-            response = self._http_handler(plain)
+            answer = self._http_handler(plain)
         except Exception:
-            log.failure(
-                "internal error answering {method} {target}", method=plain.method, target=target
-            )
-            response = HttpResponse(500, b"internal error\n")
-        self._respond(response)
+            answer = self._internal_error(Failure(), plain)
+        if isinstance(answer, Deferred):
+            answer.addErrback(self._internal_error, plain)
+            answer.addCallback(self._respond_unless_gone)
+            return
+        self._respond(answer)
+
+    def _internal_error(self, failure: Failure, request: HttpRequest) -> HttpResponse:
+        log.failure(
+            "internal error answering {method} {target}",
+            failure,
+            method=request.method,
+            target=request.target,
+        )
+        return HttpResponse(500, b"internal error\n")
+
+    def _respond_unless_gone(self, response: HttpResponse) -> None:
+        """A late answer (the handler worked off the reactor): for a client still there."""
+        if not self._done:
+            self._respond(response)
 
     def _respond(self, response: HttpResponse) -> None:
         """Answer a plain HTTP request with h11, then close."""
