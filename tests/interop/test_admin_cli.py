@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.threads import blockingCallFromThread
 
 from stompbroker.admin import main
 from stompbroker.config import (
@@ -24,100 +20,53 @@ from stompbroker.config import (
     RuleEntry,
     SecuritySection,
     UserEntry,
-    WebSocketListener,
 )
 from stompbroker.core import hash_password
-from stompbroker.service import BrokerService
 
-from .conftest import TIMEOUT, Client, _ended, _TrackingEndpoint, poll, reactor
+from . import _listeners
+from ._listeners import Listeners, Start
+from .conftest import TIMEOUT, Client
 
 pytestmark = pytest.mark.interop
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-@dataclass
-class Running:
-    """A broker with a STOMP listener and a WebSocket listener (the management API)."""
-
-    service: BrokerService
-    tcp: _TrackingEndpoint
-    ws: _TrackingEndpoint
-
-    @property
-    def port(self) -> int:
-        return int(self.tcp.port.getHost().port)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{int(self.ws.port.getHost().port)}"
-
-    def stomp(self, version: str = "1.2") -> Client:
-        client = Client(self.port, version)
-        client.connect()
-        return client
-
-    def _stop(self) -> Any:
-        stopped = self.service.stopService()
-        for endpoint in (self.tcp, self.ws):
-            for protocol in endpoint.protocols:
-                if not _ended(protocol):
-                    protocol.transport.abortConnection()
-        return stopped
-
-    def _open(self) -> int:
-        every = [*self.tcp.protocols, *self.ws.protocols]
-        return sum(1 for p in every if not _ended(p))
-
-
-def _start(config: Config) -> Any:
-    """Start a broker (on the reactor thread); a Deferred firing with it once it listens."""
-    tcp = _TrackingEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"))
-    ws = _TrackingEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"))
-    entry = WebSocketListener("tcp:0:interface=127.0.0.1")
-    service = BrokerService(config, reactor, [tcp], [(ws, entry)])
-    service.startService()
-    running = Running(service, tcp, ws)
-    started: Deferred[Running] = service.started.addCallback(lambda _: running)
-    return started
+start_broker = _listeners.start_broker
 
 
 @pytest.fixture
-def start(running_reactor: Any, tmp_path: Path) -> Iterator[Any]:
-    """Start brokers with the management options given; stop them after the test."""
-    started: list[Running] = []
+def start(start_broker: Start) -> Callable[..., Listeners]:
+    """Start brokers (a STOMP listener, and a WebSocket one serving the management API) with
+    the management options and configuration sections given; stopped after the test."""
 
-    def run(management: ManagementSection | None = None, **sections: Any) -> Running:
-        config = Config()
-        config = replace(
-            config,
-            broker=replace(config.broker, data_dir=str(tmp_path / f"data-{len(started)}")),
-            management=management or ManagementSection(),
-            **sections,
-        )
-        running: Running = blockingCallFromThread(reactor, _start, config)
-        started.append(running)
-        return running
+    def run(management: ManagementSection | None = None, **sections: Any) -> Listeners:
+        config = replace(Config(), management=management or ManagementSection(), **sections)
+        return start_broker(config=config)
 
-    yield run
-    for running in started:
-        blockingCallFromThread(reactor, running._stop)
-        poll(functools.partial(_closed, running), "the broker's connections to close")
+    return run
 
 
-def _closed(running: Running) -> bool:
-    return running._open() == 0
+def _url(running: Listeners) -> str:
+    """The management API's base URL."""
+    return f"http://127.0.0.1:{running.ws_port()}"
 
 
-def _admin(running: Running, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    assert main(["--url", running.url, *argv]) == 0
+def _stomp(running: Listeners, version: str = "1.2") -> Client:
+    client = Client(running.port, version)
+    client.connect()
+    return client
+
+
+def _admin(running: Listeners, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert main(["--url", _url(running), *argv]) == 0
     return capsys.readouterr().out
 
 
 def test_status_and_queue_table(start: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """status summarises the broker; queues prints an aligned table with each depth."""
     running = start()
-    client = running.stomp()
+    client = _stomp(running)
     for i in range(3):
         client.send("/queue/orders", f"m{i}", receipt=True)
     client.send("/queue/a.much.longer.name", "x", receipt=True)
@@ -137,7 +86,7 @@ def test_status_and_queue_table(start: Any, capsys: pytest.CaptureFixture[str]) 
 def test_purge_replay_and_close(start: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """purge empties a queue, replay sends dead letters home, close ends a connection."""
     running = start()
-    client = running.stomp()
+    client = _stomp(running)
     for i in range(5):
         client.send("/queue/work", f"w{i}", receipt=True)
     assert "purged 5 message(s)" in _admin(running, capsys, "purge", "/queue/work")
@@ -158,7 +107,7 @@ def test_errors_are_one_line_on_stderr(start: Any, capsys: pytest.CaptureFixture
     """An unknown queue, or no broker at all, is reported in one line with status 1."""
     running = start()
     with pytest.raises(SystemExit) as exited:
-        main(["--url", running.url, "purge", "/queue/none"])
+        main(["--url", _url(running), "purge", "/queue/none"])
     assert exited.value.code == 1
     assert "no queue named 'none'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -180,11 +129,11 @@ def test_with_users_the_tool_needs_an_admins_credentials(
     )
     running = start(security=SecuritySection(users=users, rules=rules))
     with pytest.raises(SystemExit):
-        main(["--url", running.url, "status"])
+        main(["--url", _url(running), "status"])
     assert "give --user" in capsys.readouterr().err
     monkeypatch.setenv("STOMPBROKER_PASSWORD", "pw")
     with pytest.raises(SystemExit):
-        main(["--url", running.url, "--user", "app", "status"])
+        main(["--url", _url(running), "--user", "app", "status"])
     capsys.readouterr()
     monkeypatch.setenv("STOMPBROKER_PASSWORD", "secret")
     assert "stompbroker" in _admin(running, capsys, "--user", "ops", "status")
@@ -193,9 +142,9 @@ def test_with_users_the_tool_needs_an_admins_credentials(
 def test_metrics_over_http(start: Any) -> None:
     """GET /metrics answers Prometheus text with the destinations' series."""
     running = start()
-    client = running.stomp()
+    client = _stomp(running)
     client.send("/queue/metered", "x", receipt=True)
-    with urllib.request.urlopen(running.url + "/metrics", timeout=TIMEOUT) as answer:
+    with urllib.request.urlopen(_url(running) + "/metrics", timeout=TIMEOUT) as answer:
         assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
         text = answer.read().decode()
     assert 'stompbroker_destination_depth{kind="queue",destination="/queue/metered"} 1' in text
@@ -206,7 +155,7 @@ def test_metrics_over_http(start: Any) -> None:
 def test_the_statistics_topic_over_stomp(start: Any) -> None:
     """A STOMP subscriber to /topic/stompbroker.stats gets JSON snapshots every interval."""
     running = start(ManagementSection(stats_interval_ms=200))
-    client = running.stomp()
+    client = _stomp(running)
     client.subscribe("/topic/stompbroker.stats")
     first, second = client.wait_messages(2)
     snapshot = json.loads(first.body)
@@ -221,7 +170,7 @@ def test_the_module_runs_as_a_program(start: Any) -> None:
     """python -m stompbroker.admin works (what the stompbroker-admin script runs)."""
     running = start()
     done = subprocess.run(
-        [sys.executable, "-m", "stompbroker.admin", "--url", running.url, "status"],
+        [sys.executable, "-m", "stompbroker.admin", "--url", _url(running), "status"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT * 4,

@@ -24,9 +24,10 @@ from stompbroker.config import (
 )
 from stompbroker.core import hash_password
 
-from . import test_stompjs
+from . import _listeners, test_stompjs
+from ._listeners import Listeners, Start
 from .conftest import Client
-from .test_stompjs import BROWSER_TIMEOUT, CHROMIUM, Listeners, run_node
+from .test_stompjs import BROWSER_TIMEOUT, CHROMIUM, run_node
 
 pytestmark = pytest.mark.interop
 
@@ -46,11 +47,11 @@ PEEK_STATE = "document.querySelector('#peek-result').dataset.state"
 StartConsole = Callable[[Config], Listeners]
 
 
-start_broker = test_stompjs.start_broker
+start_broker = _listeners.start_broker
 
 
 @pytest.fixture
-def start_console(start_broker: test_stompjs.Start) -> StartConsole:
+def start_console(start_broker: Start) -> StartConsole:
     """Start brokers with one WebSocket listener (127.0.0.1 port 0, at /ws) and statistics
     every 200 ms; stopped after the test."""
 
