@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from stompbroker.config import (
     load,
     parse,
 )
+from tests.helpers import doc_default, doc_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,24 +157,21 @@ def test_every_key_is_documented() -> None:
         "management": ManagementSection,
     }
     for section, cls in sections.items():
-        assert f"## `{section}`" in text
-        part = text.split(f"## `{section}`", 1)[1].split("\n## ", 1)[0]
+        part = doc_section(text, f"## `{section}`")
         for field in fields(cls):
-            row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
-            assert row is not None, f"{section}.{field.name} is not documented"
-            assert row.group(1).strip(), f"{section}.{field.name} has no default documented"
+            default = doc_default(part, field.name)
+            assert default is not None, f"{section}.{field.name} is not documented"
+            assert default, f"{section}.{field.name} has no default documented"
 
 
 def test_every_websocket_entry_key_is_documented() -> None:
     """docs/configuration.md has a row for every key of a listeners.websocket entry."""
     text = (ROOT / "docs" / "configuration.md").read_text()
-    heading = "### `listeners.websocket` entries"
-    assert heading in text
-    part = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    part = doc_section(text, "### `listeners.websocket` entries")
     for field in fields(WebSocketListener):
-        row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
-        assert row is not None, f"listeners.websocket[].{field.name} is not documented"
-        assert row.group(1).strip(), f"listeners.websocket[].{field.name} has no default"
+        default = doc_default(part, field.name)
+        assert default is not None, f"listeners.websocket[].{field.name} is not documented"
+        assert default, f"listeners.websocket[].{field.name} has no default"
 
 
 # -- destinations and durable subscriptions ------------------------------------------------
@@ -288,15 +285,13 @@ def test_every_destination_and_durable_key_is_documented() -> None:
         ("destinations", DestinationEntry),
         ("durable_subscriptions", DurableEntry),
     ):
-        heading = f"## `{section}`"
-        assert heading in text
-        part = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        part = doc_section(text, f"## `{section}`")
         for field in fields(cls):
             if field.name == "line":
                 continue
-            row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
-            assert row is not None, f"{section}[].{field.name} is not documented"
-            assert row.group(1).strip(), f"{section}[].{field.name} has no default"
+            default = doc_default(part, field.name)
+            assert default is not None, f"{section}[].{field.name} is not documented"
+            assert default, f"{section}[].{field.name} has no default"
 
 
 def test_every_example_in_conf_is_valid() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from stompbroker.config import (
 from stompbroker.core import verify_password
 from stompbroker.reloading import reload
 from stompbroker.service import BrokerService
+from tests.helpers import doc_default, doc_section
 from tests.test_access import cheap_hash
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,14 +201,13 @@ def test_every_security_key_is_documented() -> None:
         ("### `security.users` entries", UserEntry),
         ("### `security.rules` entries", RuleEntry),
     ):
-        assert heading in text
-        part = text.split(heading, 1)[1].split("\n#", 1)[0]
+        part = doc_section(text, heading, end="\n#")
         for field in fields(cls):
             if field.name == "line":
                 continue
-            row = re.search(rf"^\| `{field.name}` \| (.+?) \|", part, re.MULTILINE)
-            assert row is not None, f"{heading}: {field.name} is not documented"
-            assert row.group(1).strip(), f"{heading}: {field.name} has no default documented"
+            default = doc_default(part, field.name)
+            assert default is not None, f"{heading}: {field.name} is not documented"
+            assert default, f"{heading}: {field.name} has no default documented"
 
 
 def test_production_example_requires_logins() -> None:
