@@ -4,17 +4,20 @@ disk before its receipt. Prints messages per second for each N.
 
     python3 bench/group_commit.py --port 61613 --producers 1,4,16 --seconds 5
 
-Standard library only; one process per producer. A consumer-less queue is the worst case:
-with a waiting consumer, stompbroker delivers the message and never writes it.
+Standard library only (the STOMP client is stompbench's); one process per producer. A
+consumer-less queue is the worst case: with a waiting consumer, stompbroker delivers the
+message and never writes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import socket
 import time
 import uuid
+from types import SimpleNamespace
+
+from stompbench import Client, encode
 
 
 def _producer(
@@ -27,40 +30,26 @@ def _producer(
 
 
 def _produce(port: int, login: str, queue: str, seconds: float, size: int) -> int:
-    body = b"x" * size
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     user, _, passcode = login.partition(":")
-    sock.sendall(
-        b"CONNECT\naccept-version:1.2\nhost:/\nlogin:%s\npasscode:%s\n\n\0"
-        % (user.encode(), passcode.encode())
+    broker = SimpleNamespace(
+        host="127.0.0.1",
+        port=port,
+        stomp_version="1.2",
+        vhost="/",
+        connect_cmd="CONNECT",
+        login=user,
+        passcode=passcode,
     )
-    _read_frame(sock)
+    client = Client(broker)  # stompbench's blocking client: CONNECT, then wait for CONNECTED
+    headers = [("destination", queue), ("persistent", "true"), ("receipt", "r")]
+    frame = encode("SEND", [*headers, ("content-length", size)], b"x" * size)
     sent = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        sock.sendall(
-            b"SEND\ndestination:%s\npersistent:true\nreceipt:r\ncontent-length:%d\n\n"
-            % (queue.encode(), size)
-            + body
-            + b"\0"
-        )
-        _read_frame(sock)
+        client.request(frame, "r")  # raises on an ERROR frame
         sent += 1
-    sock.close()
+    client.close()
     return sent
-
-
-def _read_frame(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.rstrip(b"\r\n").endswith(b"\0"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("the broker closed the connection")
-        data += chunk
-    if data.lstrip(b"\n").startswith(b"ERROR"):
-        raise RuntimeError(data.decode(errors="replace"))
-    return data
 
 
 def run(port: int, login: str, producers: int, seconds: float, size: int) -> float:

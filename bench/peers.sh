@@ -98,6 +98,19 @@ stop_pid() {
     echo "$name: stopped (pid $pid, port $port)"
 }
 
+# stop_peer NAME PIDFILE PORT: stop the process of PIDFILE, else whatever listens on PORT.
+stop_peer() {
+    local name=$1 pidfile=$2 port=$3 pid
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || pid=$(listener_pid "$port")
+    if [ -z "$pid" ]; then
+        echo "$name: not running"
+    else
+        stop_pid "$name" "$pid" "$port"
+    fi
+    rm -f "$pidfile"
+}
+
 cmd_install() {
     need_root
     export DEBIAN_FRONTEND=noninteractive
@@ -147,15 +160,7 @@ start_rabbitmq() {
 }
 
 stop_rabbitmq() {
-    local pid
-    pid=$(cat "$RABBIT_PIDFILE" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || pid=$(listener_pid "$RABBIT_PORT")
-    if [ -z "$pid" ]; then
-        echo "rabbitmq: not running"
-    else
-        stop_pid rabbitmq "$pid" "$RABBIT_PORT"
-    fi
-    rm -f "$RABBIT_PIDFILE"
+    stop_peer rabbitmq "$RABBIT_PIDFILE" "$RABBIT_PORT"
     # epmd outlives the node; stop it when no Erlang node is registered any more.
     if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q '^name '; then
         epmd -kill >/dev/null 2>&1 || true
@@ -192,15 +197,7 @@ start_activemq() {
 }
 
 stop_activemq() {
-    local pid
-    pid=$(cat "$AMQ_PIDFILE" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || pid=$(listener_pid "$AMQ_PORT")
-    if [ -z "$pid" ]; then
-        echo "activemq: not running"
-    else
-        stop_pid activemq "$pid" "$AMQ_PORT"
-    fi
-    rm -f "$AMQ_PIDFILE"
+    stop_peer activemq "$AMQ_PIDFILE" "$AMQ_PORT"
 }
 
 cmd_status() {

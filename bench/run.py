@@ -288,10 +288,15 @@ def run_bounded(cmd: Sequence[str], bound: float) -> tuple[int, list[str], bool]
 
 def failure(target: Target, scenario: Scenario, error: str) -> Record:
     """A record standing for a run that produced no result of its own."""
-    where = f"{target.host}:{target.port}"
-    record: Record = {"tool": "bench/run.py", "label": target.name, "target": where}
-    record.update(scenario=scenario.name, run_scenario=scenario.name)
-    return record | {"complete": False, "error": error}
+    return {
+        "tool": "bench/run.py",
+        "label": target.name,
+        "target": f"{target.host}:{target.port}",
+        "scenario": scenario.name,
+        "run_scenario": scenario.name,
+        "complete": False,
+        "error": error,
+    }
 
 
 def json_records(lines: Sequence[str]) -> list[Record]:

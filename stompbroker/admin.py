@@ -264,11 +264,6 @@ def _destinations(client: Client, args: argparse.Namespace) -> Any:
     return found, format_destinations
 
 
-def _queues(client: Client, args: argparse.Namespace) -> Any:
-    found = client.get("/api/destinations", kind="queue")["destinations"]
-    return found, format_destinations
-
-
 def _connections(client: Client, args: argparse.Namespace) -> Any:
     return client.get("/api/connections")["connections"], format_connections
 
@@ -347,7 +342,7 @@ def parser() -> argparse.ArgumentParser:
     command("status", _status, "the broker: connections, messages, memory, store")
     listing = command("destinations", _destinations, "every destination, as a table")
     listing.add_argument("--kind", choices=_KINDS, help="only destinations of this kind")
-    command("queues", _queues, "every queue, as a table")
+    command("queues", _destinations, "every queue, as a table").set_defaults(kind="queue")
     command("connections", _connections, "every open connection, as a table")
     command("purge", _purge, "drop the messages waiting in a queue").add_argument("destination")
     command("delete", _delete, "delete a destination nobody consumes from").add_argument(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from stompbroker.config import Config, ConfigError
+from stompbroker.config import Config, ConfigError, WebSocketListener
 
 if TYPE_CHECKING:
     from stompbroker.service import BrokerService
@@ -37,11 +37,13 @@ EndpointFactory = Callable[[str], Any]
 def listener_keys(config: Config) -> list[tuple[Any, ...]]:
     """One key per configured listener: what, if it changes, makes it another listener."""
     keys: list[tuple[Any, ...]] = [("stomp", spec) for spec in config.listeners.stomp]
-    keys.extend(
-        ("websocket", entry.endpoint, entry.path, entry.allowed_origins)
-        for entry in config.listeners.websocket
-    )
+    keys.extend(websocket_key(entry) for entry in config.listeners.websocket)
     return keys
+
+
+def websocket_key(entry: WebSocketListener) -> tuple[Any, ...]:
+    """The key of a ``listeners.websocket`` entry (its endpoint string comes second)."""
+    return ("websocket", entry.endpoint, entry.path, entry.allowed_origins)
 
 
 def reload(service: BrokerService, read: Callable[[], Config], endpoint: EndpointFactory) -> bool:

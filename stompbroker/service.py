@@ -33,7 +33,7 @@ from stompbroker.core import (
     compile_selector,
 )
 from stompbroker.monitor import Monitoring
-from stompbroker.reloading import listener_keys, reload
+from stompbroker.reloading import listener_keys, reload, websocket_key
 from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import FILENAME, SqliteStore
@@ -179,10 +179,9 @@ class BrokerService(MultiService):
         #: Listeners built from the configuration (``managed``), which a reload may change.
         self.by_key: dict[tuple[Any, ...], StreamServerEndpointService] = {}
         keys = listener_keys(config) if managed else []
-        every = [*endpoints, *(endpoint for endpoint, _ in websocket_endpoints)]
-        entries: list[WebSocketListener | None] = [None] * len(endpoints)
-        entries.extend(entry for _, entry in websocket_endpoints)
-        for index, (endpoint, entry) in enumerate(zip(every, entries, strict=True)):
+        pairs: list[tuple[Any, WebSocketListener | None]] = [(e, None) for e in endpoints]
+        pairs.extend(websocket_endpoints)
+        for index, (endpoint, entry) in enumerate(pairs):
             listener = self._listen(endpoint, self._factory(entry))
             if index < len(keys):
                 self.by_key[keys[index]] = listener
@@ -231,10 +230,7 @@ class BrokerService(MultiService):
             listener = self.by_key.pop(key)
             self.listeners.remove(listener)
             listener.disownServiceParent()  # stops listening; its connections go on
-        websocket = {
-            ("websocket", e.endpoint, e.path, e.allowed_origins): e
-            for e in config.listeners.websocket
-        }
+        websocket = {websocket_key(e): e for e in config.listeners.websocket}
         for key, endpoint in endpoints.items():
             if key not in self.by_key:
                 self.by_key[key] = self._listen(endpoint, self._factory(websocket.get(key)))

@@ -80,10 +80,6 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
-def _backoff(value: Any) -> str | None:
-    return _at_least_one(value)
-
-
 def _any_text(value: Any) -> str | None:
     return None if isinstance(value, str) else "expected a string"
 
@@ -256,7 +252,7 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "persistent": _optional_bool,
     "max_redeliveries": _non_negative_int,
     "redelivery_delay_ms": _non_negative_int,
-    "redelivery_backoff": _backoff,
+    "redelivery_backoff": _at_least_one,
     "max_redelivery_delay_ms": _non_negative_int,
     "dead_letter_queue": _dead_letter_queue,
     "dead_letter_expired": _bool,

@@ -4,6 +4,7 @@ then what no single value shows (names given twice, unknown principals); ``load`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING, fields, replace
 from typing import Any
 
@@ -169,7 +170,7 @@ def _section(reader: _Reader, name: str, node: Node) -> Any:
 
 
 def _mapping(
-    reader: _Reader, name: str, node: Node, cls: type, checks: dict[str, Check | _Entries]
+    reader: _Reader, name: str, node: Node, cls: type, checks: Mapping[str, Check | _Entries]
 ) -> Any:
     """Read the mapping at ``node`` into ``cls``; keys without a default are required."""
     values: dict[str, Any] = {}
@@ -203,7 +204,7 @@ def _entries(reader: _Reader, path: str, node: Node, entries: _Entries) -> tuple
         value = reader.value(node)
         raise reader.fail(node, path, f"expected a list of mappings, got {_shown(value)}")
     return tuple(
-        _mapping(reader, f"{path}[{i}]", item, entries.cls, dict(entries.checks))
+        _mapping(reader, f"{path}[{i}]", item, entries.cls, entries.checks)
         for i, item in enumerate(node.value)
     )
 
