@@ -23,7 +23,7 @@ from ._policy import DestinationPolicy, PolicyMap, matches
 from ._selector import compile_selector
 from ._stats import Statistics
 from ._store import IMessageStore, Recovery
-from ._subscription import Consumer, Selector, Subscription
+from ._subscription import Consumer, Selector, Subscription, attach, selector_view
 from ._topic import Topic
 
 log = Logger(namespace="stompbroker.broker")
@@ -288,36 +288,9 @@ class Broker(DurableSubscriptions, TemporaryDestinations, DeadLetters):
             )
         else:
             target = self._temporary_for_subscribe(kind, name, destination, owner)
-        return self._attach(
+        return attach(
             target, consumer, subscription_id, ack_mode, prefetch, key, start, selector, exclusive
         )
-
-    def _attach(
-        self,
-        target: Destination,
-        consumer: Consumer,
-        subscription_id: str,
-        ack_mode: str,
-        prefetch: int | None,
-        key: int,
-        start: bool,
-        selector: Selector | None,
-        exclusive: bool,
-    ) -> Subscription:
-        subscription = Subscription(
-            consumer,
-            subscription_id,
-            target.address,
-            ack_mode,
-            prefetch if prefetch is not None else target.policy.prefetch,
-            key,
-            selector,
-            exclusive,
-        )
-        target.add(subscription)
-        if start:
-            target.wake(subscription)
-        return subscription
 
     def _topic(self, name: str, address: str) -> Topic:
         topic = Topic(name, address, self, self.policies.for_destination(address))
@@ -441,8 +414,7 @@ class Broker(DurableSubscriptions, TemporaryDestinations, DeadLetters):
         view = [m for m in queue.buffer if not m.expired(now)]
         if selector is None:
             return view
-        probe = Subscription(_NoConsumer(), "", destination, selector=selector)
-        return [m for m in view if probe.accepts(m)]
+        return [m for m in view if selector.matches(selector_view(m))]
 
     # -- inspection --------------------------------------------------------------
 
@@ -488,11 +460,3 @@ class Broker(DurableSubscriptions, TemporaryDestinations, DeadLetters):
                 store.drop(stored.store_key)
                 continue
             queue.pager.restore(stored.priorities, stored.bytes)
-
-
-class _NoConsumer:
-    def deliver(self, subscription: Subscription, message: Message) -> None:
-        raise AssertionError("a browsing probe never receives messages")
-
-    def abandon(self, subscription: Subscription, reason: str) -> None:
-        raise AssertionError("a browsing probe never receives messages")

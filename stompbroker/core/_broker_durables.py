@@ -8,7 +8,7 @@ from ._broker_parts import BrokerParts
 from ._durable import DurableSubscription
 from ._names import DestinationError, check_subscribe_name, parse_destination
 from ._store import DurableRecord
-from ._subscription import Consumer, Selector, Subscription
+from ._subscription import Consumer, Selector, Subscription, attach
 
 
 class DurableSubscriptions(BrokerParts):
@@ -45,11 +45,7 @@ class DurableSubscriptions(BrokerParts):
                 f"durable subscriptions are for topics; {destination!r} is not a topic"
             )
         elif durable is not None and not durable.same_definition(name, selector):
-            if durable.attached:
-                raise DestinationError(
-                    f"durable subscription {subscription_name!r} is in use by another connection"
-                )
-            self.delete_durable(client_id, subscription_name)
+            self.delete_durable(client_id, subscription_name)  # refused while one is attached
             durable = None
         if durable is None:
             durable = self.declare_durable(client_id, subscription_name, name, selector)
@@ -58,7 +54,7 @@ class DurableSubscriptions(BrokerParts):
                 f"durable subscription {durable.subscription_name!r} is in use by another"
                 " connection"
             )
-        return self._attach(
+        return attach(
             durable, consumer, subscription_id, ack_mode, prefetch, key, start, None, False
         )
 

@@ -6,68 +6,42 @@ subscriptions (``_broker_durables``), temporary destinations
 inherits ``BrokerParts``, which declares, for the type checker only, the state
 ``Broker.__init__`` sets up and the operations the parts call on one another; a
 declaration here never exists at run time, so the real definition always wins.
+What destinations call back (``now_ms``, ``dead_letter``, ``forget_if_unused``,
+``clock``, ``counters``) is declared once, by ``Hooks``, which the broker is: its
+docstring-only methods come after every part in the MRO, and mypy refuses to build
+a broker that lacks one.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from typing import TYPE_CHECKING
 
-from ._clock import Clock
-from ._destination import Destination, Queue
+from ._destination import Destination, Hooks, Queue
 from ._durable import DurableSubscription
-from ._message import Message
-from ._policy import DestinationPolicy, PolicyMap
+from ._policy import PolicyMap
 from ._stats import Statistics
 from ._store import IMessageStore
-from ._subscription import Consumer, Selector, Subscription
+from ._subscription import Subscription
 from ._topic import Topic
 
 
-class BrokerParts:
+class BrokerParts(Hooks):
     """The broker's state and operations, as its mixins see them (see the module docstring)."""
 
-    clock: Clock
     policies: PolicyMap
     store: IMessageStore | None
     queues: dict[str, Queue]
     durables: dict[tuple[str, str], DurableSubscription]
     temporaries: dict[str, Destination]
-    counters: Counter[str]
     statistics: Statistics
     _seq: itertools.count[int]
     _fanout: dict[str, tuple[list[Topic], list[DurableSubscription]]]
 
     if TYPE_CHECKING:
 
-        def now_ms(self) -> float: ...
-
-        def dead_letter(
-            self,
-            message: Message,
-            reason: str,
-            policy: DestinationPolicy,
-            source: Destination | None = None,
-        ) -> None: ...
-
-        def forget_if_unused(self, target: Destination) -> None: ...
-
         def unsubscribe(self, subscription: Subscription) -> None: ...
 
         def _queue(self, name: str) -> Queue: ...
 
         def _revive(self, destination: Destination) -> None: ...
-
-        def _attach(
-            self,
-            target: Destination,
-            consumer: Consumer,
-            subscription_id: str,
-            ack_mode: str,
-            prefetch: int | None,
-            key: int,
-            start: bool,
-            selector: Selector | None,
-            exclusive: bool,
-        ) -> Subscription: ...

@@ -139,16 +139,6 @@ class MessageBuffer:
         self._size += 1
         self.bytes += len(message.body)
 
-    def peek(self) -> Message:
-        """The message ``popleft`` would return."""
-        returned = self._returned
-        levels = self._levels
-        if levels:
-            fresh = self._fresh[levels.bit_length() - 1][0]
-            if not returned or (-fresh.priority, fresh.seq) < returned[0][:2]:
-                return fresh
-        return returned[0][2]
-
     def popleft(self) -> Message:
         """Take the first message."""
         returned = self._returned

@@ -162,5 +162,34 @@ class Subscription:
         return f"<Subscription {self.id!r} to {self.destination} ({self.ack_mode})>"
 
 
-#: The statistics of a subscription attached to no destination (a browsing probe).
+def attach(
+    target: Destination,
+    consumer: Consumer,
+    subscription_id: str,
+    ack_mode: str,
+    prefetch: int | None,
+    key: int,
+    start: bool,
+    selector: Selector | None,
+    exclusive: bool,
+) -> Subscription:
+    """A new subscription of ``consumer`` to ``target`` (``prefetch`` None: the target's
+    policy's), attached; with ``start``, waiting messages start flowing at once."""
+    subscription = Subscription(
+        consumer,
+        subscription_id,
+        target.address,
+        ack_mode,
+        prefetch if prefetch is not None else target.policy.prefetch,
+        key,
+        selector,
+        exclusive,
+    )
+    target.add(subscription)
+    if start:
+        target.wake(subscription)
+    return subscription
+
+
+#: The statistics of a subscription not attached to a destination yet.
 _UNATTACHED = DestinationStats(FakeClock())

@@ -249,10 +249,10 @@ class SqliteStore:
 
     def _schedule(self, delay: float) -> None:
         """Have the pending batch leave within ``delay`` s (or when the worker is free)."""
-        if self._pending.size() >= self._max_batch:
-            delay = 0.0
         if self._busy:
             return
+        if self._pending.size() >= self._max_batch:
+            delay = 0.0
         due = self.clock.seconds() + delay
         timer = self._timer
         if timer is not None and timer.active():
