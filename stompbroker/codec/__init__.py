@@ -1,6 +1,6 @@
 """The STOMP wire format: frames, a sans-IO parser, a serialiser. Standard library only."""
 
-from ._encode import encode, encode_frame, encode_headers
+from ._encode import encode, encode_frame, encode_headers, plain_header_text
 from ._escape import escape, unescape
 from ._frame import (
     CLIENT_COMMANDS,
@@ -28,5 +28,6 @@ __all__ = [
     "encode_frame",
     "encode_headers",
     "escape",
+    "plain_header_text",
     "unescape",
 ]

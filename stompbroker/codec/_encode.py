@@ -8,20 +8,24 @@ from ._escape import UNESCAPED_COMMANDS, escape
 from ._frame import Frame
 
 
+def plain_header_text(text: str, lines: int) -> bool:
+    """Whether ``text``, ``lines`` header lines (``name:value`` and LF) joined, needs no
+    escaping in any version: one colon and one LF per line, no backslash, no CR."""
+    return (
+        text.count(":") == lines
+        and text.count("\n") == lines
+        and "\\" not in text
+        and "\r" not in text
+    )
+
+
 def encode_headers(headers: Iterable[tuple[str, str]], version: str) -> bytes:
     """Header lines (each ending in LF), escaped for ``version``."""
     if not isinstance(headers, list):
         headers = list(headers)
     lines = [f"{name}:{value}\n" for name, value in headers]
     text = "".join(lines)
-    # Fast path: one colon and one LF per line, and nothing else to escape.
-    count = len(lines)
-    if (
-        text.count(":") == count
-        and text.count("\n") == count
-        and "\\" not in text
-        and "\r" not in text
-    ):
+    if plain_header_text(text, len(lines)):  # the fast path: nothing to escape
         return text.encode("utf-8")
     return "".join(
         [f"{escape(name, version)}:{escape(value, version)}\n" for name, value in headers]

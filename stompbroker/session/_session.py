@@ -235,7 +235,14 @@ class StompSession(Connecting):
     def abandon(self, subscription: Subscription, reason: str) -> None:
         """The broker gives up on this connection (a slow consumer): ERROR and close."""
         log.warn("closing {peer}: {reason}", peer=self.peer, reason=reason)
-        self._fail("slow consumer", reason, None)
+        self.close_with_error("slow consumer", reason)
+
+    def close_with_error(self, message: str, detail: str) -> None:
+        """End the connection from outside (an administrator): ERROR, then close.
+
+        Everything stops at once, as for any ERROR: nothing is delivered after it.
+        """
+        self._fail(message, detail, None)
 
     def deliver(self, subscription: Subscription, message: Message) -> None:
         """Write one MESSAGE (the broker calls this)."""

@@ -59,18 +59,12 @@ def _json(status: int, data: Any, headers: tuple[tuple[bytes, bytes], ...] = ())
     return HttpResponse(status, body, _JSON, (*_NO_STORE, *headers))
 
 
-def header(request: HttpRequest, name: bytes) -> str | None:
-    """The first value of header ``name`` (lower case), decoded as Latin-1."""
-    value = next((v for n, v in request.headers if n.lower() == name), None)
-    return None if value is None else value.decode("latin-1")
-
-
 def same_origin(request: HttpRequest) -> bool:
     """Whether the request carries no ``Origin``, or one naming the host it was sent to."""
-    origin = header(request, b"origin")
+    origin = request.header(b"origin")
     if origin is None:
         return True
-    host = header(request, b"host")
+    host = request.header(b"host")
     return host is not None and urlsplit(origin).netloc.lower() == host.strip().lower()
 
 

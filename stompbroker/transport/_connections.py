@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from stompbroker.codec import SERVER_COMMANDS, FrameParser
 from stompbroker.core import Clock
-from stompbroker.session import StompSession, refuse_connection
+from stompbroker.session import StompSession
 
 log = Logger(namespace="stompbroker.connection")
 
@@ -91,8 +91,7 @@ class Connection:
     @property
     def user(self) -> str | None:
         """The login the client connected with; None: anonymous (or not connected yet)."""
-        user = getattr(self.session, "user", None)
-        return user if isinstance(user, str) else None
+        return self.session.user
 
     def why_ended(self, failure: Failure | None) -> str:
         """Why the connection ended (see the module's docstring for the order)."""
@@ -174,11 +173,7 @@ class Connections:
         if connection is None:
             return False
         connection.reason = reason
-        session = connection.session
-        if not session.closed:
-            session.pause_delivery()  # nothing more after the ERROR
-            detail = f"the broker closed this connection: {reason}"
-            refuse_connection(session.transport, reason, detail)
+        connection.session.close_with_error(reason, f"the broker closed this connection: {reason}")
         return True
 
     def refused(self, peer: str, transport: str, why: str) -> None:

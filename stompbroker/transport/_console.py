@@ -87,8 +87,7 @@ def content_security_policy(request: HttpRequest) -> str:
     'self' covers ``ws:``/``wss:`` to the same host in current browsers; the explicit
     origins are for older ones. A ``Host`` that is not a plain host[:port] is not repeated.
     """
-    host = next((v for n, v in request.headers if n.lower() == b"host"), b"")
-    name = host.decode("latin-1").strip()
+    name = (request.header(b"host") or "").strip()
     sockets = f" ws://{name} wss://{name}" if _HOST.match(name) else ""
     return "; ".join(_POLICY).format(sockets=sockets)
 

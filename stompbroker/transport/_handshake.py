@@ -65,8 +65,3 @@ class WebSocketSettings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     close_timeout: float = CLOSE_TIMEOUT
-
-
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    value = next((v for n, v in headers if n == name), None)
-    return None if value is None else value.decode("latin-1")

@@ -6,7 +6,7 @@ answer are, and the fixed answer to a connection over the connection limits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -41,6 +41,17 @@ class HttpRequest:
     def path(self) -> str:
         """The target without its query string."""
         return self.target.split("?", 1)[0]
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of header ``name`` (see ``header``)."""
+        return header(self.headers, name)
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header ``name`` (given in lower case; any case matches), as
+    Latin-1; None when absent."""
+    value = next((v for n, v in headers if n.lower() == name), None)
+    return None if value is None else value.decode("latin-1")
 
 
 @dataclass(frozen=True)

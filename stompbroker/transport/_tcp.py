@@ -137,8 +137,7 @@ class StompProtocol(SessionProducer, Counted, Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802
         transport: Any = self.transport
-        peer = transport.getPeer()
-        described = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        described = describe_peer(transport)
         kind = "tls" if ISSLTransport.providedBy(transport) else "tcp"
         refusal = self.take_place(transport)
         if refusal is not None:
@@ -192,6 +191,12 @@ class StompFactory(Factory):
         protocol = StompProtocol(self.make_session, self.limiter, self.connections)
         protocol.factory = self
         return protocol
+
+
+def describe_peer(transport: Any) -> str:
+    """``host:port`` of the client (the address itself when it has no host, a UNIX socket's)."""
+    peer = transport.getPeer()
+    return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
 
 
 def _set_nodelay(transport: Any) -> None:

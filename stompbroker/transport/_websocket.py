@@ -58,7 +58,6 @@ from ._connections import Connection, Connections, Output
 from ._handshake import (
     SUBPROTOCOL_VERSIONS,
     WebSocketSettings,
-    _header,
     choose_subprotocol,
     origin_allowed,
 )
@@ -69,10 +68,18 @@ from ._http import (
     HttpHandler,
     HttpRequest,
     HttpResponse,
+    header,
     not_found,
     reason_phrase,
 )
-from ._tcp import ConnectionLimiter, Counted, SessionFactory, SessionProducer, _set_nodelay
+from ._tcp import (
+    ConnectionLimiter,
+    Counted,
+    SessionFactory,
+    SessionProducer,
+    _set_nodelay,
+    describe_peer,
+)
 
 log = Logger(namespace="stompbroker.transport.websocket")
 
@@ -185,8 +192,7 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         self._detach(reason)
 
     def _peer(self) -> str:
-        peer = self._wire.getPeer()
-        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        return describe_peer(self._wire)
 
     def _kind(self) -> str:
         return "wss" if ISSLTransport.providedBy(self._wire) else "ws"
@@ -299,7 +305,7 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
             self._reject(ws, status, str(exc), extra)
             return
         offer = next(event for event in ws.events() if isinstance(event, Request))
-        origin = _header(request.headers, b"origin")
+        origin = header(request.headers, b"origin")
         if not origin_allowed(origin, self._settings.allowed_origins):
             self._reject(ws, 403, f"origin {origin} is not allowed")
             return
