@@ -78,20 +78,20 @@ def is_loopback_endpoint(spec: str) -> bool:
 
 
 def _loopback_host(request: HttpRequest) -> bool:
-    host = next((v for n, v in request.headers if n.lower() == b"host"), None)
+    host = request.header(b"host")
     if host is None:
         return True  # HTTP/1.0 without Host: not a browser
-    name = host.decode("latin-1").strip().lower()
+    name = host.strip().lower()
     name = name.rsplit(":", 1)[0] if not name.endswith("]") else name
     return name in _LOOPBACK_HOSTS or name.startswith("127.")
 
 
 def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
     """The (user, password) of an ``Authorization: Basic`` header, or None."""
-    value = next((v for n, v in request.headers if n.lower() == b"authorization"), None)
+    value = request.header(b"authorization")
     if value is None:
         return None
-    scheme, _, encoded = value.decode("latin-1").strip().partition(" ")
+    scheme, _, encoded = value.strip().partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
