@@ -111,8 +111,6 @@ class ApiAuthorizer:
         self.loopback = loopback
         #: Digests of good (user, password) pairs -> when they stop being trusted.
         self._good: dict[bytes, float] = {}
-        #: Addresses that failed -> when they may try again.
-        self._wait: dict[str, float] = {}
         self._key = os.urandom(32)
 
     def __call__(self, request: HttpRequest) -> bool | Deferred[bool]:
@@ -134,16 +132,13 @@ class ApiAuthorizer:
         digest = hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         if self._good.get(digest, 0.0) > now:
             return True
-        if self._wait.get(address, 0.0) > now:
+        if self.access.throttle.waiting(address, now):
             return False  # still waiting after a wrong password: no check at all
 
         def checked(good: bool) -> bool:
             now = self.clock.seconds()
             if not good:
-                delay = self.access.throttle.failed(address, now)
-                self._wait[address] = now + delay
-                if len(self._wait) > 10_000:
-                    self._wait.pop(next(iter(self._wait)))
+                self.access.throttle.failed(address, now)
                 log.info(
                     "management API: login failed for {user!r} from {address}",
                     user=user,

@@ -178,6 +178,14 @@ class LoginThrottle:
         if len(self.failures) >= self.max_addresses:
             del self.failures[next(iter(self.failures))]  # the least recently failed
         self.failures[address] = (count, now)
+        return self._delay(count)
+
+    def waiting(self, address: str, now: float) -> bool:
+        """Whether ``address`` is still within the wait of its last failure."""
+        count, last = self.failures.get(address, (0, 0.0))
+        return count > 0 and now < last + self._delay(count)
+
+    def _delay(self, count: int) -> float:
         return float(min(self.first * 2 ** (count - 1), self.most))
 
 
