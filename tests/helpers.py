@@ -126,7 +126,7 @@ def connected_clients(
     clock: Clock | None = None,
 ) -> tuple[Broker, Clock, list[Client]]:
     """A broker, a clock and ``count`` clients connected with ``version``."""
-    broker = broker or Broker()
+    broker = broker or Broker(clock=Clock())
     clock = clock or Clock()
     clients = [Client(broker, clock, f"session-{i + 1}", settings) for i in range(count)]
     for client in clients:
@@ -164,7 +164,7 @@ class RecordingConsumer:
 
 def broker_is_empty(broker: Broker) -> bool:
     """No destination (so no subscription and no message) is left in ``broker``."""
-    return not broker.queues and not broker.topics
+    return not broker.destinations.queues and not broker.destinations.topics
 
 
 def doc_section(text: str, heading: str, end: str = "\n## ") -> str:

@@ -78,7 +78,7 @@ def settle(client: Client, command: str, message: Frame, **headers: str) -> None
 
 def dead_letters(broker: Broker, clock: Clock, queue: str = "/queue/DLQ") -> list[Frame]:
     """What a fresh consumer of ``queue`` receives at once."""
-    reader = join(broker, clock, f"dlq-reader-{len(broker.queues)}-{queue}")
+    reader = join(broker, clock, f"dlq-reader-{len(broker.destinations.queues)}-{queue}")
     reader.subscribe(queue, "dlq")
     return reader.messages()
 
@@ -199,7 +199,7 @@ def test_durable_form_unsubscribe_deletes_the_subscription(spelling: Spelling) -
     broker, clock, (producer,) = start(1)
     first, _ = durable_subscriber(broker, clock, spelling, "first")
     unsubscribe(first, spelling.sub_id, **spelling.delete)
-    assert broker.durables == {}
+    assert len(broker.durables) == 0
     producer.publish("/topic/news", b"nobody keeps this")
     again, kept = durable_subscriber(broker, clock, spelling, "again")
     assert kept == []
@@ -215,7 +215,7 @@ def test_durable_delete_after_detaching(spelling: Spelling) -> None:
     unsubscribe(first, spelling.sub_id)
     producer.publish("/topic/news", b"kept, then deleted")
     unsubscribe(first, spelling.sub_id, **spelling.delete)
-    assert broker.durables == {}
+    assert len(broker.durables) == 0
     _, kept = durable_subscriber(broker, clock, spelling, "again")
     assert kept == []
 
@@ -259,7 +259,7 @@ def test_rabbitmq_x_queue_name_durable_is_deleted_by_id_and_durable() -> None:
     client = join(broker, clock, "c")
     client.subscribe("/topic/news", "S", durable="true", **{"x-queue-name": "Q"})
     unsubscribe(client, "S", durable="true")
-    assert broker.durables == {}
+    assert len(broker.durables) == 0
 
 
 def test_failed_durable_unsubscribe_does_not_leave_the_subscription_attached() -> None:
@@ -306,7 +306,7 @@ def test_resubscribing_to_another_topic_replaces_the_durable() -> None:
     producer.publish("/topic/a", b"a again")
     producer.publish("/topic/b", b"b")
     assert client.bodies() == [b"b"]
-    assert [d.pattern for d in broker.durables.values()] == ["b"]
+    assert [d.pattern for d in broker.durables] == ["b"]
 
 
 def test_resubscribing_with_another_selector_replaces_the_durable() -> None:
@@ -416,7 +416,7 @@ def test_subscribe_to_temp_queue_creates_it_for_the_connection() -> None:
     """SUBSCRIBE /temp-queue/x creates the connection's temp queue; its own SENDs reach it."""
     broker, _, (owner,) = start(1)
     owner.subscribe("/temp-queue/x", "mine")
-    (address,) = broker.temporaries
+    (address,) = [t.address for t in broker.temporaries]
     assert address.startswith("/remote-temp-queue/")
     owner.publish("/temp-queue/x", b"to myself")
     (message,) = owner.messages()
@@ -432,7 +432,7 @@ def test_reply_to_temp_queue_is_rewritten_and_the_reply_reaches_the_sender() -> 
     (request,) = server.messages()
     reply_to = request.headers["reply-to"]
     assert reply_to.startswith("/remote-temp-queue/")
-    assert reply_to in broker.temporaries
+    assert broker.temporaries.get(reply_to) is not None
     server.publish(reply_to, b"answer", **{"correlation-id": "c1"})
     (reply,) = requester.messages()
     assert reply.body == b"answer"
@@ -466,7 +466,7 @@ def test_others_may_not_browse_a_temp_queue() -> None:
     """Browsing another connection's temp queue is refused like subscribing to it."""
     broker, clock, (owner,) = start(1)
     owner.subscribe("/temp-queue/x", "mine")
-    (address,) = broker.temporaries
+    (address,) = [t.address for t in broker.temporaries]
     other = join(broker, clock, "other")
     other.subscribe(address, "b", browser="true")
     error_of(other)
@@ -494,7 +494,7 @@ def test_temp_queue_is_deleted_with_its_owner_and_later_sends_are_errors(ending:
         requester.lose()
     else:
         requester.send("DISCONNECT")
-    assert broker.temporaries == {}
+    assert len(broker.temporaries) == 0
     server.publish(reply_to, b"too late")
     assert "does not exist" in error_text(error_of(server))
 
@@ -513,7 +513,7 @@ def test_reply_to_temp_topic_is_rewritten_and_replies_reach_the_sender() -> None
     thief.subscribe(reply_to, "t")
     error_of(thief)
     requester.lose()
-    assert broker.temporaries == {}
+    assert len(broker.temporaries) == 0
     server.publish(reply_to, b"late")
     assert "does not exist" in error_text(error_of(server))
 
@@ -522,7 +522,7 @@ def test_subscribe_to_temp_topic_creates_it() -> None:
     """SUBSCRIBE /temp-topic/t creates the connection's temp topic; its SENDs reach it."""
     broker, _, (owner,) = start(1)
     owner.subscribe("/temp-topic/t", "mine")
-    (address,) = broker.temporaries
+    (address,) = [t.address for t in broker.temporaries]
     assert address.startswith("/remote-temp-topic/")
     owner.publish("/temp-topic/t", b"hi")
     assert owner.bodies() == [b"hi"]
@@ -908,7 +908,7 @@ def test_queue_emptied_by_the_sweep_is_forgotten() -> None:
     producer.publish("/queue/q", b"stale", ttl="10")
     clock.advance(1)
     broker.sweep_expired()
-    assert broker.queues == {}
+    assert broker.destinations.queues == {}
 
 
 def test_topic_left_during_a_redelivery_delay_is_forgotten() -> None:
@@ -922,7 +922,7 @@ def test_topic_left_during_a_redelivery_delay_is_forgotten() -> None:
     consumer.send("UNSUBSCRIBE", {"id": "s"})
     clock.advance(1)
     assert consumer.frames() == []
-    assert broker.topics == {}
+    assert broker.destinations.topics == {}
 
 
 # -- priority ----------------------------------------------------------------------------
@@ -1111,7 +1111,7 @@ def test_browsing_an_empty_queue_gives_only_the_end() -> None:
     browser.subscribe("/queue/empty", "look", browser="true")
     (end,) = browser.messages()
     assert end.headers["browser"] == "end"
-    assert broker.queues == {}
+    assert broker.destinations.queues == {}
     browser.send("UNSUBSCRIBE", {"id": "look", "receipt": "u"})
     assert receipts(browser) == ["u"]
 

@@ -43,7 +43,7 @@ def test_nothing_is_published_while_nobody_listens() -> None:
     """Without a subscriber to the statistics topic, a tick builds and sends nothing."""
     broker, publisher = _publisher()
     publisher.tick()
-    assert publisher.published == 0 and broker.topics == {}
+    assert publisher.published == 0 and broker.destinations.topics == {}
 
 
 def test_a_subscriber_gets_a_json_snapshot_each_tick() -> None:

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 
 from stompbroker.core import Broker, DestinationPolicy, PolicyMap, Subscription
-from stompbroker.core._broker_durables import durable_store_key
+from stompbroker.core._durables import durable_store_key
 from stompbroker.store import FILENAME, MemoryStore, SqliteStore
 from tests.helpers import Client, RecordingConsumer
 
@@ -67,7 +67,7 @@ class Node:
         """SEND as a session would (the ``persistent`` header becomes the flag)."""
         flag = headers.pop("persistent", None)
         persistent = None if flag is None else flag == "true"
-        return self.broker.send(destination, dict(headers), body, persistent)
+        return self.broker.send(destination, dict(headers), body, persistent).written
 
     def subscribe(
         self, destination: str, ack: str = "auto", prefetch: int = 1000
@@ -160,7 +160,7 @@ def test_durable_subscription_and_its_backlog_survive(node: Node) -> None:
     node.send("/topic/news", b"lost", persistent="false")
     node.send("/topic/news", b"two", persistent="true")
     node.restart()
-    assert ("c1", "keep") in node.broker.durables
+    assert node.broker.durables.get("c1", "keep") is not None
     again = RecordingConsumer()
     node.broker.subscribe_durable(again, "s", "/topic/news", "c1", "keep")
     node.settle()
@@ -173,7 +173,7 @@ def test_deleted_durable_subscription_stays_deleted(node: Node) -> None:
     node.send("/topic/news", b"one", persistent="true")
     node.broker.delete_durable("c1", "gone")
     node.restart()
-    assert node.broker.durables == {}
+    assert len(node.broker.durables) == 0
     assert node.wait(node.store.load(durable_store_key("c1", "gone"), 4, 0, 10)) == []
 
 
@@ -266,7 +266,7 @@ def test_a_long_queue_keeps_only_its_window_in_memory(node: Node) -> None:
     for i in range(100):
         node.send("/queue/q", b"%d" % i)
     node.settle()
-    queue = node.broker.queues["q"]
+    queue = node.broker.destinations.queues["q"]
     assert len(queue.buffer) <= 10
     assert node.broker.queue_depth("q") == 100
 
@@ -281,7 +281,7 @@ def test_a_reloaded_memory_window_applies_to_the_next_messages(node: Node) -> No
     for i in range(5, 15):
         node.send("/queue/q", b"%d" % i)
     node.settle()
-    queue = node.broker.queues["q"]
+    queue = node.broker.destinations.queues["q"]
     assert len(queue.buffer) == 5
     assert node.broker.queue_depth("q") == 15
 

@@ -172,7 +172,7 @@ def test_slow_topic_subscriber_is_disconnected_beyond_max_pending() -> None:
 def test_slow_topic_subscriber_loses_its_oldest_messages_with_drop() -> None:
     """on_slow: drop: at most max_pending wait; the oldest go, counted."""
     broker, consumer = _slow_subscriber("drop")
-    (subscription,) = broker.topics["t"].subscriptions
+    (subscription,) = broker.destinations.topics["t"].subscriptions
     broker.resume(subscription)
     assert consumer.bodies() == [b"2", b"3", b"4"]
     assert broker.counters["dropped"] == 2 and not consumer.abandoned

@@ -55,7 +55,7 @@ def _raw_header_lines(data: bytes, command: bytes) -> list[list[bytes]]:
 )
 def test_version_negotiation_picks_highest_common(accept: str | None, expected: str) -> None:
     """CONNECTED names the highest version both sides accept; no accept-version means 1.0."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()), Clock())
     answer = client.connect(accept)
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == expected
@@ -66,7 +66,7 @@ def test_version_negotiation_picks_highest_common(accept: str | None, expected: 
 @pytest.mark.parametrize("accept", ["2.0", "0.9,1.3", "banana"])
 def test_no_common_version_gets_error_listing_ours(accept: str) -> None:
     """With no common version the broker answers ERROR with version:1.0,1.1,1.2 and closes."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()), Clock())
     answer = client.connect(accept)
     assert answer.command == "ERROR"
     assert answer.headers["version"] == "1.0,1.1,1.2"
@@ -79,7 +79,7 @@ def test_no_common_version_gets_error_listing_ours(accept: str) -> None:
 def test_connected_carries_version_session_server_heartbeat(version: str) -> None:
     """CONNECTED has version, session (our id), server and the heart-beat we offer."""
     settings = SessionSettings(server="stompbroker/9", heartbeat=(4000, 5000))
-    client = Client(Broker(), Clock(), "sess-42", settings)
+    client = Client(Broker(clock=Clock()), Clock(), "sess-42", settings)
     answer = client.connect(version)
     assert answer.headers["version"] == version
     assert answer.headers["session"] == "sess-42"
@@ -90,7 +90,7 @@ def test_connected_carries_version_session_server_heartbeat(version: str) -> Non
 
 def test_connected_for_10_offers_no_heartbeat() -> None:
     """A 1.0 client is offered no heart-beats (heart-beat:0,0)."""
-    client = Client(Broker(), Clock(), settings=SessionSettings())
+    client = Client(Broker(clock=Clock()), Clock(), settings=SessionSettings())
     answer = client.connect("1.0", heart_beat="1000,1000")
     assert answer.headers["version"] == "1.0"
     assert answer.headers.get("heart-beat", "0,0") == "0,0"
@@ -98,7 +98,7 @@ def test_connected_for_10_offers_no_heartbeat() -> None:
 
 def test_10_client_heartbeat_header_is_ignored() -> None:
     """A 1.0 client's heart-beat header means nothing in 1.0, so even a malformed one is ignored."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()), Clock())
     answer = client.connect(None, heart_beat="whenever")
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == "1.0"
@@ -107,7 +107,7 @@ def test_10_client_heartbeat_header_is_ignored() -> None:
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
 def test_stomp_command_works_like_connect(version: str) -> None:
     """STOMP instead of CONNECT opens the session the same way."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     client = Client(broker, Clock())
     answer = client.connect(version, command="STOMP")
     assert answer.command == "CONNECTED"
@@ -127,7 +127,7 @@ def test_stomp_command_works_like_connect(version: str) -> None:
 )
 def test_frame_before_connect_is_an_error(frame: bytes) -> None:
     """Any frame but CONNECT/STOMP first gets ERROR and the connection closes."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     client = Client(broker, Clock())
     client.send_raw(frame)
     error = _error(client)
@@ -659,7 +659,7 @@ def test_disconnect_returns_unacked_except_acked() -> None:
 
 def _mid(broker: Broker, body: str) -> str:
     """The id of the unacked queue message with ``body`` (looked up in the broker)."""
-    for queue in broker.queues.values():
+    for queue in broker.destinations.queues.values():
         for subscription in queue.subscriptions:
             for message_id, message in subscription.unacked.items():
                 if message.body == body.encode():
@@ -703,7 +703,7 @@ def test_session_end_leaves_no_state_in_broker(ending: str) -> None:
     for message in messages:
         if "ack" in message.headers:
             client.send("ACK", {"id": message.headers["ack"]})
-    assert broker.queues and broker.topics
+    assert broker.destinations.queues and broker.destinations.topics
     if ending == "unsubscribe":
         for sub_id in ("1", "2", "3"):
             client.send("UNSUBSCRIBE", {"id": sub_id})
@@ -726,7 +726,7 @@ def test_lost_session_unacked_stay_queued_when_nobody_listens() -> None:
     producer.publish("/queue/q", b"2")
     client.lose()
     assert broker.queue_depth("q") == 2
-    assert not broker.topics
+    assert not broker.destinations.topics
 
 
 # -- flow control ------------------------------------------------------------------
@@ -849,7 +849,7 @@ def test_malformed_frame_receipt_id() -> None:
 
 def test_connect_with_frames_in_same_read() -> None:
     """CONNECT followed by more frames in one read: all are handled under the new version."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     client = Client(broker, Clock())
     client.send_raw(
         b"CONNECT\naccept-version:1.2\nhost:h\n\n\0"

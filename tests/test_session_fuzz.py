@@ -200,7 +200,7 @@ def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
 
 def run(data: bytes, cuts: list[int], ticks: list[float]) -> tuple[Client, Broker, list[Any]]:
     """Feed ``data`` in chunks to a fresh session, moving the clock between chunks."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     clock = Clock()
     client = Client(broker, clock, "fuzz", SETTINGS)
     with capturedLogs() as events:
@@ -227,7 +227,7 @@ def check(client: Client, broker: Broker, events: list[Any], data: bytes) -> lis
         assert client.closing
     elif client.closing:
         assert b"DISCONNECT" in data, "closed without ERROR or DISCONNECT"
-    for destination in [*broker.queues.values(), *broker.topics.values()]:
+    for destination in [*broker.destinations.queues.values(), *broker.destinations.topics.values()]:
         assert not destination.subscriptions, "a subscription outlived its connection"
     assert client.session.buffered == 0 or client.session.closed
     return frames

@@ -219,7 +219,7 @@ def test_paged_out_messages_keep_their_arrival_time() -> None:
     policies = PolicyMap({"/queue/>": DestinationPolicy(memory_window=4)})
     broker, clock = _broker(policies=policies, store=MemoryStore())
     _send(broker, SAMPLE_EVERY * 2)
-    assert broker.queues["q"].pager is not None and broker.queues["q"].pager.total > 0
+    assert broker.destinations.queues["q"].backlog.total > 0
     clock.advance(7.0)
     consumer = RecordingConsumer()
     broker.subscribe(consumer, "1", "/queue/q")
@@ -239,7 +239,7 @@ def test_a_forgotten_queue_keeps_its_counters_when_used_again() -> None:
     subscription = broker.subscribe(RecordingConsumer(), "1", "/queue/q")
     _send(broker, 3)
     broker.unsubscribe(subscription)
-    assert "q" not in broker.queues
+    assert "q" not in broker.destinations.queues
     (shown,) = describe_all(broker)
     assert shown["active"] is False and shown["enqueued"] == 3
     _send(broker, 2)

@@ -148,6 +148,6 @@ def test_policies_and_durables_reach_the_broker(tmp_path: Path) -> None:
     policy = service.broker.policies.for_destination("/queue/orders.eu")
     assert (policy.max_redeliveries, policy.dead_letter_queue) == (1, "/queue/o.DLQ")
     assert service.broker.policies.for_destination("/queue/other").max_redeliveries == 6
-    durable = service.broker.durables[("billing", "archive")]
-    assert durable.pattern == "invoices.>"
+    durable = service.broker.durables.get("billing", "archive")
+    assert durable is not None and durable.pattern == "invoices.>"
     assert durable.filter is not None and durable.filter.text == "x > 1"

@@ -316,4 +316,4 @@ def test_connection_loss_leaves_no_state_behind() -> None:
     holder.lose()
     broker = holder.broker
     assert broker.queue_depth("q") == 1
-    assert not broker.topics
+    assert not broker.destinations.topics

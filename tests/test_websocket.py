@@ -83,7 +83,7 @@ class Peer:
         http_handler: Any = None,
     ) -> None:
         self.clock = Clock()
-        self.broker = Broker()
+        self.broker = Broker(clock=Clock())
         self.sessions: list[Any] = []
         extra = {} if http_handler is None else {"http_handler": http_handler}
         factory = WebSocketFactory(
@@ -686,14 +686,14 @@ def test_client_close_is_answered_and_the_session_detached() -> None:
     peer = Peer(real_session=True)
     peer.connect()
     peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/queue/c").decode()))
-    assert peer.broker.queues["c"].subscriptions
+    assert peer.broker.destinations.queues["c"].subscriptions
     peer.send(CloseConnection(code=1000, reason="bye"))
     (close,) = peer.events()
     assert isinstance(close, CloseConnection)
     assert close.code == 1000
     assert peer.transport.disconnecting
     assert peer.session.closed
-    queue = peer.broker.queues.get("c")
+    queue = peer.broker.destinations.queues.get("c")
     assert queue is None or not queue.subscriptions
     peer.protocol.connectionLost()
     assert peer.protocol.session is None

@@ -20,12 +20,14 @@ from ._admin import (
     purge_destination,
     replay_dead_letters,
 )
+from ._backlog import Backlog, MemoryBacklog
 from ._broker import Broker
-from ._broker_headers import BROKER_HEADERS, MessageError
 from ._clock import Clock, DelayedCall
+from ._dead_letters import DEAD_LETTER_HEADERS, DeadLetters
 from ._destination import Destination, Queue
 from ._durable import DurableSubscription
-from ._inspect import KINDS, counts, describe_all, describe_one, find, kind_and_name, totals
+from ._durables import DurableSubscriptions
+from ._inspect import KINDS, counts, describe_all, describe_one, find, totals
 from ._message import DEFAULT_PRIORITY, Message, MessageBuffer
 from ._names import (
     GLOBAL_TEMP_PREFIX,
@@ -36,6 +38,7 @@ from ._names import (
     check_subscribe_name,
     parse_destination,
 )
+from ._paging import PagedBacklog
 from ._policy import (
     DEFAULT_DEAD_LETTER_QUEUE,
     DEFAULT_POLICY,
@@ -46,7 +49,10 @@ from ._policy import (
     matches,
     valid_pattern,
 )
+from ._registry import Destinations, kind_and_name
+from ._routing import Router, Sent
 from ._selector import SelectorError, compile_selector
+from ._send_headers import BROKER_HEADERS, MessageError
 from ._stats import BOUNDS, SAMPLE_EVERY, DestinationStats, Histogram, Statistics
 from ._stats_topic import StatsPublisher
 from ._store import (
@@ -66,12 +72,15 @@ from ._subscription import (
     Subscription,
     selector_view,
 )
+from ._temporaries import TemporaryDestinations
 from ._topic import Topic
+from ._transaction import Transaction
 
 __all__ = [
     "ACK_MODES",
     "BOUNDS",
     "BROKER_HEADERS",
+    "DEAD_LETTER_HEADERS",
     "DEFAULT_DEAD_LETTER_QUEUE",
     "DEFAULT_POLICY",
     "DEFAULT_PREFETCH",
@@ -88,37 +97,47 @@ __all__ = [
     "TRANSIENT",
     "AccessControl",
     "AdminError",
+    "Backlog",
     "Broker",
     "Clock",
     "CommitStats",
     "Conflict",
     "Consumer",
+    "DeadLetters",
     "DelayedCall",
     "Destination",
     "DestinationError",
     "DestinationFull",
     "DestinationPolicy",
     "DestinationStats",
+    "Destinations",
     "DurableRecord",
     "DurableSubscription",
+    "DurableSubscriptions",
     "Histogram",
     "IMessageStore",
     "LoginThrottle",
+    "MemoryBacklog",
     "Message",
     "MessageBuffer",
     "MessageError",
     "NotFound",
+    "PagedBacklog",
     "PolicyMap",
     "Queue",
     "Recovery",
+    "Router",
     "Rule",
     "Selector",
     "SelectorError",
+    "Sent",
     "Statistics",
     "StatsPublisher",
     "StoredQueue",
     "Subscription",
+    "TemporaryDestinations",
     "Topic",
+    "Transaction",
     "User",
     "check_send_name",
     "check_subscribe_name",

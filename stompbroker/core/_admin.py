@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
+from ._dead_letters import replay
 from ._destination import Queue
 from ._durable import DurableSubscription
 from ._inspect import find
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from ._broker import Broker
 
 log = Logger(namespace="stompbroker.admin")
-
-#: Headers the broker adds when it dead-letters a message; a replay takes them off.
-DEAD_LETTER_HEADERS = ("original-destination", "dead-letter-reason", "original-delivery-count")
 
 
 class AdminError(Exception):
@@ -80,19 +78,14 @@ def delete_destination(broker: Broker, kind: str, name: str) -> int:
     if destination.subscriptions:
         count = len(destination.subscriptions)
         raise Conflict(f"{kind} {name!r} has {count} consumer(s); they must leave first")
-    held = destination.depth() if isinstance(destination, Queue) else 0
     if isinstance(destination, DurableSubscription):
+        held = destination.depth()
         try:
             broker.delete_durable(destination.client_id, destination.subscription_name)
         except DestinationError as exc:
             raise Conflict(str(exc)) from None
     else:
-        destination.close()
-        if isinstance(destination, Queue) and broker.store is not None:
-            broker.store.drop(destination.store_key)
-        broker.forget_if_unused(destination)
-        kept = broker.statistics.retired.pop(key, None)
-        broker.statistics.drop(kept[0] if kept is not None else destination.counted())
+        held = broker.destinations.delete(destination)
         broker.counters["purged"] += held
     log.info("deleted {kind} {name} ({held} message(s))", kind=kind, name=name, held=held)
     return held
@@ -114,13 +107,11 @@ def replay_dead_letters(broker: Broker, kind: str, name: str, limit: int = 0) ->
     for message in list(queue.buffer):
         if limit and result["replayed"] >= limit:
             break
-        original = message.headers.get("original-destination")
-        if not original or original == queue.address:
+        back = replay(message, queue.address)
+        if back is None:
             result["skipped"] += 1
             continue
-        headers = {k: v for k, v in message.headers.items() if k not in DEAD_LETTER_HEADERS}
-        if message.headers.get("dead-letter-reason") == "expired":
-            headers.pop("expires", None)
+        original, headers = back
         try:
             broker.send(original, headers, message.body, message.persistent)
         except (DestinationError, ValueError) as exc:
@@ -135,8 +126,7 @@ def replay_dead_letters(broker: Broker, kind: str, name: str, limit: int = 0) ->
         queue.discard(message)
         result["replayed"] += 1
     result["remaining"] = queue.depth()
-    if queue.pager is not None:
-        queue.pager.fill()  # the next page of dead letters, for the next call
+    queue.backlog.fill()  # the next page of dead letters, for the next call
     log.info(
         "replayed {replayed} dead letter(s) from {kind} {name}; {skipped} skipped,"
         " {failed} failed, {remaining} remaining",

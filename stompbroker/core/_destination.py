@@ -21,6 +21,10 @@ Message states and their invariants::
   than one means redelivered. A message given back after ``1 +
   max_redeliveries`` deliveries is dead-lettered instead. An expired message is
   never delivered.
+* Settling mirrors giving back: ``acknowledge`` finishes what a subscription settled (its
+  rows go), ``refuse`` hands it back for redelivery or dead-letters it (a NACK).
+* A queue's stored rows belong to its backlog (``_backlog``): written, updated and deleted
+  there only.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred
 
+from ._backlog import MEMORY, Backlog
 from ._clock import Clock, DelayedCall
 from ._message import Message, MessageBuffer
 from ._names import DestinationFull
-from ._paging import Pager
+from ._paging import PagedBacklog
 from ._policy import DestinationPolicy
 from ._stats import SAMPLE_MASK, DestinationStats
 from ._store import IMessageStore
@@ -57,7 +62,8 @@ class Hooks(Protocol):
         policy: DestinationPolicy,
         source: Destination | None = None,
     ) -> None:
-        """Move ``message`` (from ``source``) to its dead-letter queue (or drop it, counted)."""
+        """Move ``message`` (from ``source``, which let go of its row) to its dead-letter
+        queue (or drop it, counted)."""
 
     def forget_if_unused(self, destination: Destination) -> None:
         """Drop ``destination`` from the registry if it holds nothing any more."""
@@ -112,13 +118,46 @@ class Destination:
     def wake(self, subscription: Subscription) -> None:
         """A subscription may take messages again (resumed, or acknowledged some)."""
 
+    def acknowledge(self, subscription: Subscription, messages: list[Message]) -> None:
+        """``subscription`` settled ``messages`` as processed (an ACK): they are done."""
+        stats = subscription.stats
+        stats.acknowledged += len(messages)
+        if subscription.handed:
+            stats.settled(subscription, messages, True)
+        for message in messages:
+            if message.store_key is not None:
+                self._done(message)
+        self.wake(subscription)
+
+    def refuse(self, subscription: Subscription, messages: list[Message], requeue: bool) -> None:
+        """``subscription`` settled ``messages`` as not processed (a NACK): with ``requeue``
+        they are delivered again (or dead-lettered after too many deliveries), without they
+        are dead-lettered at once."""
+        if subscription.handed:
+            subscription.stats.settled(subscription, messages, False)
+        if requeue:
+            self.give_back(subscription, messages)
+        else:
+            for message in messages:
+                self._dead_letter(message, "nack")
+        self.wake(subscription)
+
+    def _done(self, message: Message) -> None:
+        """``message`` is finished here: its stored row (if the destination keeps rows) goes."""
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        """``message`` leaves for its dead-letter queue (or is dropped), its row first."""
+        if message.store_key is not None:
+            self._done(message)
+        self.hooks.dead_letter(message, reason, self.policy, self)
+
     def give_back(self, subscription: Subscription, messages: list[Message]) -> None:
         """Messages handed back unprocessed: deliver them again, or dead-letter them."""
         policy = self.policy
         again: list[Message] = []
         for message in messages:
             if message.delivery_count > policy.max_redeliveries:
-                self.hooks.dead_letter(message, "max-redeliveries", policy, self)
+                self._dead_letter(message, "max-redeliveries")
                 continue
             delay = policy.redelivery_delay(message.delivery_count)
             redelivery = self._redelivery(message)
@@ -175,9 +214,10 @@ class Queue(Destination):
         self._exclusive = 0
         #: Set once a message with an expiry arrives: only such queues are swept.
         self.expiring = False
-        #: The store's name for this queue, and its paged part (None: memory only).
+        #: The store's name for this queue, and where its messages live beyond the buffer
+        #: (the seam: ``_backlog``).
         self.store_key = address
-        self.pager: Pager | None = None
+        self.backlog: Backlog = MEMORY
         #: Producers blocked until the queue is below its limits (``on_full: block``).
         self._room: list[Deferred[None]] = []
 
@@ -185,7 +225,7 @@ class Queue(Destination):
         """Keep persistent messages in ``store`` (under ``store_key``) and page to it."""
         if store_key is not None:
             self.store_key = store_key
-        self.pager = Pager(self, store)
+        self.backlog = PagedBacklog(self, store)
 
     def add(self, subscription: Subscription) -> None:
         super().add(subscription)
@@ -206,17 +246,12 @@ class Queue(Destination):
             message.born = self.hooks.clock.seconds()
         if message.expires:
             self.expiring = True
-        written = None
-        pager = self.pager
-        if pager is not None:
-            held = len(self.buffer)
-            if pager.total or (held and held >= pager.window(message)):
-                written = pager.page_out(message)
-                pager.fill()
-                return written
-            if message.persistent:
-                message.store_key = self.store_key
-                written = pager.store.add(self.store_key, message, self.policy.fsync)
+        backlog = self.backlog
+        if backlog.holds_back(message):
+            written: Deferred[None] | None = backlog.hold(message)
+            backlog.fill()
+            return written
+        written = backlog.keep(message) if message.persistent else None
         if not self.subscriptions:
             self._store(message)
         elif self._selective or self._grouped or message.group is not None:
@@ -235,8 +270,7 @@ class Queue(Destination):
         if policy.max_messages and self.depth() >= policy.max_messages:
             return True
         if policy.max_bytes:
-            paged = self.pager.bytes if self.pager is not None else 0
-            return self.buffer.bytes + paged + extra_bytes > policy.max_bytes
+            return self.buffer.bytes + self.backlog.bytes + extra_bytes > policy.max_bytes
         return False
 
     def admit(self, size: int) -> None:
@@ -259,7 +293,7 @@ class Queue(Destination):
             while self.buffer and self.over(size):
                 oldest = self.buffer.oldest()
                 self._take(oldest)
-                self.hooks.dead_letter(oldest, "queue-full", self.policy, self)
+                self._dead_letter(oldest, "queue-full")
 
     def wait_room(self) -> Deferred[None] | None:
         """Under ``on_full: block``, a Deferred that fires once the queue is below its limits."""
@@ -283,8 +317,8 @@ class Queue(Destination):
             self._store(message)
         if self.subscriptions:
             self.dispatch()
-        elif self.pager is not None:
-            self.pager.fill()
+        else:
+            self.backlog.fill()
 
     def _store(self, message: Message) -> None:
         self.buffer.append(message)
@@ -298,7 +332,7 @@ class Queue(Destination):
 
     def _offer(self, message: Message) -> None:
         if message.expires and message.expired(self.hooks.now_ms()):
-            self.hooks.dead_letter(message, "expired", self.policy, self)
+            self._dead_letter(message, "expired")
             return
         subscription = self._choose(message)
         if subscription is None:
@@ -312,9 +346,9 @@ class Queue(Destination):
             self._dispatch_scan()
         else:
             self._dispatch_in_order()
-        pager = self.pager
-        if pager is not None and pager.total:
-            pager.fill()
+        backlog = self.backlog
+        if backlog.total:
+            backlog.fill()
         if self._room:
             self._release_room()
 
@@ -330,22 +364,12 @@ class Queue(Destination):
             if message.expires:
                 now = now or hooks.now_ms()
                 if message.expired(now):
-                    hooks.dead_letter(message, "expired", self.policy, self)
+                    self._dead_letter(message, "expired")
                     continue
             message.delivery_count += 1
             subscription.send(message)
             if message.store_key is not None:
-                self._handed(subscription, message)
-
-    def _handed(self, subscription: Subscription, message: Message) -> None:
-        """A stored message went out: its row goes (auto ack), or records the delivery."""
-        pager = self.pager
-        assert pager is not None and message.store_key is not None
-        if subscription.auto:
-            pager.store.remove(message.store_key, message)
-            message.store_key = None
-        else:
-            pager.store.delivered(message.store_key, message)
+                self.backlog.handed(subscription, message)
 
     def _dispatch_scan(self) -> None:
         """Dispatch when selectors or groups may let a message pass another."""
@@ -355,7 +379,7 @@ class Queue(Destination):
         for message in self.buffer:
             if message.expired(now):
                 self._take(message)
-                self.hooks.dead_letter(message, "expired", self.policy, self)
+                self._dead_letter(message, "expired")
                 continue
             subscription = self._choose(message)
             if subscription is None:
@@ -413,7 +437,7 @@ class Queue(Destination):
             self._groups.pop(message.group, None)  # the producer closed the group
         subscription.send(message)
         if message.store_key is not None:
-            self._handed(subscription, message)
+            self.backlog.handed(subscription, message)
 
     def wake(self, subscription: Subscription) -> None:
         if self.buffer:
@@ -426,7 +450,7 @@ class Queue(Destination):
         expired = [m for m in self.buffer if m.expired(now_ms)]
         for message in expired:
             self._take(message)
-            self.hooks.dead_letter(message, "expired", self.policy, self)
+            self._dead_letter(message, "expired")
         if self._room:
             self._release_room()
         return len(expired)
@@ -452,20 +476,21 @@ class Queue(Destination):
             self.dispatch()
 
     def unused(self) -> bool:
-        pager = self.pager
-        paged = pager is not None and (pager.total or pager.loading)
-        return super().unused() and not self.buffer and not paged
+        backlog = self.backlog
+        held = backlog.total or backlog.loading
+        return super().unused() and not self.buffer and not held
 
     def depth(self) -> int:
-        """Messages waiting, in memory and paged out (not counting those in flight)."""
-        return len(self.buffer) + (self.pager.total if self.pager is not None else 0)
+        """Messages waiting, in memory and held back (not counting those in flight)."""
+        return len(self.buffer) + self.backlog.total
+
+    def _done(self, message: Message) -> None:
+        self.backlog.done(message)
 
     def discard(self, message: Message) -> None:
         """Take a waiting ``message`` out of the queue, and its row out of the store."""
         self._take(message)
-        if message.store_key is not None and self.pager is not None:
-            self.pager.store.remove(message.store_key, message)
-            message.store_key = None
+        self.backlog.done(message)
         if self._room:
             self._release_room()
 
@@ -474,10 +499,9 @@ class Queue(Destination):
         those waiting to be redelivered); return how many."""
         dropped = self.buffer.clear()
         self._grouped = 0
-        count = len(dropped)
-        if self.pager is not None:
-            count += self.pager.purge(dropped)
-            self.pager = Pager(self, self.pager.store)
+        backlog = self.backlog
+        count = len(dropped) + backlog.purge(dropped)
+        self.backlog = backlog.renewed()
         if self._room:
             self._release_room()
         return count
@@ -489,6 +513,13 @@ class Queue(Destination):
             waiter.callback(None)
         self._groups.clear()
         self._grouped = 0
-        if self.pager is not None:
-            self.pager = Pager(self, self.pager.store)
+        self.backlog = self.backlog.renewed()
         return self.buffer.clear()
+
+    def delete(self) -> list[Message]:
+        """The queue is deleted: ``close``, and every stored row goes; return what memory
+        held."""
+        backlog = self.backlog
+        dropped = self.close()
+        backlog.drop_all()
+        return dropped

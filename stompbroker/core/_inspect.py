@@ -19,13 +19,13 @@ false``, nothing waiting and nobody attached.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._destination import Destination, Queue
 from ._durable import DurableSubscription
 from ._names import GLOBAL_TEMP_PREFIX
-from ._stats import COUNTERS, RATED, DestinationStats, StatsKey
+from ._registry import kind_and_name
+from ._stats import COUNTERS, RATED, DestinationStats
 
 if TYPE_CHECKING:
     from ._broker import Broker
@@ -34,31 +34,15 @@ if TYPE_CHECKING:
 KINDS = ("queue", "topic", "durable", "temp-queue", "temp-topic")
 
 
-def live_destinations(broker: Broker) -> Iterator[Destination]:
-    """Every destination the broker holds now."""
-    yield from broker.queues.values()
-    yield from broker.topics.values()
-    yield from broker.wildcard_topics.values()
-    yield from broker.durables.values()
-    yield from broker.temporaries.values()
-
-
-def kind_and_name(destination: Destination) -> StatsKey:
-    """The (kind, name) a destination is described and found by."""
-    if destination.owner is not None:
-        kind = "temp-" + destination.kind
-        return kind, destination.address.removeprefix(GLOBAL_TEMP_PREFIX[kind])
-    return destination.kind, destination.name
-
-
 def find(broker: Broker, kind: str, name: str) -> Destination | None:
     """The live destination of ``kind`` named ``name``, or None."""
+    destinations = broker.destinations
     if kind == "queue":
-        return broker.queues.get(name)
+        return destinations.queues.get(name)
     if kind == "topic":
-        return broker.topics.get(name) or broker.wildcard_topics.get(name)
+        return destinations.topics.get(name) or destinations.wildcards.get(name)
     if kind == "durable":
-        return next((d for d in broker.durables.values() if d.name == name), None)
+        return next((d for d in broker.durables if d.name == name), None)
     if kind in GLOBAL_TEMP_PREFIX:
         return broker.temporaries.get(GLOBAL_TEMP_PREFIX[kind] + name)
     return None
@@ -66,7 +50,7 @@ def find(broker: Broker, kind: str, name: str) -> Destination | None:
 
 def tick(broker: Broker) -> None:
     """Close a statistics interval: rates and producers of every destination."""
-    broker.statistics.tick([d.counted() for d in live_destinations(broker)])
+    broker.statistics.tick([d.counted() for d in broker])
 
 
 def describe(destination: Destination) -> dict[str, Any]:
@@ -75,7 +59,7 @@ def describe(destination: Destination) -> dict[str, Any]:
     subscriptions = destination.subscriptions
     if isinstance(destination, Queue):
         depth = destination.depth()
-        paged = destination.pager.total if destination.pager is not None else 0
+        paged = destination.backlog.total
     else:
         depth = sum(len(s.pending) for s in subscriptions if s.pending is not None)
         paged = 0
@@ -125,7 +109,7 @@ def _histogram(histogram: Any) -> dict[str, Any] | None:
 
 def describe_all(broker: Broker) -> list[dict[str, Any]]:
     """Every destination, live ones and forgotten ones with statistics kept, by kind and name."""
-    described = [describe(d) for d in live_destinations(broker)]
+    described = [describe(d) for d in broker]
     for (kind, name), (stats, _) in broker.statistics.retired.items():
         address = f"/{kind}/{name}"
         described.append(_describe(kind, name, address, False, stats))
@@ -150,7 +134,7 @@ def totals(broker: Broker) -> dict[str, Any]:
     and rates (sums over live destinations)."""
     sums: dict[str, int] = dict(broker.statistics.gone)
     rates = dict.fromkeys(RATED, 0.0)
-    for destination in live_destinations(broker):
+    for destination in broker:
         stats = destination.counted()
         stats.add_to(sums)
         for name, rate in stats.rates.items():
@@ -170,6 +154,6 @@ def totals(broker: Broker) -> dict[str, Any]:
 def counts(broker: Broker) -> dict[str, int]:
     """How many destinations of each kind the broker holds."""
     out = dict.fromkeys(KINDS, 0)
-    for destination in live_destinations(broker):
+    for destination in broker:
         out[kind_and_name(destination)[0]] += 1
     return out

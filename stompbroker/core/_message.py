@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from heapq import heappop, heappush
 from typing import Any
 
@@ -16,7 +16,8 @@ class Message:
     """One message as the broker holds it.
 
     ``headers`` are the producer's own headers, without the ones the broker owns
-    (destination, message-id, content-length, receipt, transaction, ...).
+    (destination, message-id, content-length, ...) or the SEND frame's (receipt,
+    transaction); never changed once the message is made (copies share them).
     ``seq`` orders messages broker-wide: a message returned to its queue goes back
     to its place by priority, then ``seq``. ``expires`` is an absolute time in
     epoch milliseconds, 0 for never. ``group`` is the JMSXGroupID, if any.
@@ -47,7 +48,7 @@ class Message:
         self,
         message_id: str,
         destination: str,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         body: bytes,
         persistent: bool,
         seq: int,

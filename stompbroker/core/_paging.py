@@ -1,4 +1,8 @@
-"""Paging: a queue keeps a bounded window of messages in memory and the rest on disk.
+"""The paged backlog: a queue keeps a bounded window of messages in memory, the rest on disk.
+
+``PagedBacklog`` is the ``Backlog`` (``_backlog``) of every queue and durable subscription of
+a broker with a store: it writes persistent messages behind to the store, pages out what does
+not fit the window, and is the one place that deletes the queue's rows.
 
 States of a stored queue::
 
@@ -32,6 +36,7 @@ from ._store import TRANSIENT, IMessageStore
 
 if TYPE_CHECKING:
     from ._destination import Queue
+    from ._subscription import Subscription
 
 log = Logger(namespace="stompbroker.paging")
 
@@ -39,8 +44,9 @@ log = Logger(namespace="stompbroker.paging")
 OVERHEAD_BYTES = 256
 
 
-class Pager:
-    """The paged part of one queue: counts and the next ``seq`` to load, per priority."""
+class PagedBacklog:
+    """The paged part of one queue and its rows: counts and the next ``seq`` to load, per
+    priority."""
 
     __slots__ = (
         "_sized_by",
@@ -85,7 +91,44 @@ class Pager:
         self._sized_by = policy
         return size
 
-    def page_out(self, message: Message) -> Deferred[None]:
+    def holds_back(self, message: Message) -> bool:
+        """Whether a new message goes to disk only: the queue pages already, or its buffer
+        holds the window."""
+        if self.total:
+            return True
+        held = len(self.queue.buffer)
+        return bool(held) and held >= self.window(message)
+
+    def keep(self, message: Message) -> Deferred[None]:
+        """A new persistent message joins the buffer: write its row."""
+        queue = self.queue
+        message.store_key = queue.store_key
+        return self.store.add(queue.store_key, message, queue.policy.fsync)
+
+    def handed(self, subscription: Subscription, message: Message) -> None:
+        """A stored message went out: its row goes (auto ack), or records the delivery."""
+        assert message.store_key is not None
+        if subscription.auto:
+            self.store.remove(message.store_key, message)
+            message.store_key = None
+        else:
+            self.store.delivered(message.store_key, message)
+
+    def done(self, message: Message) -> None:
+        """A message is finished: its row goes."""
+        if message.store_key is not None:
+            self.store.remove(message.store_key, message)
+            message.store_key = None
+
+    def drop_all(self) -> None:
+        """The queue is deleted: every row goes."""
+        self.store.drop(self.queue.store_key)
+
+    def renewed(self) -> PagedBacklog:
+        """An empty paged backlog for the same queue and store (after a purge or a close)."""
+        return PagedBacklog(self.queue, self.store)
+
+    def hold(self, message: Message) -> Deferred[None]:
         """Keep ``message`` on disk only; fires as its persistence asks."""
         queue = self.queue
         sync = queue.policy.fsync if message.persistent else TRANSIENT
@@ -125,7 +168,7 @@ class Pager:
 
     def _loaded(self, messages: list[Message], priority: int) -> None:
         self.loading = False
-        if self.queue.pager is not self:
+        if self.queue.backlog is not self:
             return  # the queue was closed (a deleted durable subscription) meanwhile
         count = len(messages)
         if count == 0:
@@ -151,14 +194,12 @@ class Pager:
     def purge(self, dropped: list[Message]) -> int:
         """Delete the rows of ``dropped`` (the queue's buffer) and every paged row; return
         how many paged messages went. The pager is spent: the queue makes a new one."""
-        store, key = self.store, self.queue.store_key
         for message in dropped:
-            if message.store_key is not None:
-                store.remove(message.store_key, message)
-                message.store_key = None
+            self.done(message)
+        key = self.queue.store_key
         for priority, count in enumerate(self.counts):
             if count:
-                store.drop_from(key, priority, self.cursors[priority])
+                self.store.drop_from(key, priority, self.cursors[priority])
         return self.total
 
     def _failed(self, failure: object) -> None:

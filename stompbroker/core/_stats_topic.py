@@ -52,12 +52,13 @@ class StatsPublisher:
         """Whether a subscription would receive what is published to the topic now."""
         broker = self.broker
         name = self.topic.removeprefix("/topic/")
-        topic = broker.topics.get(name)
+        destinations = broker.destinations
+        topic = destinations.topics.get(name)
         if topic is not None and topic.subscriptions:
             return True
-        if any(t.subscriptions and matches(p, name) for p, t in broker.wildcard_topics.items()):
+        if any(t.subscriptions and matches(p, name) for p, t in destinations.wildcards.items()):
             return True
-        return any(d.attached and matches(d.pattern, name) for d in broker.durables.values())
+        return any(d.attached and matches(d.pattern, name) for d in broker.durables)
 
     def publish(self) -> None:
         """Publish one snapshot now (non-persistent, ``content-type:application/json``)."""

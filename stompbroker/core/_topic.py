@@ -68,7 +68,7 @@ class Topic(Destination):
             if message.expires:
                 now = now or self.hooks.now_ms()
                 if message.expired(now):
-                    self.hooks.dead_letter(message, "expired", self.policy, self)
+                    self._dead_letter(message, "expired")
                     continue
             subscription.send(message)
 

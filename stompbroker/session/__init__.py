@@ -3,14 +3,13 @@
 from ._heartbeat import Heartbeat, negotiate, parse_heartbeat
 from ._session import ClientError, StompSession, refuse_connection
 from ._settings import SessionSettings
-from ._transaction import Transaction, Transactions
+from ._transaction import Transactions
 
 __all__ = [
     "ClientError",
     "Heartbeat",
     "SessionSettings",
     "StompSession",
-    "Transaction",
     "Transactions",
     "negotiate",
     "parse_heartbeat",

@@ -128,7 +128,7 @@ class Guard:
         if not self.active:
             return
         if destination.startswith("/dsub/"):
-            durable = self.broker.durables.get((client_id, destination[6:]))
+            durable = self.broker.durables.get(client_id, destination[6:])
             if durable is not None:
                 self._require("read", f"/topic/{durable.pattern}", destination)
             return

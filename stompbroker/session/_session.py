@@ -58,6 +58,9 @@ from ._transaction import Transactions
 
 log = Logger(namespace="stompbroker.session")
 
+#: The SEND frame's headers that are about the frame, not the message: left out of it.
+FRAME_HEADERS = frozenset({"destination", "receipt", "transaction", "content-length"})
+
 #: Messages of one connection accepted but not yet written by the store: beyond this
 #: many, the connection is not read until half of them are written.
 MAX_UNWRITTEN = 10_000
@@ -118,7 +121,10 @@ class StompSession(Connecting):
         self._heartbeat: Heartbeat | None = None
         self.subscriptions = Subscriptions(self)
         self._transactions = Transactions(
-            broker, self.settings.max_transactions, self.settings.max_frames_per_transaction
+            broker,
+            session_id,
+            self.settings.max_transactions,
+            self.settings.max_frames_per_transaction,
         )
         self._receipts: deque[list[Any]] = deque()
         #: Why we do not read from the client now: "store" (it lags), "room" (a full queue).
@@ -357,30 +363,28 @@ class StompSession(Connecting):
         destination = required(headers, "destination", "SEND")
         self.guard.check_send(destination)
         persistent = _persistence(headers.get("persistent"))
-        transaction = headers.get("transaction")
-        # The broker takes the headers over (dropping receipt): read it first.
+        name = headers.get("transaction")
+        transaction = self._transactions.staging(name) if name is not None else None
+        reply_to = headers.get("reply-to")
+        if reply_to is not None and reply_to.startswith(("/temp-queue/", "/temp-topic/")):
+            headers["reply-to"] = self._reply_destination(reply_to)
         receipt_id = headers.get("receipt")
+        # The frame is ours: what it carries for the SEND alone does not go into the message.
+        for header in FRAME_HEADERS.intersection(headers):
+            del headers[header]
         try:
-            reply_to = headers.get("reply-to")
-            if reply_to is not None and reply_to.startswith(("/temp-queue/", "/temp-topic/")):
-                headers["reply-to"] = self._reply_destination(reply_to)
             if transaction is not None:
-                staged = self._transactions.staging(transaction)
-                staged.stage_send(destination, headers, frame.body, persistent, self.session_id)
-                waiting = None
-            else:
-                waiting = self.broker.send(
-                    destination, headers, frame.body, persistent, self.session_id
-                )
-                room = self.broker.room(destination)
-                if room is not None:
-                    self._hold_reading("room", True)
-                    room.addCallback(lambda _: self._hold_reading("room", False))
+                transaction.send(destination, headers, frame.body, persistent)
+                self._receipt_for(receipt_id)
+                return
+            sent = self.broker.send(destination, headers, frame.body, persistent, self.session_id)
         except (DestinationError, MessageError) as exc:
-            if receipt_id is not None:
-                headers["receipt"] = receipt_id  # for the ERROR's receipt-id
-            raise ClientError(str(exc)) from None
-        self._receipt_for(receipt_id, waiting)
+            self._fail(str(exc), "", receipt_id)
+            return
+        if sent.room is not None:
+            self._hold_reading("room", True)
+            sent.room.addCallback(lambda _: self._hold_reading("room", False))
+        self._receipt_for(receipt_id, sent.written)
 
     def _reply_destination(self, reply_to: str) -> str:
         """Create our temp destination named in ``reply-to``; subscribe to it if we do not.
@@ -397,8 +401,8 @@ class StompSession(Connecting):
 
     def _on_subscribe(self, frame: Frame) -> None:
         assert self.version is not None
-        start = self.subscriptions.subscribe(frame.headers, self.version)
-        self._receipt(frame)
+        start, written = self.subscriptions.subscribe(frame.headers, self.version)
+        self._receipt(frame, written)
         start()
 
     def _on_unsubscribe(self, frame: Frame) -> None:
@@ -419,11 +423,14 @@ class StompSession(Connecting):
     def _settle(self, frame: Frame, ack: bool) -> None:
         headers = frame.headers
         subscription, message_id = self.subscriptions.find_delivery(headers, frame.command)
-        transaction = headers.get("transaction")
+        name = headers.get("transaction")
         requeue = ack or headers.get("requeue", "true").strip().lower() != "false"
-        if transaction is not None:
-            staged = self._transactions.staging(transaction)
-            staged.stage_settle(subscription, message_id, ack, requeue)
+        if name is not None:
+            transaction = self._transactions.staging(name)
+            if ack:
+                transaction.acknowledge(subscription, message_id)
+            else:
+                transaction.refuse(subscription, message_id, requeue)
         elif ack:
             self.broker.ack(subscription, message_id)
         else:
@@ -440,7 +447,7 @@ class StompSession(Connecting):
         transaction = self._transactions.take(required(frame.headers, "transaction", "COMMIT"))
         try:
             waiting = transaction.commit()
-        except DestinationError as exc:
+        except (DestinationError, MessageError) as exc:
             raise ClientError(str(exc)) from None
         self._receipt(frame, waiting)
 

@@ -17,6 +17,8 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
+
 from stompbroker.core import (
     ACK_MODES,
     Broker,
@@ -94,8 +96,11 @@ class Subscriptions:
     def __iter__(self) -> Iterator[Subscription]:
         return iter(list(self.by_id.values()))
 
-    def subscribe(self, headers: dict[str, str], version: str) -> Callable[[], None]:
-        """Handle SUBSCRIBE; returns what starts delivery (to call after the RECEIPT)."""
+    def subscribe(
+        self, headers: dict[str, str], version: str
+    ) -> tuple[Callable[[], None], Deferred[None] | None]:
+        """Handle SUBSCRIBE; returns what starts delivery (to call after the RECEIPT), and
+        what the RECEIPT waits for (a new durable subscription's definition being written)."""
         destination, subscription_id = self._new_subscription(headers, version)
         browse = flag(headers.get("browser"))
         self.session.guard.check_subscribe(destination, self.session.client_id, browse)
@@ -107,14 +112,15 @@ class Subscriptions:
             )
         selector = _selector(headers.get("selector"))
         if browse:
-            return self._browse(subscription_id, destination, selector)
+            return self._browse(subscription_id, destination, selector), None
         prefetch = _prefetch(headers)
         key = next(self._keys)
         session = self.session
         durable = durable_name(headers, subscription_id, destination)
+        written = None
         try:
             if durable is not None or destination.startswith("/dsub/"):
-                subscription = self.broker.subscribe_durable(
+                subscription, written = self.broker.durables.subscribe(
                     session,
                     subscription_id,
                     destination,
@@ -142,7 +148,7 @@ class Subscriptions:
         except DestinationError as exc:
             raise ClientError(str(exc)) from None
         self._add(subscription)
-        return lambda: self._start(subscription)
+        return (lambda: self._start(subscription)), written
 
     def _new_subscription(self, headers: dict[str, str], version: str) -> tuple[str, str]:
         """The destination and id of a SUBSCRIBE; ClientError if the id is taken or no

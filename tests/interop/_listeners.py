@@ -62,10 +62,10 @@ class Listeners:
     def _in_use(self) -> dict[str, Any]:
         broker = self.service.broker
         out: dict[str, Any] = {}
-        for name, queue in broker.queues.items():
+        for name, queue in broker.destinations.queues.items():
             if queue.buffer or queue.subscriptions:
                 out[f"/queue/{name}"] = (len(queue.buffer), len(queue.subscriptions))
-        for name, topic in broker.topics.items():
+        for name, topic in broker.destinations.topics.items():
             if topic.subscriptions:
                 out[f"/topic/{name}"] = len(topic.subscriptions)
         return out

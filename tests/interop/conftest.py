@@ -155,12 +155,12 @@ class RunningBroker:
     def _describe(self) -> dict[str, Any]:
         broker = self.broker
         out: dict[str, Any] = {}
-        for name, queue in broker.queues.items():
+        for name, queue in broker.destinations.queues.items():
             out[f"/queue/{name}"] = {
                 "messages": len(queue.buffer),
                 "subscriptions": [repr(s) for s in queue.subscriptions],
             }
-        for name, topic in broker.topics.items():
+        for name, topic in broker.destinations.topics.items():
             out[f"/topic/{name}"] = {"subscriptions": [repr(s) for s in topic.subscriptions]}
         return out
 

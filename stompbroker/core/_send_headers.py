@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ._message import DEFAULT_PRIORITY
 from ._policy import DestinationPolicy
 
-#: Headers the broker owns: never copied from a SEND into the message (the
-#: per-delivery ones, too, so that a producer cannot forge them).
+#: Headers the broker owns in a MESSAGE: never taken from what a producer sent, so that it
+#: cannot forge them (the session leaves out the SEND frame's own headers, ``receipt``,
+#: ``transaction``, ...; these are dropped here whoever sends).
 BROKER_HEADERS = frozenset(
     {
         "destination",
         "message-id",
         "content-length",
-        "receipt",
-        "transaction",
         "subscription",
         "ack",
         "redelivered",
         "delivery-count",
     }
 )
+
+
+def producer_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """``headers`` without those the broker owns (the same mapping when there are none)."""
+    if BROKER_HEADERS.isdisjoint(headers):
+        return headers
+    return {name: value for name, value in headers.items() if name not in BROKER_HEADERS}
 
 
 #: Times in headers (``expires``, ``ttl``) are at most this many digits of ms (about
@@ -33,7 +39,7 @@ class MessageError(Exception):
     """A SEND header the broker cannot accept (priority, expiry); the message is for the client."""
 
 
-def check_headers(headers: dict[str, str]) -> None:
+def check_headers(headers: Mapping[str, str]) -> None:
     """Raise the MessageError a SEND with ``headers`` would raise (priority, times)."""
     message_priority(headers)
     for header in ("expires", "ttl", "expiration"):
@@ -43,12 +49,13 @@ def check_headers(headers: dict[str, str]) -> None:
 
 
 def message_expiry(
-    headers: dict[str, str], policy: DestinationPolicy, now_ms: Callable[[], float]
-) -> int:
-    """Absolute expiry in epoch ms from ``expires``, ``ttl`` or ``expiration``; 0: never."""
+    headers: Mapping[str, str], policy: DestinationPolicy, now_ms: Callable[[], float]
+) -> tuple[int, Mapping[str, str]]:
+    """Absolute expiry in epoch ms from ``expires``, ``ttl`` or ``expiration`` (0: never), and
+    the headers the message keeps: with ``expires`` added when a time to live set it."""
     raw = headers.get("expires")
     if raw is not None:
-        return _non_negative(raw, "expires")
+        return _non_negative(raw, "expires"), headers
     for name in ("ttl", "expiration"):
         raw = headers.get(name)
         if raw is not None:
@@ -57,13 +64,12 @@ def message_expiry(
     else:
         ttl = policy.message_ttl_ms
     if not ttl:
-        return 0
+        return 0, headers
     expires = int(now_ms()) + ttl
-    headers["expires"] = str(expires)
-    return expires
+    return expires, {**headers, "expires": str(expires)}
 
 
-def message_priority(headers: dict[str, str]) -> int:
+def message_priority(headers: Mapping[str, str]) -> int:
     """The ``priority`` header's priority (the default without one)."""
     raw = headers.get("priority")
     if raw is None:

@@ -1,0 +1,175 @@
+"""The broker's durable subscriptions, by (client id, name): declared, attached to, deleted.
+
+A definition is stored when declared (the Deferred of the write is handed back, so that the
+SUBSCRIBE's RECEIPT waits for it) and forgotten with its rows when deleted. The subscription
+itself is ``_durable.DurableSubscription``: the queue a topic feeds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+from twisted.internet.defer import Deferred
+
+from ._durable import DurableSubscription
+from ._names import DestinationError, check_subscribe_name, parse_destination
+from ._registry import Destinations, end
+from ._store import DurableRecord, IMessageStore
+from ._subscription import Consumer, Selector, Subscription, attach
+
+
+class DurableSubscriptions:
+    """Every durable subscription of the broker.
+
+    ``destinations`` gives them their policies and statistics; ``detach`` is the broker's
+    UNSUBSCRIBE (a subscription attached to a durable being deleted is detached first).
+    """
+
+    def __init__(
+        self,
+        destinations: Destinations,
+        store: IMessageStore | None,
+        detach: Callable[[Subscription], None],
+    ) -> None:
+        self._destinations = destinations
+        self._store = store
+        self._detach = detach
+        self._by_key: dict[tuple[str, str], DurableSubscription] = {}
+        #: Bumped whenever one is made or deleted (``Fanout`` then forgets what it cached).
+        self.version = 0
+
+    def __iter__(self) -> Iterator[DurableSubscription]:
+        return iter(list(self._by_key.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def get(self, client_id: str, subscription_name: str) -> DurableSubscription | None:
+        """The durable subscription (client id, name), or None."""
+        return self._by_key.get((client_id, subscription_name))
+
+    def subscribe(
+        self,
+        consumer: Consumer,
+        subscription_id: str,
+        destination: str,
+        client_id: str,
+        subscription_name: str,
+        ack_mode: str = "auto",
+        prefetch: int | None = None,
+        key: int = 0,
+        start: bool = True,
+        selector: Selector | None = None,
+    ) -> tuple[Subscription, Deferred[None] | None]:
+        """Attach to (creating if needed) the durable subscription (client_id, name); also
+        return the Deferred of its definition's write, if it was made now.
+
+        ``/dsub/NAME`` attaches to an existing one. Re-subscribing with another topic or
+        selector replaces the subscription (its kept messages are dropped).
+        """
+        kind, name = parse_destination(destination)
+        check_subscribe_name(kind, name, destination)
+        durable = self.get(client_id, subscription_name)
+        if kind == "dsub":
+            durable = self.get(client_id, name)
+            if durable is None:
+                raise DestinationError(f"no durable subscription named {name!r}")
+        elif kind != "topic":
+            raise DestinationError(
+                f"durable subscriptions are for topics; {destination!r} is not a topic"
+            )
+        elif durable is not None and not durable.same_definition(name, selector):
+            self.delete(client_id, subscription_name)  # refused while one is attached
+            durable = None
+        written = None
+        if durable is None:
+            durable, written = self.declare(client_id, subscription_name, name, selector)
+        if durable.attached:
+            raise DestinationError(
+                f"durable subscription {durable.subscription_name!r} is in use by another"
+                " connection"
+            )
+        subscription = attach(
+            durable, consumer, subscription_id, ack_mode, prefetch, key, start, None, False
+        )
+        return subscription, written
+
+    def declare(
+        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+    ) -> tuple[DurableSubscription, Deferred[None] | None]:
+        """Create a durable subscription to topic ``pattern`` if it does not exist; also return
+        the Deferred of its definition's write (None: nothing written)."""
+        durable = self.get(client_id, subscription_name)
+        if durable is not None:
+            return durable, None
+        durable = self._make(client_id, subscription_name, pattern, selector)
+        if self._store is None:
+            return durable, None
+        text = selector.text if selector is not None else None
+        record = DurableRecord(client_id, subscription_name, pattern, text)
+        return durable, self._store.add_durable(record)
+
+    def _make(
+        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+    ) -> DurableSubscription:
+        destinations = self._destinations
+        durable = DurableSubscription(
+            client_id,
+            subscription_name,
+            pattern,
+            selector,
+            destinations.hooks,
+            destinations.policies.for_destination(f"/topic/{pattern}"),
+        )
+        if self._store is not None:
+            durable.attach_store(self._store, durable_store_key(client_id, subscription_name))
+        destinations.revive(durable)
+        self._by_key[durable.key] = durable
+        self.version += 1
+        return durable
+
+    def delete(
+        self, client_id: str, subscription_name: str, holder: Subscription | None = None
+    ) -> None:
+        """Delete a durable subscription and what it kept.
+
+        Raises DestinationError when there is none, or when a subscription other
+        than ``holder`` is attached to it.
+        """
+        durable = self.get(client_id, subscription_name)
+        if durable is None:
+            raise DestinationError(f"no durable subscription named {subscription_name!r}")
+        for attached in list(durable.subscriptions):
+            if attached is not holder:
+                raise DestinationError(
+                    f"durable subscription {subscription_name!r} is in use by another connection"
+                )
+            self._detach(attached)
+        del self._by_key[durable.key]
+        self.version += 1
+        dropped = end(durable, self._destinations.statistics)
+        if dropped:
+            self._destinations.hooks.counters["dropped"] += len(dropped)
+        if self._store is not None:
+            self._store.remove_durable(client_id, subscription_name)
+
+    def recover(
+        self, records: tuple[DurableRecord, ...], compile_: Callable[[str], Selector]
+    ) -> None:
+        """At start: the stored definitions come back (``compile_`` makes their selectors)."""
+        for record in records:
+            if self.get(record.client_id, record.name) is None:
+                selector = compile_(record.selector) if record.selector else None
+                self._make(record.client_id, record.name, record.pattern, selector)
+
+    def set_policies(self) -> None:
+        """The destinations' policies changed: take ours from them."""
+        policies = self._destinations.policies
+        for durable in self._by_key.values():
+            durable.policy = policies.for_destination(durable.address)
+
+
+def durable_store_key(client_id: str, subscription_name: str) -> str:
+    """The store's name for a durable subscription's queue."""
+    return "durable:" + json.dumps([client_id, subscription_name], ensure_ascii=False)

@@ -1,0 +1,92 @@
+"""The broker's temporary destinations: owned by one connection, deleted when it leaves.
+
+A client names one ``/temp-queue/NAME`` (or ``/temp-topic/NAME``); the broker keeps it under
+a global address, ``/remote-temp-queue/OWNER-NAME``, which other connections can send to
+(a ``reply-to``). Only the owner may consume from it. Temporaries are never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from ._destination import Destination, Queue
+from ._names import GLOBAL_TEMP_PREFIX, DestinationError
+from ._registry import Destinations, end
+from ._subscription import Subscription
+from ._topic import Topic
+
+
+class TemporaryDestinations:
+    """Every temporary destination, by global address.
+
+    ``destinations`` gives them the default policy (never persistent) and statistics;
+    ``detach`` is the broker's UNSUBSCRIBE.
+    """
+
+    def __init__(self, destinations: Destinations, detach: Callable[[Subscription], None]) -> None:
+        self._destinations = destinations
+        self._detach = detach
+        self._by_address: dict[str, Destination] = {}
+
+    def __iter__(self) -> Iterator[Destination]:
+        return iter(list(self._by_address.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_address)
+
+    def get(self, address: str) -> Destination | None:
+        """The temporary destination at global ``address``, or None."""
+        return self._by_address.get(address)
+
+    def create(self, kind: str, name: str, owner: str) -> Destination:
+        """The owner's temporary destination ``/temp-queue/NAME`` (or topic), made if needed."""
+        address = f"{GLOBAL_TEMP_PREFIX[kind]}{owner}-{name}"
+        target = self._by_address.get(address)
+        if target is None:
+            hooks = self._destinations.hooks
+            policy = replace(self._destinations.policies.default, persistent=False)
+            if kind == "temp-queue":
+                target = Queue(address, address, hooks, policy)
+            else:
+                target = Topic(address, address, hooks, policy)
+            target.owner = owner
+            self._by_address[address] = target
+        return target
+
+    def for_send(self, kind: str, name: str, destination: str, owner: str | None) -> Destination:
+        """The temporary destination a SEND to ``destination`` goes to; DestinationError if
+        there is none (its owner left) or it cannot be sent to."""
+        if kind in GLOBAL_TEMP_PREFIX:
+            if owner is None:
+                raise DestinationError(f"{destination!r} needs a connection to own it")
+            return self.create(kind, name, owner)
+        if kind == "dsub":
+            raise DestinationError(f"cannot send to the durable subscription {destination!r}")
+        target = self._by_address.get(destination)
+        if target is None:
+            raise DestinationError(
+                f"temporary destination {destination!r} does not exist (its owner has left)"
+            )
+        return target
+
+    def for_subscribe(
+        self, kind: str, name: str, destination: str, owner: str | None
+    ) -> Destination:
+        """The temporary destination ``owner`` may consume from; DestinationError otherwise."""
+        target = self.for_send(kind, name, destination, owner)
+        if target.owner != owner:
+            raise DestinationError(
+                f"only the connection that created {destination!r} may consume from it"
+            )
+        return target
+
+    def delete_owned(self, owner: str) -> None:
+        """The owner left: delete its temporary destinations and what they held."""
+        for address in [a for a, d in self._by_address.items() if d.owner == owner]:
+            target = self._by_address.pop(address)
+            for subscription in list(target.subscriptions):
+                self._detach(subscription)
+            dropped = end(target, self._destinations.statistics)
+            if dropped:
+                self._destinations.hooks.counters["dropped"] += len(dropped)
