@@ -229,6 +229,23 @@ def test_receipt_for_a_persistent_send_follows_the_fsync(tmp_path: Path) -> None
     assert node.store.fsyncs == 1
 
 
+def test_receipt_of_a_durable_subscribe_waits_for_its_definition(tmp_path: Path) -> None:
+    """A durable SUBSCRIBE's RECEIPT goes out only once the new definition is written, so a
+    crash after the RECEIPT cannot forget the subscription; attaching again writes nothing."""
+    node = Node(_sqlite(tmp_path))
+    client = Client(node.broker, node.clock)
+    client.connect(client_id="c1")
+    client.subscribe("/topic/news", "s", receipt="r1", **{"activemq.subscriptionName": "keep"})
+    assert client.frames() == []
+    node.clock.advance(0)
+    assert [(f.command, f.headers["receipt-id"]) for f in client.frames()] == [("RECEIPT", "r1")]
+    node.crash()
+    again = Client(node.broker, node.clock, "session-2")
+    again.connect(client_id="c1")
+    again.subscribe("/topic/news", "s", receipt="r2", **{"activemq.subscriptionName": "keep"})
+    assert [(f.command, f.headers["receipt-id"]) for f in again.frames()] == [("RECEIPT", "r2")]
+
+
 def test_receipt_of_a_commit_waits_for_its_persistent_sends(tmp_path: Path) -> None:
     """COMMIT's RECEIPT waits until every persistent SEND it applied is durable."""
     node = Node(_sqlite(tmp_path))
