@@ -24,7 +24,7 @@ from ._backlog import Backlog, MemoryBacklog
 from ._broker import Broker
 from ._clock import Clock, DelayedCall
 from ._dead_letters import DEAD_LETTER_HEADERS, DeadLetters
-from ._destination import Destination, Queue
+from ._destination import Destination
 from ._durable import DurableSubscription
 from ._durables import DurableSubscriptions
 from ._inspect import KINDS, counts, describe_all, describe_one, find, totals
@@ -49,6 +49,7 @@ from ._policy import (
     matches,
     valid_pattern,
 )
+from ._queue import Queue
 from ._registry import Destinations, kind_and_name
 from ._routing import Router, Sent
 from ._selector import SelectorError, compile_selector

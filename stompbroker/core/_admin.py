@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from ._dead_letters import replay
-from ._destination import Queue
 from ._durable import DurableSubscription
 from ._inspect import find
 from ._names import DestinationError
+from ._queue import Queue
 from ._stats import StatsKey
 
 if TYPE_CHECKING:

@@ -26,13 +26,14 @@ from twisted.logger import Logger
 
 from ._clock import Clock
 from ._dead_letters import DeadLetters
-from ._destination import Destination, Queue
+from ._destination import Destination
 from ._durable import DurableSubscription
 from ._durables import DurableSubscriptions
 from ._message import Message
 from ._names import DestinationError, check_subscribe_name, parse_destination
 from ._paging import PagedBacklog
 from ._policy import DestinationPolicy, PolicyMap
+from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._routing import Router, Sent
 from ._selector import compile_selector

@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping
 
 from twisted.logger import Logger
 
-from ._destination import Destination, Queue
+from ._destination import Destination
 from ._message import Message
 from ._names import parse_destination
 from ._policy import DestinationPolicy
+from ._queue import Queue
 
 log = Logger(namespace="stompbroker.broker")
 
@@ -69,11 +70,19 @@ class DeadLetters:
                 reason=reason,
             )
             return
+        self._counters["dead-lettered"] += 1
+        if stats is not None:
+            stats.dead_lettered += 1
+        _, name = parse_destination(target)
+        self._queue(name).enqueue(self._dead(message, target, reason))
+
+    def _dead(self, message: Message, target: str, reason: str) -> Message:
+        """The message that goes to the dead-letter queue ``target`` for ``message``."""
         headers = dict(message.headers)
         headers.setdefault("original-destination", message.destination)
         headers["dead-letter-reason"] = reason
         headers["original-delivery-count"] = str(message.delivery_count)
-        dead = Message(
+        return Message(
             message.message_id,
             target,
             headers,
@@ -82,11 +91,6 @@ class DeadLetters:
             self._next_seq(),
             message.priority,
         )
-        self._counters["dead-lettered"] += 1
-        if stats is not None:
-            stats.dead_lettered += 1
-        _, name = parse_destination(target)
-        self._queue(name).enqueue(dead)
 
 
 def replay(message: Message, here: str) -> tuple[str, dict[str, str]] | None:

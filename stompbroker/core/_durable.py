@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
-from ._destination import Hooks, Queue
+from ._destination import Hooks
 from ._message import Message
 from ._policy import DestinationPolicy
+from ._queue import Queue
 from ._subscription import Selector, selector_view
 
 

@@ -68,23 +68,7 @@ class DurableSubscriptions:
         ``/dsub/NAME`` attaches to an existing one. Re-subscribing with another topic or
         selector replaces the subscription (its kept messages are dropped).
         """
-        kind, name = parse_destination(destination)
-        check_subscribe_name(kind, name, destination)
-        durable = self.get(client_id, subscription_name)
-        if kind == "dsub":
-            durable = self.get(client_id, name)
-            if durable is None:
-                raise DestinationError(f"no durable subscription named {name!r}")
-        elif kind != "topic":
-            raise DestinationError(
-                f"durable subscriptions are for topics; {destination!r} is not a topic"
-            )
-        elif durable is not None and not durable.same_definition(name, selector):
-            self.delete(client_id, subscription_name)  # refused while one is attached
-            durable = None
-        written = None
-        if durable is None:
-            durable, written = self.declare(client_id, subscription_name, name, selector)
+        durable, written = self._for_subscribe(destination, client_id, subscription_name, selector)
         if durable.attached:
             raise DestinationError(
                 f"durable subscription {durable.subscription_name!r} is in use by another"
@@ -94,6 +78,31 @@ class DurableSubscriptions:
             durable, consumer, subscription_id, ack_mode, prefetch, key, start, None, False
         )
         return subscription, written
+
+    def _for_subscribe(
+        self,
+        destination: str,
+        client_id: str,
+        subscription_name: str,
+        selector: Selector | None,
+    ) -> tuple[DurableSubscription, Deferred[None] | None]:
+        """The durable subscription a SUBSCRIBE to ``destination`` attaches to (made, or
+        made anew, if needed), and the Deferred of its definition's write."""
+        kind, name = parse_destination(destination)
+        check_subscribe_name(kind, name, destination)
+        if kind == "dsub":
+            durable = self.get(client_id, name)
+            if durable is None:
+                raise DestinationError(f"no durable subscription named {name!r}")
+            return durable, None
+        if kind != "topic":
+            raise DestinationError(
+                f"durable subscriptions are for topics; {destination!r} is not a topic"
+            )
+        durable = self.get(client_id, subscription_name)
+        if durable is not None and not durable.same_definition(name, selector):
+            self.delete(client_id, subscription_name)  # refused while one is attached
+        return self.declare(client_id, subscription_name, name, selector)
 
     def declare(
         self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._destination import Destination, Queue
+from ._destination import Destination
 from ._durable import DurableSubscription
 from ._names import GLOBAL_TEMP_PREFIX
+from ._queue import Queue
 from ._registry import kind_and_name
 from ._stats import COUNTERS, RATED, DestinationStats
 

@@ -35,7 +35,7 @@ from ._message import PRIORITIES, Message
 from ._store import TRANSIENT, IMessageStore
 
 if TYPE_CHECKING:
-    from ._destination import Queue
+    from ._queue import Queue
     from ._subscription import Subscription
 
 log = Logger(namespace="stompbroker.paging")

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ._destination import Destination, Hooks, Queue
+from ._destination import Destination, Hooks
 from ._names import GLOBAL_TEMP_PREFIX, DestinationError
 from ._policy import PolicyMap, matches
+from ._queue import Queue
 from ._stats import Statistics, StatsKey
 from ._store import IMessageStore
 from ._topic import Topic

@@ -23,10 +23,11 @@ from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from ._destination import Destination, Hooks, Queue
+from ._destination import Destination, Hooks
 from ._message import Message
 from ._names import check_send_name, parse_destination
 from ._policy import DestinationPolicy
+from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._send_headers import check_headers, message_expiry, message_priority, producer_headers
 from ._temporaries import TemporaryDestinations

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from ._destination import Destination, Queue
+from ._destination import Destination
 from ._names import GLOBAL_TEMP_PREFIX, DestinationError
+from ._queue import Queue
 from ._registry import Destinations, end
 from ._subscription import Subscription
 from ._topic import Topic

@@ -113,42 +113,54 @@ class Subscriptions:
         selector = _selector(headers.get("selector"))
         if browse:
             return self._browse(subscription_id, destination, selector), None
-        prefetch = _prefetch(headers)
-        key = next(self._keys)
-        session = self.session
-        durable = durable_name(headers, subscription_id, destination)
-        written = None
         try:
-            if durable is not None or destination.startswith("/dsub/"):
-                subscription, written = self.broker.durables.subscribe(
-                    session,
-                    subscription_id,
-                    destination,
-                    session.client_id,
-                    durable or "",
-                    ack_mode,
-                    prefetch,
-                    key,
-                    start=False,
-                    selector=selector,
-                )
-            else:
-                subscription = self.broker.subscribe(
-                    session,
-                    subscription_id,
-                    destination,
-                    ack_mode,
-                    prefetch,
-                    key,
-                    start=False,
-                    owner=session.session_id,
-                    selector=selector,
-                    exclusive=flag(headers.get("activemq.exclusive")),
-                )
+            subscription, written = self._attach(
+                headers, subscription_id, destination, ack_mode, selector
+            )
         except DestinationError as exc:
             raise ClientError(str(exc)) from None
         self._add(subscription)
         return (lambda: self._start(subscription)), written
+
+    def _attach(
+        self,
+        headers: dict[str, str],
+        subscription_id: str,
+        destination: str,
+        ack_mode: str,
+        selector: Selector | None,
+    ) -> tuple[Subscription, Deferred[None] | None]:
+        """The broker's subscription for a SUBSCRIBE (durable or not), not yet started."""
+        prefetch = _prefetch(headers)
+        key = next(self._keys)
+        session = self.session
+        durable = durable_name(headers, subscription_id, destination)
+        if durable is not None or destination.startswith("/dsub/"):
+            return self.broker.durables.subscribe(
+                session,
+                subscription_id,
+                destination,
+                session.client_id,
+                durable or "",
+                ack_mode,
+                prefetch,
+                key,
+                start=False,
+                selector=selector,
+            )
+        subscription = self.broker.subscribe(
+            session,
+            subscription_id,
+            destination,
+            ack_mode,
+            prefetch,
+            key,
+            start=False,
+            owner=session.session_id,
+            selector=selector,
+            exclusive=flag(headers.get("activemq.exclusive")),
+        )
+        return subscription, None
 
     def _new_subscription(self, headers: dict[str, str], version: str) -> tuple[str, str]:
         """The destination and id of a SUBSCRIBE; ClientError if the id is taken or no
