@@ -13,7 +13,7 @@ States of a stored queue::
 * Paging: every new message, persistent or not, goes to the store only (a
   non-persistent one as a *transient* row) and is counted here by priority, so
   that order is kept: within a priority, nothing new overtakes a paged message.
-* Whenever the buffer falls below half the window, the pager loads the next
+* Whenever the buffer falls below half the window, the backlog loads the next
   page: the highest priority with paged messages first, oldest first. One load
   is in flight at a time; messages paged meanwhile are counted and loaded later.
 * A high-priority message paged while lower ones sit in memory waits until the
@@ -193,7 +193,7 @@ class PagedBacklog:
 
     def purge(self, dropped: list[Message]) -> int:
         """Delete the rows of ``dropped`` (the queue's buffer) and every paged row; return
-        how many paged messages went. The pager is spent: the queue makes a new one."""
+        how many paged messages went. The backlog is spent: the queue takes ``renewed()``."""
         for message in dropped:
             self.done(message)
         key = self.queue.store_key
