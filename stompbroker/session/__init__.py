@@ -2,7 +2,7 @@
 
 from ._connect import Accepted, Handshake, Refused
 from ._heartbeat import Heartbeat, negotiate, parse_heartbeat
-from ._ports import Transport, refuse_connection
+from ._ports import SessionObserver, Transport, refuse_connection
 from ._session import ClientError, StompSession
 from ._settings import SessionSettings
 from ._transaction import Transaction, Transactions
@@ -13,6 +13,7 @@ __all__ = [
     "Handshake",
     "Heartbeat",
     "Refused",
+    "SessionObserver",
     "SessionSettings",
     "StompSession",
     "Transaction",

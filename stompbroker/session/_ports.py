@@ -1,4 +1,4 @@
-"""What a session sees of the world outside: the transport it writes to.
+"""What a session sees of the world outside: the transport it writes to, the observer it tells.
 
 And ``refuse_connection``, for a connection turned away before any session is made for it.
 """
@@ -16,6 +16,19 @@ class Transport(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def loseConnection(self) -> None: ...  # noqa: N802 (Twisted's name)
+
+
+class SessionObserver(Protocol):
+    """Who hears that a session let its client in, and that it closed the connection itself.
+
+    The transport's connection registry is one, to log both; a session may have none.
+    """
+
+    def connected(self, user: str | None, version: str) -> None:
+        """CONNECTED was sent: the client is in as ``user`` (None: anonymous)."""
+
+    def closed(self, reason: str) -> None:
+        """The session closed the connection: "ERROR sent: MESSAGE" or "DISCONNECT"."""
 
 
 def refuse_connection(transport: Transport, message: str, detail: str) -> None:

@@ -25,6 +25,9 @@ States::
   the frame beyond a limit is the client's fault.
 * When the connection ends, every subscription is detached (unacknowledged queue
   messages go back to their queue) and open transactions are aborted.
+* The session's observer, if it has one, hears once of CONNECTED and once of the
+  session closing the connection itself ("ERROR sent: MESSAGE", "DISCONNECT"); not
+  of a connection that the transport lost first.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from ._auth import Guard
 from ._connect import Accepted, Handshake, Refused
 from ._errors import ClientError, required
 from ._heartbeat import Heartbeat
-from ._ports import Transport
+from ._ports import SessionObserver, Transport
 from ._settings import SessionSettings
 from ._subscriptions import Subscriptions, flag
 from ._transaction import Transactions
@@ -95,6 +98,8 @@ class StompSession:
         #: The protocol versions this connection may negotiate (a WebSocket
         #: subprotocol may narrow them).
         self.versions: tuple[str, ...] = VERSIONS
+        #: Told of CONNECTED and of the session closing the connection (None: nobody).
+        self.observer: SessionObserver | None = None
         self._parser = FrameParser(self.settings.pre_connect_limits)
         self._parser.stop_after_frame = True
         #: What the connection's user may do; who it is once logged in.
@@ -267,6 +272,8 @@ class StompSession:
             )
             self._heartbeat.start()
         log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)
+        if self.observer is not None:
+            self.observer.connected(accepted.user, version)
 
     def _on_connect_again(self, frame: Frame) -> None:
         raise ClientError(
@@ -397,7 +404,7 @@ class StompSession:
         if self._holds and len(receipts) <= MAX_UNWRITTEN // 2:
             self._hold_reading("store", False)
         if self._disconnecting and not receipts:
-            self._close()
+            self._close("DISCONNECT")
 
     def _receipt_failed(self, failure: Any, entry: list[Any]) -> None:
         log.failure("a durable write failed for {peer}", failure, peer=self.peer)
@@ -419,14 +426,18 @@ class StompSession:
         if self.closed:
             return
         self.transport.write(_wire.error(message, detail, self.escaping, receipt_id, extra))
-        self._close()
+        self._close(f"ERROR sent: {message}")
 
     def _fail_protocol(self, error: ProtocolError) -> None:
         self._fail(error.message, error.detail, error.receipt)
 
-    def _close(self) -> None:
-        """Close the connection; nothing more is delivered to it from now on."""
+    def _close(self, reason: str) -> None:
+        """Close the connection (``reason``: for the observer); nothing more is delivered."""
+        if self.closed:  # the transport was lost first: it knows why
+            return
         self.closed = True
+        if self.observer is not None:
+            self.observer.closed(reason)
         self._release()
         self.transport.loseConnection()
 
@@ -534,7 +545,7 @@ class StompSession:
         self._receipt(frame)
         self._disconnecting = True
         if not self._receipts:
-            self._close()
+            self._close("DISCONNECT")
 
 
 def _persistence(value: str | None) -> bool | None:
