@@ -162,6 +162,21 @@ class RecordingConsumer:
         return out
 
 
+class RecordingObserver:
+    """A ``SessionObserver`` that records what its session tells it, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, ...]] = []
+
+    def connected(self, user: str | None, version: str) -> None:
+        """Record that the session sent CONNECTED."""
+        self.calls.append(("connected", user, version))
+
+    def closed(self, reason: str) -> None:
+        """Record that the session closed the connection, and why."""
+        self.calls.append(("closed", reason))
+
+
 def broker_is_empty(broker: Broker) -> bool:
     """No destination (so no subscription and no message) is left in ``broker``."""
     return not broker.destinations.queues and not broker.destinations.topics

@@ -13,7 +13,7 @@ from twisted.logger import LogLevel, capturedLogs
 
 from stompbroker.codec import Frame, encode_frame
 from stompbroker.core import AccessControl, Broker, DestinationPolicy, PolicyMap, User
-from tests.helpers import QUIET, Client
+from tests.helpers import QUIET, Client, RecordingObserver
 from tests.test_access import cheap_hash, rule
 
 USERS = [
@@ -109,14 +109,29 @@ def test_a_failed_login_is_logged_with_peer_and_login() -> None:
 
 
 def test_a_client_that_leaves_during_the_delay_gets_nothing() -> None:
-    """The delayed ERROR is not written once the connection is gone."""
+    """The delayed ERROR is not written once the connection is gone, nor told to the observer."""
     clock = Clock()
     client = _client(AccessControl(USERS), clock=clock)
+    observer = client.session.observer = RecordingObserver()
     _login(client, "alice", "nope")
     client.lose()
     clock.advance(30)
     assert client.frames() == []
     assert clock.getDelayedCalls() == []
+    assert observer.calls == []
+
+
+def test_a_refused_login_is_told_to_the_observer_when_its_error_is_sent() -> None:
+    """A wrong passcode: nothing is told during the delay, then "ERROR sent: login failed"."""
+    clock = Clock()
+    client = _client(AccessControl(USERS), clock=clock)
+    observer = client.session.observer = RecordingObserver()
+    _login(client, "alice", "nope")
+    clock.advance(0.999)
+    assert observer.calls == []
+    clock.advance(0.001)
+    assert _error(client).headers["message"] == "login failed"
+    assert observer.calls == [("closed", "ERROR sent: login failed")]
 
 
 def test_anonymous_clients_are_let_in_without_users() -> None:
@@ -172,6 +187,7 @@ def test_frames_after_connect_wait_for_the_password_check() -> None:
     run, held = _pending_runner()
     broker = Broker(clock=Clock())
     client = _client(AccessControl(USERS, run=run), broker)
+    observer = client.session.observer = RecordingObserver()
     connect = encode_frame(
         "CONNECT", {"accept-version": "1.2", "host": "h", "login": "alice", "passcode": "a-pass"}
     )
@@ -180,8 +196,10 @@ def test_frames_after_connect_wait_for_the_password_check() -> None:
     client.send_raw(encode_frame("SEND", {"destination": "/queue/q", "receipt": "r"}, b"hi"))
     assert client.written() == b""
     assert client.transport.producerState == "paused"
+    assert observer.calls == []
     ((waiting, function, args),) = held
     waiting.callback(function(*args))
+    assert observer.calls == [("connected", "alice", "1.2")]
     frames = client.frames()
     assert [f.command for f in frames] == ["CONNECTED", "MESSAGE", "RECEIPT"]
     assert frames[1].body == b"hi"
@@ -192,11 +210,13 @@ def test_a_client_that_leaves_during_the_check_gets_nothing() -> None:
     """If the connection ends before the password check returns, nothing is written."""
     run, held = _pending_runner()
     client = _client(AccessControl(USERS, run=run))
+    observer = client.session.observer = RecordingObserver()
     _login(client, "alice", "a-pass")
     client.lose()
     ((waiting, function, args),) = held
     waiting.callback(function(*args))
     assert client.written() == b""
+    assert observer.calls == []
 
 
 def test_a_failing_check_is_an_internal_error() -> None:

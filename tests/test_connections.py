@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -15,8 +17,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from stompbroker.codec import encode_frame
-from stompbroker.core import Broker
-from stompbroker.session import StompSession
+from stompbroker.core import AccessControl, Broker
+from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import (
     ConnectionLimiter,
     Connections,
@@ -24,6 +26,7 @@ from stompbroker.transport import (
     WebSocketFactory,
 )
 from tests.helpers import QUIET
+from tests.test_auth import USERS
 
 CONNECT = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h"})
 DISCONNECT = encode_frame("DISCONNECT", {})
@@ -32,8 +35,11 @@ DISCONNECT = encode_frame("DISCONNECT", {})
 class Listener:
     """A TCP and a WebSocket factory sharing one registry, on a Clock."""
 
-    def __init__(self, limiter: ConnectionLimiter | None = None) -> None:
+    def __init__(
+        self, limiter: ConnectionLimiter | None = None, settings: SessionSettings = QUIET
+    ) -> None:
         self.clock = Clock()
+        self.settings = settings
         self.broker = Broker(clock=self.clock)
         self.connections = Connections(self.clock)
         self.tcp = StompFactory(self._session, limiter, self.connections)
@@ -42,7 +48,9 @@ class Listener:
 
     def _session(self, transport: Any, peer: str) -> StompSession:
         self._ids += 1
-        return StompSession(self.broker, transport, self.clock, f"c{self._ids}", QUIET, peer)
+        return StompSession(
+            self.broker, transport, self.clock, f"c{self._ids}", self.settings, peer
+        )
 
     def accept(self, factory: Any = None) -> tuple[Any, StringTransport]:
         protocol = (factory or self.tcp).buildProtocol(None)
@@ -77,12 +85,93 @@ def test_connect_and_disconnect_are_logged_with_peer_version_duration_and_bytes(
 def test_an_error_frame_is_the_reason_a_connection_ended() -> None:
     """When the broker sent an ERROR, its message is why the connection ended."""
     listener = Listener()
+    send = encode_frame("SEND", {})  # no destination
     with capturedLogs() as events:
-        protocol, _ = listener.accept()
+        protocol, transport = listener.accept()
         protocol.dataReceived(CONNECT)
-        protocol.dataReceived(encode_frame("SEND", {}))  # no destination
+        protocol.dataReceived(send)
+        assert transport.disconnecting
         protocol.connectionLost(Failure(ConnectionDone()))
-    assert "ERROR sent: missing header" in _messages(events)[-1]
+    assert _messages(events) == [
+        "connection c1 from 192.0.2.1:5555 (tcp) connected: STOMP 1.2, user None",
+        "connection c1 from 192.0.2.1:5555 closed after 0.0 s:"
+        " ERROR sent: missing header 'destination';"
+        f" {len(CONNECT) + len(send)} bytes in, {len(transport.value())} bytes out",
+    ]
+
+
+def test_an_escaped_error_message_is_logged_as_the_session_meant_it() -> None:
+    """The logged reason is the ERROR's message itself, not its escaped wire form."""
+    listener = Listener()
+    with capturedLogs() as events:
+        protocol, transport = listener.accept()
+        protocol.dataReceived(CONNECT)
+        (connection,) = listener.connections.open.values()
+        connection.session.close_with_error("broker: stopping", "the broker stops")
+        protocol.connectionLost(Failure(ConnectionDone()))
+    assert b"ERROR\nmessage:broker\\c stopping\n" in transport.value()
+    assert ": ERROR sent: broker: stopping; " in _messages(events)[-1]
+
+
+def test_an_administrators_reason_comes_before_the_sessions() -> None:
+    """Closed by an administrator: that is the reason logged, not the ERROR it caused."""
+    listener = Listener()
+    with capturedLogs() as events:
+        protocol, transport = listener.accept()
+        protocol.dataReceived(CONNECT)
+        assert listener.connections.close("c1")
+        assert b"ERROR\nmessage:closed by an administrator\n" in transport.value()
+        protocol.connectionLost(Failure(ConnectionDone()))
+    assert ": closed by an administrator; " in _messages(events)[-1]
+
+
+def _pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
+    """A runner that holds each password check until the test fires it."""
+    held: list[Any] = []
+
+    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        waiting: Deferred[Any] = Deferred()
+        held.append((waiting, function, args))
+        return waiting
+
+    return run, held
+
+
+def test_connected_is_logged_when_a_threaded_login_lets_the_client_in() -> None:
+    """A password checked in a thread: the CONNECT line comes with CONNECTED, no read later."""
+    run, held = _pending_runner()
+    listener = Listener(settings=replace(QUIET, access=AccessControl(USERS, run=run)))
+    login = encode_frame(
+        "CONNECT", {"accept-version": "1.2", "host": "h", "login": "bob", "passcode": "b-pass"}
+    )
+    with capturedLogs() as events:
+        protocol, transport = listener.accept()
+        protocol.dataReceived(login)
+        assert _messages(events) == []
+        ((waiting, function, args),) = held
+        waiting.callback(function(*args))
+        assert transport.value().startswith(b"CONNECTED\n")
+    assert _messages(events) == [
+        "connection c1 from 192.0.2.1:5555 (tcp) connected: STOMP 1.2, user bob"
+    ]
+
+
+def test_a_client_that_leaves_during_the_login_delay_is_logged_as_leaving() -> None:
+    """The transport ends the connection before the delayed ERROR: its reason is logged."""
+    listener = Listener(settings=replace(QUIET, access=AccessControl(USERS)))
+    wrong = encode_frame(
+        "CONNECT", {"accept-version": "1.2", "host": "h", "login": "bob", "passcode": "nope"}
+    )
+    with capturedLogs() as events:
+        protocol, transport = listener.accept()
+        protocol.dataReceived(wrong)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        listener.clock.advance(60)
+    assert transport.value() == b""
+    assert _messages(events) == [
+        f"connection c1 from 192.0.2.1:5555 closed after 0.0 s: closed by the client;"
+        f" {len(wrong)} bytes in, 0 bytes out"
+    ]
 
 
 def test_a_client_that_leaves_or_is_lost_says_so() -> None:
@@ -150,6 +239,22 @@ def test_websocket_connections_count_stomp_bytes_and_log_a_client_close() -> Non
     lines = _messages(events)
     assert lines[0].endswith("(ws) connected: STOMP 1.2, user None")
     assert "WebSocket Close from the client (code 1001)" in lines[1]
+    assert listener.connections.open == {}
+
+
+def test_a_websocket_session_ended_by_error_logs_the_error_not_the_clients_close() -> None:
+    """Over WebSocket an ERROR closes first; the client's answering Close is not the reason."""
+    listener = Listener()
+    with capturedLogs() as events:
+        protocol, transport, client = _upgrade(listener)
+        protocol.dataReceived(client.send(TextMessage(data=CONNECT.decode())))
+        protocol.dataReceived(client.send(TextMessage(data="SEND\n\n\0")))
+        client.receive_data(transport.value())
+        (close,) = [e for e in client.events() if isinstance(e, CloseConnection)]
+        protocol.dataReceived(client.send(close.response()))
+    lines = _messages(events)
+    assert len(lines) == 2
+    assert ": ERROR sent: missing header 'destination'; " in lines[1]
     assert listener.connections.open == {}
 
 

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from stompbroker.core import Broker
 from stompbroker.session import SessionSettings, negotiate, parse_heartbeat
-from tests.helpers import Client
+from tests.helpers import Client, RecordingObserver
 
 STEP = 0.05
 
@@ -193,6 +193,21 @@ def test_silent_client_times_out(
     assert client.closing
     (error,) = [f for f in client.frames() if f.command == "ERROR"]
     assert error.headers["message"] == "heart-beat timeout"
+
+
+def test_a_heartbeat_timeout_is_the_reason_the_session_gives_its_observer() -> None:
+    """The observer hears of the negotiated version, then "ERROR sent: heart-beat timeout"."""
+    clock = Clock()
+    settings = SessionSettings(heartbeat=(0, 1000))
+    client = Client(Broker(), clock, settings=settings)
+    observer = client.session.observer = RecordingObserver()
+    client.connect("1.1", heart_beat="1000,0")
+    clock.pump([STEP] * round(2.1 / STEP))
+    assert client.closing
+    assert observer.calls == [
+        ("connected", None, "1.1"),
+        ("closed", "ERROR sent: heart-beat timeout"),
+    ]
 
 
 @pytest.mark.parametrize("keepalive", [b"\n", b"\r\n", b"SEND\ndestination:/queue/q\n\nx\0"])

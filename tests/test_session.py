@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 
 from stompbroker.codec import Frame
-from stompbroker.core import Broker
+from stompbroker.core import Broker, Message
 from stompbroker.session import SessionSettings
-from tests.helpers import QUIET, Client, broker_is_empty, connected_clients
+from stompbroker.store import MemoryStore
+from tests.helpers import QUIET, Client, RecordingObserver, broker_is_empty, connected_clients
 
 
 def _error(client: Client) -> Frame:
@@ -892,3 +896,122 @@ def test_quiet_settings_have_no_timers() -> None:
     """Helper sanity: with heart-beats off on our side no timer is scheduled."""
     _, clock, _ = connected_clients(2, settings=QUIET)
     assert clock.getDelayedCalls() == []
+
+
+# -- the observer -------------------------------------------------------------------
+
+
+def _observed(broker: Broker | None = None) -> tuple[Client, RecordingObserver]:
+    """A client not yet connected, whose session has a recording observer."""
+    client = Client(broker or Broker(), Clock())
+    observer = RecordingObserver()
+    client.session.observer = observer
+    return client, observer
+
+
+def test_the_observer_hears_of_connected_once() -> None:
+    """CONNECTED is told once, with the user and version; later frames tell nothing."""
+    client, observer = _observed()
+    assert client.connect("1.1").command == "CONNECTED"
+    client.subscribe("/queue/q")
+    client.publish("/queue/q", b"hi")
+    assert client.bodies() == [b"hi"]
+    assert observer.calls == [("connected", None, "1.1")]
+
+
+def test_an_error_is_the_reason_the_session_gives_its_observer() -> None:
+    """A session ending with ERROR tells its observer once: "ERROR sent: " and the message."""
+    client, observer = _observed()
+    client.connect()
+    client.send("SEND", {})
+    assert _error(client).headers["message"] == "missing header 'destination'"
+    client.lose()
+    assert observer.calls == [
+        ("connected", None, "1.2"),
+        ("closed", "ERROR sent: missing header 'destination'"),
+    ]
+
+
+def test_a_refused_connect_is_told_as_closed_only() -> None:
+    """A CONNECT refused (no common version) is never told as connected; its ERROR is."""
+    client, observer = _observed()
+    assert client.connect("2.0").headers["message"] == "unsupported protocol version"
+    assert observer.calls == [("closed", "ERROR sent: unsupported protocol version")]
+
+
+def test_disconnect_is_the_reason_the_session_gives_its_observer() -> None:
+    """A clean DISCONNECT tells the observer "DISCONNECT", once."""
+    client, observer = _observed()
+    client.connect()
+    client.send("DISCONNECT", {"receipt": "bye"})
+    assert _receipts(client.frames()) == ["bye"]
+    client.lose()
+    assert observer.calls == [("connected", None, "1.2"), ("closed", "DISCONNECT")]
+
+
+def test_the_observer_hears_nothing_when_the_transport_drops_first() -> None:
+    """A connection lost by the transport is not the session's doing: no closed call."""
+    before, told_before = _observed()
+    before.lose()
+    after, told_after = _observed()
+    after.connect()
+    after.lose()
+    assert told_before.calls == []
+    assert told_after.calls == [("connected", None, "1.2")]
+
+
+class _HeldStore(MemoryStore):
+    """A memory store whose writes complete only when the test fires them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[Deferred[None]] = []
+
+    def add(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
+        """Store the row; its Deferred waits in ``writes``."""
+        super().add(store_key, message, sync)
+        written: Deferred[None] = Deferred()
+        self.writes.append(written)
+        return written
+
+
+def _disconnect_waiting_for_the_store() -> tuple[Client, RecordingObserver, _HeldStore]:
+    """A connected client that sent a persistent message, then DISCONNECT, both with receipts."""
+    store = _HeldStore()
+    broker = Broker(store=store)
+    broker.recover(_fired(store.open()))
+    client, observer = _observed(broker)
+    client.connect()
+    client.publish("/queue/q", b"kept", persistent="true", receipt="sent")
+    client.send("DISCONNECT", {"receipt": "bye"})
+    assert client.frames() == [] and not client.closing
+    return client, observer, store
+
+
+def _fired(deferred: Deferred[Any]) -> Any:
+    """What ``deferred`` has already fired with."""
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    (result,) = results
+    return result
+
+
+def test_a_disconnect_waiting_for_the_store_is_told_once_its_receipt_is_sent() -> None:
+    """DISCONNECT after a pending durable write: "DISCONNECT" comes after both receipts."""
+    client, observer, store = _disconnect_waiting_for_the_store()
+    assert observer.calls == [("connected", None, "1.2")]
+    (written,) = store.writes
+    written.callback(None)
+    assert _receipts(client.frames()) == ["sent", "bye"]
+    assert client.closing
+    assert observer.calls == [("connected", None, "1.2"), ("closed", "DISCONNECT")]
+
+
+def test_a_disconnect_lost_before_its_receipt_is_not_told() -> None:
+    """The transport drops while DISCONNECT waits for the store: the late write tells nothing."""
+    client, observer, store = _disconnect_waiting_for_the_store()
+    client.lose()
+    (written,) = store.writes
+    written.callback(None)
+    assert client.frames() == []
+    assert observer.calls == [("connected", None, "1.2")]

@@ -1,200 +1,135 @@
-"""CONNECT: version and heart-beat negotiation, the login, CONNECTED; part of StompSession.
+"""CONNECT as a handshake: the CONNECT frame in, a value out, the h11 way.
 
-``Connecting`` is a mixin of ``StompSession``: it holds the steps from the first frame
-to CONNECTED (or to the ERROR that refuses the client), and the connection timers.
+A ``Handshake`` decides on one CONNECT (or STOMP) frame::
+
+    frame --not CONNECT/STOMP, bad heart-beat header------> ClientError (a bad frame)
+      |
+      +--no version both sides accept---------------------> Refused, version header, at once
+      +--login checked (check_login: maybe in a thread)
+            +--refused------------------------------------> Refused, after the throttle's delay
+            +--let in-------------------------------------> Accepted: version, heart-beats,
+                                                            user, client-id, CONNECTED headers
+
+It writes nothing and holds no timer: the session feeds it the frame and applies the
+value (the parser's limits and version, CONNECTED or the ERROR, heart-beats, the delay).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred, succeed
 
-from stompbroker.codec import Frame, FrameParser
-from stompbroker.core import Clock, DelayedCall
+from stompbroker.codec import VERSIONS, Frame
+from stompbroker.core import Clock
 
-from . import _wire
-from ._auth import Guard, Verdict, check_login
+from ._auth import Verdict, check_login
 from ._errors import ClientError
-from ._heartbeat import Heartbeat, HeartbeatError, negotiate, parse_heartbeat
+from ._heartbeat import HeartbeatError, negotiate, parse_heartbeat
 from ._settings import SessionSettings
 
-log = Logger(namespace="stompbroker.session")
 
+@dataclass(frozen=True)
+class Accepted:
+    """The client is let in: what the session switches to, and the CONNECTED it writes."""
 
-class Connecting:
-    """The CONNECT steps of a session (the attributes below are StompSession's)."""
-
-    settings: SessionSettings
-    clock: Clock
-    transport: Any
-    peer: str
-    session_id: str
-    versions: tuple[str, ...]
-    version: str | None
-    escaping: str
-    connected: bool
-    closed: bool
+    version: str
+    #: (server-to-client, client-to-server) intervals in ms; 0: none that way.
+    heartbeat: tuple[int, int]
+    #: The login it connected with (None: anonymous).
+    user: str | None
     client_id: str
-    guard: Guard
-    _parser: FrameParser
-    _heartbeat: Heartbeat | None
-    _holds: set[str]
-    _logging_in: bool
-    _stash: bytearray
-    _connect_timer: DelayedCall | None
+    #: The CONNECTED frame's headers, in order.
+    headers: tuple[tuple[str, str], ...]
 
-    def _fail(
+
+@dataclass(frozen=True)
+class Refused:
+    """The client is turned away: the ERROR's ``message``, its body, and when to send it."""
+
+    message: str
+    detail: str
+    #: Headers the ERROR carries besides ``message`` (``version`` for no common version).
+    extra: tuple[tuple[str, str], ...] = ()
+    #: Seconds before the ERROR is sent (a wrong password's throttle); 0: at once.
+    delay: float = 0.0
+
+
+class Handshake:
+    """The CONNECT steps of one connection: version, heart-beats, login.
+
+    ``versions`` are those this connection may negotiate (a WebSocket subprotocol
+    may narrow them).
+    """
+
+    def __init__(
         self,
-        message: str,
-        detail: str,
-        receipt_id: str | None,
-        extra: list[tuple[str, str]] | None = None,
+        settings: SessionSettings,
+        clock: Clock,
+        session_id: str,
+        peer: str,
+        versions: tuple[str, ...] = VERSIONS,
     ) -> None:
-        raise NotImplementedError
+        self.settings = settings
+        self.clock = clock
+        self.session_id = session_id
+        self.peer = peer
+        self.versions = versions
 
-    def _hold_reading(self, reason: str, hold: bool) -> None:
-        raise NotImplementedError
+    def receive(self, frame: Frame) -> Deferred[Accepted | Refused]:
+        """Decide on the first frame; fires at once unless a password must be checked.
 
-    def _consume(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def _on_connect(self, frame: Frame) -> None:
+        ClientError when the frame is not a CONNECT one can read (the session answers
+        it as any bad frame); the Deferred fails only on our own fault.
+        """
         if frame.command not in ("CONNECT", "STOMP"):
             raise ClientError("expected CONNECT", f"got {frame.command} before CONNECT")
         headers = frame.headers
-        version = self._choose_version(headers.get("accept-version"))
+        accept = headers.get("accept-version")
+        version = self.choose_version(accept)
+        if version is None:
+            supported = ",".join(self.versions)
+            return succeed(
+                Refused(
+                    "unsupported protocol version",
+                    f"this broker supports STOMP {supported};"
+                    f" the client accepts {(accept or '')[:80]}",
+                    (("version", supported),),
+                )
+            )
         client_beat = (0, 0)  # STOMP 1.0 has no heart-beats: its header means nothing
         if version != "1.0":
             try:
                 client_beat = parse_heartbeat(headers.get("heart-beat", "0,0"))
             except HeartbeatError as exc:
                 raise ClientError("invalid heart-beat header", str(exc)) from None
-        self._stop_connect_timer()
-        self._logging_in = True
         verdict = check_login(self.settings.access, headers, self.peer, self.clock)
-        verdict.addCallback(self._logged_in, version, client_beat)
-        verdict.addErrback(self._login_broke)
-        if self._logging_in and not self.closed:
-            self._hold_reading("login", True)  # the answer comes later: read nothing meanwhile
+        return verdict.addCallback(self._decide, version, client_beat)
 
-    def _logged_in(self, verdict: Verdict, version: str, client_beat: tuple[int, int]) -> None:
-        if self.closed:
-            return
-        if verdict.refusal is not None:
-            if verdict.delay <= 0:
-                self._fail(verdict.refusal, verdict.detail, None)
-            else:  # the timer is cancelled like the CONNECT timer if the client leaves
-                self._connect_timer = self.clock.callLater(
-                    verdict.delay, self._fail, verdict.refusal, verdict.detail, None
-                )
-            return
-        self._logging_in = False
-        self._accept(verdict, version, client_beat)
-        if "login" in self._holds:  # it waited for a thread: go on with what came meanwhile
-            self._hold_reading("login", False)
-            stash, self._stash = bytes(self._stash), bytearray()
-            self._consume(stash)
-
-    def _login_broke(self, failure: Any) -> None:
-        log.failure("checking the login of {peer} failed", failure, peer=self.peer)
-        self._fail("internal error", "the broker failed; the failure is logged", None)
-
-    def _stash_input(self, data: bytes) -> None:
-        """Keep what arrives while CONNECT awaits its answer (reading is paused: little)."""
-        self._stash += data
-        limits = self.settings.limits
-        if len(self._stash) > limits.max_header_bytes + limits.max_body_bytes:
-            self._fail("too much before CONNECTED", "wait for CONNECTED before sending", None)
-
-    def _accept(self, verdict: Verdict, version: str, client_beat: tuple[int, int]) -> None:
-        """Let the client in: CONNECTED, the limits after CONNECT, heart-beats."""
-        outgoing, incoming = negotiate(client_beat, self.settings.heartbeat)
-        self.guard.user = verdict.user
-        self.client_id = verdict.client_id
-        self.version = version
-        self.escaping = version
-        self.connected = True
-        parser = self._parser
-        parser.version = version
-        parser.limits = self.settings.limits
-        parser.stop_after_frame = False
-        offer = self.settings.heartbeat if version != "1.0" else (0, 0)
-        self.transport.write(
-            _wire.encode_frame(
-                "CONNECTED",
-                [
-                    ("version", version),
-                    ("session", self.session_id),
-                    ("server", self.settings.server),
-                    ("heart-beat", f"{offer[0]},{offer[1]}"),
-                ],
-            )
-        )
-        if outgoing or incoming:
-            self._start_heartbeat(outgoing, incoming)
-        log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)
-
-    def _start_heartbeat(self, outgoing: int, incoming: int) -> None:
-        self._heartbeat = Heartbeat(
-            self.clock,
-            outgoing,
-            incoming,
-            self.settings.heartbeat_tolerance,
-            self._send_beat,
-            self._client_silent,
-        )
-        self._heartbeat.start()
-
-    def _choose_version(self, accept: str | None) -> str:
+    def choose_version(self, accept: str | None) -> str | None:
+        """The highest version both sides accept (no ``accept-version``: 1.0); None: none."""
         if accept is None:
             return "1.0"  # and every subprotocol allows 1.0
         offered = {v.strip() for v in accept.split(",")}
         common = [v for v in self.versions if v in offered]
-        if not common:
-            supported = ",".join(self.versions)
-            self._fail(
-                "unsupported protocol version",
-                f"this broker supports STOMP {supported}; the client accepts {accept[:80]}",
-                None,
-                [("version", supported)],
-            )
-            raise _Stop
-        return common[-1]
+        return common[-1] if common else None
 
-    def _no_connect(self) -> None:
-        self._connect_timer = None
-        timeout = self.settings.connect_timeout_ms
-        self._fail(
-            f"no CONNECT within {timeout} ms",
-            f"a connection must send CONNECT or STOMP within {timeout} ms of opening",
-            None,
+    def _decide(
+        self, verdict: Verdict, version: str, client_beat: tuple[int, int]
+    ) -> Accepted | Refused:
+        if verdict.refusal is not None:
+            return Refused(verdict.refusal, verdict.detail, delay=verdict.delay)
+        settings = self.settings
+        offer = settings.heartbeat if version != "1.0" else (0, 0)
+        return Accepted(
+            version,
+            negotiate(client_beat, settings.heartbeat),
+            verdict.user,
+            verdict.client_id,
+            (
+                ("version", version),
+                ("session", self.session_id),
+                ("server", settings.server),
+                ("heart-beat", f"{offer[0]},{offer[1]}"),
+            ),
         )
-
-    def _stop_connect_timer(self) -> None:
-        timer, self._connect_timer = self._connect_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _on_connect_again(self, frame: Frame) -> None:
-        raise ClientError(
-            "already connected", f"{frame.command} after the connection was established"
-        )
-
-    def _send_beat(self) -> None:
-        if not self.closed:
-            self.transport.write(b"\n")
-
-    def _client_silent(self, silent: float) -> None:
-        self._fail(
-            "heart-beat timeout",
-            f"nothing received from the client for {silent * 1000:.0f} ms",
-            None,
-        )
-
-
-class _Stop(ClientError):
-    """Raised after the session already answered with its own ERROR."""
-
-    def __init__(self) -> None:
-        super().__init__("")

@@ -9,10 +9,11 @@ States::
 
 * Before CONNECT only CONNECT or STOMP is accepted, under the parser's smaller
   pre-connect limits, and only for ``connect_timeout_ms``.
-* CONNECT's credentials are checked (``_auth``, ``_connect``), maybe in a thread:
-  until CONNECTED is sent nothing more is read or handled; a refused login gets its
-  ERROR (maybe delayed) and the connection closes. SEND and SUBSCRIBE are checked
-  against the access rules (``Guard``).
+* CONNECT is decided by a ``Handshake`` (``_connect``): version, heart-beats, and
+  the credentials (``_auth``), maybe checked in a thread. Until CONNECTED is sent
+  nothing more is read or handled; a refused CONNECT gets its ERROR (maybe delayed)
+  and the connection closes. SEND and SUBSCRIBE are checked against the access
+  rules (``Guard``).
 * Every frame that carries ``receipt`` gets a RECEIPT, in the order the frames
   came, and only once what the frame did is as durable as it will be (a
   persistent SEND waits for the store).
@@ -24,13 +25,16 @@ States::
   the frame beyond a limit is the client's fault.
 * When the connection ends, every subscription is detached (unacknowledged queue
   messages go back to their queue) and open transactions are aborted.
+* The session's observer, if it has one, hears once of CONNECTED and once of the
+  session closing the connection itself ("ERROR sent: MESSAGE", "DISCONNECT"); not
+  of a connection that the transport lost first.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -49,9 +53,10 @@ from stompbroker.core import (
 
 from . import _wire
 from ._auth import Guard
-from ._connect import Connecting
+from ._connect import Accepted, Handshake, Refused
 from ._errors import ClientError, required
 from ._heartbeat import Heartbeat
+from ._ports import SessionObserver, Transport
 from ._settings import SessionSettings
 from ._subscriptions import Subscriptions, flag
 from ._transaction import Transactions
@@ -66,21 +71,7 @@ FRAME_HEADERS = frozenset({"destination", "receipt", "transaction", "content-len
 MAX_UNWRITTEN = 10_000
 
 
-class Transport(Protocol):
-    """What a session needs of its connection (a Twisted ITransport has it)."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def loseConnection(self) -> None: ...  # noqa: N802 (Twisted's name)
-
-
-def refuse_connection(transport: Transport, message: str, detail: str) -> None:
-    """Turn a connection away before any session is made for it: ERROR, then close."""
-    transport.write(_wire.error(message, detail, "1.0"))
-    transport.loseConnection()
-
-
-class StompSession(Connecting):
+class StompSession:
     """The STOMP state machine for one connection. Single-threaded, reactor-driven."""
 
     def __init__(
@@ -110,6 +101,8 @@ class StompSession(Connecting):
         #: The protocol versions this connection may negotiate (a WebSocket
         #: subprotocol may narrow them).
         self.versions: tuple[str, ...] = VERSIONS
+        #: Told of CONNECTED and of the session closing the connection (None: nobody).
+        self.observer: SessionObserver | None = None
         self._parser = FrameParser(self.settings.pre_connect_limits)
         self._parser.stop_after_frame = True
         #: What the connection's user may do; who it is once logged in.
@@ -224,6 +217,100 @@ class StompSession(Connecting):
         self._transactions.abort_all()
         self.broker.delete_temporaries(self.session_id)
 
+    # -- CONNECT -------------------------------------------------------------
+
+    def _on_connect(self, frame: Frame) -> None:
+        handshake = Handshake(self.settings, self.clock, self.session_id, self.peer, self.versions)
+        answer = handshake.receive(frame)
+        self._stop_connect_timer()
+        self._logging_in = True
+        answer.addCallback(self._answered)
+        answer.addErrback(self._login_broke)
+        if self._logging_in and not self.closed:
+            self._hold_reading("login", True)  # the answer comes later: read nothing meanwhile
+
+    def _answered(self, answer: Accepted | Refused) -> None:
+        if self.closed:
+            return
+        if isinstance(answer, Refused):
+            if answer.delay <= 0:
+                self._refuse(answer)
+            else:  # the timer is cancelled like the CONNECT timer if the client leaves
+                self._connect_timer = self.clock.callLater(answer.delay, self._refuse, answer)
+            return
+        self._logging_in = False
+        self._let_in(answer)
+        if "login" in self._holds:  # it waited for a thread: go on with what came meanwhile
+            self._hold_reading("login", False)
+            stash, self._stash = bytes(self._stash), bytearray()
+            self._consume(stash)
+
+    def _refuse(self, refused: Refused) -> None:
+        self._fail(refused.message, refused.detail, None, list(refused.extra))
+
+    def _login_broke(self, failure: Any) -> None:
+        log.failure("checking the login of {peer} failed", failure, peer=self.peer)
+        self._fail("internal error", "the broker failed; the failure is logged", None)
+
+    def _stash_input(self, data: bytes) -> None:
+        """Keep what arrives while CONNECT awaits its answer (reading is paused: little)."""
+        self._stash += data
+        limits = self.settings.limits
+        if len(self._stash) > limits.max_header_bytes + limits.max_body_bytes:
+            self._fail("too much before CONNECTED", "wait for CONNECTED before sending", None)
+
+    def _let_in(self, accepted: Accepted) -> None:
+        """CONNECTED, the limits after CONNECT, heart-beats."""
+        self.guard.user = accepted.user
+        self.client_id = accepted.client_id
+        self.version = self.escaping = version = accepted.version
+        self.connected = True
+        parser = self._parser
+        parser.version = version
+        parser.limits = self.settings.limits
+        parser.stop_after_frame = False
+        self.transport.write(_wire.encode_frame("CONNECTED", accepted.headers))
+        outgoing, incoming = accepted.heartbeat
+        if outgoing or incoming:
+            tolerance = self.settings.heartbeat_tolerance
+            self._heartbeat = Heartbeat(
+                self.clock, outgoing, incoming, tolerance, self._send_beat, self._client_silent
+            )
+            self._heartbeat.start()
+        log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)
+        if self.observer is not None:
+            self.observer.connected(accepted.user, version)
+
+    def _on_connect_again(self, frame: Frame) -> None:
+        raise ClientError(
+            "already connected", f"{frame.command} after the connection was established"
+        )
+
+    def _no_connect(self) -> None:
+        self._connect_timer = None
+        timeout = self.settings.connect_timeout_ms
+        self._fail(
+            f"no CONNECT within {timeout} ms",
+            f"a connection must send CONNECT or STOMP within {timeout} ms of opening",
+            None,
+        )
+
+    def _stop_connect_timer(self) -> None:
+        timer, self._connect_timer = self._connect_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _send_beat(self) -> None:
+        if not self.closed:
+            self.transport.write(b"\n")
+
+    def _client_silent(self, silent: float) -> None:
+        self._fail(
+            "heart-beat timeout",
+            f"nothing received from the client for {silent * 1000:.0f} ms",
+            None,
+        )
+
     # -- flow control --------------------------------------------------------
 
     def pause_delivery(self) -> None:
@@ -323,7 +410,7 @@ class StompSession(Connecting):
         if self._holds and len(receipts) <= MAX_UNWRITTEN // 2:
             self._hold_reading("store", False)
         if self._disconnecting and not receipts:
-            self._close()
+            self._close("DISCONNECT")
 
     def _receipt_failed(self, failure: Any, entry: list[Any]) -> None:
         log.failure("a durable write failed for {peer}", failure, peer=self.peer)
@@ -345,14 +432,18 @@ class StompSession(Connecting):
         if self.closed:
             return
         self.transport.write(_wire.error(message, detail, self.escaping, receipt_id, extra))
-        self._close()
+        self._close(f"ERROR sent: {message}")
 
     def _fail_protocol(self, error: ProtocolError) -> None:
         self._fail(error.message, error.detail, error.receipt)
 
-    def _close(self) -> None:
-        """Close the connection; nothing more is delivered to it from now on."""
+    def _close(self, reason: str) -> None:
+        """Close the connection (``reason``: for the observer); nothing more is delivered."""
+        if self.closed:  # the transport was lost first: it knows why
+            return
         self.closed = True
+        if self.observer is not None:
+            self.observer.closed(reason)
         self._release()
         self.transport.loseConnection()
 
@@ -461,7 +552,7 @@ class StompSession(Connecting):
         self._receipt(frame)
         self._disconnecting = True
         if not self._receipts:
-            self._close()
+            self._close("DISCONNECT")
 
 
 def _persistence(value: str | None) -> bool | None:

@@ -2,13 +2,14 @@
 line of each connection event.
 
 A connection is registered when its session is made (TCP: when accepted; WebSocket: at the
-upgrade) and leaves when its session is let go. It logs, through ``twisted.logger``, one line
-when its CONNECT succeeds (peer, STOMP version, user) and one when it ends (why, how long it
-lasted, bytes each way). Why it ended is, first that found of:
+upgrade) and leaves when its session is let go; meanwhile it is its session's observer. It
+logs, through ``twisted.logger``, one line when its session sends CONNECTED (peer, STOMP
+version, user) and one when it ends (why, how long it lasted, bytes each way). Why it ended
+is, first that found of:
 
 * a reason the adapter or an administrator set (a WebSocket Close, a message too large, ...);
-* the ERROR frame the broker sent last (its ``message`` header);
-* the session closed itself without an ERROR: the client sent DISCONNECT;
+* the reason the session gave when it closed the connection itself ("ERROR sent: MESSAGE",
+  or "DISCONNECT");
 * the transport's reason: closed by the client, or lost.
 
 Bytes are counted where they cross the adapter: received in ``dataReceived``, sent in the
@@ -24,7 +25,6 @@ from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from stompbroker.codec import SERVER_COMMANDS, FrameParser
 from stompbroker.core import Clock
 from stompbroker.session import StompSession
 
@@ -35,8 +35,6 @@ class Output:
     """What a connection's writer counts (``CountingTransport``, the WebSocket transport)."""
 
     bytes_out = 0
-    #: The last bytes written (to find a closing ERROR frame).
-    last: bytes = b""
 
 
 class CountingTransport(Output):
@@ -48,7 +46,6 @@ class CountingTransport(Output):
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
-        self.last = data
         self._write(data)
 
     def writeSequence(self, data: Any) -> None:  # noqa: N802 (Twisted's name)
@@ -60,7 +57,11 @@ class CountingTransport(Output):
 
 
 class Connection:
-    """One STOMP connection: its session, where from, since when, bytes each way."""
+    """One STOMP connection: its session, where from, since when, bytes each way.
+
+    It observes its session (a ``session.SessionObserver``): it logs CONNECTED, and keeps
+    why the session closed the connection.
+    """
 
     def __init__(
         self, session: StompSession, peer: str, transport: str, output: Output, opened: float
@@ -73,10 +74,10 @@ class Connection:
         self.output = output
         self.opened = opened
         self.bytes_in = 0
-        #: Set once the CONNECT was logged.
-        self.announced = False
         #: Why it ends, when the adapter or an administrator knows better than the socket.
         self.reason: str | None = None
+        #: Why the session closed the connection itself (None: it did not).
+        self.closed_by_session: str | None = None
 
     @property
     def id(self) -> str:
@@ -93,29 +94,30 @@ class Connection:
         """The login the client connected with; None: anonymous (or not connected yet)."""
         return self.session.user
 
+    def connected(self, user: str | None, version: str) -> None:
+        """The session sent CONNECTED: log it."""
+        log.info(
+            "connection {id} from {peer} ({transport}) connected: STOMP {version}, user {user}",
+            id=self.id,
+            peer=self.peer,
+            transport=self.transport,
+            version=version,
+            user=user,
+        )
+
+    def closed(self, reason: str) -> None:
+        """The session closed the connection, for ``reason``: keep it for the last line."""
+        self.closed_by_session = reason
+
     def why_ended(self, failure: Failure | None) -> str:
         """Why the connection ended (see the module's docstring for the order)."""
         if self.reason is not None:
             return self.reason
-        error = _error_message(self.output.last)
-        if error is not None:
-            return f"ERROR sent: {error}"
-        if self.session.closed:
-            return "DISCONNECT"
+        if self.closed_by_session is not None:
+            return self.closed_by_session
         if failure is None or failure.check(ConnectionDone):
             return "closed by the client"
         return f"connection lost: {failure.getErrorMessage().rstrip('.')}"
-
-
-def _error_message(last: bytes) -> str | None:
-    """The ``message`` header of ``last`` if it is an ERROR frame."""
-    if not last.startswith(b"ERROR"):
-        return None
-    parser = FrameParser(commands=SERVER_COMMANDS, version="1.2" if b"\\c" in last else "1.0")
-    frames = parser.feed(last)
-    if not frames:
-        return "(unreadable ERROR frame)"
-    return frames[0].headers.get("message", "")
 
 
 class Connections:
@@ -132,23 +134,14 @@ class Connections:
     def add(self, session: StompSession, peer: str, transport: str, output: Output) -> Connection:
         """Register the connection of a new session."""
         connection = Connection(session, peer, transport, output, self.clock.seconds())
+        session.observer = connection
         self.open[session.session_id] = connection
         self.opened += 1
         return connection
 
     def received(self, connection: Connection, count: int) -> None:
-        """``count`` bytes were handed to the session; log the CONNECT once it succeeded."""
+        """``count`` bytes were handed to the session."""
         connection.bytes_in += count
-        if not connection.announced and connection.session.connected:
-            connection.announced = True
-            log.info(
-                "connection {id} from {peer} ({transport}) connected: STOMP {version}, user {user}",
-                id=connection.id,
-                peer=connection.peer,
-                transport=connection.transport,
-                version=connection.session.version,
-                user=connection.user,
-            )
 
     def ended(self, connection: Connection, failure: Failure | None = None) -> None:
         """The connection's session is let go (call before telling the session)."""

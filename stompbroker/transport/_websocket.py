@@ -100,7 +100,6 @@ class _MessageTransport(Output):
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
-        self.last = data
         self._protocol.send_message(data)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:  # noqa: N802 (Twisted's name)
@@ -387,7 +386,11 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         ws = self._ws
         assert ws is not None
         connection = self.connection
-        if self.session is not None and connection is not None and not connection.session.closed:
+        if (
+            self.session is not None
+            and connection is not None
+            and connection.closed_by_session is None  # else the client answers our close
+        ):
             self._ended_because(f"WebSocket Close from the client (code {event.code})")
         self._detach()
         if ws.state is ConnectionState.REMOTE_CLOSING:
