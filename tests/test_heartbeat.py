@@ -199,7 +199,7 @@ def test_a_heartbeat_timeout_is_the_reason_the_session_gives_its_observer() -> N
     """The observer hears of the negotiated version, then "ERROR sent: heart-beat timeout"."""
     clock = Clock()
     settings = SessionSettings(heartbeat=(0, 1000))
-    client = Client(Broker(), clock, settings=settings)
+    client = Client(Broker(clock=clock), clock, settings=settings)
     observer = client.session.observer = RecordingObserver()
     client.connect("1.1", heart_beat="1000,0")
     clock.pump([STEP] * round(2.1 / STEP))

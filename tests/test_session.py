@@ -903,7 +903,8 @@ def test_quiet_settings_have_no_timers() -> None:
 
 def _observed(broker: Broker | None = None) -> tuple[Client, RecordingObserver]:
     """A client not yet connected, whose session has a recording observer."""
-    client = Client(broker or Broker(), Clock())
+    broker = broker or Broker(clock=Clock())
+    client = Client(broker, broker.clock)  # type: ignore[arg-type]
     observer = RecordingObserver()
     client.session.observer = observer
     return client, observer
@@ -978,7 +979,7 @@ class _HeldStore(MemoryStore):
 def _disconnect_waiting_for_the_store() -> tuple[Client, RecordingObserver, _HeldStore]:
     """A connected client that sent a persistent message, then DISCONNECT, both with receipts."""
     store = _HeldStore()
-    broker = Broker(store=store)
+    broker = Broker(clock=Clock(), store=store)
     broker.recover(_fired(store.open()))
     client, observer = _observed(broker)
     client.connect()
