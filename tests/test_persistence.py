@@ -368,9 +368,9 @@ def test_producer_outrunning_the_disk_is_not_read_until_it_catches_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A connection with too many messages not yet written stops being read, then resumes."""
-    from stompbroker.session import _session
+    from stompbroker.session import _receipts
 
-    monkeypatch.setattr(_session, "MAX_UNWRITTEN", 10)
+    monkeypatch.setattr(_receipts, "MAX_UNWRITTEN", 10)
     node = Node(_sqlite(tmp_path))
     client = Client(node.broker, node.clock)
     client.connect()

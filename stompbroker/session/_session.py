@@ -32,7 +32,6 @@ States::
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +56,7 @@ from ._connect import Accepted, Handshake, Refused
 from ._errors import ClientError, required
 from ._heartbeat import Heartbeat
 from ._ports import SessionObserver, Transport
+from ._receipts import Receipts
 from ._settings import SessionSettings
 from ._subscriptions import Subscriptions, flag
 from ._transaction import Transactions
@@ -65,10 +65,6 @@ log = Logger(namespace="stompbroker.session")
 
 #: The SEND frame's headers that are about the frame, not the message: left out of it.
 FRAME_HEADERS = frozenset({"destination", "receipt", "transaction", "content-length"})
-
-#: Messages of one connection accepted but not yet written by the store: beyond this
-#: many, the connection is not read until half of them are written.
-MAX_UNWRITTEN = 10_000
 
 
 class StompSession:
@@ -119,7 +115,12 @@ class StompSession:
             self.settings.max_transactions,
             self.settings.max_frames_per_transaction,
         )
-        self._receipts: deque[list[Any]] = deque()
+        self._receipts = Receipts(
+            self._write_receipt,
+            lambda held: self._hold_reading("store", held),
+            self._receipt_failed,
+            self._receipts_drained,
+        )
         #: Why we do not read from the client now: "store" (it lags), "room" (a full queue).
         self._holds: set[str] = set()
         self._disconnecting = False
@@ -363,22 +364,6 @@ class StompSession:
         """Answer ``frame``'s receipt, after ``waiting`` and after earlier receipts."""
         self._receipt_for(frame.headers.get("receipt"), waiting)
 
-    def _receipt_for(self, receipt_id: str | None, waiting: Deferred[Any] | None = None) -> None:
-        """Send RECEIPT ``receipt_id`` (if any) after ``waiting`` and after earlier receipts."""
-        if waiting is None:
-            if not self._receipts:
-                if receipt_id is not None:
-                    self._write_receipt(receipt_id)
-                return
-            if receipt_id is None:
-                return
-        entry: list[Any] = [receipt_id, waiting is None]
-        self._receipts.append(entry)
-        if waiting is not None:
-            waiting.addCallbacks(self._receipt_ready, self._receipt_failed, (entry,), {}, (entry,))
-            if len(self._receipts) >= MAX_UNWRITTEN:
-                self._hold_reading("store", True)
-
     def _hold_reading(self, reason: str, hold: bool) -> None:
         """Stop (or resume) reading from a producer: the store has yet to write many of its
         messages, or it sent to a full queue under ``on_full: block``.
@@ -400,26 +385,21 @@ class StompSession:
         if producer is not None and not self.closed:
             producer()
 
-    def _receipt_ready(self, _: object, entry: list[Any]) -> None:
-        entry[1] = True
-        receipts = self._receipts
-        while receipts and receipts[0][1]:
-            receipt_id = receipts.popleft()[0]
-            if receipt_id is not None:
-                self._write_receipt(receipt_id)
-        if self._holds and len(receipts) <= MAX_UNWRITTEN // 2:
-            self._hold_reading("store", False)
-        if self._disconnecting and not receipts:
-            self._close("DISCONNECT")
+    def _receipt_for(self, receipt_id: str | None, waiting: Deferred[Any] | None = None) -> None:
+        """Send RECEIPT ``receipt_id`` (if any) after ``waiting`` and after earlier receipts."""
+        self._receipts.answer(receipt_id, waiting)
 
-    def _receipt_failed(self, failure: Any, entry: list[Any]) -> None:
+    def _receipt_failed(self, failure: Any, receipt_id: str | None) -> None:
         log.failure("a durable write failed for {peer}", failure, peer=self.peer)
-        self._receipts.clear()
         self._fail(
             "message not stored",
             "the broker could not store the message; it was not accepted",
-            entry[0],
+            receipt_id,
         )
+
+    def _receipts_drained(self) -> None:
+        if self._disconnecting:
+            self._close("DISCONNECT")
 
     def _fail(
         self,
