@@ -8,7 +8,10 @@ broker, a ``Clock`` and several connected clients sharing them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -194,3 +197,16 @@ def doc_default(section: str, key: str) -> str | None:
     there is no row for it."""
     row = re.search(rf"^\| `{re.escape(key)}` \| (.+?) \|", section, re.MULTILINE)
     return None if row is None else row.group(1).strip()
+
+
+def pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
+    """A password-check runner that holds each check until the test fires it:
+    ``held`` gets (deferred, function, args) per check."""
+    held: list[Any] = []
+
+    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        waiting: Deferred[Any] = Deferred()
+        held.append((waiting, function, args))
+        return waiting
+
+    return run, held

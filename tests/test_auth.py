@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 
 from stompbroker.codec import Frame, encode_frame
 from stompbroker.core import AccessControl, Broker, DestinationPolicy, PolicyMap, User
-from tests.helpers import QUIET, Client, RecordingObserver
+from tests.helpers import QUIET, Client, RecordingObserver, pending_runner
 from tests.test_access import cheap_hash, rule
 
 USERS = [
@@ -170,21 +168,9 @@ def test_no_users_and_no_anonymous_refuses_everyone() -> None:
     assert _error(client).headers["message"] == "login failed"
 
 
-def _pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
-    """A runner that holds each check until the test fires it: [(deferred, function, args)]."""
-    held: list[Any] = []
-
-    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        waiting: Deferred[Any] = Deferred()
-        held.append((waiting, function, args))
-        return waiting
-
-    return run, held
-
-
 def test_frames_after_connect_wait_for_the_password_check() -> None:
     """During the password check nothing is read or answered; then CONNECTED, then the rest."""
-    run, held = _pending_runner()
+    run, held = pending_runner()
     broker = Broker(clock=Clock())
     client = _client(AccessControl(USERS, run=run), broker)
     observer = client.session.observer = RecordingObserver()
@@ -208,7 +194,7 @@ def test_frames_after_connect_wait_for_the_password_check() -> None:
 
 def test_a_client_that_leaves_during_the_check_gets_nothing() -> None:
     """If the connection ends before the password check returns, nothing is written."""
-    run, held = _pending_runner()
+    run, held = pending_runner()
     client = _client(AccessControl(USERS, run=run))
     observer = client.session.observer = RecordingObserver()
     _login(client, "alice", "a-pass")
@@ -221,7 +207,7 @@ def test_a_client_that_leaves_during_the_check_gets_nothing() -> None:
 
 def test_a_failing_check_is_an_internal_error() -> None:
     """A check that raises is logged; the client sees only 'internal error'."""
-    run, held = _pending_runner()
+    run, held = pending_runner()
     client = _client(AccessControl(USERS, run=run))
     _login(client, "alice", "a-pass")
     with capturedLogs() as events:

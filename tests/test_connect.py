@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from stompbroker.codec import Frame
 from stompbroker.core import AccessControl
 from stompbroker.session import Accepted, ClientError, Handshake, Refused, SessionSettings
+from tests.helpers import pending_runner
 from tests.test_auth import USERS
 
 PEER = "192.0.2.7:5000"
@@ -127,21 +126,9 @@ def test_a_refused_version_checks_no_password() -> None:
     assert access.throttle.failures == {}
 
 
-def _pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
-    """A runner that holds each check until the test fires it: [(deferred, function, args)]."""
-    held: list[Any] = []
-
-    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        waiting: Deferred[Any] = Deferred()
-        held.append((waiting, function, args))
-        return waiting
-
-    return run, held
-
-
 def test_the_answer_waits_for_a_password_check_in_a_thread() -> None:
     """A password checked off the reactor thread: the value comes when the check returns."""
-    run, held = _pending_runner()
+    run, held = pending_runner()
     handshake = _handshake(SessionSettings(access=AccessControl(USERS, run=run)))
     frame = Frame("CONNECT", {"accept-version": "1.2", "login": "bob", "passcode": "b-pass"})
     answers: list[Any] = []

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -25,7 +24,7 @@ from stompbroker.transport import (
     StompFactory,
     WebSocketFactory,
 )
-from tests.helpers import QUIET
+from tests.helpers import QUIET, pending_runner
 from tests.test_auth import USERS
 
 CONNECT = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h"})
@@ -125,21 +124,9 @@ def test_an_administrators_reason_comes_before_the_sessions() -> None:
     assert ": closed by an administrator; " in _messages(events)[-1]
 
 
-def _pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
-    """A runner that holds each password check until the test fires it."""
-    held: list[Any] = []
-
-    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        waiting: Deferred[Any] = Deferred()
-        held.append((waiting, function, args))
-        return waiting
-
-    return run, held
-
-
 def test_connected_is_logged_when_a_threaded_login_lets_the_client_in() -> None:
     """A password checked in a thread: the CONNECT line comes with CONNECTED, no read later."""
-    run, held = _pending_runner()
+    run, held = pending_runner()
     listener = Listener(settings=replace(QUIET, access=AccessControl(USERS, run=run)))
     login = encode_frame(
         "CONNECT", {"accept-version": "1.2", "host": "h", "login": "bob", "passcode": "b-pass"}

@@ -67,7 +67,7 @@ def test_wildcard_subscribers_and_attached_durables_count_as_listeners() -> None
     subscription = broker.subscribe(RecordingConsumer(), "1", "/topic/stompbroker.*")
     assert publisher.listened()
     broker.unsubscribe(subscription)
-    broker.subscribe_durable(RecordingConsumer(), "2", "/topic/stompbroker.>", "c", "stats")
+    broker.durables.subscribe(RecordingConsumer(), "2", "/topic/stompbroker.>", "c", "stats")
     assert publisher.listened()
 
 

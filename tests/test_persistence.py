@@ -154,7 +154,7 @@ def test_delivered_but_unacknowledged_messages_come_back_redelivered(node: Node)
 def test_durable_subscription_and_its_backlog_survive(node: Node) -> None:
     """A durable subscription comes back with the persistent messages it kept."""
     consumer = RecordingConsumer()
-    subscription = node.broker.subscribe_durable(consumer, "s", "/topic/news", "c1", "keep")
+    subscription = node.broker.durables.subscribe(consumer, "s", "/topic/news", "c1", "keep")[0]
     node.broker.unsubscribe(subscription)
     node.send("/topic/news", b"one", persistent="true")
     node.send("/topic/news", b"lost", persistent="false")
@@ -162,7 +162,7 @@ def test_durable_subscription_and_its_backlog_survive(node: Node) -> None:
     node.restart()
     assert node.broker.durables.get("c1", "keep") is not None
     again = RecordingConsumer()
-    node.broker.subscribe_durable(again, "s", "/topic/news", "c1", "keep")
+    node.broker.durables.subscribe(again, "s", "/topic/news", "c1", "keep")
     node.settle()
     assert again.bodies() == [b"one", b"two"]
 

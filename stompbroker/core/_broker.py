@@ -32,7 +32,7 @@ from ._durables import DurableSubscriptions
 from ._message import Message
 from ._names import DestinationError, check_subscribe_name, parse_destination
 from ._paging import PagedBacklog
-from ._policy import DestinationPolicy, PolicyMap
+from ._policy import PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._routing import Router, Sent
@@ -86,6 +86,8 @@ class Broker:
         self.dead_letters = DeadLetters(
             self.destinations.queue, self.router.next_seq, self.counters
         )
+        #: What destinations call to dead-letter a message (``Hooks.dead_letter``).
+        self.dead_letter = self.dead_letters.dead_letter
 
     @property
     def policies(self) -> PolicyMap:
@@ -118,16 +120,6 @@ class Broker:
     def now_ms(self) -> float:
         """The time, in epoch milliseconds."""
         return self.clock.seconds() * 1000.0
-
-    def dead_letter(
-        self,
-        message: Message,
-        reason: str,
-        policy: DestinationPolicy,
-        source: Destination | None = None,
-    ) -> None:
-        """Move ``message`` to its dead-letter queue, or drop it (``_dead_letters``)."""
-        self.dead_letters.dead_letter(message, reason, policy, source)
 
     def forget_if_unused(self, destination: Destination) -> None:
         """Drop ``destination`` from the registry if it holds nothing (``_registry``)."""
@@ -272,35 +264,6 @@ class Broker:
         return [m for m in view if selector.matches(selector_view(m))]
 
     # -- durable subscriptions (``_durables``) ---------------------------------------
-
-    def subscribe_durable(
-        self,
-        consumer: Consumer,
-        subscription_id: str,
-        destination: str,
-        client_id: str,
-        subscription_name: str,
-        ack_mode: str = "auto",
-        prefetch: int | None = None,
-        key: int = 0,
-        start: bool = True,
-        selector: Selector | None = None,
-    ) -> Subscription:
-        """Attach to (creating if needed) a durable subscription; see
-        ``DurableSubscriptions.subscribe``, which also gives the definition's write."""
-        subscription, _ = self.durables.subscribe(
-            consumer,
-            subscription_id,
-            destination,
-            client_id,
-            subscription_name,
-            ack_mode,
-            prefetch,
-            key,
-            start,
-            selector,
-        )
-        return subscription
 
     def declare_durable(
         self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None

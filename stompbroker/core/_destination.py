@@ -12,6 +12,7 @@ of the broker (``Hooks``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from ._clock import Clock, DelayedCall
@@ -31,15 +32,9 @@ class Hooks(Protocol):
     def now_ms(self) -> float:
         """The time, in epoch milliseconds."""
 
-    def dead_letter(
-        self,
-        message: Message,
-        reason: str,
-        policy: DestinationPolicy,
-        source: Destination | None = None,
-    ) -> None:
-        """Move ``message`` (from ``source``, which let go of its row) to its dead-letter
-        queue (or drop it, counted)."""
+    #: Move a message (from a destination, which let go of its row) to its dead-letter queue,
+    #: or drop it, counted (``_dead_letters.DeadLetters.dead_letter``).
+    dead_letter: Callable[[Message, str, DestinationPolicy, Destination | None], None]
 
     def forget_if_unused(self, destination: Destination) -> None:
         """Drop ``destination`` from the registry if it holds nothing any more."""

@@ -153,7 +153,7 @@ class Router:
         kind, name, _, policy, target = route
         written = room = None
         if self._expired(message):
-            self._hooks.dead_letter(message, "expired", policy)
+            self._hooks.dead_letter(message, "expired", policy, None)
         elif kind == "queue":
             queue = self._destinations.queue(name)
             queue.senders.add(owner)
