@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "stompbroker"
-ROOMS = ("codec", "core", "session", "store", "transport", "config")
+ROOMS = ("codec", "core", "session", "store", "transport", "config", "testing")
 
 # room -> (allowed third-party module prefixes, forbidden project rooms)
 RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -31,6 +31,11 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("store", "config", "service", "tap"),
     ),
     "config": (("yaml",), ("codec", "core", "session", "store", "transport", "service", "tap")),
+    # In-memory clients for users' tests: sessions on Twisted's test transport and Clock.
+    "testing": (
+        ("twisted.internet.testing", "twisted.internet.task"),
+        ("store", "transport", "config", "service", "tap"),
+    ),
 }
 
 

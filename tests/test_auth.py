@@ -13,7 +13,7 @@ from twisted.logger import LogLevel, capturedLogs
 
 from stompbroker.codec import Frame, encode_frame
 from stompbroker.core import AccessControl, Broker, DestinationPolicy, PolicyMap, User
-from tests.helpers import QUIET, Client
+from stompbroker.testing import QUIET, Client
 from tests.test_access import cheap_hash, rule
 
 USERS = [
@@ -29,7 +29,9 @@ def _client(
     session_id: str = "s1",
 ) -> Client:
     settings = replace(QUIET, access=access)
-    return Client(broker or Broker(), clock or Clock(), session_id, settings)
+    if broker is None:
+        broker = Broker(clock=clock or Clock())
+    return Client(broker, clock, session_id, settings)
 
 
 def _login(client: Client, login: str | None, passcode: str = "", **headers: str) -> list[Frame]:
@@ -170,7 +172,7 @@ def _pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
 def test_frames_after_connect_wait_for_the_password_check() -> None:
     """During the password check nothing is read or answered; then CONNECTED, then the rest."""
     run, held = _pending_runner()
-    broker = Broker()
+    broker = Broker(clock=Clock())
     client = _client(AccessControl(USERS, run=run), broker)
     connect = encode_frame(
         "CONNECT", {"accept-version": "1.2", "host": "h", "login": "alice", "passcode": "a-pass"}
@@ -255,7 +257,7 @@ def _policies(*declared: str) -> PolicyMap:
 
 def test_send_needs_write() -> None:
     """A SEND the rules allow is accepted; one they do not gets ERROR naming the destination."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     alice = _logged_in(AccessControl(USERS, RULES), "alice", "a-pass", broker=broker)
     alice.publish("/queue/orders.eu", b"ok", receipt="r1")
     assert [f.command for f in alice.frames()] == ["RECEIPT"]
@@ -271,7 +273,7 @@ def test_send_needs_write() -> None:
 def test_subscribe_needs_read() -> None:
     """SUBSCRIBE needs read: bob may read orders, alice may not."""
     access = AccessControl(USERS, RULES)
-    broker = Broker(policies=_policies("/queue/orders.>"))
+    broker = Broker(clock=Clock(), policies=_policies("/queue/orders.>"))
     bob = _logged_in(access, "bob", "b-pass", broker=broker)
     bob.subscribe("/queue/orders.eu", receipt="r")
     assert [f.command for f in bob.frames()] == ["RECEIPT"]
@@ -283,7 +285,7 @@ def test_subscribe_needs_read() -> None:
 def test_create_is_needed_for_undeclared_destinations_only() -> None:
     """Using a destination no policy declares needs create; a declared one does not."""
     access = AccessControl(USERS, [rule("*", "/queue/>", "read")])
-    broker = Broker(policies=_policies("/queue/declared"))
+    broker = Broker(clock=Clock(), policies=_policies("/queue/declared"))
     client = _logged_in(access, "bob", "b-pass", broker=broker)
     client.subscribe("/queue/declared", receipt="r")
     assert [f.command for f in client.frames()] == ["RECEIPT"]
@@ -325,7 +327,7 @@ def test_anonymous_clients_get_the_everyone_rules() -> None:
 
 def test_a_transactions_sends_are_checked_when_staged() -> None:
     """A denied SEND in a transaction gets its ERROR when staged; nothing is delivered."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     alice = _logged_in(AccessControl(USERS, RULES), "alice", "a-pass", broker=broker)
     alice.send("BEGIN", {"transaction": "t"})
     alice.publish("/queue/orders.eu", b"staged", transaction="t", receipt="r1")
@@ -337,7 +339,7 @@ def test_a_transactions_sends_are_checked_when_staged() -> None:
 
 def test_a_committed_transaction_of_allowed_sends_is_delivered() -> None:
     """BEGIN, allowed SENDs, COMMIT: the messages arrive as without rules."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     alice = _logged_in(AccessControl(USERS, RULES), "alice", "a-pass", broker=broker)
     alice.send("BEGIN", {"transaction": "t"})
     alice.publish("/queue/orders.eu", b"1", transaction="t")
@@ -358,7 +360,7 @@ def test_temporary_destinations_are_outside_the_rules() -> None:
 
 def test_durable_subscriptions_need_read_on_their_topic() -> None:
     """A durable SUBSCRIBE needs read on the topic; attaching by /dsub/ checks the same topic."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     access = AccessControl(USERS, RULES)
     bob = _logged_in(access, "bob", "b-pass", broker=broker)
     bob.subscribe("/topic/prices.eu", "s1", durable="true", receipt="r")

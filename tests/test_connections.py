@@ -17,13 +17,13 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 from stompbroker.codec import encode_frame
 from stompbroker.core import Broker
 from stompbroker.session import StompSession
+from stompbroker.testing import QUIET
 from stompbroker.transport import (
     ConnectionLimiter,
     Connections,
     StompFactory,
     WebSocketFactory,
 )
-from tests.helpers import QUIET
 
 CONNECT = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h"})
 DISCONNECT = encode_frame("DISCONNECT", {})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from twisted.internet.task import Clock
 
 from stompbroker.core import Broker, DestinationError, Subscription, parse_destination
-from tests.helpers import RecordingConsumer, broker_is_empty
+from stompbroker.testing import RecordingConsumer
+from tests.helpers import broker_is_empty
 
 
 def _send(broker: Broker, destination: str, *bodies: bytes, **headers: str) -> None:
@@ -25,7 +27,7 @@ def _subscribe(
 
 def test_queue_round_robin_among_subscribers() -> None:
     """A queue hands consecutive messages to its subscribers in turn."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumers = [_subscribe(broker, "/queue/q", sub_id=str(i))[0] for i in range(3)]
     _send(broker, "/queue/q", *[b"%d" % i for i in range(7)])
     assert consumers[0].bodies() == [b"0", b"3", b"6"]
@@ -35,7 +37,7 @@ def test_queue_round_robin_among_subscribers() -> None:
 
 def test_queue_message_goes_to_exactly_one_subscriber() -> None:
     """Each queue message is delivered once, to one subscriber only."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumers = [_subscribe(broker, "/queue/q", sub_id=str(i))[0] for i in range(2)]
     _send(broker, "/queue/q", *[b"%d" % i for i in range(10)])
     received = sorted(consumers[0].bodies() + consumers[1].bodies(), key=int)
@@ -44,7 +46,7 @@ def test_queue_message_goes_to_exactly_one_subscriber() -> None:
 
 def test_queue_is_fifo() -> None:
     """One subscriber receives queue messages in the order they were sent."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, _ = _subscribe(broker, "/queue/q")
     _send(broker, "/queue/q", b"a", b"b", b"c")
     assert consumer.bodies() == [b"a", b"b", b"c"]
@@ -52,7 +54,7 @@ def test_queue_is_fifo() -> None:
 
 def test_queue_messages_wait_for_a_consumer() -> None:
     """Messages sent to a queue with no subscriber are kept and delivered, in order, later."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     _send(broker, "/queue/q", b"1", b"2")
     assert broker.queue_depth("q") == 2
     consumer, _ = _subscribe(broker, "/queue/q")
@@ -62,7 +64,7 @@ def test_queue_messages_wait_for_a_consumer() -> None:
 
 def test_message_carries_producer_headers_but_not_broker_owned_ones() -> None:
     """The broker keeps the producer's headers and drops receipt, transaction and the like."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, _ = _subscribe(broker, "/queue/q")
     broker.send(
         "/queue/q",
@@ -78,7 +80,7 @@ def test_message_carries_producer_headers_but_not_broker_owned_ones() -> None:
 
 def test_message_ids_are_unique() -> None:
     """Every message the broker accepts gets its own id."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, _ = _subscribe(broker, "/queue/q")
     _send(broker, "/queue/q", *[b"x"] * 5)
     ids = [m.message_id for m in consumer.take()]
@@ -90,7 +92,7 @@ def test_message_ids_are_unique() -> None:
 
 def test_topic_every_subscriber_gets_a_copy() -> None:
     """Every current topic subscriber receives every message published."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumers = [_subscribe(broker, "/topic/t", sub_id=str(i))[0] for i in range(3)]
     _send(broker, "/topic/t", b"1", b"2")
     for consumer in consumers:
@@ -99,7 +101,7 @@ def test_topic_every_subscriber_gets_a_copy() -> None:
 
 def test_topic_late_subscriber_gets_nothing_earlier() -> None:
     """A topic subscriber receives only what is published after it subscribed."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     early, _ = _subscribe(broker, "/topic/t", sub_id="early")
     _send(broker, "/topic/t", b"before")
     late, _ = _subscribe(broker, "/topic/t", sub_id="late")
@@ -110,7 +112,7 @@ def test_topic_late_subscriber_gets_nothing_earlier() -> None:
 
 def test_topic_without_subscribers_keeps_nothing() -> None:
     """Publishing to a topic nobody listens to leaves no destination behind."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     _send(broker, "/topic/t", b"lost")
     assert broker_is_empty(broker)
     consumer, _ = _subscribe(broker, "/topic/t")
@@ -123,7 +125,7 @@ def test_topic_without_subscribers_keeps_nothing() -> None:
 @pytest.mark.parametrize("ack", ["client", "client-individual"])
 def test_prefetch_bounds_unacked(ack: str) -> None:
     """A client-ack queue subscription never holds more than ``prefetch`` unacked messages."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", ack, prefetch=2)
     _send(broker, "/queue/q", b"1", b"2", b"3", b"4")
     assert consumer.bodies() == [b"1", b"2"]
@@ -136,7 +138,7 @@ def test_prefetch_bounds_unacked(ack: str) -> None:
 
 def test_prefetch_bounds_unacked_on_a_topic() -> None:
     """A client-ack topic subscription keeps extra copies pending until it acks."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/topic/t", "client-individual", prefetch=1)
     _send(broker, "/topic/t", b"1", b"2", b"3")
     assert consumer.bodies() == [b"1"]
@@ -146,7 +148,7 @@ def test_prefetch_bounds_unacked_on_a_topic() -> None:
 
 def test_prefetch_full_subscriber_skipped_in_round_robin() -> None:
     """A subscriber at its prefetch limit is passed over; another ready one gets the message."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     full, _ = _subscribe(broker, "/queue/q", "client", prefetch=1, sub_id="full")
     other, _ = _subscribe(broker, "/queue/q", sub_id="other")
     _send(broker, "/queue/q", b"1", b"2", b"3")
@@ -156,7 +158,7 @@ def test_prefetch_full_subscriber_skipped_in_round_robin() -> None:
 
 def test_client_ack_is_cumulative() -> None:
     """In ``client`` mode an ACK settles that message and every one delivered before it."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", "client")
     _send(broker, "/queue/q", b"1", b"2", b"3")
     messages = consumer.take()
@@ -166,7 +168,7 @@ def test_client_ack_is_cumulative() -> None:
 
 def test_client_individual_ack_settles_one() -> None:
     """In ``client-individual`` mode an ACK settles that message alone."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", "client-individual")
     _send(broker, "/queue/q", b"1", b"2", b"3")
     messages = consumer.take()
@@ -176,7 +178,7 @@ def test_client_individual_ack_settles_one() -> None:
 
 def test_ack_of_unknown_or_settled_message_is_refused() -> None:
     """ACK/NACK of a message not awaiting acknowledgement returns False and changes nothing."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", "client-individual")
     _send(broker, "/queue/q", b"1")
     (message,) = consumer.take()
@@ -189,7 +191,7 @@ def test_ack_of_unknown_or_settled_message_is_refused() -> None:
 
 def test_auto_ack_subscription_keeps_nothing_unacked() -> None:
     """An ``auto`` subscription considers a message done once delivered."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q")
     _send(broker, "/queue/q", b"1")
     (message,) = consumer.take()
@@ -199,7 +201,7 @@ def test_auto_ack_subscription_keeps_nothing_unacked() -> None:
 
 def test_unknown_ack_mode_is_rejected() -> None:
     """A subscription with an ack mode outside auto/client/client-individual is refused."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     with pytest.raises(ValueError):
         broker.subscribe(RecordingConsumer(), "s", "/queue/q", "sometimes")
 
@@ -209,7 +211,7 @@ def test_unknown_ack_mode_is_rejected() -> None:
 
 def test_nack_redelivers_in_original_order() -> None:
     """A cumulative NACK gives messages back; they come again in order, marked redelivered."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", "client")
     _send(broker, "/queue/q", b"1", b"2", b"3")
     messages = consumer.take()
@@ -222,7 +224,7 @@ def test_nack_redelivers_in_original_order() -> None:
 
 def test_nack_redelivered_before_newer_messages() -> None:
     """A NACKed message returns to its place, ahead of messages sent after it."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", "client-individual", prefetch=1)
     _send(broker, "/queue/q", b"1", b"2", b"3")
     (first,) = consumer.take()
@@ -236,7 +238,7 @@ def test_nack_redelivered_before_newer_messages() -> None:
 
 def test_nack_on_topic_redelivers_a_copy() -> None:
     """A topic NACK redelivers that subscriber's copy only, with a higher delivery count."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/topic/t", "client-individual", sub_id="a")
     other, _ = _subscribe(broker, "/topic/t", sub_id="b")
     _send(broker, "/topic/t", b"1")
@@ -250,7 +252,7 @@ def test_nack_on_topic_redelivers_a_copy() -> None:
 
 def test_nack_redelivery_may_go_to_another_subscriber() -> None:
     """A NACKed queue message can be redelivered to a different subscriber."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     first, sub = _subscribe(broker, "/queue/q", "client-individual", sub_id="a")
     _send(broker, "/queue/q", b"1")
     (message,) = first.take()
@@ -267,7 +269,7 @@ def test_nack_redelivery_may_go_to_another_subscriber() -> None:
 
 def test_unsubscribe_returns_unacked_in_order() -> None:
     """Detaching a client-ack subscription puts its unacked messages back in order."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q", "client-individual", prefetch=2)
     _send(broker, "/queue/q", b"1", b"2", b"3", b"4")
     consumer.take()
@@ -281,7 +283,7 @@ def test_unsubscribe_returns_unacked_in_order() -> None:
 
 def test_unsubscribe_hands_unacked_to_remaining_subscriber() -> None:
     """Messages a departing subscriber held go to the subscribers that remain."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     leaving, sub = _subscribe(broker, "/queue/q", "client", sub_id="a")
     _send(broker, "/queue/q", b"1", b"2")
     assert leaving.bodies() == [b"1", b"2"]
@@ -292,7 +294,7 @@ def test_unsubscribe_hands_unacked_to_remaining_subscriber() -> None:
 
 def test_unsubscribed_consumer_gets_nothing_more() -> None:
     """After unsubscribe, a consumer receives nothing from the destination."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/queue/q")
     broker.unsubscribe(sub)
     broker.unsubscribe(sub)  # twice is harmless
@@ -307,7 +309,7 @@ def test_unsubscribed_consumer_gets_nothing_more() -> None:
 @pytest.mark.parametrize("destination", ["/queue/q", "/topic/t"])
 def test_paused_subscription_receives_nothing_until_resumed(destination: str) -> None:
     """A paused subscription gets nothing; on resume it gets what waited, in order."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, destination)
     broker.pause(sub)
     _send(broker, destination, b"1", b"2")
@@ -318,7 +320,7 @@ def test_paused_subscription_receives_nothing_until_resumed(destination: str) ->
 
 def test_paused_queue_subscriber_is_skipped() -> None:
     """While one queue subscriber is paused, the others receive everything."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     paused, sub = _subscribe(broker, "/queue/q", sub_id="a")
     other, _ = _subscribe(broker, "/queue/q", sub_id="b")
     broker.pause(sub)
@@ -329,7 +331,7 @@ def test_paused_queue_subscriber_is_skipped() -> None:
 
 def test_topic_order_kept_across_pause() -> None:
     """Topic messages published while paused come before later ones after resume."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, "/topic/t")
     broker.pause(sub)
     _send(broker, "/topic/t", b"1")
@@ -345,7 +347,7 @@ def test_topic_order_kept_across_pause() -> None:
 @pytest.mark.parametrize("ack", ["auto", "client", "client-individual"])
 def test_unused_destination_is_forgotten(destination: str, ack: str) -> None:
     """A destination with no subscription and no message left is removed from the broker."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, sub = _subscribe(broker, destination, ack)
     _send(broker, destination, b"1")
     for message in consumer.take():
@@ -356,7 +358,7 @@ def test_unused_destination_is_forgotten(destination: str, ack: str) -> None:
 
 def test_queue_with_messages_is_kept() -> None:
     """A queue still holding messages survives its last subscriber."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     _, sub = _subscribe(broker, "/queue/q", "client")
     _send(broker, "/queue/q", b"1")
     broker.unsubscribe(sub)
@@ -369,7 +371,7 @@ def test_queue_with_messages_is_kept() -> None:
 
 def test_topic_forgotten_only_after_last_subscriber() -> None:
     """A topic stays while any subscriber remains and is forgotten after the last."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     _, a = _subscribe(broker, "/topic/t", sub_id="a")
     _, b = _subscribe(broker, "/topic/t", sub_id="b")
     broker.unsubscribe(a)
@@ -397,7 +399,7 @@ def test_parse_destination(destination: str, expected: tuple[str, str]) -> None:
 @pytest.mark.parametrize("destination", ["/exchange/x", "queue/x", "/queue/", "", "/topicx"])
 def test_unsupported_destination_raises(destination: str) -> None:
     """SEND or SUBSCRIBE to an unsupported or nameless destination raises DestinationError."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     with pytest.raises(DestinationError):
         broker.send(destination, {}, b"x")
     with pytest.raises(DestinationError):
@@ -409,12 +411,12 @@ def test_unsupported_destination_raises(destination: str) -> None:
 def test_id_prefix_needing_escapes_is_refused(prefix: str) -> None:
     """A message id prefix that would need header escaping is refused up front."""
     with pytest.raises(ValueError):
-        Broker(id_prefix=prefix)
+        Broker(id_prefix=prefix, clock=Clock())
 
 
 def test_message_ids_need_no_escaping() -> None:
     """Message ids hold no colon, backslash, CR or LF."""
-    broker = Broker()
+    broker = Broker(clock=Clock())
     consumer, _ = _subscribe(broker, "/queue/q")
     _send(broker, "/queue/q", b"x")
     (message,) = consumer.take()

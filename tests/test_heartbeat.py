@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from stompbroker.core import Broker
 from stompbroker.session import SessionSettings, negotiate, parse_heartbeat
-from tests.helpers import Client
+from stompbroker.testing import Client
 
 STEP = 0.05
 
@@ -21,7 +21,7 @@ def _client(
     """A client connected with ``heart-beat:heart_beat`` to a broker offering ``offer``."""
     clock = Clock()
     settings = SessionSettings(heartbeat=offer, heartbeat_tolerance=tolerance)
-    client = Client(Broker(), clock, settings=settings)
+    client = Client(Broker(clock=clock), clock, settings=settings)
     headers = {} if heart_beat is None else {"heart_beat": heart_beat}
     answer = client.connect(version, **headers)
     assert answer.command == "CONNECTED"
@@ -87,7 +87,7 @@ def test_parse_heartbeat_rejects(value: str) -> None:
 def test_invalid_heartbeat_header_gets_error(value: str) -> None:
     """CONNECT with a malformed heart-beat header gets ERROR and no timers are left."""
     clock = Clock()
-    client = Client(Broker(), clock, settings=SessionSettings(heartbeat=(1000, 1000)))
+    client = Client(Broker(clock=clock), clock, settings=SessionSettings(heartbeat=(1000, 1000)))
     answer = client.connect("1.2", heart_beat=value)
     assert answer.command == "ERROR"
     assert "heart-beat" in answer.headers["message"]

@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 
 from stompbroker.codec import Frame
 from stompbroker.core import Broker, DestinationPolicy, PolicyMap
-from tests.helpers import Client, connected_clients
+from stompbroker.testing import Client, connected_clients
 
 #: A realistic "now" (seconds since the epoch) for the tests that use absolute expiry.
 NOW = 1_700_000_000.0

@@ -31,6 +31,7 @@ from stompbroker.config import MAX_HEADER_BLOCK_BYTES, ConfigError, LimitsSectio
 from stompbroker.core import Broker
 from stompbroker.service import frame_limits, session_settings, with_limits
 from stompbroker.session import SessionSettings, StompSession
+from stompbroker.testing import QUIET, Client, connected_clients
 from stompbroker.transport import (
     ConnectionLimiter,
     StompFactory,
@@ -38,7 +39,7 @@ from stompbroker.transport import (
     WebSocketFactory,
     max_message_bytes,
 )
-from tests.helpers import QUIET, Client, connected_clients, doc_default, doc_section
+from tests.helpers import doc_default, doc_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,8 +183,8 @@ class Listener:
     """A TCP and a WebSocket factory sharing one limiter, with real sessions behind them."""
 
     def __init__(self, limiter: ConnectionLimiter) -> None:
-        self.broker = Broker()
         self.clock = Clock()
+        self.broker = Broker(clock=self.clock)
         self.limiter = limiter
         self.sessions: list[StompSession] = []
         self.tcp = StompFactory(self._session, limiter)
@@ -314,7 +315,7 @@ def test_closing_connection_lets_go_of_its_producer_when_resumed() -> None:
 
 def test_factories_without_a_limiter_do_not_count() -> None:
     """A factory built without a limiter admits every connection."""
-    factory = StompFactory(lambda t, p: Client(Broker(), Clock()).session)
+    factory = StompFactory(lambda t, p: Client(Broker(clock=Clock())).session)
     for _ in range(3):
         protocol = factory.buildProtocol(None)
         transport = StringTransport()
@@ -328,7 +329,7 @@ def test_factories_without_a_limiter_do_not_count() -> None:
 def test_no_connect_within_the_timeout_gets_error_and_close() -> None:
     """A connection silent for connect_timeout_ms gets ERROR "no CONNECT within N ms"."""
     clock = Clock()
-    client = Client(Broker(), clock, settings=_limited(connect_timeout_ms=3000))
+    client = Client(Broker(clock=clock), clock, settings=_limited(connect_timeout_ms=3000))
     clock.advance(2.999)
     assert client.frames() == []
     assert not client.closing
@@ -340,7 +341,7 @@ def test_no_connect_within_the_timeout_gets_error_and_close() -> None:
 def test_a_trickled_connect_still_times_out() -> None:
     """Sending CONNECT a byte at a time does not extend the time allowed for it."""
     clock = Clock()
-    client = Client(Broker(), clock, settings=_limited(connect_timeout_ms=1000))
+    client = Client(Broker(clock=clock), clock, settings=_limited(connect_timeout_ms=1000))
     for octet in b"CONNECT\naccept-version:1.2\nhost:":
         client.send_raw(bytes([octet]))
         clock.advance(0.05)
@@ -350,7 +351,7 @@ def test_a_trickled_connect_still_times_out() -> None:
 def test_connect_in_time_cancels_the_timeout() -> None:
     """After CONNECT no timeout is pending and the connection stays open past it."""
     clock = Clock()
-    client = Client(Broker(), clock, settings=_limited(connect_timeout_ms=1000))
+    client = Client(Broker(clock=clock), clock, settings=_limited(connect_timeout_ms=1000))
     assert client.connect().command == "CONNECTED"
     assert clock.getDelayedCalls() == []
     clock.advance(5)
@@ -360,7 +361,7 @@ def test_connect_in_time_cancels_the_timeout() -> None:
 def test_connection_lost_before_connect_cancels_the_timeout() -> None:
     """A connection that ends before CONNECT leaves no timer behind."""
     clock = Clock()
-    client = Client(Broker(), clock)
+    client = Client(Broker(clock=clock), clock)
     assert len(clock.getDelayedCalls()) == 1
     client.lose()
     assert clock.getDelayedCalls() == []
@@ -459,7 +460,7 @@ def _endless(first: bytes, filler: bytes, size: int = 1024) -> Any:
 @pytest.mark.parametrize("connected", [False, True])
 def test_endless_header_line_ends_at_the_line_limit(connected: bool) -> None:
     """A header line that never ends gets ERROR "header line too long"; the buffer stays bounded."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()))
     if connected:
         client.connect()
     limits = DEFAULT_LIMITS if connected else PRE_CONNECT_LIMITS
@@ -473,7 +474,7 @@ def test_endless_header_line_ends_at_the_line_limit(connected: bool) -> None:
 @pytest.mark.parametrize("connected", [False, True])
 def test_body_without_nul_ends_at_the_body_limit(connected: bool) -> None:
     """A body whose NUL never comes gets ERROR "frame body too large" at the limit."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()))
     if connected:
         client.connect()
     limits = DEFAULT_LIMITS if connected else PRE_CONNECT_LIMITS

@@ -16,6 +16,7 @@ from stompbroker.core import BOUNDS, SAMPLE_EVERY, Broker, DestinationPolicy, Po
 from stompbroker.core._inspect import tick
 from stompbroker.session import StompSession
 from stompbroker.store import MemoryStore
+from stompbroker.testing import QUIET, RecordingConsumer
 from stompbroker.transport import (
     Connections,
     HttpRequest,
@@ -24,7 +25,6 @@ from stompbroker.transport import (
     ManagementApi,
     StompFactory,
 )
-from tests.helpers import QUIET, RecordingConsumer
 
 
 class Setup:

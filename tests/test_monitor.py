@@ -28,8 +28,8 @@ from stompbroker.core import (
 from stompbroker.logs import FILE_VARIABLE, JsonLogObserver, json_observer, record
 from stompbroker.monitor import ApiAuthorizer, basic_credentials, is_loopback_endpoint, rss_bytes
 from stompbroker.service import BrokerService
+from stompbroker.testing import RecordingConsumer
 from stompbroker.transport import HttpRequest
-from tests.helpers import RecordingConsumer
 
 # -- the statistics topic -------------------------------------------------------------------
 

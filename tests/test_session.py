@@ -9,7 +9,8 @@ from twisted.logger import LogLevel, capturedLogs
 from stompbroker.codec import Frame
 from stompbroker.core import Broker
 from stompbroker.session import SessionSettings
-from tests.helpers import QUIET, Client, broker_is_empty, connected_clients
+from stompbroker.testing import QUIET, Client, connected_clients
+from tests.helpers import broker_is_empty
 
 
 def _error(client: Client) -> Frame:
@@ -55,7 +56,7 @@ def _raw_header_lines(data: bytes, command: bytes) -> list[list[bytes]]:
 )
 def test_version_negotiation_picks_highest_common(accept: str | None, expected: str) -> None:
     """CONNECTED names the highest version both sides accept; no accept-version means 1.0."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()))
     answer = client.connect(accept)
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == expected
@@ -66,7 +67,7 @@ def test_version_negotiation_picks_highest_common(accept: str | None, expected: 
 @pytest.mark.parametrize("accept", ["2.0", "0.9,1.3", "banana"])
 def test_no_common_version_gets_error_listing_ours(accept: str) -> None:
     """With no common version the broker answers ERROR with version:1.0,1.1,1.2 and closes."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()))
     answer = client.connect(accept)
     assert answer.command == "ERROR"
     assert answer.headers["version"] == "1.0,1.1,1.2"
@@ -79,7 +80,8 @@ def test_no_common_version_gets_error_listing_ours(accept: str) -> None:
 def test_connected_carries_version_session_server_heartbeat(version: str) -> None:
     """CONNECTED has version, session (our id), server and the heart-beat we offer."""
     settings = SessionSettings(server="stompbroker/9", heartbeat=(4000, 5000))
-    client = Client(Broker(), Clock(), "sess-42", settings)
+    clock = Clock()
+    client = Client(Broker(clock=clock), clock, "sess-42", settings)
     answer = client.connect(version)
     assert answer.headers["version"] == version
     assert answer.headers["session"] == "sess-42"
@@ -90,7 +92,7 @@ def test_connected_carries_version_session_server_heartbeat(version: str) -> Non
 
 def test_connected_for_10_offers_no_heartbeat() -> None:
     """A 1.0 client is offered no heart-beats (heart-beat:0,0)."""
-    client = Client(Broker(), Clock(), settings=SessionSettings())
+    client = Client(Broker(clock=Clock()), settings=SessionSettings())
     answer = client.connect("1.0", heart_beat="1000,1000")
     assert answer.headers["version"] == "1.0"
     assert answer.headers.get("heart-beat", "0,0") == "0,0"
@@ -98,7 +100,7 @@ def test_connected_for_10_offers_no_heartbeat() -> None:
 
 def test_10_client_heartbeat_header_is_ignored() -> None:
     """A 1.0 client's heart-beat header means nothing in 1.0, so even a malformed one is ignored."""
-    client = Client(Broker(), Clock())
+    client = Client(Broker(clock=Clock()))
     answer = client.connect(None, heart_beat="whenever")
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == "1.0"
@@ -107,8 +109,9 @@ def test_10_client_heartbeat_header_is_ignored() -> None:
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
 def test_stomp_command_works_like_connect(version: str) -> None:
     """STOMP instead of CONNECT opens the session the same way."""
-    broker = Broker()
-    client = Client(broker, Clock())
+    clock = Clock()
+    broker = Broker(clock=clock)
+    client = Client(broker, clock)
     answer = client.connect(version, command="STOMP")
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == version
@@ -127,8 +130,9 @@ def test_stomp_command_works_like_connect(version: str) -> None:
 )
 def test_frame_before_connect_is_an_error(frame: bytes) -> None:
     """Any frame but CONNECT/STOMP first gets ERROR and the connection closes."""
-    broker = Broker()
-    client = Client(broker, Clock())
+    clock = Clock()
+    broker = Broker(clock=clock)
+    client = Client(broker, clock)
     client.send_raw(frame)
     error = _error(client)
     assert "CONNECT" in error.headers["message"]
@@ -849,8 +853,9 @@ def test_malformed_frame_receipt_id() -> None:
 
 def test_connect_with_frames_in_same_read() -> None:
     """CONNECT followed by more frames in one read: all are handled under the new version."""
-    broker = Broker()
-    client = Client(broker, Clock())
+    clock = Clock()
+    broker = Broker(clock=clock)
+    client = Client(broker, clock)
     client.send_raw(
         b"CONNECT\naccept-version:1.2\nhost:h\n\n\0"
         b"SUBSCRIBE\ndestination:/queue/q\nid:a\\cb\n\n\0"

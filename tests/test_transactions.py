@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stompbroker.codec import Frame
-from tests.helpers import Client, broker_is_empty, connected_clients
+from stompbroker.testing import Client, connected_clients
+from tests.helpers import broker_is_empty
 
 
 def _receipts(frames: list[Frame]) -> list[str]:

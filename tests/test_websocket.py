@@ -83,7 +83,7 @@ class Peer:
         http_handler: Any = None,
     ) -> None:
         self.clock = Clock()
-        self.broker = Broker()
+        self.broker = Broker(clock=self.clock)
         self.sessions: list[Any] = []
         extra = {} if http_handler is None else {"http_handler": http_handler}
         factory = WebSocketFactory(
