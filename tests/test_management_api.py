@@ -287,7 +287,7 @@ def test_close_connection_sends_an_error_and_closes() -> None:
     _, transport = setup.connect()
     (connection_id,) = setup.connections.open
     assert setup.json("POST", f"/api/connections/{connection_id}/close") == {"closed": True}
-    assert b"ERROR\nmessage:closed by an administrator" in transport.value()
+    assert b"ERROR\nmessage:closed by an administrator\n" in transport.value()
     assert transport.disconnecting
     assert setup.json("POST", "/api/connections/nobody/close", 404)["error"]
 

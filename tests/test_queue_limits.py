@@ -14,6 +14,12 @@ from stompbroker.core import (
 )
 from stompbroker.testing import Client, RecordingConsumer
 
+#: The ERROR message for a SEND to the full reject queue /queue/q.a of max_messages 1.
+FULL = (
+    "destination /queue/q.a is full (max_messages 1, max_bytes unlimited); "
+    "the message was not accepted"
+)
+
 
 def _broker(clock: Clock | None = None, **policy: object) -> Broker:
     entries = {"/queue/q.>": DestinationPolicy(**policy)}  # type: ignore[arg-type]
@@ -43,9 +49,10 @@ def test_reject_reaches_the_client_as_an_error_not_a_receipt() -> None:
     client.publish("/queue/q.a", b"1", receipt="r1")
     client.publish("/queue/q.a", b"2", receipt="r2")
     receipt, error = client.frames()
-    assert receipt.command == "RECEIPT"
-    assert error.command == "ERROR" and "/queue/q.a is full" in error.headers["message"]
+    assert receipt.headers["receipt-id"] == "r1"
+    assert (error.command, error.headers["message"]) == ("ERROR", FULL)
     assert error.headers.get("receipt-id") == "r2"
+    assert client.closing
 
 
 def test_max_bytes_counts_bodies() -> None:
@@ -123,8 +130,7 @@ def test_commit_into_a_full_reject_queue_fails_as_a_whole() -> None:
     client.publish("/queue/q.a", b"y", transaction="t")
     broker.send("/queue/q.a", {}, b"fills it")
     client.send("COMMIT", {"transaction": "t", "receipt": "c"})
-    (error,) = client.frames()
-    assert error.command == "ERROR" and "/queue/q.a is full" in error.headers["message"]
+    client.error(FULL)
     assert broker.queue_depth("other") == 0
 
 
@@ -188,6 +194,4 @@ def test_slow_consumer_gets_an_error_frame_and_is_closed() -> None:
     slow.session.pause_delivery()
     for i in range(3):
         broker.send("/topic/t", {}, b"%d" % i)
-    (error,) = slow.frames()
-    assert error.command == "ERROR" and error.headers["message"] == "slow consumer"
-    assert slow.transport.disconnecting
+    slow.error("slow consumer")

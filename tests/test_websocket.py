@@ -296,6 +296,7 @@ def test_stomp_version_beyond_the_subprotocol_is_refused() -> None:
     peer.send(TextMessage(data=peer.stomp("CONNECT", accept_version="1.2").decode()))
     (error,) = peer.frames()
     assert (error.command, error.headers["version"]) == ("ERROR", "1.0")
+    assert error.headers["message"] == "unsupported protocol version"
 
 
 def test_no_extension_is_accepted() -> None:
@@ -762,7 +763,8 @@ def test_error_frame_then_close() -> None:
     peer.send(TextMessage(data=peer.stomp("SEND", destination="/queue/a").decode()))
     events = peer.events()
     assert [type(e) for e in events] == [TextMessage, CloseConnection]
-    assert peer.frames(events[:1])[0].command == "ERROR"
+    (error,) = peer.frames(events[:1])
+    assert (error.command, error.headers["message"]) == ("ERROR", "expected CONNECT")
 
 
 def test_invalid_utf8_in_text_closes_with_1007() -> None:
