@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogEvent, LogLevel, capturedLogs, formatEvent
 
 from stompbroker.codec import Frame, encode_frame
 from stompbroker.core import AccessControl, Broker, DestinationPolicy, PolicyMap, User
@@ -193,15 +193,16 @@ def test_a_client_that_leaves_during_the_check_gets_nothing() -> None:
     assert client.written() == b""
 
 
-def test_a_failing_check_is_an_internal_error() -> None:
+def test_a_failing_check_is_an_internal_error(logged_failures: list[LogEvent]) -> None:
     """A check that raises is logged; the client sees only 'internal error'."""
     run, held = _pending_runner()
     client = _client(AccessControl(USERS, run=run))
     _login(client, "alice", "a-pass")
-    with capturedLogs() as events:
-        held[0][0].errback(RuntimeError("boom"))
+    held[0][0].errback(RuntimeError("boom"))
     client.error("internal error")
-    assert any(e.get("log_failure") is not None for e in events)
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "checking the login of test:s1 failed"
+    assert failure["log_failure"].check(RuntimeError)
 
 
 @pytest.mark.parametrize(

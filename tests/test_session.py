@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogEvent, LogLevel
 
 from stompbroker.codec import Frame
 from stompbroker.core import Broker
@@ -874,7 +874,9 @@ def test_connect_with_frames_in_same_read() -> None:
 # -- our own failures ---------------------------------------------------------------
 
 
-def test_internal_error_is_logged_and_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_error_is_logged_and_hidden(
+    monkeypatch: pytest.MonkeyPatch, logged_failures: list[LogEvent]
+) -> None:
     """A broker exception gives ERROR "internal error" with no traceback; the failure is logged."""
     broker, _, (client, other) = connected_clients(2)
 
@@ -882,17 +884,15 @@ def test_internal_error_is_logged_and_hidden(monkeypatch: pytest.MonkeyPatch) ->
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(broker, "send", explode)
-    with capturedLogs() as events:
-        client.send("SEND", {"destination": "/queue/q"}, b"x")
+    client.send("SEND", {"destination": "/queue/q"}, b"x")
     error = client.error("internal error")
     text = error.body.decode() + repr(error.headers)
     assert "Traceback" not in text
     assert "secret" not in text
     assert "RuntimeError" not in text
-    failures = [e for e in events if "log_failure" in e]
-    assert len(failures) == 1
-    assert failures[0]["log_level"] == LogLevel.critical
-    assert failures[0]["log_failure"].check(RuntimeError)
+    (failure,) = logged_failures
+    assert failure["log_level"] == LogLevel.critical
+    assert failure["log_failure"].check(RuntimeError)
     assert not other.closing
 
 
