@@ -44,8 +44,7 @@ def test_quiet():
 
 
 def test_logged_failures_fail_the_test_unless_taken(pytester: pytest.Pytester) -> None:
-    """A logged failure errors the test at teardown naming it; taking ``logged_failures``
-    handles it, and taking it when nothing fails is an error too."""
+    """A logged failure errors its test unless taken; taking none that comes errors too."""
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_probe=TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
