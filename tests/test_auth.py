@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogEvent, LogLevel, capturedLogs, formatEvent
 
 from stompbroker.codec import Frame, encode_frame
 from stompbroker.core import AccessControl, Broker, DestinationPolicy, PolicyMap, User
-from tests.helpers import QUIET, Client, RecordingObserver, pending_runner
+from stompbroker.testing import QUIET, Client
+from tests.helpers import RecordingObserver, pending_runner
 from tests.test_access import cheap_hash, rule
 
 USERS = [
@@ -27,7 +28,9 @@ def _client(
     session_id: str = "s1",
 ) -> Client:
     settings = replace(QUIET, access=access)
-    return Client(broker or Broker(clock=Clock()), clock or Clock(), session_id, settings)
+    if broker is None:
+        broker = Broker(clock=clock or Clock())
+    return Client(broker, clock, session_id, settings)
 
 
 def _login(client: Client, login: str | None, passcode: str = "", **headers: str) -> list[Frame]:
@@ -44,13 +47,6 @@ def _logged_in(access: AccessControl, login: str, passcode: str, **kwargs: Any) 
     (answer,) = _login(client, login, passcode)
     assert answer.command == "CONNECTED", answer
     return client
-
-
-def _error(client: Client) -> Frame:
-    frames = client.frames()
-    assert [f.command for f in frames][-1:] == ["ERROR"], frames
-    assert client.closing
-    return frames[-1]
 
 
 # -- CONNECT -----------------------------------------------------------------------------
@@ -76,10 +72,9 @@ def test_wrong_login_and_wrong_passcode_get_the_same_delayed_error() -> None:
         clock.advance(0.999)
         assert client.frames() == [] and not client.closing
         clock.advance(0.001)
-        error = _error(client)
+        error = client.error("login failed")
         answers.append((error.command, error.headers, error.body))
     assert answers[0] == answers[1]
-    assert answers[0][1]["message"] == "login failed"
 
 
 def test_repeated_failures_from_one_address_wait_longer() -> None:
@@ -92,7 +87,7 @@ def test_repeated_failures_from_one_address_wait_longer() -> None:
         clock.advance(expected - 0.01)
         assert not client.closing
         clock.advance(0.01)
-        assert _error(client).headers["message"] == "login failed"
+        client.error("login failed")
 
 
 def test_a_failed_login_is_logged_with_peer_and_login() -> None:
@@ -128,7 +123,7 @@ def test_a_refused_login_is_told_to_the_observer_when_its_error_is_sent() -> Non
     clock.advance(0.999)
     assert observer.calls == []
     clock.advance(0.001)
-    assert _error(client).headers["message"] == "login failed"
+    client.error("login failed")
     assert observer.calls == [("closed", "ERROR sent: login failed")]
 
 
@@ -165,7 +160,7 @@ def test_no_users_and_no_anonymous_refuses_everyone() -> None:
     client = _client(access, clock=clock)
     _login(client, "alice", "a-pass")
     clock.advance(1)
-    assert _error(client).headers["message"] == "login failed"
+    client.error("login failed")
 
 
 def test_frames_after_connect_wait_for_the_password_check() -> None:
@@ -205,15 +200,16 @@ def test_a_client_that_leaves_during_the_check_gets_nothing() -> None:
     assert observer.calls == []
 
 
-def test_a_failing_check_is_an_internal_error() -> None:
+def test_a_failing_check_is_an_internal_error(logged_failures: list[LogEvent]) -> None:
     """A check that raises is logged; the client sees only 'internal error'."""
     run, held = pending_runner()
     client = _client(AccessControl(USERS, run=run))
     _login(client, "alice", "a-pass")
-    with capturedLogs() as events:
-        held[0][0].errback(RuntimeError("boom"))
-    assert _error(client).headers["message"] == "internal error"
-    assert any(e.get("log_failure") is not None for e in events)
+    held[0][0].errback(RuntimeError("boom"))
+    client.error("internal error")
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "checking the login of test:s1 failed"
+    assert failure["log_failure"].check(RuntimeError)
 
 
 @pytest.mark.parametrize(
@@ -267,8 +263,7 @@ def test_send_needs_write() -> None:
     assert [f.command for f in alice.frames()] == ["RECEIPT"]
     assert broker.queue_depth("orders.eu") == 1
     alice.publish("/queue/payroll", b"no", receipt="r2")
-    error = _error(alice)
-    assert error.headers["message"] == "access denied to /queue/payroll"
+    error = alice.error("access denied to /queue/payroll")
     assert error.headers["receipt-id"] == "r2"
     assert "user 'alice' has no write permission" in error.body.decode()
     assert broker.queue_depth("payroll") == 0
@@ -283,7 +278,7 @@ def test_subscribe_needs_read() -> None:
     assert [f.command for f in bob.frames()] == ["RECEIPT"]
     alice = _logged_in(access, "alice", "a-pass", broker=broker)
     alice.subscribe("/queue/orders.eu")
-    assert _error(alice).headers["message"] == "access denied to /queue/orders.eu"
+    alice.error("access denied to /queue/orders.eu")
 
 
 def test_create_is_needed_for_undeclared_destinations_only() -> None:
@@ -294,8 +289,7 @@ def test_create_is_needed_for_undeclared_destinations_only() -> None:
     client.subscribe("/queue/declared", receipt="r")
     assert [f.command for f in client.frames()] == ["RECEIPT"]
     client.subscribe("/queue/other", "2")
-    error = _error(client)
-    assert error.headers["message"] == "access denied to /queue/other"
+    error = client.error("access denied to /queue/other")
     assert "no create permission" in error.body.decode()
 
 
@@ -314,7 +308,7 @@ def test_a_wildcard_subscription_must_be_covered() -> None:
     """Subscribing to /topic/> with read on /topic/prices.> only is denied."""
     client = _logged_in(AccessControl(USERS, RULES), "bob", "b-pass")
     client.subscribe("/topic/>")
-    assert _error(client).headers["message"] == "access denied to /topic/>"
+    client.error("access denied to /topic/>")
 
 
 def test_anonymous_clients_get_the_everyone_rules() -> None:
@@ -326,7 +320,8 @@ def test_anonymous_clients_get_the_everyone_rules() -> None:
     client.publish("/topic/public", b"hello")
     assert [f.command for f in client.frames()] == ["RECEIPT", "MESSAGE"]
     client.publish("/queue/orders.eu", b"no")
-    assert "an anonymous client has no write" in _error(client).body.decode()
+    error = client.error("access denied to /queue/orders.eu")
+    assert "an anonymous client has no write" in error.body.decode()
 
 
 def test_a_transactions_sends_are_checked_when_staged() -> None:
@@ -337,7 +332,7 @@ def test_a_transactions_sends_are_checked_when_staged() -> None:
     alice.publish("/queue/orders.eu", b"staged", transaction="t", receipt="r1")
     assert [f.command for f in alice.frames()] == ["RECEIPT"]
     alice.publish("/queue/payroll", b"no", transaction="t")
-    assert _error(alice).headers["message"] == "access denied to /queue/payroll"
+    alice.error("access denied to /queue/payroll")
     assert broker.queue_depth("orders.eu") == 0
 
 
@@ -376,7 +371,7 @@ def test_durable_subscriptions_need_read_on_their_topic() -> None:
     assert [f.command for f in again.frames()] == ["RECEIPT"]
     access.configure(USERS, [rule("bob", "/topic/other", "read")])
     again.subscribe("/dsub/s1", "s9")
-    assert _error(again).headers["message"] == "access denied to /dsub/s1"
+    again.error("access denied to /dsub/s1")
 
 
 def test_new_rules_apply_to_connected_clients() -> None:
@@ -387,7 +382,7 @@ def test_new_rules_apply_to_connected_clients() -> None:
     assert [f.command for f in alice.frames()] == ["RECEIPT"]
     access.configure(USERS, [rule("bob", "/queue/>", "write", "create")])
     alice.publish("/queue/orders.eu", b"2")
-    assert _error(alice).headers["message"] == "access denied to /queue/orders.eu"
+    alice.error("access denied to /queue/orders.eu")
 
 
 def test_a_denial_is_logged() -> None:

@@ -18,13 +18,14 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 from stompbroker.codec import encode_frame
 from stompbroker.core import AccessControl, Broker
 from stompbroker.session import SessionSettings, StompSession
+from stompbroker.testing import QUIET
 from stompbroker.transport import (
     ConnectionLimiter,
     Connections,
     StompFactory,
     WebSocketFactory,
 )
-from tests.helpers import QUIET, pending_runner
+from tests.helpers import pending_runner
 from tests.test_auth import USERS
 
 CONNECT = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h"})

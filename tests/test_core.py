@@ -6,7 +6,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from stompbroker.core import Broker, DestinationError, Subscription, parse_destination
-from tests.helpers import RecordingConsumer, broker_is_empty
+from stompbroker.testing import RecordingConsumer
+from tests.helpers import broker_is_empty
 
 
 def _send(broker: Broker, destination: str, *bodies: bytes, **headers: str) -> None:
@@ -417,7 +418,7 @@ def test_unsupported_destination_raises(destination: str) -> None:
 def test_id_prefix_needing_escapes_is_refused(prefix: str) -> None:
     """A message id prefix that would need header escaping is refused up front."""
     with pytest.raises(ValueError):
-        Broker(clock=Clock(), id_prefix=prefix)
+        Broker(id_prefix=prefix, clock=Clock())
 
 
 def test_message_ids_need_no_escaping() -> None:

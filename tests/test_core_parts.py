@@ -18,7 +18,7 @@ from stompbroker.core import (
     Subscription,
 )
 from stompbroker.store import MemoryStore
-from tests.helpers import RecordingConsumer
+from stompbroker.testing import RecordingConsumer
 
 
 def _stored_broker(**policy: object) -> tuple[Broker, MemoryStore]:

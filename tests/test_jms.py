@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 
 from stompbroker.codec import Frame
 from stompbroker.core import Broker, DestinationPolicy, PolicyMap
-from tests.helpers import Client, connected_clients
+from stompbroker.testing import Client, connected_clients
 
 #: A realistic "now" (seconds since the epoch) for the tests that use absolute expiry.
 NOW = 1_700_000_000.0
@@ -47,19 +47,6 @@ def join(broker: Broker, clock: Clock, name: str, client_id: str | None = None) 
     answer = client.connect(**extra)
     assert answer.command == "CONNECTED", answer
     return client
-
-
-def error_of(client: Client) -> Frame:
-    """The ERROR the client's last frame must be; the session must be closing."""
-    frames = client.frames()
-    assert frames and frames[-1].command == "ERROR", frames
-    assert client.closing
-    return frames[-1]
-
-
-def error_text(frame: Frame) -> str:
-    """An ERROR's message header and body together, for matching."""
-    return frame.headers.get("message", "") + " " + frame.body.decode("utf-8", "replace")
 
 
 def receipts(client: Client) -> list[str]:
@@ -146,6 +133,22 @@ SPELLINGS = [
 spellings = pytest.mark.parametrize("spelling", SPELLINGS, ids=[s.label for s in SPELLINGS])
 
 
+def in_use(spelling: Spelling) -> str:
+    """The ERROR message for the durable subscription ``spelling`` names, attached elsewhere."""
+    name = spelling.subscribe.get("x-queue-name", DURABLE_NAME)
+    return f"durable subscription '{name}' is in use by another connection"
+
+
+def gone(address: str) -> str:
+    """The ERROR message for a temporary destination whose owner has left."""
+    return f"temporary destination '{address}' does not exist (its owner has left)"
+
+
+def not_yours(address: str) -> str:
+    """The ERROR message for consuming from another connection's temporary destination."""
+    return f"only the connection that created '{address}' may consume from it"
+
+
 def durable_subscriber(
     broker: Broker, clock: Clock, spelling: Spelling, name: str, topic: str = "/topic/news"
 ) -> tuple[Client, list[bytes]]:
@@ -227,7 +230,7 @@ def test_second_live_connection_cannot_attach(spelling: Spelling) -> None:
     holder, _ = durable_subscriber(broker, clock, spelling, "holder")
     intruder = join(broker, clock, "intruder", spelling.client_id)
     intruder.subscribe("/topic/news", spelling.sub_id, **spelling.subscribe)
-    assert "in use by another connection" in error_text(error_of(intruder))
+    intruder.error(in_use(spelling))
     producer.publish("/topic/news", b"still mine")
     assert holder.bodies() == [b"still mine"]
 
@@ -239,7 +242,7 @@ def test_deleting_a_durable_attached_elsewhere_is_an_error(spelling: Spelling) -
     holder, _ = durable_subscriber(broker, clock, spelling, "holder")
     other = join(broker, clock, "other", spelling.client_id)
     other.send("UNSUBSCRIBE", {"id": spelling.sub_id, **spelling.delete})
-    assert "in use by another connection" in error_text(error_of(other))
+    other.error(in_use(spelling))
     assert len(broker.durables) == 1
     producer.publish("/topic/news", b"still attached")
     assert holder.bodies() == [b"still attached"]
@@ -250,7 +253,7 @@ def test_durable_unsubscribe_of_unknown_name_is_an_error() -> None:
     broker, clock, _ = start(0)
     client = join(broker, clock, "c", "C")
     client.send("UNSUBSCRIBE", {"id": "x", "activemq.subscriptionName": "nothing"})
-    assert "nothing" in error_text(error_of(client))
+    client.error("no durable subscription named 'nothing'")
 
 
 def test_rabbitmq_x_queue_name_durable_is_deleted_by_id_and_durable() -> None:
@@ -268,7 +271,7 @@ def test_failed_durable_unsubscribe_does_not_leave_the_subscription_attached() -
     holder = join(broker, clock, "holder", "C")
     holder.subscribe("/topic/news", "sub", **{"activemq.subscriptionName": "S"})
     holder.send("UNSUBSCRIBE", {"id": "sub", "activemq.subscriptionName": "WRONG"})
-    error_of(holder)
+    holder.error("no durable subscription named 'WRONG'")
     holder.lose()
     producer.publish("/topic/news", b"kept for S", receipt="p")
     assert receipts(producer) == ["p"]
@@ -382,7 +385,7 @@ def test_apollo_dsub_of_unknown_durable_is_an_error() -> None:
     broker, clock, _ = start(0)
     client = join(broker, clock, "c")
     client.subscribe("/dsub/nothing", "x")
-    assert "nothing" in error_text(error_of(client))
+    client.error("no durable subscription named 'nothing'")
 
 
 def test_durable_on_wildcard_topic_keeps_matching_messages() -> None:
@@ -459,7 +462,7 @@ def test_others_may_not_subscribe_to_a_temp_queue() -> None:
     requester.publish("/queue/rpc", b"q", **{"reply-to": "/temp-queue/r"})
     reply_to = server.messages()[0].headers["reply-to"]
     server.subscribe(reply_to, "steal")
-    assert "only the connection that created" in error_text(error_of(server))
+    server.error(not_yours(reply_to))
 
 
 def test_others_may_not_browse_a_temp_queue() -> None:
@@ -469,7 +472,7 @@ def test_others_may_not_browse_a_temp_queue() -> None:
     (address,) = [t.address for t in broker.temporaries]
     other = join(broker, clock, "other")
     other.subscribe(address, "b", browser="true")
-    error_of(other)
+    other.error(not_yours(address))
 
 
 def test_same_temp_name_on_two_connections_is_two_queues() -> None:
@@ -496,7 +499,7 @@ def test_temp_queue_is_deleted_with_its_owner_and_later_sends_are_errors(ending:
         requester.send("DISCONNECT")
     assert len(broker.temporaries) == 0
     server.publish(reply_to, b"too late")
-    assert "does not exist" in error_text(error_of(server))
+    server.error(gone(reply_to))
 
 
 def test_reply_to_temp_topic_is_rewritten_and_replies_reach_the_sender() -> None:
@@ -511,11 +514,11 @@ def test_reply_to_temp_topic_is_rewritten_and_replies_reach_the_sender() -> None
     assert requester.bodies() == [b"a1", b"a2"]
     thief = join(broker, clock, "thief")
     thief.subscribe(reply_to, "t")
-    error_of(thief)
+    thief.error(not_yours(reply_to))
     requester.lose()
     assert len(broker.temporaries) == 0
     server.publish(reply_to, b"late")
-    assert "does not exist" in error_text(error_of(server))
+    server.error(gone(reply_to))
 
 
 def test_subscribe_to_temp_topic_creates_it() -> None:
@@ -586,22 +589,34 @@ def test_abort_drops_sends_and_redelivers_what_its_acks_covered() -> None:
     assert broker.queue_depth("q") == 0
 
 
+#: What an ERROR about a bad integer header goes on to say.
+PRIORITY_RANGE = "expected an integer from 0 to 9"
+MILLISECONDS = "expected a non-negative integer (ms) of at most 15 digits"
+
+
 @pytest.mark.parametrize(
-    ("destination", "headers"),
+    ("destination", "headers", "message"),
     [
-        ("/queue/a.*", {}),
-        ("/topic/a.>", {}),
-        ("/nowhere/x", {}),
-        ("/remote-temp-queue/nobody-x", {}),
-        ("/dsub/x", {}),
-        ("/queue/q", {"priority": "10"}),
-        ("/queue/q", {"priority": "high"}),
-        ("/queue/q", {"expires": "soon"}),
-        ("/queue/q", {"ttl": "-5"}),
-        ("/queue/q", {"expiration": "1.5"}),
+        ("/queue/a.*", {}, "cannot send to the wildcard destination '/queue/a.*'"),
+        ("/topic/a.>", {}, "cannot send to the wildcard destination '/topic/a.>'"),
+        (
+            "/nowhere/x",
+            {},
+            "unsupported destination '/nowhere/x': "
+            "use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME",
+        ),
+        ("/remote-temp-queue/nobody-x", {}, gone("/remote-temp-queue/nobody-x")),
+        ("/dsub/x", {}, "cannot send to the durable subscription '/dsub/x'"),
+        ("/queue/q", {"priority": "10"}, f"invalid priority '10': {PRIORITY_RANGE}"),
+        ("/queue/q", {"priority": "high"}, f"invalid priority 'high': {PRIORITY_RANGE}"),
+        ("/queue/q", {"expires": "soon"}, f"invalid expires 'soon': {MILLISECONDS}"),
+        ("/queue/q", {"ttl": "-5"}, f"invalid ttl '-5': {MILLISECONDS}"),
+        ("/queue/q", {"expiration": "1.5"}, f"invalid expiration '1.5': {MILLISECONDS}"),
     ],
 )
-def test_staged_send_is_checked_when_staged(destination: str, headers: dict[str, str]) -> None:
+def test_staged_send_is_checked_when_staged(
+    destination: str, headers: dict[str, str], message: str
+) -> None:
     """A staged SEND with a bad destination or header is an ERROR at SEND time, not at COMMIT."""
     _, _, (producer, consumer) = start(2)
     consumer.subscribe("/queue/q", "s")
@@ -610,7 +625,7 @@ def test_staged_send_is_checked_when_staged(destination: str, headers: dict[str,
     producer.send(
         "SEND", {"destination": destination, "transaction": "tx", "receipt": "r", **headers}, b"x"
     )
-    error = error_of(producer)
+    error = producer.error(message)
     assert error.headers.get("receipt-id") == "r"
     assert consumer.frames() == []
 
@@ -627,7 +642,7 @@ def test_failed_commit_applies_nothing() -> None:
     server.send("SEND", {"destination": reply_to, "transaction": "tx"}, b"reply")
     requester.lose()
     server.send("COMMIT", {"transaction": "tx"})
-    assert "does not exist" in error_text(error_of(server))
+    server.error(gone(reply_to))
     assert consumer.frames() == [], "a failed COMMIT applied part of its transaction"
 
 
@@ -963,7 +978,7 @@ def test_invalid_priority_is_an_error(priority: str) -> None:
     _, _, (producer, consumer) = start(2)
     consumer.subscribe("/queue/q", "s")
     producer.publish("/queue/q", b"x", priority=priority)
-    assert "priority" in error_text(error_of(producer))
+    producer.error(f"invalid priority '{priority}': {PRIORITY_RANGE}")
     assert consumer.frames() == []
 
 
@@ -1015,8 +1030,7 @@ def test_bad_selector_is_an_error_on_subscribe(selector: str) -> None:
     """A selector that does not parse is an ERROR on SUBSCRIBE, with its receipt id."""
     _, _, (consumer,) = start(1)
     consumer.subscribe("/queue/q", "s", selector=selector, receipt="r")
-    error = error_of(consumer)
-    assert error.headers["message"] == "invalid selector"
+    error = consumer.error("invalid selector")
     assert error.headers.get("receipt-id") == "r"
 
 
@@ -1068,7 +1082,7 @@ def test_invalid_prefetch_is_an_error(value: str) -> None:
     """A prefetch that is not a positive integer is an ERROR on SUBSCRIBE."""
     _, _, (consumer,) = start(1)
     consumer.subscribe("/queue/q", "s", ack="client", **{"activemq.prefetchSize": value})
-    error_of(consumer)
+    consumer.error("invalid activemq.prefetchSize")
 
 
 # -- browsing ----------------------------------------------------------------------------
@@ -1120,7 +1134,7 @@ def test_browsing_a_topic_is_an_error() -> None:
     """Only queues can be browsed."""
     _, _, (browser,) = start(1)
     browser.subscribe("/topic/t", "look", browser="true")
-    error_of(browser)
+    browser.error("only queues can be browsed, not '/topic/t'")
 
 
 # -- exclusive consumers -----------------------------------------------------------------
@@ -1231,7 +1245,7 @@ def test_send_to_a_wildcard_is_an_error(destination: str) -> None:
     """A SEND names one destination: a wildcard name is an ERROR."""
     _, _, (producer,) = start(1)
     producer.publish(destination, b"x")
-    assert "wildcard" in error_text(error_of(producer))
+    producer.error(f"cannot send to the wildcard destination '{destination}'")
 
 
 @pytest.mark.parametrize("destination", ["/queue/orders.*", "/queue/orders.>"])
@@ -1239,11 +1253,11 @@ def test_wildcard_subscribe_on_a_queue_is_an_error(destination: str) -> None:
     """Wildcards are for topics only."""
     _, _, (consumer,) = start(1)
     consumer.subscribe(destination, "s")
-    assert "topics only" in error_text(error_of(consumer))
+    consumer.error(f"wildcards are supported on topics only, not in '{destination}'")
 
 
 def test_greater_than_must_come_last() -> None:
     """/topic/a.>.b is not a valid pattern: ERROR on SUBSCRIBE."""
     _, _, (consumer,) = start(1)
     consumer.subscribe("/topic/a.>.b", "s")
-    error_of(consumer)
+    consumer.error("invalid wildcard pattern '/topic/a.>.b': '>' must come last")

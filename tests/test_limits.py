@@ -31,6 +31,7 @@ from stompbroker.config import MAX_HEADER_BLOCK_BYTES, ConfigError, LimitsSectio
 from stompbroker.core import Broker
 from stompbroker.service import frame_limits, session_settings, with_limits
 from stompbroker.session import SessionSettings, StompSession
+from stompbroker.testing import QUIET, Client, connected_clients
 from stompbroker.transport import (
     ConnectionLimiter,
     StompFactory,
@@ -38,17 +39,9 @@ from stompbroker.transport import (
     WebSocketFactory,
     max_message_bytes,
 )
-from tests.helpers import QUIET, Client, connected_clients, doc_default, doc_section
+from tests.helpers import doc_default, doc_section
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _error(client: Client) -> Frame:
-    """The last frame written, which must be an ERROR, with the session closing."""
-    frames = client.frames()
-    assert frames and frames[-1].command == "ERROR", frames
-    assert client.closing
-    return frames[-1]
 
 
 def _limited(**values: int) -> SessionSettings:
@@ -182,8 +175,8 @@ class Listener:
     """A TCP and a WebSocket factory sharing one limiter, with real sessions behind them."""
 
     def __init__(self, limiter: ConnectionLimiter) -> None:
-        self.broker = Broker(clock=Clock())
         self.clock = Clock()
+        self.broker = Broker(clock=self.clock)
         self.limiter = limiter
         self.sessions: list[StompSession] = []
         self.tcp = StompFactory(self._session, limiter)
@@ -259,7 +252,8 @@ def test_bytes_from_a_refused_connection_are_ignored() -> None:
     listener.connect()
     protocol, transport = listener.connect()
     protocol.dataReceived(b"CONNECT\naccept-version:1.2\n\n\0")
-    assert _refusal(transport).command == "ERROR"
+    error = _refusal(transport)
+    assert (error.command, error.headers["message"]) == ("ERROR", "too many connections")
 
 
 def test_tcp_and_websocket_listeners_share_the_count() -> None:
@@ -314,7 +308,7 @@ def test_closing_connection_lets_go_of_its_producer_when_resumed() -> None:
 
 def test_factories_without_a_limiter_do_not_count() -> None:
     """A factory built without a limiter admits every connection."""
-    factory = StompFactory(lambda t, p: Client(Broker(clock=Clock()), Clock()).session)
+    factory = StompFactory(lambda t, p: Client(Broker(clock=Clock())).session)
     for _ in range(3):
         protocol = factory.buildProtocol(None)
         transport = StringTransport()
@@ -328,29 +322,29 @@ def test_factories_without_a_limiter_do_not_count() -> None:
 def test_no_connect_within_the_timeout_gets_error_and_close() -> None:
     """A connection silent for connect_timeout_ms gets ERROR "no CONNECT within N ms"."""
     clock = Clock()
-    client = Client(Broker(clock=Clock()), clock, settings=_limited(connect_timeout_ms=3000))
+    client = Client(Broker(clock=clock), clock, settings=_limited(connect_timeout_ms=3000))
     clock.advance(2.999)
     assert client.frames() == []
     assert not client.closing
     clock.advance(0.001)
-    assert _error(client).headers["message"] == "no CONNECT within 3000 ms"
+    client.error("no CONNECT within 3000 ms")
     assert clock.getDelayedCalls() == []
 
 
 def test_a_trickled_connect_still_times_out() -> None:
     """Sending CONNECT a byte at a time does not extend the time allowed for it."""
     clock = Clock()
-    client = Client(Broker(clock=Clock()), clock, settings=_limited(connect_timeout_ms=1000))
+    client = Client(Broker(clock=clock), clock, settings=_limited(connect_timeout_ms=1000))
     for octet in b"CONNECT\naccept-version:1.2\nhost:":
         client.send_raw(bytes([octet]))
         clock.advance(0.05)
-    assert _error(client).headers["message"] == "no CONNECT within 1000 ms"
+    client.error("no CONNECT within 1000 ms")
 
 
 def test_connect_in_time_cancels_the_timeout() -> None:
     """After CONNECT no timeout is pending and the connection stays open past it."""
     clock = Clock()
-    client = Client(Broker(clock=Clock()), clock, settings=_limited(connect_timeout_ms=1000))
+    client = Client(Broker(clock=clock), clock, settings=_limited(connect_timeout_ms=1000))
     assert client.connect().command == "CONNECTED"
     assert clock.getDelayedCalls() == []
     clock.advance(5)
@@ -360,7 +354,7 @@ def test_connect_in_time_cancels_the_timeout() -> None:
 def test_connection_lost_before_connect_cancels_the_timeout() -> None:
     """A connection that ends before CONNECT leaves no timer behind."""
     clock = Clock()
-    client = Client(Broker(clock=Clock()), clock)
+    client = Client(Broker(clock=clock), clock)
     assert len(clock.getDelayedCalls()) == 1
     client.lose()
     assert clock.getDelayedCalls() == []
@@ -376,8 +370,7 @@ def test_subscription_beyond_the_limit_gets_error_with_receipt_id() -> None:
         client.subscribe(f"/queue/q{n}", str(n))
     assert client.frames() == []
     client.subscribe("/queue/q3", "3", receipt="r-4")
-    error = _error(client)
-    assert error.headers["message"] == "too many subscriptions"
+    error = client.error("too many subscriptions")
     assert error.headers["receipt-id"] == "r-4"
     assert "3 subscriptions" in error.body.decode()
 
@@ -398,7 +391,7 @@ def test_browsers_and_reply_queues_count_as_subscriptions() -> None:
     client.publish("/queue/a", b"x", reply_to="/temp-queue/r1")
     client.frames()  # the browse's end
     client.publish("/queue/a", b"x", reply_to="/temp-queue/r2")
-    assert _error(client).headers["message"] == "too many subscriptions"
+    client.error("too many subscriptions")
 
 
 def test_begin_beyond_the_limit_gets_error() -> None:
@@ -410,8 +403,7 @@ def test_begin_beyond_the_limit_gets_error() -> None:
     client.send("BEGIN", {"transaction": "c", "receipt": "c"})
     assert [f.command for f in client.frames()] == ["RECEIPT"]
     client.send("BEGIN", {"transaction": "d", "receipt": "d"})
-    error = _error(client)
-    assert error.headers["message"] == "too many transactions"
+    error = client.error("too many transactions")
     assert error.headers["receipt-id"] == "d"
 
 
@@ -429,8 +421,7 @@ def test_frame_beyond_the_transaction_limit_gets_error(last: str) -> None:
         client.publish("/queue/out", b"2", transaction="t")
     else:
         client.send("ACK", {"id": message.headers["ack"], "transaction": "t"})
-    error = _error(client)
-    assert error.headers["message"] == "transaction too large"
+    error = client.error("transaction too large")
     assert "2 frames" in error.body.decode()
     client.lose()
     assert "out" not in broker.destinations.queues or not broker.destinations.queues["out"].buffer
@@ -459,13 +450,13 @@ def _endless(first: bytes, filler: bytes, size: int = 1024) -> Any:
 @pytest.mark.parametrize("connected", [False, True])
 def test_endless_header_line_ends_at_the_line_limit(connected: bool) -> None:
     """A header line that never ends gets ERROR "header line too long"; the buffer stays bounded."""
-    client = Client(Broker(clock=Clock()), Clock())
+    client = Client(Broker(clock=Clock()))
     if connected:
         client.connect()
     limits = DEFAULT_LIMITS if connected else PRE_CONNECT_LIMITS
     command = b"SEND\n" if connected else b"CONNECT\n"
     most = _feed_until_closed(client, _endless(command + b"destination:", b"x"))
-    assert _error(client).headers["message"] == "header line too long"
+    client.error("header line too long")
     assert most <= limits.max_line_bytes + 1024
     assert client.session.buffered == 0
 
@@ -473,13 +464,13 @@ def test_endless_header_line_ends_at_the_line_limit(connected: bool) -> None:
 @pytest.mark.parametrize("connected", [False, True])
 def test_body_without_nul_ends_at_the_body_limit(connected: bool) -> None:
     """A body whose NUL never comes gets ERROR "frame body too large" at the limit."""
-    client = Client(Broker(clock=Clock()), Clock())
+    client = Client(Broker(clock=Clock()))
     if connected:
         client.connect()
     limits = DEFAULT_LIMITS if connected else PRE_CONNECT_LIMITS
     command = b"SEND\ndestination:/queue/q\n\n" if connected else b"CONNECT\n\n"
     most = _feed_until_closed(client, _endless(command, b"y", 64 * 1024))
-    assert _error(client).headers["message"] == "frame body too large"
+    client.error("frame body too large")
     assert most <= limits.max_body_bytes + 64 * 1024 + 64
     assert client.session.buffered == 0
 
@@ -491,7 +482,7 @@ def test_thousands_of_headers_end_at_the_header_limit(size: int) -> None:
     frame = b"SEND\ndestination:/queue/q\n" + b"".join(b"h%d:v\n" % i for i in range(5000))
     pieces = (frame[i : i + size] for i in range(0, len(frame), size))
     most = _feed_until_closed(client, pieces)
-    assert _error(client).headers["message"] == "too many headers"
+    client.error("too many headers")
     assert most <= 130 * len(b"h4999:v\n") + size
     assert client.session.buffered == 0
 
@@ -500,8 +491,7 @@ def test_announced_body_over_the_limit_is_refused_before_it_arrives() -> None:
     """content-length over the limit gets ERROR at once, with receipt-id; nothing is buffered."""
     _, _, (client,) = connected_clients(1, settings=_limited(max_frame_body_bytes=1000))
     client.send_raw(b"SEND\ndestination:/queue/q\nreceipt:big\ncontent-length:1001\n\n")
-    error = _error(client)
-    assert error.headers["message"] == "frame body too large"
+    error = client.error("frame body too large")
     assert error.headers["receipt-id"] == "big"
     assert client.session.buffered == 0
 
@@ -519,4 +509,4 @@ def test_configured_frame_limits_apply_after_connect() -> None:
         client.publish("/queue/q", b"x" * 100, receipt="fits")
         assert [f.command for f in client.frames()] == ["RECEIPT"]
         client.send_raw(encode_frame("SEND", headers, body))
-        assert _error(client).headers["message"] == message
+        client.error(message)

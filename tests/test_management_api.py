@@ -16,6 +16,7 @@ from stompbroker.core import BOUNDS, SAMPLE_EVERY, Broker, DestinationPolicy, Po
 from stompbroker.core._inspect import tick
 from stompbroker.session import StompSession
 from stompbroker.store import MemoryStore
+from stompbroker.testing import QUIET, RecordingConsumer
 from stompbroker.transport import (
     Connections,
     HttpRequest,
@@ -24,7 +25,6 @@ from stompbroker.transport import (
     ManagementApi,
     StompFactory,
 )
-from tests.helpers import QUIET, RecordingConsumer
 
 
 class Setup:
@@ -287,7 +287,7 @@ def test_close_connection_sends_an_error_and_closes() -> None:
     _, transport = setup.connect()
     (connection_id,) = setup.connections.open
     assert setup.json("POST", f"/api/connections/{connection_id}/close") == {"closed": True}
-    assert b"ERROR\nmessage:closed by an administrator" in transport.value()
+    assert b"ERROR\nmessage:closed by an administrator\n" in transport.value()
     assert transport.disconnecting
     assert setup.json("POST", "/api/connections/nobody/close", 404)["error"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import Logger
+from twisted.logger import LogEvent, Logger, formatEvent
 
 from stompbroker.config import Config, ManagementSection, WebSocketListener
 from stompbroker.core import (
@@ -28,8 +28,8 @@ from stompbroker.core import (
 from stompbroker.logs import FILE_VARIABLE, JsonLogObserver, json_observer, record
 from stompbroker.monitor import ApiAuthorizer, basic_credentials, is_loopback_endpoint, rss_bytes
 from stompbroker.service import BrokerService
+from stompbroker.testing import RecordingConsumer
 from stompbroker.transport import HttpRequest
-from tests.helpers import RecordingConsumer
 
 # -- the statistics topic -------------------------------------------------------------------
 
@@ -77,7 +77,9 @@ def test_the_statistics_topic_is_allowed_without_auto_create() -> None:
     broker.subscribe(RecordingConsumer(), "1", STATS_TOPIC)
 
 
-def test_a_failing_snapshot_is_logged_and_the_ticks_go_on() -> None:
+def test_a_failing_snapshot_is_logged_and_the_ticks_go_on(
+    logged_failures: list[LogEvent],
+) -> None:
     """An exception while building the snapshot is logged, never raised into the timer."""
     broker = Broker(clock=Clock())
 
@@ -88,6 +90,9 @@ def test_a_failing_snapshot_is_logged_and_the_ticks_go_on() -> None:
     broker.subscribe(RecordingConsumer(), "1", STATS_TOPIC)
     publisher.tick()
     assert publisher.published == 0
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "building the statistics snapshot failed"
+    assert failure["log_failure"].check(RuntimeError)
 
 
 def test_the_service_publishes_every_stats_interval(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from stompbroker.core import Broker, DestinationPolicy, PolicyMap, Subscription
 from stompbroker.core._durables import durable_store_key
 from stompbroker.store import FILENAME, MemoryStore, SqliteStore
-from tests.helpers import Client, RecordingConsumer
+from stompbroker.testing import Client, RecordingConsumer
 
 
 def run_now(function: Callable[..., Any], *args: Any) -> Deferred[Any]:

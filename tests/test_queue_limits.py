@@ -12,12 +12,18 @@ from stompbroker.core import (
     DestinationPolicy,
     PolicyMap,
 )
-from tests.helpers import Client, RecordingConsumer
+from stompbroker.testing import Client, RecordingConsumer
+
+#: The ERROR message for a SEND to the full reject queue /queue/q.a of max_messages 1.
+FULL = (
+    "destination /queue/q.a is full (max_messages 1, max_bytes unlimited); "
+    "the message was not accepted"
+)
 
 
-def _broker(**policy: object) -> Broker:
+def _broker(clock: Clock | None = None, **policy: object) -> Broker:
     entries = {"/queue/q.>": DestinationPolicy(**policy)}  # type: ignore[arg-type]
-    return Broker(clock=Clock(), policies=PolicyMap(entries))
+    return Broker(clock=clock or Clock(), policies=PolicyMap(entries))
 
 
 def _fill(broker: Broker, count: int, destination: str = "/queue/q.a") -> None:
@@ -38,14 +44,15 @@ def test_reject_refuses_a_send_to_a_full_queue_naming_it() -> None:
 def test_reject_reaches_the_client_as_an_error_not_a_receipt() -> None:
     """A SEND with a receipt to a full reject queue gets an ERROR naming it, no RECEIPT."""
     broker = _broker(max_messages=1, on_full="reject")
-    client = Client(broker, Clock())
+    client = Client(broker)
     client.connect()
     client.publish("/queue/q.a", b"1", receipt="r1")
     client.publish("/queue/q.a", b"2", receipt="r2")
     receipt, error = client.frames()
-    assert receipt.command == "RECEIPT"
-    assert error.command == "ERROR" and "/queue/q.a is full" in error.headers["message"]
+    assert receipt.headers["receipt-id"] == "r1"
+    assert (error.command, error.headers["message"]) == ("ERROR", FULL)
     assert error.headers.get("receipt-id") == "r2"
+    assert client.closing
 
 
 def test_max_bytes_counts_bodies() -> None:
@@ -83,8 +90,8 @@ def test_drop_oldest_without_a_dlq_drops_and_counts() -> None:
 def test_block_accepts_then_holds_the_producer_until_there_is_room() -> None:
     """on_full: block lets the SEND in, stops reading the producer, and reads again once
     a consumer makes room."""
-    broker = _broker(max_messages=2, on_full="block")
     clock = Clock()
+    broker = _broker(clock, max_messages=2, on_full="block")
     producer = Client(broker, clock, "p")
     producer.connect()
     producer.publish("/queue/q.a", b"1")
@@ -116,15 +123,14 @@ def test_full_durable_subscription_refuses_before_anyone_gets_a_copy() -> None:
 def test_commit_into_a_full_reject_queue_fails_as_a_whole() -> None:
     """A COMMIT whose SEND goes to a full reject queue is refused before anything applies."""
     broker = _broker(max_messages=1, on_full="reject")
-    client = Client(broker, Clock())
+    client = Client(broker)
     client.connect()
     client.send("BEGIN", {"transaction": "t"})
     client.publish("/queue/other", b"x", transaction="t")
     client.publish("/queue/q.a", b"y", transaction="t")
     broker.send("/queue/q.a", {}, b"fills it")
     client.send("COMMIT", {"transaction": "t", "receipt": "c"})
-    (error,) = client.frames()
-    assert error.command == "ERROR" and "/queue/q.a is full" in error.headers["message"]
+    client.error(FULL)
     assert broker.queue_depth("other") == 0
 
 
@@ -182,12 +188,10 @@ def test_slow_consumer_gets_an_error_frame_and_is_closed() -> None:
     """Through a session: the slow subscriber's connection gets ERROR "slow consumer"."""
     policies = PolicyMap({"/topic/t": DestinationPolicy(max_pending=2)})
     broker = Broker(clock=Clock(), policies=policies)
-    slow = Client(broker, Clock(), "slow")
+    slow = Client(broker, session_id="slow")
     slow.connect()
     slow.subscribe("/topic/t")
     slow.session.pause_delivery()
     for i in range(3):
         broker.send("/topic/t", {}, b"%d" % i)
-    (error,) = slow.frames()
-    assert error.command == "ERROR" and error.headers["message"] == "slow consumer"
-    assert slow.transport.disconnecting
+    slow.error("slow consumer")

@@ -7,22 +7,22 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogEvent, LogLevel
 
 from stompbroker.codec import Frame
 from stompbroker.core import Broker, Message
 from stompbroker.session import SessionSettings
 from stompbroker.store import MemoryStore
-from tests.helpers import QUIET, Client, RecordingObserver, broker_is_empty, connected_clients
+from stompbroker.testing import QUIET, Client, connected_clients
+from tests.helpers import RecordingObserver, broker_is_empty
 
 
-def _error(client: Client) -> Frame:
-    """The last frame written, which must be an ERROR, with the session closing."""
-    frames = client.frames()
-    assert frames, "nothing written"
-    assert frames[-1].command == "ERROR", frames
-    assert client.closing
-    return frames[-1]
+def _unsupported(destination: str) -> str:
+    """The ERROR message for a destination that names none of the kinds we serve."""
+    return (
+        f"unsupported destination '{destination}': "
+        "use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME"
+    )
 
 
 def _receipts(frames: list[Frame]) -> list[str]:
@@ -59,7 +59,7 @@ def _raw_header_lines(data: bytes, command: bytes) -> list[list[bytes]]:
 )
 def test_version_negotiation_picks_highest_common(accept: str | None, expected: str) -> None:
     """CONNECTED names the highest version both sides accept; no accept-version means 1.0."""
-    client = Client(Broker(clock=Clock()), Clock())
+    client = Client(Broker(clock=Clock()))
     answer = client.connect(accept)
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == expected
@@ -70,11 +70,10 @@ def test_version_negotiation_picks_highest_common(accept: str | None, expected: 
 @pytest.mark.parametrize("accept", ["2.0", "0.9,1.3", "banana"])
 def test_no_common_version_gets_error_listing_ours(accept: str) -> None:
     """With no common version the broker answers ERROR with version:1.0,1.1,1.2 and closes."""
-    client = Client(Broker(clock=Clock()), Clock())
+    client = Client(Broker(clock=Clock()))
     answer = client.connect(accept)
-    assert answer.command == "ERROR"
+    assert (answer.command, answer.headers["message"]) == ("ERROR", "unsupported protocol version")
     assert answer.headers["version"] == "1.0,1.1,1.2"
-    assert "message" in answer.headers
     assert client.closing
     assert not client.session.connected
 
@@ -83,7 +82,8 @@ def test_no_common_version_gets_error_listing_ours(accept: str) -> None:
 def test_connected_carries_version_session_server_heartbeat(version: str) -> None:
     """CONNECTED has version, session (our id), server and the heart-beat we offer."""
     settings = SessionSettings(server="stompbroker/9", heartbeat=(4000, 5000))
-    client = Client(Broker(clock=Clock()), Clock(), "sess-42", settings)
+    clock = Clock()
+    client = Client(Broker(clock=clock), clock, "sess-42", settings)
     answer = client.connect(version)
     assert answer.headers["version"] == version
     assert answer.headers["session"] == "sess-42"
@@ -94,7 +94,7 @@ def test_connected_carries_version_session_server_heartbeat(version: str) -> Non
 
 def test_connected_for_10_offers_no_heartbeat() -> None:
     """A 1.0 client is offered no heart-beats (heart-beat:0,0)."""
-    client = Client(Broker(clock=Clock()), Clock(), settings=SessionSettings())
+    client = Client(Broker(clock=Clock()), settings=SessionSettings())
     answer = client.connect("1.0", heart_beat="1000,1000")
     assert answer.headers["version"] == "1.0"
     assert answer.headers.get("heart-beat", "0,0") == "0,0"
@@ -102,7 +102,7 @@ def test_connected_for_10_offers_no_heartbeat() -> None:
 
 def test_10_client_heartbeat_header_is_ignored() -> None:
     """A 1.0 client's heart-beat header means nothing in 1.0, so even a malformed one is ignored."""
-    client = Client(Broker(clock=Clock()), Clock())
+    client = Client(Broker(clock=Clock()))
     answer = client.connect(None, heart_beat="whenever")
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == "1.0"
@@ -111,8 +111,9 @@ def test_10_client_heartbeat_header_is_ignored() -> None:
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
 def test_stomp_command_works_like_connect(version: str) -> None:
     """STOMP instead of CONNECT opens the session the same way."""
-    broker = Broker(clock=Clock())
-    client = Client(broker, Clock())
+    clock = Clock()
+    broker = Broker(clock=clock)
+    client = Client(broker, clock)
     answer = client.connect(version, command="STOMP")
     assert answer.command == "CONNECTED"
     assert answer.headers["version"] == version
@@ -131,11 +132,11 @@ def test_stomp_command_works_like_connect(version: str) -> None:
 )
 def test_frame_before_connect_is_an_error(frame: bytes) -> None:
     """Any frame but CONNECT/STOMP first gets ERROR and the connection closes."""
-    broker = Broker(clock=Clock())
-    client = Client(broker, Clock())
+    clock = Clock()
+    broker = Broker(clock=clock)
+    client = Client(broker, clock)
     client.send_raw(frame)
-    error = _error(client)
-    assert "CONNECT" in error.headers["message"]
+    client.error("expected CONNECT")
     assert broker_is_empty(broker)
 
 
@@ -144,7 +145,7 @@ def test_second_connect_is_an_error(command: str) -> None:
     """CONNECT (or STOMP) on an established session gets ERROR and closes."""
     _, _, (client,) = connected_clients(1)
     client.send(command, {"accept-version": "1.2", "host": "x"})
-    _error(client)
+    client.error("already connected")
 
 
 def test_bytes_after_error_are_ignored() -> None:
@@ -152,7 +153,7 @@ def test_bytes_after_error_are_ignored() -> None:
     _, _, (client, watcher) = connected_clients(2)
     watcher.subscribe("/queue/q")
     client.send("SEND", {})
-    _error(client)
+    client.error("missing header 'destination'")
     client.publish("/queue/q", b"late")
     assert client.frames() == []
     assert watcher.frames() == []
@@ -186,8 +187,7 @@ def test_missing_required_header_is_an_error(
     if receipt is not None:
         headers = {**headers, "receipt": receipt}
     client.send(command, headers)
-    error = _error(client)
-    assert missing in error.headers["message"]
+    error = client.error(f"missing header '{missing}'")
     assert error.headers.get("receipt-id") == receipt
     client.lose()
     assert broker_is_empty(broker)
@@ -205,20 +205,22 @@ def test_subscribe_without_id_is_fine_in_10() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "needle"),
+    ("headers", "message"),
     [
-        ({"destination": "/exchange/x", "id": "0"}, "destination"),
-        ({"destination": "/queue/q", "id": "0", "ack": "sometimes"}, "ack"),
-        ({"destination": "/queue/q", "id": "0", "activemq.prefetchSize": "-1"}, "prefetch"),
-        ({"destination": "/queue/q", "id": "0", "prefetch-count": "0"}, "prefetch"),
+        ({"destination": "/exchange/x", "id": "0"}, _unsupported("/exchange/x")),
+        ({"destination": "/queue/q", "id": "0", "ack": "sometimes"}, "invalid ack mode"),
+        (
+            {"destination": "/queue/q", "id": "0", "activemq.prefetchSize": "-1"},
+            "invalid activemq.prefetchSize",
+        ),
+        ({"destination": "/queue/q", "id": "0", "prefetch-count": "0"}, "invalid prefetch-count"),
     ],
 )
-def test_bad_subscribe_is_an_error(headers: dict[str, str], needle: str) -> None:
+def test_bad_subscribe_is_an_error(headers: dict[str, str], message: str) -> None:
     """SUBSCRIBE with a bad destination, ack mode or prefetch gets ERROR with its receipt-id."""
     broker, _, (client,) = connected_clients(1)
     client.send("SUBSCRIBE", {**headers, "receipt": "r"})
-    error = _error(client)
-    assert needle in (error.headers["message"] + error.body.decode()).lower()
+    error = client.error(message)
     assert error.headers["receipt-id"] == "r"
     client.lose()
     assert broker_is_empty(broker)
@@ -228,7 +230,7 @@ def test_send_to_unsupported_destination_is_an_error() -> None:
     """SEND to an unsupported destination gets ERROR (not a RECEIPT)."""
     broker, _, (client,) = connected_clients(1)
     client.send("SEND", {"destination": "/exchange/x", "receipt": "r"}, b"x")
-    error = _error(client)
+    error = client.error(_unsupported("/exchange/x"))
     assert error.headers["receipt-id"] == "r"
     assert broker_is_empty(broker)
 
@@ -238,14 +240,14 @@ def test_duplicate_subscription_id_is_an_error() -> None:
     _, _, (client,) = connected_clients(1)
     client.subscribe("/queue/a", "same")
     client.subscribe("/queue/b", "same")
-    _error(client)
+    client.error("duplicate subscription id")
 
 
 def test_unsubscribe_unknown_id_is_an_error() -> None:
     """UNSUBSCRIBE of an id the connection does not have gets ERROR."""
     _, _, (client,) = connected_clients(1)
     client.send("UNSUBSCRIBE", {"id": "nope"})
-    _error(client)
+    client.error("unknown subscription")
 
 
 # -- receipts ----------------------------------------------------------------------
@@ -524,38 +526,40 @@ def test_10_has_no_nack() -> None:
     producer.publish("/queue/q", b"1")
     (message,) = consumer.messages()
     consumer.send("NACK", {"message-id": message.headers["message-id"]})
-    _error(consumer)
+    consumer.error("unknown command")
 
 
-_UNKNOWN_ACKS: list[tuple[str, dict[str, str]]] = [
-    ("1.2", {"id": "no-such-ack"}),
-    ("1.2", {"id": "no-such@1"}),
-    ("1.2", {"id": "x@notanumber"}),
-    ("1.1", {"message-id": "no-such", "subscription": "0"}),
-    ("1.1", {"message-id": "no-such", "subscription": "other"}),
-    ("1.0", {"message-id": "no-such"}),
-    ("1.2", {}),
-    ("1.1", {"subscription": "0"}),
+_UNKNOWN_ACKS: list[tuple[str, dict[str, str], str]] = [
+    ("1.2", {"id": "no-such-ack"}, "unknown message"),
+    ("1.2", {"id": "no-such@1"}, "unknown message"),
+    ("1.2", {"id": "x@notanumber"}, "unknown message"),
+    ("1.1", {"message-id": "no-such", "subscription": "0"}, "unknown message"),
+    ("1.1", {"message-id": "no-such", "subscription": "other"}, "unknown message"),
+    ("1.0", {"message-id": "no-such"}, "unknown message"),
+    ("1.2", {}, "missing header 'id'"),
+    ("1.1", {"subscription": "0"}, "missing header 'message-id'"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("command", "version", "headers"),
+    ("command", "version", "headers", "message"),
     [
-        (command, version, headers)
+        (command, version, headers, message)
         for command in ("ACK", "NACK")
-        for version, headers in _UNKNOWN_ACKS
+        for version, headers, message in _UNKNOWN_ACKS
         if not (command == "NACK" and version == "1.0")
     ],
 )
-def test_unknown_ack_id_is_an_error(command: str, version: str, headers: dict[str, str]) -> None:
+def test_unknown_ack_id_is_an_error(
+    command: str, version: str, headers: dict[str, str], message: str
+) -> None:
     """ACK/NACK naming no message awaiting acknowledgement gets ERROR with its receipt-id."""
     _, _, (client,) = connected_clients(1, version)
     client.subscribe("/queue/q", "0", ack="client")
     client.publish("/queue/q", b"x")
     client.frames()
     client.send(command, {**headers, "receipt": "r"})
-    error = _error(client)
+    error = client.error(message)
     assert error.headers["receipt-id"] == "r"
 
 
@@ -568,7 +572,7 @@ def test_ack_twice_is_an_error() -> None:
     client.send("ACK", {"id": message.headers["ack"]})
     assert client.frames() == []
     client.send("ACK", {"id": message.headers["ack"]})
-    _error(client)
+    client.error("unknown message")
 
 
 def test_ack_for_auto_subscription_is_an_error() -> None:
@@ -578,7 +582,7 @@ def test_ack_for_auto_subscription_is_an_error() -> None:
     client.publish("/queue/q", b"x")
     (message,) = client.messages()
     client.send("ACK", {"message-id": message.headers["message-id"], "subscription": "0"})
-    _error(client)
+    client.error("unknown message")
 
 
 # -- header escaping on output --------------------------------------------------------
@@ -622,7 +626,7 @@ def test_error_message_escaped(version: str) -> None:
     client.send("SEND", {"destination": "/exchange/a:b"}, b"x")
     (lines,) = _raw_header_lines(client.written(), b"ERROR")
     assert [line for line in lines if line.count(b":") != 1] == []
-    assert "/exchange/a:b" in _error(client).headers["message"]
+    client.error(_unsupported("/exchange/a:b"))
 
 
 # -- connection loss and DISCONNECT return unacked messages -----------------------
@@ -808,23 +812,26 @@ def test_pause_inside_delivery_stops_the_rest() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "message"),
     [
-        b"BOGUS\n\n\0",
-        b"SEND\nno colon here\n\n\0",
-        b"SEND\ndestination:/queue/q\ncontent-length:1\n\nxy\0",
-        b"SEND\ndestination:/queue/q\ncontent-length:abc\n\nx\0",
-        b"SEND\ndestination:/queue/q\nbad:\\x\n\n\0",
+        (b"BOGUS\n\n\0", "unknown command"),
+        (b"SEND\nno colon here\n\n\0", "malformed header line"),
+        (
+            b"SEND\ndestination:/queue/q\ncontent-length:1\n\nxy\0",
+            "frame not terminated by NUL after content-length octets",
+        ),
+        (b"SEND\ndestination:/queue/q\ncontent-length:abc\n\nx\0", "invalid content-length"),
+        (b"SEND\ndestination:/queue/q\nbad:\\x\n\n\0", "undefined escape sequence in header"),
     ],
 )
-def test_malformed_frame_mid_stream(bad: bytes) -> None:
+def test_malformed_frame_mid_stream(bad: bytes, message: str) -> None:
     """Good frames before a malformed one are processed; then ERROR and close; others unaffected."""
     _, _, (sender, receiver) = connected_clients(2)
     receiver.subscribe("/queue/q")
     good = b"SEND\ndestination:/queue/q\n\none\0\nSEND\ndestination:/queue/q\n\ntwo\0"
     after = b"SEND\ndestination:/queue/q\n\nthree\0"
     sender.send_raw(good + bad + after)
-    _error(sender)
+    sender.error(message)
     assert receiver.bodies() == [b"one", b"two"]
     sender.send_raw(after)
     sender.lose()
@@ -841,20 +848,22 @@ def test_malformed_frame_split_across_reads() -> None:
     for i in range(len(data)):
         sender.send_raw(data[i : i + 1])
     assert receiver.bodies() == [b"ok"]
-    _error(sender)
+    sender.error("unknown command")
 
 
 def test_malformed_frame_receipt_id() -> None:
     """A malformed frame whose receipt header was readable gets ERROR with that receipt-id."""
     _, _, (client,) = connected_clients(1)
     client.send_raw(b"SEND\ndestination:/queue/q\nreceipt:r9\ncontent-length:1\n\nxy\0")
-    assert _error(client).headers.get("receipt-id") == "r9"
+    error = client.error("frame not terminated by NUL after content-length octets")
+    assert error.headers.get("receipt-id") == "r9"
 
 
 def test_connect_with_frames_in_same_read() -> None:
     """CONNECT followed by more frames in one read: all are handled under the new version."""
-    broker = Broker(clock=Clock())
-    client = Client(broker, Clock())
+    clock = Clock()
+    broker = Broker(clock=clock)
+    client = Client(broker, clock)
     client.send_raw(
         b"CONNECT\naccept-version:1.2\nhost:h\n\n\0"
         b"SUBSCRIBE\ndestination:/queue/q\nid:a\\cb\n\n\0"
@@ -869,7 +878,9 @@ def test_connect_with_frames_in_same_read() -> None:
 # -- our own failures ---------------------------------------------------------------
 
 
-def test_internal_error_is_logged_and_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_error_is_logged_and_hidden(
+    monkeypatch: pytest.MonkeyPatch, logged_failures: list[LogEvent]
+) -> None:
     """A broker exception gives ERROR "internal error" with no traceback; the failure is logged."""
     broker, _, (client, other) = connected_clients(2)
 
@@ -877,18 +888,15 @@ def test_internal_error_is_logged_and_hidden(monkeypatch: pytest.MonkeyPatch) ->
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(broker, "send", explode)
-    with capturedLogs() as events:
-        client.send("SEND", {"destination": "/queue/q"}, b"x")
-    error = _error(client)
-    assert error.headers["message"] == "internal error"
+    client.send("SEND", {"destination": "/queue/q"}, b"x")
+    error = client.error("internal error")
     text = error.body.decode() + repr(error.headers)
     assert "Traceback" not in text
     assert "secret" not in text
     assert "RuntimeError" not in text
-    failures = [e for e in events if "log_failure" in e]
-    assert len(failures) == 1
-    assert failures[0]["log_level"] == LogLevel.critical
-    assert failures[0]["log_failure"].check(RuntimeError)
+    (failure,) = logged_failures
+    assert failure["log_level"] == LogLevel.critical
+    assert failure["log_failure"].check(RuntimeError)
     assert not other.closing
 
 
@@ -925,7 +933,7 @@ def test_an_error_is_the_reason_the_session_gives_its_observer() -> None:
     client, observer = _observed()
     client.connect()
     client.send("SEND", {})
-    assert _error(client).headers["message"] == "missing header 'destination'"
+    client.error("missing header 'destination'")
     client.lose()
     assert observer.calls == [
         ("connected", None, "1.2"),

@@ -20,7 +20,7 @@ from twisted.logger import capturedLogs
 from stompbroker.codec import CLIENT_COMMANDS, Frame, Limits, encode_frame
 from stompbroker.core import Broker
 from stompbroker.session import SessionSettings
-from tests.helpers import Client
+from stompbroker.testing import Client
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -200,8 +200,8 @@ def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
 
 def run(data: bytes, cuts: list[int], ticks: list[float]) -> tuple[Client, Broker, list[Any]]:
     """Feed ``data`` in chunks to a fresh session, moving the clock between chunks."""
-    broker = Broker(clock=Clock())
     clock = Clock()
+    broker = Broker(clock=clock)
     client = Client(broker, clock, "fuzz", SETTINGS)
     with capturedLogs() as events:
         for index, piece in enumerate(chunks(data, cuts)):
@@ -307,4 +307,4 @@ def test_priority_with_non_ascii_digit_is_invalid() -> None:
     """SEND priority:² gets ERROR "invalid priority", not an internal error."""
     frame = "SEND\ndestination:/queue/q\npriority:²\n\nx\0"
     last = _answer(CONNECT + frame.encode())
-    assert last.headers["message"].startswith("invalid priority")
+    assert last.headers["message"] == "invalid priority '²': expected an integer from 0 to 9"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stompbroker.codec import SERVER_COMMANDS, FrameParser, encode_frame
-from stompbroker.core import Message
+from stompbroker.core import BROKER_HEADERS, Message
 from stompbroker.session._wire import message_head, message_tail
 
 _text = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=12)
@@ -16,14 +16,17 @@ _text = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=
 @given(
     message_id=_text.filter(bool),
     destination=_text.filter(bool),
+    # The broker drops these names from a SEND (and sets its own), so no message has them.
     headers=st.dictionaries(
-        _text.filter(lambda n: n not in ("message-id", "destination", "content-length")),
+        _text.filter(lambda n: n not in BROKER_HEADERS),
         _text,
         max_size=4,
     ),
     body=st.binary(max_size=64),
     version=st.sampled_from(["1.0", "1.1", "1.2"]),
 )
+# 1.2 escapes CR, so values ending in CR must read back there.
+@example(message_id="m\r", destination="\r", headers={"k": "v\r"}, body=b"", version="1.2")
 def test_a_message_frame_is_what_the_codec_encodes(
     message_id: str, destination: str, headers: dict[str, str], body: bytes, version: str
 ) -> None:
@@ -44,7 +47,13 @@ def test_a_message_frame_is_what_the_codec_encodes(
         version,
     )
     assert frame == expected
-    if version != "1.0" and "" not in headers:
+    # STOMP 1.1 has no escape for CR and its parser takes CR LF as the end of a line, so a
+    # value (or destination) ending in CR cannot be carried in 1.1: it reads back without
+    # the CR. 1.2 escapes CR as \r, so there every value must read back.
+    lost_cr = version == "1.1" and any(
+        value.endswith("\r") for value in (message_id, destination, *headers.values())
+    )
+    if version != "1.0" and "" not in headers and not lost_cr:
         parser = FrameParser(version=version, commands=SERVER_COMMANDS)
         (parsed,) = parser.feed(frame)
         assert parsed.body == body

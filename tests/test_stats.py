@@ -23,7 +23,7 @@ from stompbroker.core import (
 from stompbroker.core._inspect import tick
 from stompbroker.core._stats import MAX_RETIRED, RETAIN_SECONDS
 from stompbroker.store import FILENAME, MemoryStore, SqliteStore
-from tests.helpers import RecordingConsumer
+from stompbroker.testing import RecordingConsumer
 
 
 def _broker(**kwargs: Any) -> tuple[Broker, Clock]:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, formatEvent
 from zope.interface.verify import verifyObject
 
 from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery
@@ -388,13 +389,18 @@ def test_sqlite_reuses_the_space_of_consumed_messages(sqlite: Harness) -> None:
     assert sizes[-1] <= sizes[3] * 1.2, sizes
 
 
-def test_sqlite_failed_write_fails_the_waiters(sqlite: Harness) -> None:
+def test_sqlite_failed_write_fails_the_waiters(
+    sqlite: Harness, logged_failures: list[LogEvent]
+) -> None:
     """If the disk write fails, the waiting receipts fail; the store keeps working after."""
     bad = _message(1)
     bad.headers = {"x": object()}  # type: ignore[dict-item]
     written = sqlite.store.add("/queue/q", bad, "always")
     with pytest.raises(TypeError):
         sqlite.result(written)
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "the message store failed to write a batch"
+    assert failure["log_failure"].check(TypeError)
     assert sqlite.result(sqlite.store.add("/queue/q", _message(2), "always")) is None
     assert [m.seq for m in _load(sqlite, "/queue/q")] == [2]
 

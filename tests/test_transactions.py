@@ -5,18 +5,12 @@ from __future__ import annotations
 import pytest
 
 from stompbroker.codec import Frame
-from tests.helpers import Client, broker_is_empty, connected_clients
+from stompbroker.testing import Client, connected_clients
+from tests.helpers import broker_is_empty
 
 
 def _receipts(frames: list[Frame]) -> list[str]:
     return [f.headers["receipt-id"] for f in frames if f.command == "RECEIPT"]
-
-
-def _error(client: Client) -> Frame:
-    frames = client.frames()
-    assert frames and frames[-1].command == "ERROR", frames
-    assert client.closing
-    return frames[-1]
 
 
 def _tx_send(client: Client, tx: str, destination: str, body: bytes, **headers: str) -> None:
@@ -117,8 +111,10 @@ def test_staged_send_to_bad_destination_is_an_error() -> None:
     _, _, (producer,) = connected_clients(1)
     producer.send("BEGIN", {"transaction": "tx"})
     _tx_send(producer, "tx", "/exchange/x", b"x", receipt="r")
-    error = _error(producer)
-    assert "/exchange/x" in error.headers["message"]
+    error = producer.error(
+        "unsupported destination '/exchange/x': "
+        "use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME"
+    )
     assert error.headers.get("receipt-id") == "r"
 
 
@@ -180,7 +176,7 @@ def test_ack_in_transaction_of_unknown_message_is_an_error() -> None:
     _, _, (client,) = connected_clients(1)
     client.send("BEGIN", {"transaction": "tx"})
     client.send("ACK", {"id": "nope@1", "transaction": "tx"})
-    _error(client)
+    client.error("unknown message")
 
 
 # -- transaction names ------------------------------------------------------------------
@@ -198,7 +194,7 @@ def test_unknown_transaction_is_an_error(command: str, headers: dict[str, str]) 
     """COMMIT, ABORT or SEND naming a transaction never begun gets ERROR with receipt-id."""
     broker, _, (client,) = connected_clients(1)
     client.send(command, {**headers, "receipt": "r"})
-    assert _error(client).headers["receipt-id"] == "r"
+    assert client.error("unknown transaction").headers["receipt-id"] == "r"
     assert broker_is_empty(broker)
 
 
@@ -206,7 +202,7 @@ def test_unknown_transaction_on_ack_is_an_error() -> None:
     """ACK naming a transaction never begun gets ERROR and settles nothing."""
     holder, other, _, acks = _holding(1)
     holder.send("ACK", {"id": acks[0], "transaction": "nope"})
-    _error(holder)
+    holder.error("unknown transaction")
     other.subscribe("/queue/q", "o")
     holder.lose()
     assert other.bodies() == [b"1"]
@@ -217,7 +213,7 @@ def test_begin_twice_is_an_error() -> None:
     _, _, (client,) = connected_clients(1)
     client.send("BEGIN", {"transaction": "tx"})
     client.send("BEGIN", {"transaction": "tx", "receipt": "r"})
-    assert _error(client).headers["receipt-id"] == "r"
+    assert client.error("transaction already begun").headers["receipt-id"] == "r"
 
 
 @pytest.mark.parametrize("ending", ["COMMIT", "ABORT"])
@@ -227,7 +223,7 @@ def test_finished_transaction_is_unknown(ending: str) -> None:
     client.send("BEGIN", {"transaction": "tx"})
     client.send(ending, {"transaction": "tx"})
     _tx_send(client, "tx", "/queue/q", b"x")
-    _error(client)
+    client.error("unknown transaction")
 
 
 def test_transactions_belong_to_their_connection() -> None:
@@ -237,7 +233,7 @@ def test_transactions_belong_to_their_connection() -> None:
     owner.send("BEGIN", {"transaction": "tx"})
     _tx_send(owner, "tx", "/queue/q", b"x")
     stranger.send("COMMIT", {"transaction": "tx"})
-    _error(stranger)
+    stranger.error("unknown transaction")
     assert consumer.frames() == []
     owner.send("COMMIT", {"transaction": "tx"})
     assert consumer.bodies() == [b"x"]

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent, formatEvent
 from twisted.python.failure import Failure
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -83,7 +84,7 @@ class Peer:
         http_handler: Any = None,
     ) -> None:
         self.clock = Clock()
-        self.broker = Broker(clock=Clock())
+        self.broker = Broker(clock=self.clock)
         self.sessions: list[Any] = []
         extra = {} if http_handler is None else {"http_handler": http_handler}
         factory = WebSocketFactory(
@@ -296,6 +297,7 @@ def test_stomp_version_beyond_the_subprotocol_is_refused() -> None:
     peer.send(TextMessage(data=peer.stomp("CONNECT", accept_version="1.2").decode()))
     (error,) = peer.frames()
     assert (error.command, error.headers["version"]) == ("ERROR", "1.0")
+    assert error.headers["message"] == "unsupported protocol version"
 
 
 def test_no_extension_is_accepted() -> None:
@@ -461,7 +463,7 @@ def test_http_handler_serves_other_paths() -> None:
     )
 
 
-def test_a_late_http_answer_is_sent_when_it_comes() -> None:
+def test_a_late_http_answer_is_sent_when_it_comes(logged_failures: list[LogEvent]) -> None:
     """A handler that answers with a Deferred (a password check in a thread) is answered
     when it fires; a failure then is a 500; a client gone meanwhile gets nothing."""
     answers: list[Deferred[HttpResponse]] = []
@@ -482,6 +484,9 @@ def test_a_late_http_answer_is_sent_when_it_comes() -> None:
     answers[1].errback(RuntimeError("secret detail"))
     answer = failing.output()
     assert answer.startswith(b"HTTP/1.1 500 ") and b"secret" not in answer
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "internal error answering GET /api/broker"
+    assert failure["log_failure"].check(RuntimeError)
 
     gone = Peer(http_handler=handler)
     gone.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -490,7 +495,7 @@ def test_a_late_http_answer_is_sent_when_it_comes() -> None:
     assert gone.output() == b""
 
 
-def test_http_handler_failure_is_a_500_without_details() -> None:
+def test_http_handler_failure_is_a_500_without_details(logged_failures: list[LogEvent]) -> None:
     """Our own bug in a handler answers 500 and shows no traceback to the client."""
 
     def handler(request: HttpRequest) -> HttpResponse:
@@ -500,6 +505,9 @@ def test_http_handler_failure_is_a_500_without_details() -> None:
     answer = _raw_http(peer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 500 ")
     assert b"secret" not in answer
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "internal error answering GET /"
+    assert failure["log_failure"].check(RuntimeError)
 
 
 def test_too_large_http_body_is_refused() -> None:
@@ -762,7 +770,8 @@ def test_error_frame_then_close() -> None:
     peer.send(TextMessage(data=peer.stomp("SEND", destination="/queue/a").decode()))
     events = peer.events()
     assert [type(e) for e in events] == [TextMessage, CloseConnection]
-    assert peer.frames(events[:1])[0].command == "ERROR"
+    (error,) = peer.frames(events[:1])
+    assert (error.command, error.headers["message"]) == ("ERROR", "expected CONNECT")
 
 
 def test_invalid_utf8_in_text_closes_with_1007() -> None:

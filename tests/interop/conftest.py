@@ -340,6 +340,16 @@ class Client:
             raise AssertionError(f"CONNECT refused: {frames.errors[0].headers!r}")
         return frames.connected[0]
 
+    def error(self, message: str) -> Any:
+        """The ERROR the broker sent, once it has closed the connection: exactly one, whose
+        ``message`` header is ``message`` exactly (as ``stompbroker.testing.Client.error``)."""
+        frames = self.frames
+        frames.wait(lambda: bool(frames.errors) and frames.disconnected, "an ERROR and the close")
+        assert len(frames.errors) == 1, [e.headers for e in frames.errors]
+        (error,) = frames.errors
+        assert error.headers.get("message") == message, error.headers
+        return error
+
     def disconnect(self) -> Any:
         """DISCONNECT with a receipt; return the RECEIPT once the connection has closed.
 

@@ -18,6 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Bound on creating the environment and installing into it (packages come from the index).
 INSTALL_TIMEOUT = 300.0
 
+#: A script using the installed stompbroker.testing (docs/testing.md).
+_TESTING_CHECK = (
+    "from stompbroker.testing import connected_clients\n"
+    "_, _, (producer, consumer) = connected_clients(2)\n"
+    "consumer.subscribe('/queue/q')\n"
+    "producer.publish('/queue/q', b'hello')\n"
+    "print(consumer.bodies())\n"
+)
+
 #: Every path of the web console, and a script printing what an installed broker answers.
 _CONSOLE_PATHS = ("/", "/console.js", "/stomp.js", "/console.css", "/favicon.svg")
 _CONSOLE_CHECK = (
@@ -77,3 +86,6 @@ def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
         console.stdout,
         console.stderr[-2000:],
     )
+    # The in-memory clients for users' tests are installed too.
+    testing = _run([python, "-c", _TESTING_CHECK], tmp_path, environ)
+    assert testing.stdout == "[b'hello']\n", testing.stderr[-2000:]

@@ -79,18 +79,6 @@ def detach(client: Client, sub_id: str, headers: dict[str, str] | None = None) -
     client.frames.wait_receipt(receipt_id)
 
 
-def error_of(client: Client) -> Any:
-    """The first ERROR the client received (waiting for it)."""
-    client.frames.wait(lambda: bool(client.frames.errors), "an ERROR")
-    return client.frames.errors[0]
-
-
-def error_text(frame: Any) -> str:
-    """An ERROR's message header and body together."""
-    body = frame.body if isinstance(frame.body, str) else frame.body.decode("utf-8", "replace")
-    return str(frame.headers.get("message", "")) + " " + body
-
-
 def bodies(messages: list[Any]) -> list[Any]:
     """The bodies of stomp.py frames, in order."""
     return [m.body for m in messages]
@@ -233,7 +221,7 @@ def test_second_live_connection_cannot_attach(
     attach(holder, "/topic/news", "S", headers)
     intruder = connect_as("1.2", "C")
     intruder.conn.subscribe("/topic/news", id="S", headers=headers)
-    assert "in use by another connection" in error_text(error_of(intruder))
+    intruder.error("durable subscription 'S' is in use by another connection")
     producer.send("/topic/news", "still mine", receipt=True)
     assert bodies(holder.wait_messages(1)) == ["still mine"]
 
@@ -244,7 +232,7 @@ def test_deleting_a_durable_attached_elsewhere_is_an_error(connect_as: ConnectAs
     attach(holder, "/topic/news", "s1", {"activemq.subscriptionName": "S"})
     other = connect_as("1.2", "C")
     other.conn.unsubscribe(id="s1", headers={"activemq.subscriptionName": "S"})
-    assert "in use by another connection" in error_text(error_of(other))
+    other.error("durable subscription 'S' is in use by another connection")
     assert holder.is_open
 
 
@@ -296,8 +284,7 @@ def test_failed_durable_unsubscribe_leaves_no_subscription_behind(
     holder = connect_as("1.2", "C")
     attach(holder, "/topic/news", "s1", {"activemq.subscriptionName": "S"})
     holder.conn.unsubscribe(id="s1", headers={"activemq.subscriptionName": "WRONG"})
-    assert "WRONG" in error_text(error_of(holder))
-    holder.frames.wait(lambda: holder.frames.disconnected, "the ERROR to close the connection")
+    holder.error("no durable subscription named 'WRONG'")
     producer.conn.send("/topic/news", "after", headers={"receipt": "p"})
     frames = producer.frames
     frames.wait(lambda: bool(frames.receipts or frames.errors), "the SEND's RECEIPT")
@@ -331,11 +318,11 @@ def test_request_reply_through_a_temporary_destination(
     assert reply.headers["correlation-id"] == "c-1"
     thief = connect("1.2")
     thief.conn.subscribe(reply_to, id="steal")
-    assert "only the connection that created" in error_text(error_of(thief))
+    thief.error(f"only the connection that created '{reply_to}' may consume from it")
     requester.disconnect()
     assert broker.call(lambda: len(broker.broker.temporaries)) == 0
     server.conn.send(reply_to, "too late")
-    assert "does not exist" in error_text(error_of(server))
+    server.error(f"temporary destination '{reply_to}' does not exist (its owner has left)")
     broker.assert_idle()
 
 
@@ -397,18 +384,27 @@ def test_abort_drops_sends_and_redelivers_acked(broker: RunningBroker, connect: 
 
 
 @pytest.mark.parametrize(
-    ("destination", "headers"),
-    [("/queue/q", {"priority": "12"}), ("/queue/a.*", {}), ("/unknown/x", {})],
+    ("destination", "headers", "message"),
+    [
+        ("/queue/q", {"priority": "12"}, "invalid priority '12': expected an integer from 0 to 9"),
+        ("/queue/a.*", {}, "cannot send to the wildcard destination '/queue/a.*'"),
+        (
+            "/unknown/x",
+            {},
+            "unsupported destination '/unknown/x': "
+            "use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME",
+        ),
+    ],
     ids=["priority", "wildcard", "unknown-prefix"],
 )
 def test_staged_bad_send_is_an_error_at_send_time(
-    connect: Connect, destination: str, headers: dict[str, str]
+    connect: Connect, destination: str, headers: dict[str, str], message: str
 ) -> None:
     """A staged SEND with a bad priority or destination is an ERROR at once, before COMMIT."""
     client = connect("1.2")
     tx = client.begin()
     client.conn.send(destination, "x", headers={**headers, "transaction": tx, "receipt": "r"})
-    error = error_of(client)
+    error = client.error(message)
     assert error.headers.get("receipt-id") == "r"
 
 
@@ -562,7 +558,7 @@ def test_invalid_priority_is_an_error(connect: Connect) -> None:
     """priority:10 is refused with an ERROR naming the priority."""
     producer = connect("1.2")
     producer.conn.send("/queue/q", "x", headers={"priority": "10"})
-    assert "priority" in error_text(error_of(producer))
+    producer.error("invalid priority '10': expected an integer from 0 to 9")
 
 
 # -- selectors ---------------------------------------------------------------------------------
@@ -600,7 +596,7 @@ def test_bad_selector_is_an_error(connect: Connect) -> None:
     """A selector that does not parse is an ERROR on SUBSCRIBE."""
     consumer = connect("1.2")
     consumer.conn.subscribe("/queue/q", id="s", headers={"selector": "n >"})
-    assert error_of(consumer).headers["message"] == "invalid selector"
+    consumer.error("invalid selector")
 
 
 # -- prefetch ---------------------------------------------------------------------------------
@@ -720,11 +716,11 @@ def test_send_to_a_wildcard_is_an_error(connect: Connect, destination: str) -> N
     """A SEND to a wildcard name is an ERROR."""
     producer = connect("1.2")
     producer.conn.send(destination, "x")
-    assert "wildcard" in error_text(error_of(producer))
+    producer.error(f"cannot send to the wildcard destination '{destination}'")
 
 
 def test_wildcard_subscribe_on_a_queue_is_an_error(connect: Connect) -> None:
     """Wildcards are for topics only: SUBSCRIBE /queue/a.* is an ERROR."""
     consumer = connect("1.2")
     consumer.conn.subscribe("/queue/a.*", id="s")
-    assert "topics only" in error_text(error_of(consumer))
+    consumer.error("wildcards are supported on topics only, not in '/queue/a.*'")

@@ -47,7 +47,10 @@ def test_full_reject_queue_answers_error_naming_it(broker: RunningBroker) -> Non
     producer.conn.send("/queue/full.reject", "3", headers={"receipt": "late"})
     producer.frames.wait(lambda: bool(producer.frames.errors), "an ERROR")
     error = producer.frames.errors[0]
-    assert "/queue/full.reject is full" in error.headers["message"]
+    assert error.headers["message"] == (
+        "destination /queue/full.reject is full (max_messages 2, max_bytes unlimited); "
+        "the message was not accepted"
+    )
     assert error.headers.get("receipt-id") == "late"
     assert broker.call(broker.broker.queue_depth, "full.reject") == 2
 
@@ -124,7 +127,10 @@ def test_without_auto_create_undeclared_destinations_get_an_error(
     client.send("/queue/known", "fine", receipt=True)
     client.conn.send("/queue/unknown", "no")
     client.frames.wait(lambda: bool(client.frames.errors), "an ERROR")
-    assert "/queue/unknown does not exist" in client.frames.errors[0].headers["message"]
+    assert client.frames.errors[0].headers["message"] == (
+        "destination /queue/unknown does not exist, and this broker creates only the "
+        "destinations its configuration declares (broker.auto_create is false)"
+    )
 
 
 def test_reload_applies_new_policies_and_listeners_and_refuses_a_bad_file(
@@ -153,7 +159,10 @@ def test_reload_applies_new_policies_and_listeners_and_refuses_a_bad_file(
     assert broker.call(reload)
     client.conn.send("/queue/live", "over", headers={"receipt": "r"})
     client.frames.wait(lambda: bool(client.frames.errors), "an ERROR")
-    assert "/queue/live is full" in client.frames.errors[0].headers["message"]
+    assert client.frames.errors[0].headers["message"] == (
+        "destination /queue/live is full (max_messages 1, max_bytes unlimited); "
+        "the message was not accepted"
+    )
     (listener,) = broker.service.by_key.values()
     port = broker.call(lambda: listener._waitingForPort).getHost().port
     other = Client(port, "1.2")

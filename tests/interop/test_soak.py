@@ -323,7 +323,7 @@ def test_connection_closing_while_its_deliveries_are_paused_still_closes(
         client.send(flood)
     client.send(b"BAD\n\n\0")
     received = _read_until_closed(client)
-    assert b"ERROR\nmessage:unknown command" in received
+    assert b"ERROR\nmessage:unknown command\n" in received
 
 
 def test_huge_expires_is_refused_not_a_store_failure(raw: Callable[[], RawClient]) -> None:
@@ -338,4 +338,11 @@ def test_huge_expires_is_refused_not_a_store_failure(raw: Callable[[], RawClient
         )
         frames = client.read_until_closed()
     assert not failures.events, failures.traceback()
-    assert frames[-1].headers["message"] != "message not stored", frames
+    # Raw frames keep their headers escaped: \c is the colon.
+    assert [(f.command, f.headers["message"]) for f in frames] == [
+        (
+            "ERROR",
+            f"invalid expires '{'9' * 40}'\\c "
+            "expected a non-negative integer (ms) of at most 15 digits",
+        )
+    ], frames

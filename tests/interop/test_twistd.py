@@ -227,7 +227,10 @@ def test_sighup_reloads_the_file_and_refuses_an_invalid_one(tmp_path: Path) -> N
         client.send("/queue/hup", "one", receipt=True)
         client.conn.send("/queue/hup", "two")
         client.frames.wait(lambda: bool(client.frames.errors), "an ERROR")
-        assert "/queue/hup is full" in client.frames.errors[0].headers["message"]
+        assert client.frames.errors[0].headers["message"] == (
+            "destination /queue/hup is full (max_messages 1, max_bytes unlimited); "
+            "the message was not accepted"
+        )
 
         path.write_text("destinations:\n  - {name: /queue/hup, max_messages: ten}\n")
         process.send_signal(signal.SIGHUP)
