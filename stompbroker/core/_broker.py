@@ -20,7 +20,7 @@ ACK and NACK are settled by the destination the subscription is attached to
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from twisted.logger import Logger
 
@@ -35,7 +35,7 @@ from ._paging import PagedBacklog
 from ._policy import PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
-from ._routing import Router, Sent
+from ._routing import Router
 from ._selector import compile_selector
 from ._stats import Statistics
 from ._store import IMessageStore, Recovery
@@ -83,6 +83,14 @@ class Broker:
         self.temporaries = TemporaryDestinations(self.destinations, self.unsubscribe)
         self._fanout = Fanout(self.destinations, self.durables)
         self.router = Router(self, self.destinations, self.temporaries, self._fanout, id_prefix)
+        #: ``send(destination, headers, body, persistent=None, owner=None) -> Sent``: accept a
+        #: message for ``destination`` from the session ``owner`` (``Router.send``, bound
+        #: here: it runs for every message). ``headers`` are the producer's (those the broker
+        #: owns, such as ``message-id``, are left out of the message). Raises
+        #: DestinationError, DestinationFull or MessageError for what it cannot accept;
+        #: returns what it made: a receipt must wait for its ``written``, a producer for
+        #: its ``room``.
+        self.send = self.router.send
         self.dead_letters = DeadLetters(
             self.destinations.queue, self.router.next_seq, self.counters
         )
@@ -126,23 +134,6 @@ class Broker:
         self.destinations.forget_if_unused(destination)
 
     # -- producing ---------------------------------------------------------------
-
-    def send(
-        self,
-        destination: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        persistent: bool | None = None,
-        owner: str | None = None,
-    ) -> Sent:
-        """Accept a message for ``destination`` from the session ``owner``.
-
-        ``headers`` are the producer's (headers the broker owns, such as ``message-id``,
-        are left out of the message). Raises DestinationError, DestinationFull or
-        MessageError for what it cannot accept; returns what it made (``_routing.Sent``):
-        a receipt must wait for its ``written``, a producer for its ``room``.
-        """
-        return self.router.send(destination, headers, body, persistent, owner)
 
     def transaction(self, owner: str | None = None) -> Transaction:
         """A new unit of work of the session ``owner`` (``_transaction``)."""

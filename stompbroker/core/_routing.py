@@ -29,7 +29,13 @@ from ._names import check_send_name, parse_destination
 from ._policy import DestinationPolicy
 from ._queue import Queue
 from ._registry import Destinations, Fanout
-from ._send_headers import check_headers, message_expiry, message_priority, producer_headers
+from ._send_headers import (
+    BROKER_HEADERS,
+    check_headers,
+    message_expiry,
+    message_priority,
+    producer_headers,
+)
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
 
@@ -105,7 +111,8 @@ class Router:
             persistent = policy.persistent
             if persistent is None:
                 persistent = kind == "queue"
-        headers = producer_headers(headers)
+        if not BROKER_HEADERS.isdisjoint(headers):
+            headers = producer_headers(headers)
         priority = message_priority(headers)
         expires, headers = message_expiry(headers, policy, self._hooks.now_ms)
         seq = next(self._seq)
@@ -138,8 +145,8 @@ class Router:
         destination: str,
         headers: Mapping[str, str],
         body: bytes,
-        persistent: bool | None,
-        owner: str | None,
+        persistent: bool | None = None,
+        owner: str | None = None,
     ) -> Sent:
         """Route, make, admit and deliver one message."""
         route = self.route(destination, owner)
@@ -148,14 +155,17 @@ class Router:
             self._destinations.queue(route[1]).admit(len(body))
         return self.deliver(route, message, owner)
 
+    # ``deliver`` is the hot path of every message: the expiry test and the queue lookup are
+    # written out in it rather than called.
+
     def deliver(self, route: Route, message: Message, owner: str | None) -> Sent:
         """Hand a made (and admitted) message to where ``route`` says."""
         kind, name, _, policy, target = route
         written = room = None
-        if self._expired(message):
+        if message.expires and message.expired(self._hooks.now_ms()):
             self._hooks.dead_letter(message, "expired", policy, None)
         elif kind == "queue":
-            queue = self._destinations.queue(name)
+            queue = self._destinations.queues.get(name) or self._destinations.queue(name)
             queue.senders.add(owner)
             written = queue.enqueue(message)
             if policy.limited:

@@ -362,7 +362,7 @@ class StompSession:
 
     def _receipt(self, frame: Frame, waiting: Deferred[Any] | None = None) -> None:
         """Answer ``frame``'s receipt, after ``waiting`` and after earlier receipts."""
-        self._receipt_for(frame.headers.get("receipt"), waiting)
+        self._receipts.answer(frame.headers.get("receipt"), waiting)
 
     def _hold_reading(self, reason: str, hold: bool) -> None:
         """Stop (or resume) reading from a producer: the store has yet to write many of its
@@ -384,10 +384,6 @@ class StompSession:
         producer = getattr(self.transport, "pauseProducing" if held else "resumeProducing", None)
         if producer is not None and not self.closed:
             producer()
-
-    def _receipt_for(self, receipt_id: str | None, waiting: Deferred[Any] | None = None) -> None:
-        """Send RECEIPT ``receipt_id`` (if any) after ``waiting`` and after earlier receipts."""
-        self._receipts.answer(receipt_id, waiting)
 
     def _receipt_failed(self, failure: Any, receipt_id: str | None) -> None:
         log.failure("a durable write failed for {peer}", failure, peer=self.peer)
@@ -446,7 +442,7 @@ class StompSession:
         try:
             if transaction is not None:
                 transaction.send(destination, headers, frame.body, persistent)
-                self._receipt_for(receipt_id)
+                self._receipts.answer(receipt_id)
                 return
             sent = self.broker.send(destination, headers, frame.body, persistent, self.session_id)
         except (DestinationError, MessageError) as exc:
@@ -455,7 +451,7 @@ class StompSession:
         if sent.room is not None:
             self._hold_reading("room", True)
             sent.room.addCallback(lambda _: self._hold_reading("room", False))
-        self._receipt_for(receipt_id, sent.written)
+        self._receipts.answer(receipt_id, sent.written)
 
     def _reply_destination(self, reply_to: str) -> str:
         """Create our temp destination named in ``reply-to``; subscribe to it if we do not.
