@@ -96,24 +96,16 @@ class Destinations:
 
     def topic(self, name: str) -> Topic:
         """Topic ``name``, or the wildcard topic of pattern ``name``, made if needed."""
-        if name in self.wildcards or any(p in name for p in "*>"):
-            return self._wildcard(name)
-        topic = self.topics.get(name)
+        wildcard = name in self.wildcards or any(p in name for p in "*>")
+        table = self.wildcards if wildcard else self.topics
+        topic = table.get(name)
         if topic is None:
             address = f"/topic/{name}"
             topic = Topic(name, address, self.hooks, self.policies.for_destination(address))
             self.revive(topic)
-            self.topics[name] = topic
-        return topic
-
-    def _wildcard(self, pattern: str) -> Topic:
-        topic = self.wildcards.get(pattern)
-        if topic is None:
-            address = f"/topic/{pattern}"
-            topic = Topic(pattern, address, self.hooks, self.policies.for_destination(address))
-            self.revive(topic)
-            self.wildcards[pattern] = topic
-            self.version += 1
+            table[name] = topic
+            if wildcard:
+                self.version += 1
         return topic
 
     def revive(self, destination: Destination) -> None:
