@@ -35,6 +35,8 @@ log = Logger(namespace="stompbroker.session")
 
 #: The ERROR for an unknown login and for a wrong passcode: the same, so as not to tell.
 LOGIN_FAILED = ("login failed", "the login or the passcode is wrong")
+#: The ERROR's message when a reload revokes a connected client's credentials.
+REVOKED = "credentials revoked"
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,54 @@ class Guard:
         self.peer = peer
         #: Who the connection logged in as (None: anonymous).
         self.user: str | None = None
+        #: The password hash of the CONNECT's login when its check began (None: no such
+        #: user): a reload that removes the user or changes it revokes the connection.
+        self.login_hash: str | None = None
+
+    def begin_login(self, login: str | None) -> None:
+        """CONNECT names ``login``: remember its password hash now, before it is checked."""
+        found = self.access.users.get(login) if self.access and login else None
+        self.login_hash = found.password_hash if found is not None else None
+
+    def revoked(self) -> tuple[str, str] | None:
+        """The ERROR (message, detail) ending a logged-in connection whose credentials no
+        longer hold (its user removed, its password changed, anonymous clients no longer
+        let in); None while they hold."""
+        access = self.access
+        if access is None:
+            return None
+        if self.user is None:
+            if access.allow_anonymous:
+                return None
+            return REVOKED, "anonymous clients are no longer let in"
+        found = access.users.get(self.user)
+        if found is None:
+            return REVOKED, f"user {self.user!r} was removed"
+        if found.password_hash != self.login_hash:
+            return REVOKED, f"the password of user {self.user!r} changed"
+        return None
+
+    def read_revoked(self, destination: str, client_id: str) -> tuple[str, str] | None:
+        """The ERROR (message, detail) ending a connection whose subscription to
+        ``destination`` (as SUBSCRIBE named it) the rules no longer allow; None if allowed.
+
+        The check is SUBSCRIBE's ``read`` (``create`` was needed once, to make it)."""
+        if not self.active or not destination.startswith(("/queue/", "/topic/", "/dsub/")):
+            return None
+        checked = destination
+        if destination.startswith("/dsub/"):
+            durable = self.broker.durables.get(client_id, destination[6:])
+            if durable is None:
+                return None
+            checked = f"/topic/{durable.pattern}"
+        assert self.access is not None
+        if self.access.permits(self.user, "read", checked):
+            return None
+        who = f"user {self.user!r}" if self.user is not None else "an anonymous client"
+        return (
+            f"access revoked to {destination}",
+            f"{who} no longer has read permission on {destination}",
+        )
 
     @property
     def active(self) -> bool:

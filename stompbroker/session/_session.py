@@ -222,6 +222,7 @@ class StompSession:
 
     def _on_connect(self, frame: Frame) -> None:
         handshake = Handshake(self.settings, self.clock, self.session_id, self.peer, self.versions)
+        self.guard.begin_login(frame.headers.get("login"))
         answer = handshake.receive(frame)
         self._stop_connect_timer()
         self._logging_in = True
@@ -240,6 +241,11 @@ class StompSession:
                 self._connect_timer = self.clock.callLater(answer.delay, self._refuse, answer)
             return
         self._logging_in = False
+        self.guard.user = answer.user
+        revoked = self.guard.revoked()
+        if revoked is not None:  # a reload changed the user while its password was checked
+            self._fail(*revoked, None)
+            return
         self._let_in(answer)
         if "login" in self._holds:  # it waited for a thread: go on with what came meanwhile
             self._hold_reading("login", False)
@@ -330,6 +336,13 @@ class StompSession:
         """The broker gives up on this connection (a slow consumer): ERROR and close."""
         log.warn("closing {peer}: {reason}", peer=self.peer, reason=reason)
         self.close_with_error("slow consumer", reason)
+
+    def revoked(self) -> tuple[str, str] | None:
+        """Why the users and rules now in force end this connection: the ERROR's message
+        and detail (its credentials, then its subscriptions); None if they do not."""
+        if not self.connected or self.closed:
+            return None
+        return self.guard.revoked() or self.subscriptions.revoked()
 
     def close_with_error(self, message: str, detail: str) -> None:
         """End the connection from outside (an administrator): ERROR, then close.

@@ -91,6 +91,8 @@ class Subscriptions:
         self.heads: dict[int, bytes] = {}
         #: Ids of finished browsing subscriptions (UNSUBSCRIBE of them is fine).
         self.browsers: set[str] = set()
+        #: The destination each SUBSCRIBE named, by subscription id (``revoked`` checks it).
+        self.named: dict[str, str] = {}
         self._keys = itertools.count(1)
 
     def __iter__(self) -> Iterator[Subscription]:
@@ -120,6 +122,7 @@ class Subscriptions:
         except DestinationError as exc:
             raise ClientError(str(exc)) from None
         self._add(subscription)
+        self.named[subscription.id] = destination
         return (lambda: self._start(subscription)), written
 
     def _attach(
@@ -265,6 +268,7 @@ class Subscriptions:
                 raise ClientError(str(exc)) from None
         if subscription is not None:
             del self.by_id[subscription.id]
+            self.named.pop(subscription.id, None)
             del self.by_key[subscription.key]
             del self.heads[subscription.key]
             self.broker.unsubscribe(subscription)
@@ -314,6 +318,16 @@ class Subscriptions:
             )
         return subscription, message_id
 
+    def revoked(self) -> tuple[str, str] | None:
+        """The ERROR (message, detail) for the first subscription the rules no longer
+        allow (SUBSCRIBE's read check, run again after a reload); None if all are."""
+        guard, client_id = self.session.guard, self.session.client_id
+        for destination in self.named.values():
+            why = guard.read_revoked(destination, client_id)
+            if why is not None:
+                return why
+        return None
+
     def pause_all(self) -> None:
         """Hand us nothing more for now."""
         for subscription in self.by_id.values():
@@ -331,6 +345,7 @@ class Subscriptions:
         handed to another of ours."""
         subscriptions = list(self.by_id.values())
         self.by_id.clear()
+        self.named.clear()
         self.by_key.clear()
         for subscription in subscriptions:
             self.broker.pause(subscription)
