@@ -9,8 +9,11 @@ and applies it without dropping a connection:
   and are deleted by their clients);
 * listeners the file adds start, those it removes stop (their open connections go on);
 * heart-beat and limit settings apply to new connections;
-* users and passwords (the users file too) apply to new logins, access rules at once to
-  every connection's next SEND or SUBSCRIBE (``security.configure_access``);
+* users, passwords and access rules (the users file too) apply at once
+  (``security.configure_access``): to new logins and every connection's next SEND or
+  SUBSCRIBE, and ``end_revoked`` closes, with an ERROR, each connection whose user was
+  removed or whose password changed (anonymous ones when anonymous clients are no longer
+  let in) and each with a subscription the rules no longer let it read;
 * ``broker.data_dir`` and ``broker.store`` change only at the next start (logged).
 
 An invalid file is refused with the same messages as at start; the running configuration stays.
@@ -27,6 +30,7 @@ from stompbroker.config import Config, ConfigError, WebSocketListener
 
 if TYPE_CHECKING:
     from stompbroker.service import BrokerService
+    from stompbroker.transport import Connections
 
 log = Logger(namespace="stompbroker.reload")
 
@@ -44,6 +48,29 @@ def listener_keys(config: Config) -> list[tuple[Any, ...]]:
 def websocket_key(entry: WebSocketListener) -> tuple[Any, ...]:
     """The key of a ``listeners.websocket`` entry (its endpoint string comes second)."""
     return ("websocket", entry.endpoint, entry.path, entry.allowed_origins)
+
+
+def end_revoked(connections: Connections) -> int:
+    """Close, with its ERROR, each open connection the users and rules now in force no
+    longer allow (``StompSession.revoked``); count them in ``connections.revoked``."""
+    ended = 0
+    for connection in list(connections.open.values()):
+        why = connection.session.revoked()
+        if why is None:
+            continue
+        message, detail = why
+        log.warn(
+            "connection {id} from {peer} (user {user}) closed on reload: {message}: {detail}",
+            id=connection.id,
+            peer=connection.peer,
+            user=connection.user,
+            message=message,
+            detail=detail,
+        )
+        connection.session.close_with_error(message, detail)
+        ended += 1
+    connections.revoked += ended
+    return ended
 
 
 def reload(service: BrokerService, read: Callable[[], Config], endpoint: EndpointFactory) -> bool:

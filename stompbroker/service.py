@@ -33,7 +33,7 @@ from stompbroker.core import (
     compile_selector,
 )
 from stompbroker.monitor import Monitoring
-from stompbroker.reloading import listener_keys, reload, websocket_key
+from stompbroker.reloading import end_revoked, listener_keys, reload, websocket_key
 from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import FILENAME, SqliteStore
@@ -222,6 +222,7 @@ class BrokerService(MultiService):
         self.broker.auto_create = config.broker.auto_create
         declare_durables(self.broker, config)
         configure_access(self.access, config)
+        end_revoked(self.monitoring.connections)
         self.monitoring.reconfigure(config)
         self.settings = replace(session_settings(config), access=self.access)
         self.limiter.max_connections = config.limits.max_connections

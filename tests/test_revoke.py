@@ -4,11 +4,18 @@ it be connected and read what it subscribed to; a reload closes those they do no
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 
+from stompbroker.config import Config, parse
 from stompbroker.core import AccessControl, Broker
+from stompbroker.reloading import reload
+from stompbroker.service import BrokerService
 from stompbroker.testing import Client
+from stompbroker.transport import CountingTransport
 from tests.helpers import pending_runner
 from tests.test_access import cheap_hash, rule
 from tests.test_auth import USERS, _client, _logged_in, _login
@@ -152,3 +159,71 @@ def test_a_durable_subscription_is_checked_on_its_topic() -> None:
         "access revoked to /dsub/s1",
         "user 'bob' no longer has read permission on /dsub/s1",
     )
+
+
+# -- through a reload of the service -----------------------------------------------------
+
+HASHES = {name: cheap_hash(f"{name}-pw") for name in ("alice", "bob", "carol")}
+
+
+def _config(path: Path, users: str, rules: str) -> Config:
+    listed = "".join(
+        f"    - {{name: {name}, password_hash: '{HASHES[name]}', groups: [g]}}\n"
+        for name in users.split()
+    )
+    text = (
+        "broker: {store: memory}\nlisteners: {stomp: []}\n"
+        "destinations:\n  - {name: /queue/work}\n"
+        f"security:\n  users:\n{listed}  rules:\n{rules}"
+    )
+    return parse(text, str(path))
+
+
+def _open(service: BrokerService, clock: Clock, login: str) -> Client:
+    """A session of ``service`` registered as an open connection, logged in as ``login``."""
+    client = Client(service.broker, clock, login, service.settings)
+    service.monitoring.connections.add(
+        client.session, f"test:{login}", "tcp", CountingTransport(client.transport)
+    )
+    (answer,) = _login(client, login, f"{login}-pw")
+    assert answer.command == "CONNECTED", answer
+    return client
+
+
+def test_a_reload_closes_revoked_connections_and_counts_them(tmp_path: Path) -> None:
+    """After a reload: the removed user's connection and the one whose read was revoked get
+    their ERROR and close (one log line each, counted); the unacknowledged message goes back
+    to the queue; a declared durable stays defined; an unaffected connection goes on."""
+    everyone = "    - {principal: g, destinations: '/queue/>', permissions: [read, write]}\n"
+    clock = Clock()
+    service = BrokerService(_config(tmp_path / "a", "alice bob carol", everyone), clock, [])
+    service.access.run = maybeDeferred  # password checks at once, not in threads
+    service.broker.declare_durable("carol", "d", "news", None)
+    alice, bob, carol = (_open(service, clock, name) for name in ("alice", "bob", "carol"))
+    bob.subscribe("/queue/work", "1", ack="client")
+    alice.publish("/queue/work", b"job")
+    assert bob.bodies() == [b"job"]
+    carol.subscribe("/queue/work", "2")
+    only_carol = (
+        "    - {principal: carol, destinations: '/queue/>', permissions: [read, write]}\n"
+        "    - {principal: bob, destinations: '/queue/other', permissions: [read]}\n"
+    )
+    with capturedLogs() as events:
+        assert reload(service, lambda: _config(tmp_path / "b", "bob carol", only_carol), str)
+    assert alice.error("credentials revoked").body == b"user 'alice' was removed\n"
+    error = bob.error("access revoked to /queue/work")
+    assert error.body == b"user 'bob' no longer has read permission on /queue/work\n"
+    lines = [e["log_format"].format(**e) for e in events if "closed on reload" in e["log_format"]]
+    assert lines == [
+        "connection alice from test:alice (user alice) closed on reload: credentials revoked:"
+        " user 'alice' was removed",
+        "connection bob from test:bob (user bob) closed on reload: access revoked to"
+        " /queue/work: user 'bob' no longer has read permission on /queue/work",
+    ]
+    assert service.monitoring.connections.revoked == 2
+    bob.lose()
+    assert carol.bodies() == [b"job"]
+    assert service.broker.durables.get("carol", "d") is not None
+    carol.publish("/queue/work", b"more", receipt="r")
+    assert [f.command for f in carol.frames()] == ["MESSAGE", "RECEIPT"]
+    assert not carol.closing

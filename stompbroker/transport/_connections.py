@@ -130,6 +130,9 @@ class Connections:
         self.opened = 0
         self.bytes_in_closed = 0
         self.bytes_out_closed = 0
+        #: Connections a reload closed because their credentials or a subscription's read
+        #: permission were revoked (``reloading.end_revoked``).
+        self.revoked = 0
 
     def add(self, session: StompSession, peer: str, transport: str, output: Output) -> Connection:
         """Register the connection of a new session."""

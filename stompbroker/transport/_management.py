@@ -75,6 +75,7 @@ class Management:
             "connections": {
                 "open": len(registry.open),
                 "opened": registry.opened,
+                "revoked": registry.revoked,
                 "bytes_in": registry.bytes_in_closed + sum(c.bytes_in for c in open_),
                 "bytes_out": registry.bytes_out_closed + sum(c.bytes_out for c in open_),
             },

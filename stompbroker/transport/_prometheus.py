@@ -142,6 +142,12 @@ def _broker_series(out: _Writer, broker: dict[str, Any]) -> None:
     out.sample("connections", connections["open"])
     out.family("connections_opened_total", "counter", "STOMP connections opened since start.")
     out.sample("connections_opened_total", connections["opened"])
+    out.family(
+        "connections_revoked_total",
+        "counter",
+        "STOMP connections a reload closed: credentials or read permission revoked.",
+    )
+    out.sample("connections_revoked_total", connections["revoked"])
     out.family("received_bytes_total", "counter", "STOMP bytes received from clients.")
     out.sample("received_bytes_total", connections["bytes_in"])
     out.family("sent_bytes_total", "counter", "STOMP bytes sent to clients.")
