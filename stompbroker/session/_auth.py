@@ -18,6 +18,10 @@ login. Then ``Guard`` checks each SEND (``write``), transactional SENDs when sta
 and each SUBSCRIBE (``read``) against the rules, plus ``create`` when the frame would
 create a queue or topic that no destination policy declares. Temporary destinations
 are left to the broker (only their owner may consume them).
+
+After a reload, ``Guard.revoked`` and ``Guard.read_revoked`` say whether a connected client's
+credentials and subscriptions still hold: ERROR "credentials revoked" (its user removed, its
+password changed, anonymous clients no longer let in) or "access revoked to DESTINATION".
 """
 
 from __future__ import annotations
