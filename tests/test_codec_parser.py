@@ -720,7 +720,7 @@ def test_line_limit_at_the_line_after_a_buffered_prefix(case: AtLine) -> None:
     check_at_line(parser, case, feed_all(parser, [case.stream[:cut], case.stream[cut:]]))
 
 
-@pytest.mark.parametrize("case", [c for c in AT_LINE_PARAMS if c.values[0].limits is SMALL])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in AT_LINE if c.limits is SMALL])
 def test_line_limit_at_the_line_split_anywhere(case: AtLine) -> None:
     """However the bytes are cut in two, the line is refused (or kept) the same way."""
     for cut in range(len(case.stream) + 1):
