@@ -629,6 +629,114 @@ def test_unknown_command_detail_is_truncated() -> None:
     assert len(parser.error.detail) < 100
 
 
+# --------------------------------------------------------------------------- line limit at the line
+
+
+@dataclass(frozen=True)
+class AtLine:
+    """A header block cut short after (or inside) a long line: no blank line follows.
+
+    ``refused``: the line is over the limit and ``header line too long`` is set
+    once these bytes are in, without waiting for the end of the block.
+    Otherwise the line is exactly at the limit: nothing is refused and every byte
+    stays buffered until the frame completes.
+    """
+
+    id: str
+    stream: bytes
+    refused: bool
+    limits: Limits
+    receipt: str | None = None
+    frame: Frame | None = None
+
+
+AT_LINE = [
+    AtLine("small-lf-at-limit", b"SEND\nh:" + b"x" * 30 + b"\n", False, SMALL),
+    AtLine("small-lf-over", b"SEND\nh:" + b"x" * 31 + b"\n", True, SMALL),
+    AtLine("small-crlf-at-limit", b"SEND\r\nh:" + b"x" * 30 + b"\r\n", False, SMALL),
+    AtLine("small-crlf-over", b"SEND\r\nh:" + b"x" * 31 + b"\r\n", True, SMALL),
+    AtLine("small-cr-at-limit-awaiting-lf", b"SEND\nh:" + b"x" * 30 + b"\r", False, SMALL),
+    AtLine("small-no-eol-at-limit", b"SEND\nh:" + b"x" * 30, False, SMALL),
+    AtLine("small-no-eol-over", b"SEND\nh:" + b"x" * 31, True, SMALL),
+    AtLine("small-over-then-short-lines", b"SEND\nh:" + b"x" * 31 + b"\na:1\nb:2\n", True, SMALL),
+    AtLine(
+        "small-over-after-receipt", b"SEND\nreceipt:r-1\nh:" + b"x" * 31 + b"\n", True, SMALL, "r-1"
+    ),
+    AtLine("small-command-line-over", b"S" * 33 + b"\n", True, SMALL),
+    AtLine("small-command-line-over-no-eol", b"S" * 33, True, SMALL),
+    AtLine(
+        "pre-connect-at-limit", b"CONNECT\nlogin:" + b"x" * 4090 + b"\n", False, PRE_CONNECT_LIMITS
+    ),
+    AtLine("pre-connect-over", b"CONNECT\nlogin:" + b"x" * 4091 + b"\n", True, PRE_CONNECT_LIMITS),
+    AtLine("pre-connect-command-line-over", b"C" * 4097 + b"\n", True, PRE_CONNECT_LIMITS),
+    AtLine("after-connect-at-limit", b"SEND\nh:" + b"x" * 16382 + b"\n", False, DEFAULT_LIMITS),
+    AtLine("after-connect-over", b"SEND\nh:" + b"x" * 16383 + b"\n", True, DEFAULT_LIMITS),
+    AtLine(
+        "after-connect-20000-byte-line", b"SEND\nh:" + b"x" * 19998 + b"\n", True, DEFAULT_LIMITS
+    ),
+    AtLine("after-connect-command-line-over", b"S" * 16385 + b"\n", True, DEFAULT_LIMITS),
+]
+
+AT_LINE_PARAMS = [pytest.param(case, id=case.id) for case in AT_LINE]
+
+
+def check_at_line(parser: FrameParser, case: AtLine, frames: list[Frame]) -> None:
+    """``parser`` has refused ``case``'s line, or holds all of it, as ``case`` says."""
+    assert frames == []
+    if case.refused:
+        assert isinstance(parser.error, FrameTooLarge)
+        assert parser.error.message == "header line too long"
+        assert parser.error.detail == f"the limit is {case.limits.max_line_bytes} bytes a line"
+        assert parser.error.receipt == case.receipt
+        assert parser.buffered == 0
+    else:
+        assert parser.error is None
+        assert parser.buffered == len(case.stream)
+        rest = b"\n\n\0" if case.stream.endswith((b"x", b"\r")) else b"\n\0"
+        (got,) = parser.feed(rest)
+        assert got.headers
+        assert parser.error is None and parser.buffered == 0
+
+
+@pytest.mark.parametrize("case", AT_LINE_PARAMS)
+def test_line_limit_at_the_line_fed_whole(case: AtLine) -> None:
+    """A line over the limit is refused when it arrives in one piece, before the blank line."""
+    parser = FrameParser(case.limits, version="1.2")
+    check_at_line(parser, case, parser.feed(case.stream))
+
+
+@pytest.mark.parametrize("case", AT_LINE_PARAMS)
+def test_line_limit_at_the_line_fed_byte_by_byte(case: AtLine) -> None:
+    """A line over the limit is refused when it arrives byte by byte, before the blank line."""
+    parser = FrameParser(case.limits, version="1.2")
+    check_at_line(parser, case, feed_all(parser, bytewise(case.stream)))
+
+
+@pytest.mark.parametrize("case", AT_LINE_PARAMS)
+def test_line_limit_at_the_line_after_a_buffered_prefix(case: AtLine) -> None:
+    """The long line fed whole after its first line was buffered on its own is judged alike."""
+    parser = FrameParser(case.limits, version="1.2")
+    cut = case.stream.find(b"\n") + 1 if case.stream.count(b"\n") > 1 else 1
+    check_at_line(parser, case, feed_all(parser, [case.stream[:cut], case.stream[cut:]]))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in AT_LINE if c.limits is SMALL])
+def test_line_limit_at_the_line_split_anywhere(case: AtLine) -> None:
+    """However the bytes are cut in two, the line is refused (or kept) the same way."""
+    for cut in range(len(case.stream) + 1):
+        parser = FrameParser(case.limits, version="1.2")
+        check_at_line(parser, case, feed_all(parser, [case.stream[:cut], case.stream[cut:]]))
+
+
+def test_line_limit_at_the_line_many_short_lines_then_long() -> None:
+    """Many short lines in one feed do not hide a long line after them."""
+    limits = Limits(max_line_bytes=32, max_headers=1000, max_header_bytes=4096)
+    parser = FrameParser(limits)
+    assert parser.feed(b"SEND\n" + b"a:1\n" * 200 + b"h:" + b"x" * 31 + b"\nb:2\n") == []
+    assert isinstance(parser.error, FrameTooLarge)
+    assert parser.error.message == "header line too long"
+
+
 # --------------------------------------------------------------------------- bounded memory
 
 

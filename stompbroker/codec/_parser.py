@@ -139,6 +139,11 @@ class FrameParser:
                 f"the limit is {limits.max_header_bytes} bytes",
                 self._receipt_in(buf, pos, match.end()),
             )
+        # A block no longer than one line cannot hold a line over the limit.
+        long_block = size > limits.max_line_bytes
+        first_eol = buf.find(b"\n", pos, head_end) if long_block else -1
+        if long_block and self._line_over_limit(buf, pos, head_end if first_eol < 0 else first_eol):
+            raise self._line_too_long(buf, pos, match.end())
         try:
             text = str(memoryview(buf)[pos:head_end], "utf-8")
         except UnicodeDecodeError:
@@ -152,6 +157,8 @@ class FrameParser:
             lines = [line[:-1] if line.endswith("\r") else line for line in lines]
         command = lines[0]
         self._check_command(command)
+        if first_eol >= 0 and self._line_over_limit(buf, first_eol + 1, head_end):
+            raise self._line_too_long(buf, pos, match.end())
         if len(lines) - 1 > limits.max_headers:
             raise FrameTooLarge(
                 "too many headers",
@@ -159,9 +166,7 @@ class FrameParser:
                 self._receipt_in(buf, pos, match.end()),
             )
         try:
-            headers = self._parse_headers(
-                command, lines, "\\" in text, size > limits.max_line_bytes
-            )
+            headers = self._parse_headers(command, lines, "\\" in text)
         except ProtocolError as exc:
             if exc.receipt is None:
                 exc.receipt = self._receipt_in(buf, pos, match.end())
@@ -190,25 +195,54 @@ class FrameParser:
                 f"the limit is {limits.max_header_bytes} bytes",
                 self._receipt_in(buf, pos, end),
             )
+        # A block no longer than one line cannot hold a line over the limit.
+        long_block = end - pos > limits.max_line_bytes
         first_eol = buf.find(b"\n", pos)
         if first_eol >= 0:
+            if long_block and self._line_over_limit(buf, pos, first_eol):
+                raise self._line_too_long(buf, pos, end)
             try:
                 command = str(bytes(buf[pos:first_eol]).removesuffix(b"\r"), "utf-8")
             except UnicodeDecodeError:
                 raise ProtocolError("frame header is not valid UTF-8") from None
             self._check_command(command)
-        line_start = buf.rfind(b"\n", pos) + 1 or pos
-        line_bytes = end - line_start - (1 if buf.endswith(b"\r") else 0)
-        if line_bytes > limits.max_line_bytes:
-            raise FrameTooLarge(
-                "header line too long", self._line_limit_detail(), self._receipt_in(buf, pos, end)
-            )
+        if long_block:
+            # Every complete line and the partial last one, from the line that the
+            # previous feed ended in (the lines before it were measured then).
+            start = buf.rfind(b"\n", pos, self._head_scan) + 1 or pos
+            if self._line_over_limit(buf, start, end):
+                raise self._line_too_long(buf, pos, end)
         if buf.count(b"\n", pos) - 1 > limits.max_headers:
             raise FrameTooLarge(
                 "too many headers",
                 f"the limit is {limits.max_headers} headers",
                 self._receipt_in(buf, pos, end),
             )
+
+    def _line_over_limit(self, buf: bytearray, start: int, end: int) -> bool:
+        """Whether a line in ``buf[start:end]`` (``start`` begins a line) is over the limit.
+
+        The last line may be partial; a CR ending ``end`` is not counted (it may be
+        the CR of a CR LF). Each step looks for an LF within ``limit + 1`` octets of a
+        line start and jumps past the last one found, so the work is a few ``rfind``
+        calls per ``limit`` octets, however many lines there are.
+        """
+        limit = self.limits.max_line_bytes
+        while end - start > limit:
+            stop = start + limit + 1
+            eol = buf.rfind(b"\n", start, stop)
+            if eol >= 0:
+                start = eol + 1
+            elif buf[stop - 1] == 13 and (stop == end or buf[stop] == 10):
+                start = stop + 1  # exactly at the limit, then CR LF
+            else:
+                return True
+        return False
+
+    def _line_too_long(self, buf: bytearray, pos: int, end: int) -> FrameTooLarge:
+        return FrameTooLarge(
+            "header line too long", self._line_limit_detail(), self._receipt_in(buf, pos, end)
+        )
 
     def _receipt_in(self, buf: bytearray, start: int, end: int) -> str | None:
         """The ``receipt`` header among the complete lines of a bad header block, if any."""
@@ -224,21 +258,13 @@ class FrameParser:
     def _line_limit_detail(self) -> str:
         return f"the limit is {self.limits.max_line_bytes} bytes a line"
 
-    def _parse_headers(
-        self, command: str, lines: list[str], backslash: bool, long_lines: bool
-    ) -> dict[str, str]:
-        """Header lines to a dict; ``backslash`` and ``long_lines`` say whether the
-        block has any backslash or may have a line over the limit (else we skip
-        those checks)."""
+    def _parse_headers(self, command: str, lines: list[str], backslash: bool) -> dict[str, str]:
+        """Header lines to a dict; ``backslash`` says whether the block has any
+        backslash (else we skip unescaping). Line lengths are checked already."""
         version = "1.0" if command in UNESCAPED_COMMANDS else self.version
         escaped = backslash and version != "1.0"
-        max_line = self.limits.max_line_bytes
         headers: dict[str, str] = {}
-        if long_lines and len(lines[0].encode("utf-8")) > max_line:
-            raise FrameTooLarge("command line too long", self._line_limit_detail())
         for line in lines[1:]:
-            if long_lines and len(line.encode("utf-8")) > max_line:
-                raise FrameTooLarge("header line too long", self._line_limit_detail())
             name, colon, value = line.partition(":")
             if not colon or not name:
                 shown = line if len(line) <= 40 else line[:40] + "..."
