@@ -137,6 +137,23 @@ def test_closing_while_under_penalty_frees_no_wait() -> None:
     assert access.throttle.failures == {}
 
 
+def test_a_login_beyond_the_waiting_bound_is_refused_at_once_unchecked() -> None:
+    """With max_pending checks of its address waiting, a CONNECT gets ERROR "too many logins
+    waiting" at once; its password is not checked and nothing is counted."""
+    run, held = pending_runner()
+    access = AccessControl(USERS, run=run)
+    access.throttle.max_pending = 1
+    assert _login(_client(access), "alice", "a-pass") == []
+    refused = _client(access)
+    (error,) = _login(refused, "alice", "nope")
+    assert (error.command, error.headers["message"]) == ("ERROR", "too many logins waiting")
+    assert (
+        error.body == b"too many logins from this address wait for their check; try again later\n"
+    )
+    assert refused.closing
+    assert len(held) == 1 and access.throttle.failures == {}
+
+
 def test_a_refused_login_is_told_to_the_observer_when_its_error_is_sent() -> None:
     """A wrong passcode: nothing is told during the delay, then "ERROR sent: login failed"."""
     clock = Clock()
