@@ -7,8 +7,9 @@ Who may use the API (``/api/...`` and ``/metrics``) is decided per request:
   access rule grants ``admin`` (with no rules at all, every user). Good credentials are
   remembered for ``CREDENTIALS_TTL`` seconds (a password check costs about 50 ms of CPU,
   spent in the thread pool: the request is answered when it is done);
-  after a wrong password, the client's address waits as for a STOMP login (the same
-  throttle) before its next check.
+  the check goes through the same throttle as a STOMP login's (``core._throttle``: penalties
+  by address and login, checks in flight per address, the fair scheduler); while the
+  address or the login is within a penalty, a request is refused at once, unchecked.
 * while no users are configured: only on a listener bound to a loopback interface
   (``interface=127.0.0.1``, ``::1``, ``localhost``, or a UNIX socket), and only for requests
   whose ``Host`` is a loopback name (a page elsewhere cannot reach it by DNS rebinding).
@@ -31,7 +32,14 @@ from twisted.logger import Logger
 
 from stompbroker import __version__
 from stompbroker.config import Config, WebSocketListener
-from stompbroker.core import AccessControl, Broker, Clock, IMessageStore, StatsPublisher
+from stompbroker.core import (
+    AccessControl,
+    Broker,
+    Clock,
+    IMessageStore,
+    LoginCheck,
+    StatsPublisher,
+)
 from stompbroker.transport import (
     Connections,
     Console,
@@ -132,25 +140,24 @@ class ApiAuthorizer:
         digest = hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         if self._good.get(digest, 0.0) > now:
             return True
-        if self.access.throttle.waiting(address, now):
-            return False  # still waiting after a wrong password: no check at all
+        if self.access.throttle.waiting(address, now, user):
+            return False  # still within the penalty of a wrong password: no check at all
 
-        def checked(good: bool) -> bool:
-            now = self.clock.seconds()
-            if not good:
-                self.access.throttle.failed(address, now)
+        def checked(check: LoginCheck) -> bool:
+            if not check.good:
                 log.info(
                     "management API: login failed for {user!r} from {address}",
                     user=user,
                     address=address,
                 )
                 return False
+            now = self.clock.seconds()
             self._good[digest] = now + CREDENTIALS_TTL
             while len(self._good) > MAX_REMEMBERED:
                 self._good.pop(next(iter(self._good)))
             return True
 
-        return self.access.login(user, password).addCallback(checked)
+        return self.access.login(user, password, address, self.clock).addCallback(checked)
 
 
 def describe_access(spec: str, access: AccessControl, enabled: bool) -> str:

@@ -3,8 +3,9 @@
 One ``AccessControl`` lives as long as the broker: every session holds it, and a
 reload changes it in place (``configure_access``), so that new users and passwords
 apply to new logins and new rules to every connection's next SEND or SUBSCRIBE.
-Password checks run in the reactor's thread pool, at most ``MAX_CONCURRENT_CHECKS``
-at once, so that a flood of logins leaves threads (and CPU) to the store.
+Password checks run in the reactor's thread pool, at most ``CHECKS_AT_ONCE`` at once
+(the core's fair scheduler: round robin by address), so that a flood of logins leaves
+threads (and CPU) to the store; the throttle's numbers come from ``security.login_*``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 
 from stompbroker.config import Config
 from stompbroker.core import AccessControl, Rule, User
-
-#: Password checks (scrypt, about 50 ms of CPU each) running at once.
-MAX_CONCURRENT_CHECKS = 2
 
 
 def users(config: Config) -> list[User]:
@@ -42,19 +40,33 @@ def rules(config: Config) -> list[Rule]:
 def access_control(config: Config, reactor: Any = None) -> AccessControl:
     """The access control ``config`` describes; password checks in threads of ``reactor``."""
     run = login_runner(reactor) if reactor is not None else None
-    return AccessControl(users(config), rules(config), config.security.allow_anonymous, run)
+    access = AccessControl(users(config), rules(config), config.security.allow_anonymous, run)
+    configure_throttle(access, config)
+    return access
 
 
 def configure_access(access: AccessControl, config: Config) -> None:
     """Give a running broker's access control the users and rules of a new configuration."""
     access.configure(users(config), rules(config), config.security.allow_anonymous)
+    configure_throttle(access, config)
+
+
+def configure_throttle(access: AccessControl, config: Config) -> None:
+    """The login throttle's numbers from ``security.login_*`` (the failures on record stay)."""
+    security = config.security
+    access.throttle.configure(
+        security.login_delay_ms / 1000,
+        security.max_login_delay_ms / 1000,
+        security.login_failures_kept_ms / 1000,
+        security.login_checks_per_address,
+    )
 
 
 def login_runner(reactor: Any) -> Callable[..., Deferred[Any]]:
-    """Runs a password check in the reactor's thread pool, a few at a time."""
-    gate = DeferredSemaphore(MAX_CONCURRENT_CHECKS)
+    """Runs a password check in the reactor's thread pool (the core's scheduler decides
+    how many at once, and in which order)."""
 
     def run(function: Any, *args: Any) -> Deferred[Any]:
-        return gate.run(deferToThreadPool, reactor, reactor.getThreadPool(), function, *args)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
     return run

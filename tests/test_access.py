@@ -6,12 +6,14 @@ import io
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from stompbroker import passwd
 from stompbroker.config import ConfigError, parse
 from stompbroker.core import (
     SCRYPT_N,
     AccessControl,
+    LoginCheck,
     LoginThrottle,
     Rule,
     User,
@@ -288,12 +290,12 @@ def test_login_runs_the_check_with_the_injected_runner() -> None:
         return pending
 
     access = AccessControl([User("alice", cheap_hash("pw"))], run=run)
-    answer = access.login("alice", "pw")
+    answer = access.login("alice", "pw", "10.0.0.1", Clock())
     assert calls == [(access.authenticate, "alice", "pw")]
-    results: list[bool] = []
+    results: list[LoginCheck] = []
     answer.addCallback(results.append)
     pending.callback(True)
-    assert results == [True]
+    assert results == [LoginCheck(True)]
 
 
 def test_throttle_doubles_the_delay_up_to_a_bound() -> None:

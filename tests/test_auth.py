@@ -80,8 +80,8 @@ def test_wrong_login_and_wrong_passcode_get_the_same_delayed_error() -> None:
 def test_repeated_failures_from_one_address_wait_longer() -> None:
     """The second failure from an address waits 2 s, the third 4 s."""
     access = AccessControl(USERS)
+    clock = Clock()  # the throttle's penalties are times on this clock
     for expected in (1.0, 2.0, 4.0):
-        clock = Clock()
         client = _client(access, clock=clock)
         _login(client, "alice", "nope")
         clock.advance(expected - 0.01)
@@ -112,6 +112,46 @@ def test_a_client_that_leaves_during_the_delay_gets_nothing() -> None:
     assert client.frames() == []
     assert clock.getDelayedCalls() == []
     assert observer.calls == []
+
+
+def test_closing_while_under_penalty_frees_no_wait() -> None:
+    """A CONNECT made under penalty and closed before its check is still checked in its
+    turn and counted: the next login from that address waits for the doubled penalty."""
+    access = AccessControl(USERS)
+    clock = Clock()
+    _login(_client(access, clock=clock), "alice", "nope")  # failure 1 at t=0: until t=1
+    clock.advance(0.1)
+    early = _client(access, clock=clock)
+    assert _login(early, "alice", "guess") == []
+    early.lose()
+    clock.advance(0.9)  # t=1: the closed connection's guess is checked: until t=3
+    assert access.throttle.failures["test"][0] == 2
+    clock.advance(0.5)
+    right = _client(access, clock=clock)
+    assert _login(right, "alice", "a-pass") == []
+    clock.advance(1.49)
+    assert right.frames() == []
+    clock.advance(0.01)
+    (answer,) = right.frames()
+    assert answer.command == "CONNECTED"
+    assert access.throttle.failures == {}
+
+
+def test_a_login_beyond_the_waiting_bound_is_refused_at_once_unchecked() -> None:
+    """With max_pending checks of its address waiting, a CONNECT gets ERROR "too many logins
+    waiting" at once; its password is not checked and nothing is counted."""
+    run, held = pending_runner()
+    access = AccessControl(USERS, run=run)
+    access.throttle.max_pending = 1
+    assert _login(_client(access), "alice", "a-pass") == []
+    refused = _client(access)
+    (error,) = _login(refused, "alice", "nope")
+    assert (error.command, error.headers["message"]) == ("ERROR", "too many logins waiting")
+    assert (
+        error.body == b"too many logins from this address wait for their check; try again later\n"
+    )
+    assert refused.closing
+    assert len(held) == 1 and access.throttle.failures == {}
 
 
 def test_a_refused_login_is_told_to_the_observer_when_its_error_is_sent() -> None:

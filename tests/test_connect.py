@@ -99,7 +99,8 @@ def test_a_good_login_is_accepted_as_its_user_with_its_client_id() -> None:
 
 
 def test_a_wrong_password_is_refused_after_the_throttles_delay() -> None:
-    """A wrong passcode: Refused "login failed", delayed 1 s, then 2 s for the next failure."""
+    """A wrong passcode: Refused "login failed", delayed 1 s, then 2 s for the next failure
+    (made once the first one's penalty is over)."""
     settings = SessionSettings(access=AccessControl(USERS))
     clock = Clock()
     for delay in (1.0, 2.0):
@@ -107,6 +108,32 @@ def test_a_wrong_password_is_refused_after_the_throttles_delay() -> None:
             _handshake(settings, clock), accept_version="1.2", login="alice", passcode="nope"
         )
         assert answer == Refused("login failed", "the login or the passcode is wrong", (), delay)
+        clock.advance(delay)
+
+
+def test_a_check_under_penalty_waits_before_the_password_is_checked() -> None:
+    """Within the penalty of a failure, a CONNECT (even with the right passcode) is not
+    checked until the penalty is over: then it is let in."""
+    run, held = pending_runner()
+    settings = SessionSettings(access=AccessControl(USERS, run=run))
+    clock = Clock()
+    first = _handshake(settings, clock).receive(
+        Frame("CONNECT", {"accept-version": "1.2", "login": "alice", "passcode": "nope"})
+    )
+    ((waiting, function, args),) = held
+    waiting.callback(function(*args))
+    refused = _TRIAL.successResultOf(first)
+    assert isinstance(refused, Refused) and refused.delay == 1.0
+    second = _handshake(settings, clock).receive(
+        Frame("CONNECT", {"accept-version": "1.2", "login": "alice", "passcode": "a-pass"})
+    )
+    clock.advance(0.999)
+    assert len(held) == 1 and not second.called
+    clock.advance(0.001)
+    (_, (waiting, function, args)) = held
+    waiting.callback(function(*args))
+    accepted = _TRIAL.successResultOf(second)
+    assert isinstance(accepted, Accepted) and accepted.user == "alice"
 
 
 def test_an_anonymous_client_is_refused_at_once_when_users_are_required() -> None:

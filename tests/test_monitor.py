@@ -195,6 +195,24 @@ def test_a_wrong_password_makes_the_address_wait_before_its_next_check() -> None
     assert _now(authorize(_request(authorization=_basic("ops", "secret"))))
 
 
+def test_a_stomp_login_failure_and_the_api_share_one_throttle() -> None:
+    """A wrong STOMP passcode from an address puts that address under penalty for the API
+    too (refused unchecked); a failed API check puts it under penalty for STOMP."""
+    clock = Clock()
+    access = AccessControl([User("ops", hash_password("secret", n=2**4))])
+    authorize = ApiAuthorizer(access, clock, loopback=False)
+    _now(access.login("ops", "guess", "192.0.2.5", clock))
+    assert not _now(authorize(_request(authorization=_basic("ops", "secret"))))
+    assert access.throttle.failures["192.0.2.5"][0] == 1  # refused unchecked: not counted
+    clock.advance(1.0)
+    assert not _now(authorize(_request(authorization=_basic("ops", "guess"))))
+    assert access.throttle.waiting("192.0.2.5", clock.seconds(), "ops")
+    later = access.login("ops", "secret", "192.0.2.5", clock)
+    assert not later.called
+    clock.advance(2.0)
+    assert _now(later).good
+
+
 def test_a_password_is_checked_off_the_reactor_and_then_remembered() -> None:
     """A new credential is checked through the access control's runner (the thread pool in
     the broker), and the API answers when it fires; known credentials answer at once."""

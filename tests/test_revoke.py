@@ -197,7 +197,7 @@ def test_a_reload_closes_revoked_connections_and_counts_them(tmp_path: Path) -> 
     everyone = "    - {principal: g, destinations: '/queue/>', permissions: [read, write]}\n"
     clock = Clock()
     service = BrokerService(_config(tmp_path / "a", "alice bob carol", everyone), clock, [])
-    service.access.run = maybeDeferred  # password checks at once, not in threads
+    service.access.scheduler.run = maybeDeferred  # password checks at once, not in threads
     service.broker.declare_durable("carol", "d", "news", None)
     alice, bob, carol = (_open(service, clock, name) for name in ("alice", "bob", "carol"))
     bob.subscribe("/queue/work", "1", ack="client")

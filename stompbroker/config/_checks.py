@@ -238,6 +238,10 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
                 RuleEntry,
                 {"principal": _principal, "destinations": _patterns, "permissions": _permissions},
             ),
+            "login_delay_ms": _positive_int,
+            "max_login_delay_ms": _positive_int,
+            "login_failures_kept_ms": _positive_int,
+            "login_checks_per_address": _positive_int,
         },
     ),
     "management": (

@@ -142,6 +142,13 @@ class SecuritySection:
     users_file: str | None = None
     users: tuple[UserEntry, ...] = ()
     rules: tuple[RuleEntry, ...] = ()
+    #: The penalty after a failed login (per address and per login), doubled for each
+    #: further failure up to the most; a failure older than the last number is forgotten.
+    login_delay_ms: int = 1000
+    max_login_delay_ms: int = 16000
+    login_failures_kept_ms: int = 600_000
+    #: Password checks one address may have in flight while it has no failure on record.
+    login_checks_per_address: int = 2
 
 
 @dataclass(frozen=True)

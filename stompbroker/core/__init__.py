@@ -5,7 +5,7 @@ from ._access import (
     PERMISSIONS,
     SCRYPT_N,
     AccessControl,
-    LoginThrottle,
+    LoginCheck,
     Rule,
     User,
     covers,
@@ -74,6 +74,7 @@ from ._subscription import (
     selector_view,
 )
 from ._temporaries import TemporaryDestinations
+from ._throttle import CHECKS_AT_ONCE, FairScheduler, LoginThrottle
 from ._topic import Topic
 from ._transaction import Transaction
 
@@ -81,6 +82,7 @@ __all__ = [
     "ACK_MODES",
     "BOUNDS",
     "BROKER_HEADERS",
+    "CHECKS_AT_ONCE",
     "DEAD_LETTER_HEADERS",
     "DEFAULT_DEAD_LETTER_QUEUE",
     "DEFAULT_POLICY",
@@ -115,8 +117,10 @@ __all__ = [
     "DurableRecord",
     "DurableSubscription",
     "DurableSubscriptions",
+    "FairScheduler",
     "Histogram",
     "IMessageStore",
+    "LoginCheck",
     "LoginThrottle",
     "MemoryBacklog",
     "Message",

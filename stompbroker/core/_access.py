@@ -15,8 +15,10 @@ Access rules grant permissions on destinations to principals:
 * permissions add up over every rule that names the client or one of its groups;
   no rule denies. With no rule at all, every admitted client may do everything.
 
-Checking a password is slow by design (about 50 ms of CPU): ``login`` runs it with
-the injected ``run`` (a thread, in the broker) and answers with a Deferred.
+Checking a password is slow by design (about 50 ms of CPU): ``login`` asks the
+throttle (``_throttle.py``) when it may start, runs it with the injected ``run`` (a
+thread, in the broker) through the fair scheduler, counts the outcome, and answers
+with a Deferred.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+
+from ._clock import Clock
+from ._throttle import CHECKS_AT_ONCE, FairScheduler, LoginThrottle, Runner
 
 #: What a rule may grant.
 PERMISSIONS = ("read", "write", "create", "admin")
@@ -45,9 +50,6 @@ KEY_BYTES = 32
 MAX_SCRYPT_N = 2**20
 MAX_SCRYPT_R = 32
 MAX_SCRYPT_P = 16
-
-#: Runs ``function(*args)`` somewhere (a thread) and fires with its result.
-Runner = Callable[..., "Deferred[Any]"]
 
 
 def hash_password(
@@ -138,6 +140,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class LoginCheck:
+    """What ``AccessControl.login`` found: a good password, or not (and the penalty owed);
+    ``checked`` False: too many checks were waiting, this one was not made."""
+
+    good: bool
+    delay: float = 0.0
+    checked: bool = True
+
+
+@dataclass(frozen=True)
 class Rule:
     """``permissions`` on destinations matching ``destination`` for ``principal``."""
 
@@ -147,53 +159,12 @@ class Rule:
     permissions: frozenset[str]
 
 
-class LoginThrottle:
-    """Slows down guessing: each failed login from an address waits longer for its ERROR.
-
-    The first failure waits ``first`` seconds, each further one twice as long, up to
-    ``most``; an address without a failure for ``forget_after`` seconds starts over.
-    At most ``max_addresses`` addresses are remembered (the stalest are forgotten).
-    """
-
-    def __init__(
-        self,
-        first: float = 1.0,
-        most: float = 16.0,
-        forget_after: float = 600.0,
-        max_addresses: int = 10_000,
-    ) -> None:
-        self.first = first
-        self.most = most
-        self.forget_after = forget_after
-        self.max_addresses = max_addresses
-        #: Recent failures by address: (count, time of the last one).
-        self.failures: dict[str, tuple[int, float]] = {}
-
-    def failed(self, address: str, now: float) -> float:
-        """Count a failure from ``address`` at ``now``; return how long its ERROR waits."""
-        count, last = self.failures.pop(address, (0, now))
-        if now - last > self.forget_after:
-            count = 0
-        count += 1
-        if len(self.failures) >= self.max_addresses:
-            del self.failures[next(iter(self.failures))]  # the least recently failed
-        self.failures[address] = (count, now)
-        return self._delay(count)
-
-    def waiting(self, address: str, now: float) -> bool:
-        """Whether ``address`` is still within the wait of its last failure."""
-        count, last = self.failures.get(address, (0, 0.0))
-        return count > 0 and now < last + self._delay(count)
-
-    def _delay(self, count: int) -> float:
-        return float(min(self.first * 2 ** (count - 1), self.most))
-
-
 class AccessControl:
     """The users, groups and rules of a broker; changed in place when the file is reloaded.
 
     ``allow_anonymous`` None means: anonymous clients are let in when there are no
-    users. ``run`` runs password checks off the reactor thread (default: at once).
+    users. ``run`` runs password checks off the reactor thread (default: at once),
+    ``checks_at_once`` at a time.
     """
 
     def __init__(
@@ -202,9 +173,11 @@ class AccessControl:
         rules: Iterable[Rule] = (),
         allow_anonymous: bool | None = None,
         run: Runner | None = None,
+        checks_at_once: int = CHECKS_AT_ONCE,
     ) -> None:
-        self.run: Runner = run if run is not None else maybeDeferred
         self.throttle = LoginThrottle()
+        #: Runs the password checks (its ``run``: the runner), fairly by address.
+        self.scheduler = FairScheduler(run if run is not None else maybeDeferred, checks_at_once)
         self.users: dict[str, User] = {}
         self.rules: tuple[Rule, ...] = ()
         self.allow_anonymous = True
@@ -230,10 +203,35 @@ class AccessControl:
             return False
         return verify_password(passcode, user.password_hash)
 
-    def login(self, login: str, passcode: str) -> Deferred[bool]:
-        """``authenticate`` run with ``run``; fires with whether the login is good."""
-        checked: Deferred[bool] = self.run(self.authenticate, login, passcode)
-        return checked
+    def login(self, login: str, passcode: str, address: str, clock: Clock) -> Deferred[LoginCheck]:
+        """Check ``login``'s ``passcode`` for a client at ``address``, in the throttle's time
+        and the scheduler's turn; the outcome is counted by the throttle whether or not the
+        caller is still there. Fails only on our own fault."""
+        throttle = self.throttle
+        admitted = throttle.admit(address, login, clock)
+        if admitted is None:
+            return succeed(LoginCheck(False, 0.0, checked=False))
+        outcome: Deferred[LoginCheck] = Deferred()
+
+        def counted(good: bool) -> None:
+            if good:
+                throttle.succeeded(address, login)
+                found = LoginCheck(True)
+            else:
+                found = LoginCheck(False, throttle.failed(address, clock.seconds(), login))
+            throttle.release(address, clock)
+            outcome.callback(found)
+
+        def broke(failure: Any) -> None:
+            throttle.release(address, clock)
+            outcome.errback(failure)
+
+        def start(_: None) -> None:
+            ran = self.scheduler.submit(address, self.authenticate, login, passcode)
+            ran.addCallbacks(counted, broke)
+
+        admitted.addCallback(start)
+        return outcome
 
     def groups_of(self, user: str | None) -> frozenset[str]:
         """The groups ``user`` belongs to now (none for anonymous or unknown users)."""

@@ -6,10 +6,12 @@ At CONNECT, ``check_login`` decides::
                                      unless allow_anonymous is false (then as below)
     no login ....................... let in anonymously if allowed, else
                                      ERROR "login required" at once
-    login and passcode ............. checked off the reactor thread; good: let in as
-                                     that user; an unknown login or a wrong passcode,
-                                     alike: ERROR "login failed", delayed longer for
-                                     each recent failure from the same address
+    login and passcode ............. checked off the reactor thread, once the throttle
+                                     admits it (the penalty of the address and of the
+                                     login is over); good: let in as that user; an
+                                     unknown login or a wrong passcode, alike: ERROR
+                                     "login failed", delayed by the penalty it earned
+    too many checks waiting ........ ERROR "too many logins waiting" at once, unchecked
     client-id of another user ...... ERROR "client-id not allowed"
 
 With users configured, a client's client-id (which names its durable subscriptions)
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from stompbroker.core import AccessControl, Broker, Clock, is_pattern
+from stompbroker.core import AccessControl, Broker, Clock, LoginCheck, is_pattern
 
 from ._errors import ClientError
 
@@ -41,6 +43,12 @@ log = Logger(namespace="stompbroker.session")
 LOGIN_FAILED = ("login failed", "the login or the passcode is wrong")
 #: The ERROR's message when a reload revokes a connected client's credentials.
 REVOKED = "credentials revoked"
+
+#: The ERROR when so many logins from one address wait already that this one is not checked.
+TOO_MANY_WAITING = (
+    "too many logins waiting",
+    "too many logins from this address wait for their check; try again later",
+)
 
 
 @dataclass(frozen=True)
@@ -74,20 +82,27 @@ def check_login(
             return succeed(Verdict(refusal="login required", detail=detail))
         return succeed(_client_id(access, None, client_id))
 
-    def decided(good: bool) -> Verdict:
-        if good:
+    def decided(check: LoginCheck) -> Verdict:
+        if check.good:
             log.debug("{peer} logged in as {login!r}", peer=peer, login=login)
             return _client_id(access, login, client_id)
-        delay = access.throttle.failed(host_of(peer), clock.seconds())
+        if not check.checked:
+            log.warn(
+                "refused a login for {login!r} from {peer}: too many logins wait from there",
+                login=login[:100],
+                peer=peer,
+            )
+            return Verdict(refusal=TOO_MANY_WAITING[0], detail=TOO_MANY_WAITING[1])
         log.warn(
             "login failed for {login!r} from {peer} (ERROR in {delay:g} s)",
             login=login[:100],
             peer=peer,
-            delay=delay,
+            delay=check.delay,
         )
-        return Verdict(refusal=LOGIN_FAILED[0], detail=LOGIN_FAILED[1], delay=delay)
+        return Verdict(refusal=LOGIN_FAILED[0], detail=LOGIN_FAILED[1], delay=check.delay)
 
-    return access.login(login, headers.get("passcode", "")).addCallback(decided)
+    checking = access.login(login, headers.get("passcode", ""), host_of(peer), clock)
+    return checking.addCallback(decided)
 
 
 def _client_id(access: AccessControl, user: str | None, client_id: str) -> Verdict:

@@ -5,7 +5,7 @@ A ``Handshake`` decides on one CONNECT (or STOMP) frame::
     frame --not CONNECT/STOMP, bad heart-beat header------> ClientError (a bad frame)
       |
       +--no version both sides accept---------------------> Refused, version header, at once
-      +--login checked (check_login: maybe in a thread)
+      +--login checked (check_login: after the throttle's penalty, maybe in a thread)
             +--refused------------------------------------> Refused, after the throttle's delay
             +--let in-------------------------------------> Accepted: version, heart-beats,
                                                             user, client-id, CONNECTED headers
