@@ -1,8 +1,11 @@
 """STOMP over a byte stream (TCP, TLS): a thin adapter from Twisted to a session.
 
 Every listener's connections are counted in one ``ConnectionLimiter`` (in total and
-per peer host); a connection over a limit is refused as soon as it is made, before a
-session exists for it.
+per peer host). At a limit, the rule is: a connection that has not completed CONNECT
+goes first. The oldest such connection (from the same host, for the per-host limit)
+is closed to admit the new one; only when every place is held by a logged-in
+connection is the new one refused, as soon as it is made, before a session exists
+for it.
 """
 
 from __future__ import annotations
@@ -23,48 +26,122 @@ from ._connections import Connection, Connections, CountingTransport
 #: Builds the session for a new connection: (transport, peer description) -> session.
 SessionFactory = Callable[[ITransport, str], StompSession]
 
+#: The ERROR message a connection closed to make room gets (as a refused one does).
+TOO_MANY = "too many connections"
+
 
 class TooManyConnections(Exception):
     """A new connection would pass a limit; ``str()`` says which, for the client."""
 
 
+class _Place:
+    """One admitted connection in a ``ConnectionLimiter``."""
+
+    __slots__ = ("evict", "host", "live", "pending")
+
+    def __init__(
+        self, host: str | None, pending: Callable[[], bool], evict: Callable[[str], None]
+    ) -> None:
+        self.host = host
+        #: Whether the connection has yet to complete CONNECT (so may be closed for room).
+        self.pending = pending
+        #: Closes the connection to make room, saying which limit was reached.
+        self.evict = evict
+        self.live = True
+
+
+def _never() -> bool:
+    return False
+
+
+def _ignore(why: str) -> None:
+    pass
+
+
 class ConnectionLimiter:
-    """Counts open connections, in total and per peer host, across every listener."""
+    """Counts open connections, in total and per peer host, across every listener.
+
+    At a limit the oldest connection still before CONNECT makes room (see the module).
+    Connections are kept as candidates in the order they came, and a candidate found
+    logged in is dropped from the candidates for good: finding room costs O(1) amortized.
+    """
 
     def __init__(self, max_connections: int = 10_000, max_per_address: int = 1000) -> None:
         self.max_connections = max_connections
         self.max_per_address = max_per_address
         #: Connections admitted and not yet released.
         self.open = 0
+        #: Connections closed to make room for a newer one, since start.
+        self.evicted = 0
         self._by_host: dict[str, int] = {}
+        #: Candidates for eviction, oldest first: all of them, and by host.
+        self._waiting: dict[_Place, None] = {}
+        self._waiting_from: dict[str, dict[_Place, None]] = {}
 
-    def admit(self, host: str | None) -> Callable[[], None]:
-        """Count a connection from ``host``; return what releases it (call it once).
+    def admit(
+        self,
+        host: str | None,
+        pending: Callable[[], bool] = _never,
+        evict: Callable[[str], None] = _ignore,
+    ) -> Callable[[], None]:
+        """Count a connection from ``host``; return what releases it (idempotent).
 
-        Raises TooManyConnections over a limit. A peer without a host (a UNIX
-        socket) counts toward the total only.
+        ``pending`` tells whether the connection has yet to complete CONNECT, and
+        ``evict`` closes it (given why) when a newer one needs its place. Raises
+        TooManyConnections over a limit when no connection before CONNECT can make
+        room. A peer without a host (a UNIX socket) counts toward the total only.
         """
-        if self.open >= self.max_connections:
-            raise TooManyConnections(
-                f"the broker accepts at most {self.max_connections} connections"
-            )
         if host is not None:
-            count = self._by_host.get(host, 0)
-            if count >= self.max_per_address:
-                raise TooManyConnections(
+            while self._by_host.get(host, 0) >= self.max_per_address:
+                why = (
                     f"the broker accepts at most {self.max_per_address} connections"
                     " from one address"
                 )
-            self._by_host[host] = count + 1
+                self._make_room(self._waiting_from.get(host, {}), why)
+        while self.open >= self.max_connections:
+            why = f"the broker accepts at most {self.max_connections} connections"
+            self._make_room(self._waiting, why)
+        place = _Place(host, pending, evict)
+        if host is not None:
+            self._by_host[host] = self._by_host.get(host, 0) + 1
+            self._waiting_from.setdefault(host, {})[place] = None
+        self._waiting[place] = None
         self.open += 1
-        return lambda: self._release(host)
+        return lambda: self._release(place)
 
     def from_host(self, host: str) -> int:
         """How many admitted connections come from ``host``."""
         return self._by_host.get(host, 0)
 
-    def _release(self, host: str | None) -> None:
+    def _make_room(self, candidates: dict[_Place, None], why: str) -> None:
+        """Close the oldest candidate still before CONNECT; TooManyConnections if none is."""
+        while candidates:
+            place = next(iter(candidates))
+            self._forget(place)
+            if place.pending():
+                self._release(place)
+                self.evicted += 1
+                place.evict(why)
+                return
+        raise TooManyConnections(why)
+
+    def _forget(self, place: _Place) -> None:
+        """No longer a candidate for eviction."""
+        self._waiting.pop(place, None)
+        if place.host is not None:
+            waiting = self._waiting_from.get(place.host)
+            if waiting is not None:
+                waiting.pop(place, None)
+                if not waiting:
+                    del self._waiting_from[place.host]
+
+    def _release(self, place: _Place) -> None:
+        if not place.live:
+            return
+        place.live = False
+        self._forget(place)
         self.open -= 1
+        host = place.host
         if host is not None:
             count = self._by_host.pop(host) - 1
             if count:
@@ -72,26 +149,54 @@ class ConnectionLimiter:
 
 
 class Counted:
-    """A protocol's place in its ``ConnectionLimiter``: taken when made, given back when lost."""
+    """A protocol's place in its ``ConnectionLimiter``: taken when made, given back when lost.
+
+    A protocol that is counted tells whether it is still before CONNECT (``session``
+    None, or not connected, or already closing) and closes itself to make room
+    (``make_room``).
+    """
 
     limiter: ConnectionLimiter | None = None
+    session: StompSession | None = None
+    connection: Connection | None = None
+    transport: Any = None
     _release_place: Callable[[], None] | None = None
 
     def take_place(self, transport: Any) -> str | None:
         """Count this connection; None when admitted, else why it is refused."""
         if self.limiter is None:
             return None
+        host = getattr(transport.getPeer(), "host", None)
         try:
-            self._release_place = self.limiter.admit(getattr(transport.getPeer(), "host", None))
+            self._release_place = self.limiter.admit(host, self.before_connect, self.make_room)
         except TooManyConnections as exc:
             return str(exc)
         return None
+
+    def before_connect(self) -> bool:
+        """Whether this connection has yet to complete CONNECT (or is closing already)."""
+        session = self.session
+        return session is None or not session.connected or session.closed
+
+    def make_room(self, why: str) -> None:
+        """Close this connection, not logged in, to admit a newer one (``why``: the limit)."""
+        session = self.session
+        if session is None or session.closed:
+            self.transport.abortConnection()
+            return
+        if self.connection is not None:
+            self.connection.reason = f"closed to admit a newer connection ({why})"
+        session.close_with_error(TOO_MANY, f"{why}: {ROOM_DETAIL}")
 
     def give_place_back(self) -> None:
         """Release this connection's place (once; nothing if it had none)."""
         release, self._release_place = self._release_place, None
         if release is not None:
             release()
+
+
+#: What a connection closed to make room is told, after the limit.
+ROOM_DETAIL = "this connection had not completed CONNECT and was closed to admit a newer one"
 
 
 @implementer(IPushProducer)
