@@ -9,6 +9,7 @@ session buffers, measured as the parser's buffer, not as process memory.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from stompbroker.service import frame_limits, session_settings, with_limits
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.testing import QUIET, Client, connected_clients
 from stompbroker.transport import (
+    BEFORE_CONNECT,
+    LOGGED_IN,
+    LOGGING_IN,
     ConnectionLimiter,
     StompFactory,
     TooManyConnections,
@@ -372,34 +376,57 @@ def test_a_websocket_connection_not_upgraded_yet_is_dropped_to_make_room() -> No
     assert not newcomer.disconnecting
 
 
-def test_a_connection_still_logging_in_counts_as_before_connect() -> None:
-    """CONNECT sent but not yet answered (a slow login): the connection may still make room."""
-    limiter = ConnectionLimiter(max_connections=1)
-    listener = Listener(limiter)
+def test_a_connection_logging_in_goes_only_when_none_has_sent_nothing() -> None:
+    """CONNECT sent, its answer pending: closed for room after those before CONNECT."""
+    limiter = ConnectionLimiter(max_connections=10, max_per_address=3)
+    stages = {"a": LOGGING_IN, "b": BEFORE_CONNECT, "c": LOGGING_IN}
+    evicted: list[str] = []
+
+    def connection(name: str) -> tuple[Callable[[], int], Callable[[str], None]]:
+        return (lambda: stages[name]), (lambda why: evicted.append(name))
+
+    for name in "abc":
+        limiter.admit("h", *connection(name))
+    limiter.admit("h", lambda: LOGGED_IN)
+    assert evicted == ["b"]
+    limiter.admit("h", lambda: LOGGED_IN)
+    assert evicted == ["b", "a"]
+    stages["c"] = LOGGED_IN
+    with pytest.raises(TooManyConnections):
+        limiter.admit("h")
+    assert (limiter.open, limiter.evicted) == (3, 2)
+
+
+def test_stage_follows_the_session() -> None:
+    """A protocol's stage: before CONNECT, logging in while CONNECT awaits, logged in after."""
+    listener = Listener(ConnectionLimiter(max_connections=1))
     protocol, transport = listener.connect()
     session = listener.sessions[0]
-    assert protocol.before_connect()
+    assert protocol.stage() == BEFORE_CONNECT
+    session._logging_in = True  # as while a login is checked in a thread
+    assert protocol.stage() == LOGGING_IN
+    session._logging_in = False
     protocol.dataReceived(CONNECT_FRAME)
-    assert not protocol.before_connect()
-    session.closed = True  # closing (its ERROR not yet flushed): it holds no place worth keeping
-    assert protocol.before_connect()
+    assert protocol.stage() == LOGGED_IN
     assert transport.value().startswith(b"CONNECTED")
+    session.closed = True  # closing (its ERROR not yet flushed): it holds no place worth keeping
+    assert protocol.stage() == BEFORE_CONNECT
 
 
 def test_limiter_finds_room_past_logged_in_connections_once() -> None:
     """A logged-in candidate is dropped from the candidates the first time it is passed."""
     limiter = ConnectionLimiter(max_connections=3, max_per_address=3)
     evicted: list[str] = []
-    logged_in = [limiter.admit("h", lambda: False, evicted.append) for _ in range(2)]
-    limiter.admit("h", lambda: True, evicted.append)
-    newest_pending = [True]
-    limiter.admit("h", lambda: newest_pending[0], evicted.append)
+    logged_in = [limiter.admit("h", lambda: LOGGED_IN, evicted.append) for _ in range(2)]
+    limiter.admit("h", lambda: BEFORE_CONNECT, evicted.append)
+    newest = [BEFORE_CONNECT]
+    limiter.admit("h", lambda: newest[0], evicted.append)
     assert evicted == ["the broker accepts at most 3 connections from one address"]
-    assert len(limiter._waiting) == 1 and len(limiter._waiting_from["h"]) == 1
-    newest_pending[0] = False  # it logged in
+    assert len(limiter._waiting_from["h"]) == 1  # the logged-in ones passed are gone from it
+    newest[0] = LOGGED_IN
     with pytest.raises(TooManyConnections):
-        limiter.admit("h", lambda: True, evicted.append)
-    assert not limiter._waiting
+        limiter.admit("h", lambda: BEFORE_CONNECT, evicted.append)
+    assert len(limiter._waiting_from["h"]) == 0
     for release in logged_in:
         release()
         release()

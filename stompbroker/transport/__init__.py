@@ -13,6 +13,9 @@ from ._handshake import (
 from ._management import MAX_LISTED, SCHEMA, Management
 from ._prometheus import render as render_metrics
 from ._tcp import (
+    BEFORE_CONNECT,
+    LOGGED_IN,
+    LOGGING_IN,
     ConnectionLimiter,
     SessionFactory,
     StompFactory,
@@ -29,6 +32,9 @@ from ._websocket import (
 )
 
 __all__ = [
+    "BEFORE_CONNECT",
+    "LOGGED_IN",
+    "LOGGING_IN",
     "MAX_LISTED",
     "SCHEMA",
     "SUBPROTOCOLS",
