@@ -38,6 +38,7 @@ from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import FILENAME, SqliteStore
 from stompbroker.transport import (
+    AcceptInBatches,
     ConnectionLimiter,
     StompFactory,
     WebSocketFactory,
@@ -207,7 +208,7 @@ class BrokerService(MultiService):
         )
 
     def _listen(self, endpoint: Any, factory: Any) -> StreamServerEndpointService:
-        listener = StreamServerEndpointService(endpoint, factory)
+        listener = StreamServerEndpointService(AcceptInBatches(endpoint), factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(self)
         self.listeners.append(listener)
