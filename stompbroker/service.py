@@ -38,6 +38,7 @@ from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import FILENAME, SqliteStore
 from stompbroker.transport import (
+    AcceptInBatches,
     ConnectionLimiter,
     StompFactory,
     WebSocketFactory,
@@ -49,6 +50,9 @@ log = Logger(namespace="stompbroker")
 
 #: How often queues are swept for expired messages, in seconds.
 EXPIRY_SWEEP_SECONDS = 30.0
+
+#: Where Linux says how large a listen backlog it grants.
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
 
 
 def policies(config: Config) -> PolicyMap:
@@ -204,7 +208,7 @@ class BrokerService(MultiService):
         )
 
     def _listen(self, endpoint: Any, factory: Any) -> StreamServerEndpointService:
-        listener = StreamServerEndpointService(endpoint, factory)
+        listener = StreamServerEndpointService(AcceptInBatches(endpoint), factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(self)
         self.listeners.append(listener)
@@ -276,6 +280,7 @@ class BrokerService(MultiService):
             data_dir=os.path.abspath(self.config.broker.data_dir),
             store=self.config.broker.store,
         )
+        log_backlog(self.config.limits.listen_backlog, somaxconn())
         opened: Deferred[Any] = self.store.open() if self.store is not None else succeed(None)
         opened.addCallback(self._recovered)
         outcome: list[object] = []
@@ -310,6 +315,49 @@ class BrokerService(MultiService):
         if store is None:
             return stopped.addCallback(lambda _: None)
         return stopped.addCallback(lambda _: store.close())
+
+
+def somaxconn(path: str = SOMAXCONN) -> int | None:
+    """The kernel's cap on a listen backlog (``net.core.somaxconn``); None if unknown."""
+    try:
+        with open(path) as file:
+            return int(file.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def log_backlog(asked: int, cap: int | None) -> None:
+    """Say what listen backlog the listeners ask for and what the kernel grants."""
+    if cap is None:
+        log.info("listen backlog {asked} asked (the kernel's cap is unknown)", asked=asked)
+    elif cap < asked:
+        log.warn(
+            "listen backlog {asked} asked, {granted} granted: net.core.somaxconn is {cap};"
+            " raise it for larger reconnect bursts",
+            asked=asked,
+            granted=cap,
+            cap=cap,
+        )
+    else:
+        log.info(
+            "listen backlog {asked} granted (net.core.somaxconn is {cap})", asked=asked, cap=cap
+        )
+
+
+def raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit; log both."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:
+            log.warn("open files limit stays {soft}: {error}", soft=soft, error=exc)
+            return
+        log.info("open files limit raised from {soft} to {hard}", soft=soft, hard=hard)
+    else:
+        log.info("open files limit {soft}", soft=soft)
 
 
 def make_store(config: Config, reactor: Any) -> IMessageStore | None:

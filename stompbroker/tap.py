@@ -10,7 +10,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, WebSocketListener, load
-from stompbroker.service import BrokerService, selectors
+from stompbroker.service import BrokerService, raise_open_files_limit, selectors
 
 
 class Options(usage.Options):
@@ -56,9 +56,10 @@ class Options(usage.Options):
         from twisted.internet import reactor
 
         listeners = self["parsed"].listeners
-        self["endpoints"] = [_endpoint(reactor, spec) for spec in listeners.stomp]
+        backlog = self["parsed"].limits.listen_backlog
+        self["endpoints"] = [_endpoint(reactor, spec, backlog) for spec in listeners.stomp]
         self["websocket_endpoints"] = [
-            (_endpoint(reactor, entry.endpoint), entry) for entry in listeners.websocket
+            (_endpoint(reactor, entry.endpoint, backlog), entry) for entry in listeners.websocket
         ]
 
 
@@ -83,9 +84,21 @@ def build_config(options: Any) -> Config:
     return config
 
 
-def _endpoint(reactor: Any, spec: str) -> Any:
+#: The endpoint types whose string takes ``backlog=`` (Twisted's default is 50).
+BACKLOG_TYPES = frozenset({"tcp", "ssl", "unix"})
+
+
+def with_backlog(spec: str, backlog: int) -> str:
+    """``spec`` listening with ``backlog``, unless it names its own or its type takes none."""
+    kind = spec.split(":", 1)[0].strip().lower()
+    if kind not in BACKLOG_TYPES or "backlog=" in spec:
+        return spec
+    return f"{spec}:backlog={backlog}"
+
+
+def _endpoint(reactor: Any, spec: str, backlog: int) -> Any:
     try:
-        return endpoints.serverFromString(reactor, spec)
+        return endpoints.serverFromString(reactor, with_backlog(spec, backlog))
     except (ValueError, TypeError, KeyError) as exc:
         raise usage.UsageError(f"invalid listener endpoint {spec!r}: {exc}") from None
 
@@ -102,6 +115,10 @@ def makeService(options: Options) -> BrokerService:  # noqa: N802
         managed=True,
     )
     service.reread = lambda: build_config(options)
-    service.make_endpoint = lambda spec: endpoints.serverFromString(reactor, spec)
+    # A reload's new listeners get the running listen_backlog (a change waits for a restart).
+    service.make_endpoint = lambda spec: endpoints.serverFromString(
+        reactor, with_backlog(spec, service.config.limits.listen_backlog)
+    )
+    raise_open_files_limit()
     service.reload_on_sighup = True
     return service

@@ -181,8 +181,9 @@ def test_a_client_that_leaves_or_is_lost_says_so() -> None:
 def test_a_refused_connection_is_logged_and_never_registered() -> None:
     """A connection over the limits gets one "refused" line and no registry entry."""
     listener = Listener(ConnectionLimiter(max_connections=1))
+    first, _ = listener.accept()
+    first.dataReceived(CONNECT)
     with capturedLogs() as events:
-        listener.accept()
         listener.accept()
     assert _messages(events) == [
         "connection from 192.0.2.1:5555 (tcp) refused: the broker accepts at most 1 connections"

@@ -9,6 +9,7 @@ session buffers, measured as the parser's buffer, not as process memory.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from stompbroker.service import frame_limits, session_settings, with_limits
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.testing import QUIET, Client, connected_clients
 from stompbroker.transport import (
+    BEFORE_CONNECT,
+    LOGGED_IN,
+    LOGGING_IN,
     ConnectionLimiter,
     StompFactory,
     TooManyConnections,
@@ -187,14 +191,25 @@ class Listener:
         self.sessions.append(session)
         return session
 
-    def connect(self, host: str = "10.0.0.1", websocket: bool = False) -> tuple[Any, Any]:
-        """A connection from ``host`` made on one of the factories: (protocol, transport)."""
+    def connect(
+        self, host: str = "10.0.0.1", websocket: bool = False, login: bool = False
+    ) -> tuple[Any, Any]:
+        """A connection from ``host`` made on one of the factories: (protocol, transport).
+
+        ``login``: a TCP connection then sends CONNECT and is logged in.
+        """
         factory = self.websocket if websocket else self.tcp
         address = IPv4Address("TCP", host, 50000)
         protocol = factory.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
         protocol.makeConnection(transport)
+        if login:
+            protocol.dataReceived(CONNECT_FRAME)
+            assert transport.value().startswith(b"CONNECTED\n")
         return protocol, transport
+
+
+CONNECT_FRAME = encode_frame("CONNECT", {"accept-version": "1.2", "host": "h"})
 
 
 def _refusal(transport: StringTransport) -> Frame:
@@ -208,8 +223,8 @@ def _refusal(transport: StringTransport) -> Frame:
 def test_connection_over_the_total_gets_error_and_close() -> None:
     """Beyond max_connections a new connection gets ERROR "too many connections", no session."""
     listener = Listener(ConnectionLimiter(max_connections=2, max_per_address=10))
-    listener.connect("10.0.0.1")
-    listener.connect("10.0.0.2")
+    listener.connect("10.0.0.1", login=True)
+    listener.connect("10.0.0.2", login=True)
     _, transport = listener.connect("10.0.0.3")
     error = _refusal(transport)
     assert error.command == "ERROR"
@@ -221,8 +236,8 @@ def test_connection_over_the_total_gets_error_and_close() -> None:
 def test_connection_over_the_per_address_limit_is_refused_others_are_not() -> None:
     """Beyond max_connections_per_address one host is refused while another still connects."""
     listener = Listener(ConnectionLimiter(max_connections=10, max_per_address=2))
-    listener.connect("10.0.0.1")
-    listener.connect("10.0.0.1")
+    listener.connect("10.0.0.1", login=True)
+    listener.connect("10.0.0.1", login=True)
     _, refused = listener.connect("10.0.0.1")
     error = _refusal(refused)
     assert error.headers["message"] == "too many connections"
@@ -235,7 +250,7 @@ def test_connection_over_the_per_address_limit_is_refused_others_are_not() -> No
 def test_closed_connections_give_their_place_back() -> None:
     """Once a connection ends its place is free again; a refused one never took a place."""
     listener = Listener(ConnectionLimiter(max_connections=1, max_per_address=1))
-    first, _ = listener.connect()
+    first, _ = listener.connect(login=True)
     refused, _ = listener.connect()
     refused.connectionLost(None)
     assert listener.limiter.open == 1
@@ -249,7 +264,7 @@ def test_closed_connections_give_their_place_back() -> None:
 def test_bytes_from_a_refused_connection_are_ignored() -> None:
     """A refused connection's CONNECT, sent before it read the ERROR, is dropped quietly."""
     listener = Listener(ConnectionLimiter(max_connections=1))
-    listener.connect()
+    listener.connect(login=True)
     protocol, transport = listener.connect()
     protocol.dataReceived(b"CONNECT\naccept-version:1.2\n\n\0")
     error = _refusal(transport)
@@ -259,8 +274,8 @@ def test_bytes_from_a_refused_connection_are_ignored() -> None:
 def test_tcp_and_websocket_listeners_share_the_count() -> None:
     """The limiter counts TCP and WebSocket connections together; a refused WebSocket gets 503."""
     listener = Listener(ConnectionLimiter(max_connections=2))
-    listener.connect(websocket=True)
-    listener.connect()
+    listener.connect(login=True)
+    listener.connect(login=True)
     protocol, transport = listener.connect(websocket=True)
     assert transport.value().startswith(b"HTTP/1.1 503 ")
     assert transport.value().endswith(b"\r\n\r\ntoo many connections\n")
@@ -292,6 +307,130 @@ def test_peer_without_host_counts_toward_the_total_only() -> None:
     protocol = StompFactory(lambda t, p: None, limiter).buildProtocol(None)  # type: ignore[arg-type,return-value]
     assert protocol.take_place(StringTransport(peerAddress=UNIXAddress(None))) is None
     assert limiter.open == 2
+
+
+def test_at_the_per_address_limit_the_oldest_connection_before_connect_makes_room() -> None:
+    """At max_connections_per_address the host's oldest not-logged-in connection is closed."""
+    listener = Listener(ConnectionLimiter(max_connections=10, max_per_address=3))
+    _, logged_in = listener.connect("10.0.0.1", login=True)
+    _, oldest = listener.connect("10.0.0.1")
+    _, younger = listener.connect("10.0.0.1")
+    _, other_host = listener.connect("10.0.0.2")
+    _, newcomer = listener.connect("10.0.0.1")
+    error = _refusal(oldest)
+    assert (error.command, error.headers["message"]) == ("ERROR", "too many connections")
+    assert error.body == (
+        b"the broker accepts at most 3 connections from one address: this connection had not"
+        b" completed CONNECT and was closed to admit a newer one\n"
+    )
+    assert not (logged_in.disconnecting or younger.disconnecting or other_host.disconnecting)
+    assert not newcomer.disconnecting and newcomer.value() == b""
+    assert listener.limiter.from_host("10.0.0.1") == 3
+    assert (listener.limiter.open, listener.limiter.evicted) == (4, 1)
+
+
+def test_at_the_total_limit_the_oldest_connection_of_any_host_makes_room() -> None:
+    """At max_connections the oldest not-logged-in connection goes, whichever its host."""
+    listener = Listener(ConnectionLimiter(max_connections=3, max_per_address=10))
+    _, first = listener.connect("10.0.0.1", login=True)
+    _, idle = listener.connect("10.0.0.2")
+    _, second = listener.connect("10.0.0.3", login=True)
+    _, newcomer = listener.connect("10.0.0.4")
+    assert _refusal(idle).body.startswith(b"the broker accepts at most 3 connections: ")
+    assert not (first.disconnecting or second.disconnecting or newcomer.disconnecting)
+    _, refused = listener.connect("10.0.0.5", login=False)
+    assert newcomer.disconnecting  # the newcomer was the only one before CONNECT
+    assert not refused.disconnecting
+
+
+def test_when_every_place_is_logged_in_the_newcomer_is_refused() -> None:
+    """Only logged-in connections hold places: the new connection is refused, none closed."""
+    listener = Listener(ConnectionLimiter(max_connections=10, max_per_address=2))
+    _, first = listener.connect(login=True)
+    _, second = listener.connect(login=True)
+    _, refused = listener.connect()
+    assert _refusal(refused).headers["message"] == "too many connections"
+    assert not (first.disconnecting or second.disconnecting)
+    assert listener.limiter.evicted == 0
+
+
+def test_a_closed_to_make_room_connection_does_not_give_its_place_back_twice() -> None:
+    """The evicted connection's place is released at once; its later loss changes nothing."""
+    listener = Listener(ConnectionLimiter(max_connections=2, max_per_address=2))
+    evicted, _ = listener.connect()
+    listener.connect()
+    listener.connect()
+    evicted.connectionLost(None)
+    assert (listener.limiter.open, listener.limiter.from_host("10.0.0.1")) == (2, 2)
+    assert listener.sessions[0].closed
+
+
+def test_a_websocket_connection_not_upgraded_yet_is_dropped_to_make_room() -> None:
+    """An HTTP connection on a WebSocket listener is not logged in: it is aborted for room."""
+    listener = Listener(ConnectionLimiter(max_connections=2))
+    _, http = listener.connect(websocket=True)
+    listener.connect(login=True)
+    _, newcomer = listener.connect()
+    assert http.value() == b""
+    assert http.disconnected  # aborted: StringTransport.abortConnection
+    assert not newcomer.disconnecting
+
+
+def test_a_connection_logging_in_goes_only_when_none_has_sent_nothing() -> None:
+    """CONNECT sent, its answer pending: closed for room after those before CONNECT."""
+    limiter = ConnectionLimiter(max_connections=10, max_per_address=3)
+    stages = {"a": LOGGING_IN, "b": BEFORE_CONNECT, "c": LOGGING_IN}
+    evicted: list[str] = []
+
+    def connection(name: str) -> tuple[Callable[[], int], Callable[[str], None]]:
+        return (lambda: stages[name]), (lambda why: evicted.append(name))
+
+    for name in "abc":
+        limiter.admit("h", *connection(name))
+    limiter.admit("h", lambda: LOGGED_IN)
+    assert evicted == ["b"]
+    limiter.admit("h", lambda: LOGGED_IN)
+    assert evicted == ["b", "a"]
+    stages["c"] = LOGGED_IN
+    with pytest.raises(TooManyConnections):
+        limiter.admit("h")
+    assert (limiter.open, limiter.evicted) == (3, 2)
+
+
+def test_stage_follows_the_session() -> None:
+    """A protocol's stage: before CONNECT, logging in while CONNECT awaits, logged in after."""
+    listener = Listener(ConnectionLimiter(max_connections=1))
+    protocol, transport = listener.connect()
+    session = listener.sessions[0]
+    assert protocol.stage() == BEFORE_CONNECT
+    session._logging_in = True  # as while a login is checked in a thread
+    assert protocol.stage() == LOGGING_IN
+    session._logging_in = False
+    protocol.dataReceived(CONNECT_FRAME)
+    assert protocol.stage() == LOGGED_IN
+    assert transport.value().startswith(b"CONNECTED")
+    session.closed = True  # closing (its ERROR not yet flushed): it holds no place worth keeping
+    assert protocol.stage() == BEFORE_CONNECT
+
+
+def test_limiter_finds_room_past_logged_in_connections_once() -> None:
+    """A logged-in candidate is dropped from the candidates the first time it is passed."""
+    limiter = ConnectionLimiter(max_connections=3, max_per_address=3)
+    evicted: list[str] = []
+    logged_in = [limiter.admit("h", lambda: LOGGED_IN, evicted.append) for _ in range(2)]
+    limiter.admit("h", lambda: BEFORE_CONNECT, evicted.append)
+    newest = [BEFORE_CONNECT]
+    limiter.admit("h", lambda: newest[0], evicted.append)
+    assert evicted == ["the broker accepts at most 3 connections from one address"]
+    assert len(limiter._waiting_from["h"]) == 1  # the logged-in ones passed are gone from it
+    newest[0] = LOGGED_IN
+    with pytest.raises(TooManyConnections):
+        limiter.admit("h", lambda: BEFORE_CONNECT, evicted.append)
+    assert len(limiter._waiting_from["h"]) == 0
+    for release in logged_in:
+        release()
+        release()
+    assert (limiter.open, limiter.from_host("h")) == (1, 1)
 
 
 def test_closing_connection_lets_go_of_its_producer_when_resumed() -> None:

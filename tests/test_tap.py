@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
 
 from stompbroker.config import WebSocketListener
-from stompbroker.tap import Options, makeService
+from stompbroker.service import log_backlog, somaxconn
+from stompbroker.tap import Options, makeService, with_backlog
 from stompbroker.transport import StompFactory, WebSocketFactory
 
 
@@ -151,3 +153,46 @@ def test_policies_and_durables_reach_the_broker(tmp_path: Path) -> None:
     durable = service.broker.durables.get("billing", "archive")
     assert durable is not None and durable.pattern == "invoices.>"
     assert durable.filter is not None and durable.filter.text == "x > 1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("tcp:61613:interface=127.0.0.1", "tcp:61613:interface=127.0.0.1:backlog=4096"),
+        ("ssl:61614:privateKey=k.pem", "ssl:61614:privateKey=k.pem:backlog=4096"),
+        ("unix:/run/b.sock", "unix:/run/b.sock:backlog=4096"),
+        ("tcp:61613:backlog=10", "tcp:61613:backlog=10"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_listen_backlog_is_added_to_endpoints_that_take_one(spec: str, expected: str) -> None:
+    """tcp, ssl and unix endpoints get limits.listen_backlog unless they name their own."""
+    assert with_backlog(spec, 4096) == expected
+
+
+def test_listeners_ask_for_the_configured_backlog(tmp_path: Path) -> None:
+    """The endpoints built from the file listen with limits.listen_backlog (default 4096)."""
+    path = tmp_path / "b.yaml"
+    path.write_text("limits: {listen_backlog: 777}\n")
+    (endpoint,) = _parse("--config", str(path), "-l", "tcp:0:interface=127.0.0.1")["endpoints"]
+    assert endpoint._backlog == 777
+    (default,) = _parse("-l", "tcp:0:interface=127.0.0.1")["endpoints"]
+    assert default._backlog == 4096
+
+
+def test_somaxconn_is_read_and_what_is_granted_is_logged(tmp_path: Path) -> None:
+    """The kernel's cap is read from /proc; a cap below the backlog asked is a warning."""
+    cap = tmp_path / "somaxconn"
+    cap.write_text("1024\n")
+    assert somaxconn(str(cap)) == 1024
+    assert somaxconn(str(tmp_path / "absent")) is None
+    with capturedLogs() as events:
+        log_backlog(4096, 1024)
+        log_backlog(4096, 4096)
+        log_backlog(4096, None)
+    assert [formatEvent(e) for e in events] == [
+        "listen backlog 4096 asked, 1024 granted: net.core.somaxconn is 1024;"
+        " raise it for larger reconnect bursts",
+        "listen backlog 4096 granted (net.core.somaxconn is 4096)",
+        "listen backlog 4096 asked (the kernel's cap is unknown)",
+    ]

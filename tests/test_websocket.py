@@ -36,6 +36,8 @@ from stompbroker.codec import SERVER_COMMANDS, Frame, FrameParser, encode_frame
 from stompbroker.core import Broker
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import (
+    BEFORE_CONNECT,
+    LOGGED_IN,
     HttpRequest,
     HttpResponse,
     WebSocketFactory,
@@ -804,3 +806,27 @@ def test_input_after_close_is_ignored() -> None:
     peer.send(CloseConnection(code=1000))
     peer.feed(b"\x81\x82\x00\x00\x00\x00hi")
     assert peer.session.received == []
+
+
+def test_an_upgraded_connection_before_connect_makes_room_with_an_error() -> None:
+    """Upgraded but not logged in: closed for room with ERROR "too many connections", Close."""
+    peer = Peer(real_session=True)
+    peer.open()
+    assert peer.protocol.stage() == BEFORE_CONNECT
+    peer.protocol.make_room("the broker accepts at most 5 connections")
+    events = peer.events()
+    assert [type(e) for e in events] == [TextMessage, CloseConnection]
+    (error,) = peer.frames(events)
+    assert (error.command, error.headers["message"]) == ("ERROR", "too many connections")
+    assert error.body == (
+        b"the broker accepts at most 5 connections: this connection had not completed CONNECT"
+        b" and was closed to admit a newer one\n"
+    )
+
+
+def test_a_logged_in_websocket_connection_is_not_one_to_make_room() -> None:
+    """After CONNECTED over a WebSocket the connection's stage is logged in."""
+    peer = Peer(real_session=True)
+    assert peer.protocol.stage() == BEFORE_CONNECT  # the HTTP request not even read
+    peer.connect()
+    assert peer.protocol.stage() == LOGGED_IN

@@ -226,6 +226,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
             "max_frame_body_bytes": _positive_int,
             "max_headers": _positive_int,
             "max_header_line_bytes": _header_line_bytes,
+            "listen_backlog": _positive_int,
         },
     ),
     "security": (

@@ -68,6 +68,8 @@ class LimitsSection:
     max_frame_body_bytes: int = 16 * 1024 * 1024
     max_headers: int = 128
     max_header_line_bytes: int = 16 * 1024
+    #: The listen backlog asked of the kernel for each listener (it grants at most somaxconn).
+    listen_backlog: int = 4096
 
 
 @dataclass(frozen=True)

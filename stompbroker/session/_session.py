@@ -152,6 +152,11 @@ class StompSession:
         return self.guard.user
 
     @property
+    def logging_in(self) -> bool:
+        """Whether CONNECT came and awaits its answer (its login checked, or its refusal due)."""
+        return self._logging_in and not self.closed
+
+    @property
     def buffered(self) -> int:
         """How many received bytes wait for the rest of a frame (bounded by the limits)."""
         return self._parser.buffered

@@ -10,9 +10,13 @@ from ._handshake import (
     max_message_bytes,
     origin_allowed,
 )
+from ._listening import ACCEPT_BATCH, AcceptInBatches, accept_in_batches
 from ._management import MAX_LISTED, SCHEMA, Management
 from ._prometheus import render as render_metrics
 from ._tcp import (
+    BEFORE_CONNECT,
+    LOGGED_IN,
+    LOGGING_IN,
     ConnectionLimiter,
     SessionFactory,
     StompFactory,
@@ -29,9 +33,14 @@ from ._websocket import (
 )
 
 __all__ = [
+    "ACCEPT_BATCH",
+    "BEFORE_CONNECT",
+    "LOGGED_IN",
+    "LOGGING_IN",
     "MAX_LISTED",
     "SCHEMA",
     "SUBPROTOCOLS",
+    "AcceptInBatches",
     "Authorize",
     "Connection",
     "ConnectionLimiter",
@@ -50,6 +59,7 @@ __all__ = [
     "WebSocketFactory",
     "WebSocketProtocol",
     "WebSocketSettings",
+    "accept_in_batches",
     "choose_subprotocol",
     "max_message_bytes",
     "not_found",

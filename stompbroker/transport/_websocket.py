@@ -190,6 +190,13 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         self.give_place_back()
         self._detach(reason)
 
+    def make_room(self, why: str) -> None:
+        """Close this connection to admit a newer one: dropped if not upgraded yet."""
+        if self.session is None:
+            self._abort()
+            return
+        super().make_room(why)
+
     def _peer(self) -> str:
         return describe_peer(self._wire)
 
