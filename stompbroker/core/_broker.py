@@ -41,6 +41,7 @@ from ._stats import Statistics
 from ._store import IMessageStore, Recovery
 from ._subscription import Consumer, Selector, Subscription, attach, selector_view
 from ._temporaries import TemporaryDestinations
+from ._topic import Topic
 from ._transaction import Transaction
 
 log = Logger(namespace="stompbroker.broker")
@@ -162,11 +163,14 @@ class Broker:
         owner: str | None = None,
         selector: Selector | None = None,
         exclusive: bool = False,
+        no_local: bool = False,
     ) -> Subscription:
         """Attach ``consumer`` to ``destination``.
 
         Waiting messages start flowing at once, or, with ``start=False``, at the
-        first ``resume`` (so that a caller can answer the SUBSCRIBE first).
+        first ``resume`` (so that a caller can answer the SUBSCRIBE first). With
+        ``no_local`` a topic subscription gets no message the session ``owner`` sends
+        (on a queue it means nothing, as in ActiveMQ).
         """
         kind, name = parse_destination(destination)
         check_subscribe_name(kind, name, destination)
@@ -185,7 +189,17 @@ class Broker:
         else:
             target = self.temporaries.for_subscribe(kind, name, destination, owner)
         return attach(
-            target, consumer, subscription_id, ack_mode, prefetch, key, start, selector, exclusive
+            target,
+            consumer,
+            subscription_id,
+            ack_mode,
+            prefetch,
+            key,
+            start,
+            selector,
+            exclusive,
+            no_local=no_local and isinstance(target, Topic),
+            owner=owner,
         )
 
     def unsubscribe(self, subscription: Subscription) -> None:

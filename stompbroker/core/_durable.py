@@ -6,6 +6,11 @@ takes a copy of every message published to a topic matching its pattern (and
 its selector, if any), holds them while no one is attached, and delivers them
 in order when its subscriber comes back. At most one subscription is attached at
 a time. It lives until deleted.
+
+A no-local durable subscription (``no_local``, stored with its definition) keeps no
+copy of a message sent on the connection attached to it at the time of the publish
+(ActiveMQ's rule: the same connection). While no one is attached it keeps everything,
+whoever sent it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class DurableSubscription(Queue):
         selector: Selector | None,
         hooks: Hooks,
         policy: DestinationPolicy,
+        no_local: bool = False,
     ) -> None:
         super().__init__(f"{client_id}:{subscription_name}", f"/topic/{pattern}", hooks, policy)
         self.client_id = client_id
@@ -39,6 +45,7 @@ class DurableSubscription(Queue):
         #: The topic name or wildcard pattern it is fed from.
         self.pattern = pattern
         self.filter = selector
+        self.no_local = no_local
 
     @property
     def key(self) -> tuple[str, str]:
@@ -50,24 +57,34 @@ class DurableSubscription(Queue):
         """Whether a subscriber is attached now."""
         return bool(self.subscriptions)
 
-    def same_definition(self, pattern: str, selector: Selector | None) -> bool:
-        """Whether a SUBSCRIBE with ``pattern`` and ``selector`` names this same subscription."""
+    def same_definition(
+        self, pattern: str, selector: Selector | None, no_local: bool = False
+    ) -> bool:
+        """Whether a SUBSCRIBE with ``pattern``, ``selector`` and ``no_local`` names this same
+        subscription."""
         text = selector.text if selector is not None else None
         mine = self.filter.text if self.filter is not None else None
-        return pattern == self.pattern and text == mine
+        return pattern == self.pattern and text == mine and no_local == self.no_local
 
     def wants(self, message: Message) -> bool:
         """Whether the subscription's selector (if any) lets ``message`` through."""
         selector = self.filter
         return selector is None or selector.matches(selector_view(message))
 
-    def offer(self, message: Message) -> Deferred[None] | None:
-        """A message published to a matching topic: keep a copy if the selector agrees."""
+    def offer(self, message: Message, sender: str | None = None) -> Deferred[None] | None:
+        """A message published to a matching topic by the connection ``sender``: keep a copy
+        if the selector agrees (and, if no-local, the subscriber attached is not ``sender``)."""
         if not self.wants(message):
+            return None
+        if self.no_local and sender is not None and self.local(sender):
             return None
         copy = message.copy()
         copy.delivery_count = 0
         return self.enqueue(copy)
+
+    def local(self, sender: str) -> bool:
+        """Whether the subscriber attached now is on the connection ``sender``."""
+        return any(subscription.owner == sender for subscription in self.subscriptions)
 
     def unused(self) -> bool:
         return False

@@ -61,21 +61,36 @@ class DurableSubscriptions:
         key: int = 0,
         start: bool = True,
         selector: Selector | None = None,
+        *,
+        no_local: bool = False,
+        owner: str | None = None,
     ) -> tuple[Subscription, Deferred[None] | None]:
         """Attach to (creating if needed) the durable subscription (client_id, name); also
         return the Deferred of its definition's write, if it was made now.
 
-        ``/dsub/NAME`` attaches to an existing one. Re-subscribing with another topic or
-        selector replaces the subscription (its kept messages are dropped).
+        ``/dsub/NAME`` attaches to an existing one (``no_local`` is then its own). Re-subscribing
+        with another topic, selector or ``no_local`` replaces the subscription (its kept
+        messages are dropped). ``owner`` is the subscriber's connection.
         """
-        durable, written = self._for_subscribe(destination, client_id, subscription_name, selector)
+        durable, written = self._for_subscribe(
+            destination, client_id, subscription_name, selector, no_local
+        )
         if durable.attached:
             raise DestinationError(
                 f"durable subscription {durable.subscription_name!r} is in use by another"
                 " connection"
             )
         subscription = attach(
-            durable, consumer, subscription_id, ack_mode, prefetch, key, start, None, False
+            durable,
+            consumer,
+            subscription_id,
+            ack_mode,
+            prefetch,
+            key,
+            start,
+            None,
+            False,
+            owner=owner,
         )
         return subscription, written
 
@@ -85,6 +100,7 @@ class DurableSubscriptions:
         client_id: str,
         subscription_name: str,
         selector: Selector | None,
+        no_local: bool = False,
     ) -> tuple[DurableSubscription, Deferred[None] | None]:
         """The durable subscription a SUBSCRIBE to ``destination`` attaches to (made, or
         made anew, if needed), and the Deferred of its definition's write."""
@@ -100,27 +116,37 @@ class DurableSubscriptions:
                 f"durable subscriptions are for topics; {destination!r} is not a topic"
             )
         durable = self.get(client_id, subscription_name)
-        if durable is not None and not durable.same_definition(name, selector):
+        if durable is not None and not durable.same_definition(name, selector, no_local):
             self.delete(client_id, subscription_name)  # refused while one is attached
-        return self.declare(client_id, subscription_name, name, selector)
+        return self.declare(client_id, subscription_name, name, selector, no_local)
 
     def declare(
-        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+        self,
+        client_id: str,
+        subscription_name: str,
+        pattern: str,
+        selector: Selector | None,
+        no_local: bool = False,
     ) -> tuple[DurableSubscription, Deferred[None] | None]:
         """Create a durable subscription to topic ``pattern`` if it does not exist; also return
         the Deferred of its definition's write (None: nothing written)."""
         durable = self.get(client_id, subscription_name)
         if durable is not None:
             return durable, None
-        durable = self._make(client_id, subscription_name, pattern, selector)
+        durable = self._make(client_id, subscription_name, pattern, selector, no_local)
         if self._store is None:
             return durable, None
         text = selector.text if selector is not None else None
-        record = DurableRecord(client_id, subscription_name, pattern, text)
+        record = DurableRecord(client_id, subscription_name, pattern, text, no_local)
         return durable, self._store.add_durable(record)
 
     def _make(
-        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+        self,
+        client_id: str,
+        subscription_name: str,
+        pattern: str,
+        selector: Selector | None,
+        no_local: bool = False,
     ) -> DurableSubscription:
         destinations = self._destinations
         durable = DurableSubscription(
@@ -130,6 +156,7 @@ class DurableSubscriptions:
             selector,
             destinations.hooks,
             destinations.policies.for_destination(f"/topic/{pattern}"),
+            no_local,
         )
         if self._store is not None:
             durable.attach_store(self._store, durable_store_key(client_id, subscription_name))
@@ -170,7 +197,7 @@ class DurableSubscriptions:
         for record in records:
             if self.get(record.client_id, record.name) is None:
                 selector = compile_(record.selector) if record.selector else None
-                self._make(record.client_id, record.name, record.pattern, selector)
+                self._make(record.client_id, record.name, record.pattern, selector, record.no_local)
 
     def set_policies(self) -> None:
         """The destinations' policies changed: take ours from them."""

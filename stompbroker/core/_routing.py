@@ -179,7 +179,7 @@ class Router:
             if isinstance(target, Queue):
                 written = target.enqueue(message)
             elif isinstance(target, Topic):
-                target.publish(message)
+                target.publish(message, owner)
         return Sent(message, written, room)
 
     def _expired(self, message: Message) -> bool:
@@ -193,12 +193,14 @@ class Router:
         topic = self._destinations.topics.get(name)
         if topic is not None:
             topic.senders.add(owner)
-            topic.publish(message)
+            topic.publish(message, owner)
         for wildcard in wildcards:
-            wildcard.publish(message)
+            wildcard.publish(message, owner)
         if not durables:
             return None
-        written = [w for w in (durable.offer(message) for durable in durables) if w is not None]
+        written = [
+            w for w in (durable.offer(message, owner) for durable in durables) if w is not None
+        ]
         if not written:
             return None
         if len(written) == 1:

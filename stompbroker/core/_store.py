@@ -44,6 +44,8 @@ class DurableRecord:
     name: str
     pattern: str
     selector: str | None = None
+    #: No-local: it keeps no message sent on its subscriber's own connection.
+    no_local: bool = False
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ class Subscription:
         "handed",
         "id",
         "key",
+        "no_local",
+        "owner",
         "paused",
         "pending",
         "prefetch",
@@ -88,6 +90,9 @@ class Subscription:
         key: int = 0,
         selector: Selector | None = None,
         exclusive: bool = False,
+        *,
+        no_local: bool = False,
+        owner: str | None = None,
     ) -> None:
         if ack_mode not in ACK_MODES:
             raise ValueError(f"unknown ack mode {ack_mode!r}")
@@ -108,6 +113,9 @@ class Subscription:
         self.closed = False
         self.selector = selector
         self.exclusive = exclusive
+        #: No-local: never given a message sent by ``owner``, its consumer's connection.
+        self.no_local = no_local
+        self.owner = owner
         #: The statistics of the destination it is attached to (set by ``Destination.add``),
         #: and the deliveries not yet added to them.
         self.stats = _UNATTACHED
@@ -172,9 +180,15 @@ def attach(
     start: bool,
     selector: Selector | None,
     exclusive: bool,
+    *,
+    no_local: bool = False,
+    owner: str | None = None,
 ) -> Subscription:
     """A new subscription of ``consumer`` to ``target`` (``prefetch`` None: the target's
-    policy's), attached; with ``start``, waiting messages start flowing at once."""
+    policy's), attached; with ``start``, waiting messages start flowing at once.
+
+    ``owner`` is the consumer's connection; with ``no_local`` the subscription gets no
+    message that connection sends (topics and durable subscriptions only)."""
     subscription = Subscription(
         consumer,
         subscription_id,
@@ -184,6 +198,8 @@ def attach(
         key,
         selector,
         exclusive,
+        no_local=no_local,
+        owner=owner,
     )
     target.add(subscription)
     if start:

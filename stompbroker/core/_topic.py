@@ -6,12 +6,16 @@
   A late subscriber gets nothing published before it came.
 * A copy goes through the states of ``_destination`` on its own: a redelivery is a new
   copy with its own delivery count.
+* No-local: a subscription with ``no_local`` gets no copy of a message its own
+  connection (``Subscription.owner``) sent. The topic counts such subscriptions, so
+  that a publish pays one test when it has none.
 """
 
 from __future__ import annotations
 
-from ._destination import Destination
+from ._destination import Destination, Hooks
 from ._message import Message, MessageBuffer
+from ._policy import DestinationPolicy
 from ._stats import SAMPLE_MASK
 from ._subscription import Subscription
 
@@ -21,18 +25,29 @@ class Topic(Destination):
 
     kind = "topic"
 
+    def __init__(self, name: str, address: str, hooks: Hooks, policy: DestinationPolicy) -> None:
+        super().__init__(name, address, hooks, policy)
+        #: How many of the subscriptions are no-local.
+        self._no_local = 0
+
     def add(self, subscription: Subscription) -> None:
         subscription.pending = MessageBuffer()
         super().add(subscription)
+        if subscription.no_local:
+            self._no_local += 1
 
-    def publish(self, message: Message) -> None:
-        """Give every current subscription its copy of ``message``."""
+    def publish(self, message: Message, sender: str | None = None) -> None:
+        """Give every current subscription its copy of ``message`` (sent by the connection
+        ``sender``: no-local subscriptions of that connection get none)."""
         message.delivery_count = 1
         arrived = self.arrived + 1
         self.arrived = arrived
         if not arrived & SAMPLE_MASK:
             message.born = self.hooks.clock.seconds()
-        for subscription in self.subscriptions:
+        subscriptions = self.subscriptions
+        if self._no_local and sender is not None:
+            subscriptions = [s for s in subscriptions if not (s.no_local and s.owner == sender)]
+        for subscription in subscriptions:
             if subscription.selector is not None and not subscription.accepts(message):
                 continue
             pending = subscription.pending
@@ -74,6 +89,8 @@ class Topic(Destination):
 
     def remove(self, subscription: Subscription) -> None:
         super().remove(subscription)
+        if subscription.no_local:
+            self._no_local -= 1
         subscription.take_unacked()
         subscription.pending = None
 

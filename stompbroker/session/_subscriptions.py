@@ -9,6 +9,14 @@ Durable topic subscriptions are named by any of (COMPAT.md)::
 
 and identified by (CONNECT client-id or "", S). On UNSUBSCRIBE the same headers
 delete the durable subscription; without them UNSUBSCRIBE only detaches.
+
+No-local (a topic subscriber gets nothing its own connection sends) is spelled::
+
+    activemq.noLocal:true                  ActiveMQ Classic
+    no-local:true                          ActiveMQ Artemis, Apollo
+
+``true`` or ``false`` (any case); anything else is an ERROR naming the header. On a
+queue it is ignored, as ActiveMQ does.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ if TYPE_CHECKING:
 
 #: Headers that carry a subscription's prefetch, by broker dialect.
 PREFETCH_HEADERS = ("activemq.prefetchSize", "prefetch-count")
+#: Headers that ask for no-local, by broker dialect.
+NO_LOCAL_HEADERS = ("activemq.noLocal", "no-local")
 #: Headers that name a durable subscription outright.
 DURABLE_NAME_HEADERS = (
     "activemq.subscriptionName",
@@ -49,6 +59,20 @@ DURABLE_NAME_HEADERS = (
 def flag(value: str | None) -> bool:
     """A header that means yes when it says ``true`` (any case)."""
     return value is not None and value.strip().lower() == "true"
+
+
+def no_local(headers: dict[str, str]) -> bool:
+    """Whether a SUBSCRIBE asks for no-local; ClientError for a value not true or false."""
+    wanted = False
+    for name in NO_LOCAL_HEADERS:
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        value = raw.strip().lower()
+        if value not in ("true", "false"):
+            raise ClientError(f"invalid {name}", f"expected true or false, got {raw[:40]!r}")
+        wanted = wanted or value == "true"
+    return wanted
 
 
 def explicit_durable_name(headers: dict[str, str]) -> str | None:
@@ -135,6 +159,7 @@ class Subscriptions:
     ) -> tuple[Subscription, Deferred[None] | None]:
         """The broker's subscription for a SUBSCRIBE (durable or not), not yet started."""
         prefetch = _prefetch(headers)
+        local = no_local(headers)
         key = next(self._keys)
         session = self.session
         durable = durable_name(headers, subscription_id, destination)
@@ -150,6 +175,8 @@ class Subscriptions:
                 key,
                 start=False,
                 selector=selector,
+                no_local=local,
+                owner=session.session_id,
             )
         subscription = self.broker.subscribe(
             session,
@@ -162,6 +189,7 @@ class Subscriptions:
             owner=session.session_id,
             selector=selector,
             exclusive=flag(headers.get("activemq.exclusive")),
+            no_local=local,
         )
         return subscription, None
 
