@@ -167,6 +167,27 @@ def test_durable_subscription_and_its_backlog_survive(node: Node) -> None:
     assert again.bodies() == [b"one", b"two"]
 
 
+def test_durable_no_local_subscription_keeps_its_flag_across_a_restart(node: Node) -> None:
+    """A no-local durable subscription comes back no-local: its connection's sends skip it."""
+    first = RecordingConsumer()
+    subscription = node.broker.durables.subscribe(
+        first, "s", "/topic/news", "c1", "mine", no_local=True, owner="a"
+    )[0]
+    node.broker.unsubscribe(subscription)
+    node.broker.send("/topic/news", {}, b"kept", True, owner="a")
+    node.restart()
+    durable = node.broker.durables.get("c1", "mine")
+    assert durable is not None and durable.no_local
+    again = RecordingConsumer()
+    node.broker.durables.subscribe(
+        again, "s", "/topic/news", "c1", "mine", no_local=True, owner="b"
+    )
+    node.broker.send("/topic/news", {}, b"own", True, owner="b")
+    node.broker.send("/topic/news", {}, b"other", True, owner="a")
+    node.settle()
+    assert again.bodies() == [b"kept", b"other"]
+
+
 def test_deleted_durable_subscription_stays_deleted(node: Node) -> None:
     """A durable subscription removed before the restart, and its messages, are gone."""
     node.broker.declare_durable("c1", "gone", "news", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -264,6 +265,18 @@ def test_durable_definitions_are_kept_replaced_and_removed(harness: Harness) -> 
     assert recovery.durables == (DurableRecord("c1", "s1", "sport.*", "y = 2"),)
 
 
+def test_durable_no_local_flag_is_kept_and_replaced(harness: Harness) -> None:
+    """A definition's no-local flag survives a restart, and a replacing definition's wins."""
+    harness.store.add_durable(DurableRecord("c1", "on", "news", None, no_local=True))
+    harness.store.add_durable(DurableRecord("c1", "off", "news", None, no_local=True))
+    harness.result(harness.store.add_durable(DurableRecord("c1", "off", "news", None)))
+    recovery = harness.restart()
+    assert sorted(recovery.durables, key=lambda r: r.name) == [
+        DurableRecord("c1", "off", "news", None, no_local=False),
+        DurableRecord("c1", "on", "news", None, no_local=True),
+    ]
+
+
 @pytest.mark.parametrize("sync", ["always", "batch", "never", "transient"])
 def test_add_answers_for_every_sync_level(harness: Harness, sync: str) -> None:
     """add() fires its Deferred at every sync level, and the row is kept."""
@@ -287,6 +300,32 @@ def sqlite(tmp_path: Path) -> Iterator[Harness]:
     h.result(h.store.open())
     yield h
     h.result(h.store.close())
+
+
+def test_sqlite_data_file_without_the_no_local_column_opens_and_keeps_its_durables(
+    tmp_path: Path,
+) -> None:
+    """A database written before no-local gains the column at open; its durables stay."""
+    path = str(tmp_path / FILENAME)
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE durables (client_id TEXT NOT NULL, name TEXT NOT NULL,"
+        " pattern TEXT NOT NULL, selector TEXT, PRIMARY KEY (client_id, name))"
+    )
+    old.execute("INSERT INTO durables VALUES ('c1', 'old', 'news.>', 'x > 1')")
+    old.commit()
+    old.close()
+    clock = Clock()
+    h = Harness(SqliteStore(path, clock, run_now), clock, lambda: SqliteStore(path, clock, run_now))
+    recovery = h.result(h.store.open())
+    assert recovery.durables == (DurableRecord("c1", "old", "news.>", "x > 1", no_local=False),)
+    h.result(h.store.add_durable(DurableRecord("c1", "new", "news", None, no_local=True)))
+    recovery = h.restart()
+    h.result(h.store.close())
+    assert sorted(recovery.durables, key=lambda r: r.name) == [
+        DurableRecord("c1", "new", "news", None, no_local=True),
+        DurableRecord("c1", "old", "news.>", "x > 1", no_local=False),
+    ]
 
 
 def test_sqlite_receipt_waits_for_the_commit(sqlite: Harness) -> None:

@@ -42,8 +42,11 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_queue ON messages (qkey, priority, seq)",
     """CREATE TABLE IF NOT EXISTS durables (
         client_id TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, selector TEXT,
-        PRIMARY KEY (client_id, name))""",
+        no_local INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (client_id, name))""",
 )
+#: Columns added since the first schema, by table: a data file written before gains them
+#: at open (``ALTER TABLE ... ADD COLUMN``), its rows taking the default.
+_ADDED_COLUMNS = (("durables", "no_local", "INTEGER NOT NULL DEFAULT 0"),)
 # A batch's rows go in one statement, so in one step: their fields as a JSON array of
 # arrays, their bodies concatenated in one BLOB (each row holds its body's 1-based
 # offset and length). Python's sqlite3 lets go of the GIL for every step, and a worker
@@ -83,6 +86,14 @@ _PAGE_ROWS = (
 Spot = tuple[str, int, int]
 
 
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a database written by an earlier version the columns it lacks."""
+    for table, column, definition in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 class Database:
     """The SQLite connection, used by one thread at a time (the store keeps one batch in flight)."""
 
@@ -118,10 +129,13 @@ class Database:
         self._set_synchronous(True)
         for statement in _SCHEMA:
             conn.execute(statement)
+        _add_columns(conn)
         conn.execute("DELETE FROM messages WHERE persistent=0")
         durables = tuple(
-            DurableRecord(*row)
-            for row in conn.execute("SELECT client_id, name, pattern, selector FROM durables")
+            DurableRecord(client_id, name, pattern, selector, bool(no_local))
+            for client_id, name, pattern, selector, no_local in conn.execute(
+                "SELECT client_id, name, pattern, selector, no_local FROM durables"
+            )
         )
         queues: dict[str, dict[int, tuple[int, int]]] = {}
         sizes: dict[str, int] = {}

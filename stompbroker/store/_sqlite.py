@@ -192,8 +192,15 @@ class SqliteStore:
         batch = self._pending
         batch.first.append(
             (
-                "INSERT OR REPLACE INTO durables VALUES (?,?,?,?)",
-                (record.client_id, record.name, record.pattern, record.selector),
+                "INSERT OR REPLACE INTO durables (client_id, name, pattern, selector, no_local)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    record.client_id,
+                    record.name,
+                    record.pattern,
+                    record.selector,
+                    int(record.no_local),
+                ),
             )
         )
         batch.sync = batch.urgent = True
