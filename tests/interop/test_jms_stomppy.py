@@ -2,7 +2,7 @@
 
 Durable subscriptions in every broker's spelling, temporary destinations and
 request/reply, transactions, redelivery and dead letters, expiry, priority,
-selectors, prefetch, browsing, exclusive consumers, message groups and topic
+selectors, no-local, prefetch, browsing, exclusive consumers, message groups and topic
 wildcards. Every wait is bounded (``conftest.TIMEOUT``); absence is shown with a
 marker message sent after the one that must not arrive, never with a sleep.
 """
@@ -597,6 +597,43 @@ def test_bad_selector_is_an_error(connect: Connect) -> None:
     consumer = connect("1.2")
     consumer.conn.subscribe("/queue/q", id="s", headers={"selector": "n >"})
     consumer.error("invalid selector")
+
+
+# -- no-local ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["activemq.noLocal", "no-local"])
+def test_no_local_subscriber_gets_nothing_its_connection_sends(
+    connect: Connect, header: str
+) -> None:
+    """A topic subscriber with activemq.noLocal or no-local skips its own connection's sends."""
+    producer = connect("1.2")
+    consumer = connect("1.2")
+    attach(consumer, "/topic/t", "s", {header: "true"})
+    consumer.send("/topic/t", "own", receipt=True)
+    producer.send("/topic/t", "other", receipt=True)
+    producer.send("/topic/t", "end", receipt=True)
+    assert bodies(consumer.wait_for_body("end")) == ["other", "end"]
+
+
+def test_durable_no_local_keeps_nothing_its_connection_sends(
+    connect: Connect, connect_as: ConnectAs
+) -> None:
+    """An ActiveMQ durable subscription with activemq.noLocal skips its connection's sends."""
+    producer = connect("1.2")
+    consumer = connect_as("1.2", "billing")
+    headers = {"activemq.subscriptionName": "archive", "activemq.noLocal": "true"}
+    attach(consumer, "/topic/t", "s", headers, ack="client-individual")
+    consumer.send("/topic/t", "own", headers={"persistent": "true"}, receipt=True)
+    producer.send("/topic/t", "other", headers={"persistent": "true"}, receipt=True)
+    assert bodies(consumer.wait_for_body("other")) == ["other"]
+
+
+def test_bad_no_local_value_is_an_error(connect: Connect) -> None:
+    """no-local other than true or false is an ERROR naming the header."""
+    consumer = connect("1.2")
+    consumer.conn.subscribe("/topic/t", id="s", headers={"no-local": "yes"})
+    consumer.error("invalid no-local")
 
 
 # -- prefetch ---------------------------------------------------------------------------------
