@@ -178,3 +178,24 @@ def test_session_durable_no_local_skips_its_connection() -> None:
     assert client.bodies() == [b"other"]
     durable = broker.durables.get("c", "d")
     assert durable is not None and durable.no_local
+
+
+def test_session_no_local_skips_own_messages_sent_in_a_transaction() -> None:
+    """A committed transaction's sends count as the connection's own."""
+    _, _, (client, other) = connected_clients(2)
+    client.subscribe("/topic/t", **{"no-local": "true"})
+    client.send("BEGIN", {"transaction": "tx"})
+    client.publish("/topic/t", b"own", transaction="tx")
+    client.send("COMMIT", {"transaction": "tx"})
+    other.publish("/topic/t", b"other")
+    assert client.bodies() == [b"other"]
+
+
+def test_session_no_local_with_a_selector_applies_both() -> None:
+    """No-local and a selector together: only others' matching messages arrive."""
+    _, _, (client, other) = connected_clients(2)
+    client.subscribe("/topic/t", selector="n > 1", **{"no-local": "true"})
+    client.publish("/topic/t", b"own", n="5")
+    other.publish("/topic/t", b"small", n="1")
+    other.publish("/topic/t", b"big", n="5")
+    assert client.bodies() == [b"big"]
