@@ -129,6 +129,7 @@ def test_durable_subscriptions_are_named_client_id_and_subscription() -> None:
         "subscription_name": "archive",
         "topic": "invoices.>",
         "attached": False,
+        "no_local": False,
     }
 
 

@@ -77,6 +77,7 @@ def describe(destination: Destination) -> dict[str, Any]:
             "subscription_name": destination.subscription_name,
             "topic": destination.pattern,
             "attached": destination.attached,
+            "no_local": destination.no_local,
         }
     return out
 
