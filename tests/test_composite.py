@@ -118,6 +118,17 @@ def test_a_full_reject_member_refuses_before_any_copy() -> None:
     assert broker.queue_depth("a") == 0 and broker.queue_depth("full") == 1
 
 
+def test_a_full_reject_durable_member_refuses_before_any_copy() -> None:
+    """A topic member whose durable subscription is full (reject) refuses the composite send
+    before the queue member gets its copy."""
+    broker = _broker({"/topic/news": DestinationPolicy(max_messages=1, on_full="reject")})
+    broker.declare_durable("c", "keep", "news", None)
+    broker.send("/topic/news", {}, b"first")
+    with pytest.raises(DestinationError):
+        broker.send("/queue/a,/topic/news", {}, b"x")
+    assert broker.queue_depth("a") == 0
+
+
 # -- the core: forwards --------------------------------------------------------------------
 
 

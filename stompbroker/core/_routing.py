@@ -220,6 +220,8 @@ class Router:
             for route, message in zip(routes, messages, strict=True):
                 if route[0] == "queue" and route[3].limited and not self._expired(message):
                     self._destinations.queue(route[1]).admit(len(body))
+                elif route[0] == "topic" and self._destinations.policies.limited:
+                    self._refuse_full_durables(route[1], message)
         written: list[Deferred[None]] = []
         room = None
         for route, message in zip(routes, messages, strict=True):
@@ -274,6 +276,14 @@ class Router:
             return None
         written = [w for w in (durable.offer(message) for durable in durables) if w is not None]
         return _all(written)
+
+    def _refuse_full_durables(self, name: str, message: Message) -> None:
+        """A full ``reject`` durable subscription of topic ``name`` refuses now, before any
+        copy of a composite send is delivered."""
+        for durable in self._fanout.get(name)[1]:
+            policy = durable.policy
+            if policy.on_full == "reject" and policy.limited and durable.wants(message):
+                durable.admit(len(message.body))
 
     def _durable_room(self, name: str) -> Deferred[None] | None:
         for durable in self._fanout.get(name)[1]:
