@@ -186,6 +186,19 @@ def test_destination_entry_defaults_equal_the_core_policy_defaults() -> None:
         assert getattr(entry, field.name) == getattr(DEFAULT_POLICY, field.name), field.name
 
 
+def test_forward_to_and_stamp_user_reach_the_core_policy() -> None:
+    """destinations[].forward_to and stamp_user become the core policy's values."""
+    from stompbroker.service import policies
+
+    config = parse(
+        "destinations:\n  - name: /queue/orders\n    forward_to: [/queue/audit, /topic/o]\n"
+        "    stamp_user: false\n"
+    )
+    policy = policies(config).for_destination("/queue/orders")
+    assert policy.forward_to == ("/queue/audit", "/topic/o")
+    assert policy.stamp_user is False
+
+
 def test_destinations_and_durables_are_read_with_their_lines() -> None:
     """Entries keep the line they start on, for later messages about them."""
     config = parse(
@@ -245,6 +258,29 @@ def test_destinations_and_durables_are_read_with_their_lines() -> None:
         (
             "destinations:\n  - name: /queue/a\n    dead_letter_queue: /queue/a\n",
             "f.yaml:2: destinations[0].dead_letter_queue: a destination cannot be its own DLQ",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    forward_to: /queue/b\n",
+            "f.yaml:3: destinations[0].forward_to: expected a list of /queue/NAME or"
+            " /topic/NAME (no wildcards)",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    forward_to: [/queue/b, /topic/x.*]\n",
+            "f.yaml:3: destinations[0].forward_to: expected a list of /queue/NAME or"
+            " /topic/NAME (no wildcards); '/topic/x.*' is not one destination",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    forward_to: [/exchange/b]\n",
+            "f.yaml:3: destinations[0].forward_to: expected a list of /queue/NAME or"
+            " /topic/NAME (no wildcards)",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    forward_to: [/queue/a]\n",
+            "f.yaml:2: destinations[0].forward_to: a destination cannot forward to itself",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    stamp_user: maybe\n",
+            "f.yaml:3: destinations[0].stamp_user: expected true or false",
         ),
         (
             "destinations:\n  - name: /queue/a\n    dead_letter_expired: yes please\n",

@@ -183,6 +183,19 @@ def _stats_interval(value: Any) -> str | None:
     return "expected an integer from 100 to 3600000 (ms)"
 
 
+def _forward_targets(value: Any) -> str | None:
+    expected = "expected a list of /queue/NAME or /topic/NAME (no wildcards)"
+    if not isinstance(value, list) or not value:
+        return expected
+    for target in value:
+        ok = isinstance(target, str) and target.startswith(("/queue/", "/topic/"))
+        if not ok or not target[7:] or "," in target:
+            return expected
+        if any(not part or part in ("*", ">") for part in target[7:].split(".")):
+            return f"{expected}; {target!r} is not one destination"
+    return None
+
+
 def _header_line_bytes(value: Any) -> str | None:
     if _positive_int(value) is None and value <= MAX_HEADER_BLOCK_BYTES:
         return None
@@ -271,6 +284,8 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "on_full": _one_of("block", "reject", "drop-oldest"),
     "max_pending": _positive_int,
     "on_slow": _one_of("disconnect", "drop"),
+    "forward_to": _forward_targets,
+    "stamp_user": _bool,
 }
 _DURABLE_CHECKS: dict[str, Check] = {
     "name": _text,

@@ -149,6 +149,10 @@ def _check_destinations(reader: _Reader, entries: tuple[DestinationEntry, ...]) 
             raise reader.fail_at(
                 entry.line, f"{path}.dead_letter_queue", "a destination cannot be its own DLQ"
             )
+        if entry.name in entry.forward_to:
+            raise reader.fail_at(
+                entry.line, f"{path}.forward_to", "a destination cannot forward to itself"
+            )
 
 
 def _check_durables(reader: _Reader, entries: tuple[DurableEntry, ...]) -> None:

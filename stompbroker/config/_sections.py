@@ -97,6 +97,8 @@ class DestinationEntry:
     on_full: str = "block"
     max_pending: int = 10_000
     on_slow: str = "disconnect"
+    forward_to: tuple[str, ...] = ()
+    stamp_user: bool = True
     line: int = 0
 
 

@@ -84,8 +84,9 @@ class Broker:
         self.temporaries = TemporaryDestinations(self.destinations, self.unsubscribe)
         self._fanout = Fanout(self.destinations, self.durables)
         self.router = Router(self, self.destinations, self.temporaries, self._fanout, id_prefix)
-        #: ``send(destination, headers, body, persistent=None, owner=None) -> Sent``: accept a
-        #: message for ``destination`` from the session ``owner`` (``Router.send``, bound
+        #: ``send(destination, headers, body, persistent=None, owner=None, user=None) -> Sent``:
+        #: accept a message for ``destination`` (a comma-separated list: a copy for each)
+        #: from the session ``owner`` logged in as ``user`` (``Router.send``, bound
         #: here: it runs for every message). ``headers`` are the producer's (those the broker
         #: owns, such as ``message-id``, are left out of the message). Raises
         #: DestinationError, DestinationFull or MessageError for what it cannot accept;

@@ -60,6 +60,11 @@ class DestinationPolicy:
     #: ... then ``disconnect`` (ERROR "slow consumer", the connection closes) or ``drop``
     #: (its oldest waiting message is dropped, and counted).
     on_slow: str = "disconnect"
+    #: Where every message sent here also goes (ActiveMQ's composite queue): queues and
+    #: topics, no wildcards. A forwarded copy is not forwarded again.
+    forward_to: tuple[str, ...] = ()
+    #: With users configured, stamp the sender's login on its messages as ``JMSXUserID``.
+    stamp_user: bool = True
 
     @property
     def limited(self) -> bool:
@@ -139,11 +144,15 @@ class PolicyMap:
         every = [default, *(entries or {}).values()]
         #: The dead-letter queues the policies name (they are declared too).
         self.dead_letter_queues = {p.dead_letter_queue for p in every if p.dead_letter_queue}
+        #: The destinations the policies forward to (they are declared too).
+        self.forward_targets = {target for p in every for target in p.forward_to}
 
     def declares(self, destination: str) -> bool:
         """Whether an entry (exact or pattern) names ``destination``, or it is a DLQ or the
         statistics topic."""
         if destination in self._exact or destination in self.dead_letter_queues:
+            return True
+        if destination in self.forward_targets:
             return True
         if destination == STATS_TOPIC:
             return True

@@ -11,7 +11,13 @@ A send goes through three steps, each raising what it refuses:
    (DestinationFull);
 
 then it is delivered: enqueued in its queue, or published to a topic (and to the wildcard
-topics and durable subscriptions that topic feeds, through ``Fanout``). A transaction
+topics and durable subscriptions that topic feeds, through ``Fanout``).
+
+A *composite* send names several destinations, comma-separated (``/queue/a,/topic/b``,
+ActiveMQ's spelling), and a destination's policy may *forward* to others (``forward_to``).
+Every member is routed first (one bad member refuses the whole send, before any copy is
+made), then each queue is admitted, then each gets its own copy (its own message id); the
+send is safe once every copy's write is. A forwarded copy is not forwarded again. A transaction
 (``_transaction``) checks every staged message when it commits, then delivers them all
 without a per-message admission, so that a COMMIT is applied whole or not at all.
 """
@@ -25,12 +31,13 @@ from twisted.internet.defer import Deferred, gatherResults
 
 from ._destination import Destination, Hooks
 from ._message import Message
-from ._names import check_send_name, parse_destination
+from ._names import DestinationError, check_send_name, parse_destination
 from ._policy import DestinationPolicy
 from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._send_headers import (
     BROKER_HEADERS,
+    USER_HEADER,
     check_headers,
     message_expiry,
     message_priority,
@@ -102,10 +109,38 @@ class Router:
         target = self._temporaries.for_send(kind, name, destination, owner)
         return kind, name, target.address, target.policy, target
 
+    def routes(self, destination: str, owner: str | None) -> list[Route]:
+        """Where a send to ``destination`` goes: each member of a comma-separated list, and
+        where their policies forward to (each address once; forwards are not forwarded)."""
+        members = destination.split(",")
+        if len(members) > 1:
+            for member in members:
+                if not member:
+                    raise DestinationError(
+                        f"composite destination {destination!r} has an empty member"
+                    )
+        routes = [self.route(member, owner) for member in members]
+        seen = {route[2] for route in routes}
+        for route in list(routes):
+            for target in route[3].forward_to:
+                if target not in seen:
+                    seen.add(target)
+                    routes.append(self.route(target, owner))
+        if len(seen) < len(routes):  # a member named twice gets one copy
+            unique = {route[2]: route for route in reversed(routes)}
+            routes = [route for route in routes if unique[route[2]] is route]
+        return routes
+
     def make(
-        self, route: Route, headers: Mapping[str, str], body: bytes, persistent: bool | None
+        self,
+        route: Route,
+        headers: Mapping[str, str],
+        body: bytes,
+        persistent: bool | None,
+        user: str | None = None,
     ) -> Message:
-        """The message for ``route`` (``persistent`` None: as its destination decides)."""
+        """The message for ``route`` (``persistent`` None: as its destination decides) sent
+        by ``user`` (None: anonymous)."""
         kind, _, address, policy, _ = route
         if persistent is None:
             persistent = policy.persistent
@@ -113,6 +148,8 @@ class Router:
                 persistent = kind == "queue"
         if not BROKER_HEADERS.isdisjoint(headers):
             headers = producer_headers(headers)
+        if user is not None and policy.stamp_user:
+            headers = {**headers, USER_HEADER: user}
         priority = message_priority(headers)
         expires, headers = message_expiry(headers, policy, self._hooks.now_ms)
         seq = next(self._seq)
@@ -131,11 +168,11 @@ class Router:
     def check(self, destination: str, headers: Mapping[str, str], owner: str | None) -> None:
         """Raise what a send with these would raise now, without sending (a staged SEND; and
         a full ``reject`` queue refuses now, not at COMMIT)."""
-        kind, name, _, _, _ = self.route(destination, owner)
-        if kind == "queue" and self._destinations.policies.limited:
-            queue = self._destinations.queues.get(name)
-            if queue is not None and queue.policy.on_full == "reject":
-                queue.admit(0)
+        for kind, name, _, _, _ in self.routes(destination, owner):
+            if kind == "queue" and self._destinations.policies.limited:
+                queue = self._destinations.queues.get(name)
+                if queue is not None and queue.policy.on_full == "reject":
+                    queue.admit(0)
         check_headers(headers)
 
     # -- sending -----------------------------------------------------------------
@@ -147,13 +184,52 @@ class Router:
         body: bytes,
         persistent: bool | None = None,
         owner: str | None = None,
+        user: str | None = None,
     ) -> Sent:
-        """Route, make, admit and deliver one message."""
+        """Route, make, admit and deliver one message (a copy for each destination of a
+        composite send or a forward); ``user``: the sender's login (None: anonymous)."""
+        if "," in destination:
+            return self.send_all(
+                self.routes(destination, owner), headers, body, persistent, owner, user
+            )
         route = self.route(destination, owner)
-        message = self.make(route, headers, body, persistent)
+        if route[3].forward_to:
+            return self.send_all(
+                self.routes(destination, owner), headers, body, persistent, owner, user
+            )
+        message = self.make(route, headers, body, persistent, user)
         if route[0] == "queue" and route[3].limited and not self._expired(message):
             self._destinations.queue(route[1]).admit(len(body))
         return self.deliver(route, message, owner)
+
+    def send_all(
+        self,
+        routes: list[Route],
+        headers: Mapping[str, str],
+        body: bytes,
+        persistent: bool | None,
+        owner: str | None,
+        user: str | None,
+        admit: bool = True,
+    ) -> Sent:
+        """Make a copy for each route, admit them all (``admit``: not at a COMMIT), then
+        deliver each: one ``Sent`` (the first copy; safe once every copy is; the room of any
+        full queue)."""
+        messages = [self.make(route, headers, body, persistent, user) for route in routes]
+        if admit:
+            for route, message in zip(routes, messages, strict=True):
+                if route[0] == "queue" and route[3].limited and not self._expired(message):
+                    self._destinations.queue(route[1]).admit(len(body))
+                elif route[0] == "topic" and self._destinations.policies.limited:
+                    self._refuse_full_durables(route[1], message)
+        written: list[Deferred[None]] = []
+        room = None
+        for route, message in zip(routes, messages, strict=True):
+            sent = self.deliver(route, message, owner)
+            if sent.written is not None:
+                written.append(sent.written)
+            room = room or sent.room
+        return Sent(messages[0], _all(written), room)
 
     # ``deliver`` is the hot path of every message: the expiry test and the queue lookup are
     # written out in it rather than called.
@@ -201,11 +277,15 @@ class Router:
         written = [
             w for w in (durable.offer(message, owner) for durable in durables) if w is not None
         ]
-        if not written:
-            return None
-        if len(written) == 1:
-            return written[0]
-        return gatherResults(written, consumeErrors=True).addCallback(lambda _: None)
+        return _all(written)
+
+    def _refuse_full_durables(self, name: str, message: Message) -> None:
+        """A full ``reject`` durable subscription of topic ``name`` refuses now, before any
+        copy of a composite send is delivered."""
+        for durable in self._fanout.get(name)[1]:
+            policy = durable.policy
+            if policy.on_full == "reject" and policy.limited and durable.wants(message):
+                durable.admit(len(message.body))
 
     def _durable_room(self, name: str) -> Deferred[None] | None:
         for durable in self._fanout.get(name)[1]:
@@ -213,3 +293,12 @@ class Router:
             if room is not None:
                 return room
         return None
+
+
+def _all(written: list[Deferred[None]]) -> Deferred[None] | None:
+    """One Deferred that fires once every one of ``written`` has (None: there are none)."""
+    if not written:
+        return None
+    if len(written) == 1:
+        return written[0]
+    return gatherResults(written, consumeErrors=True).addCallback(lambda _: None)

@@ -19,8 +19,12 @@ BROKER_HEADERS = frozenset(
         "ack",
         "redelivered",
         "delivery-count",
+        "JMSXUserID",  # stamped by the broker with the sender's login, never forged
     }
 )
+
+#: The header naming the login of a message's sender.
+USER_HEADER = "JMSXUserID"
 
 
 def producer_headers(headers: Mapping[str, str]) -> Mapping[str, str]:

@@ -29,15 +29,21 @@ if TYPE_CHECKING:
 class _Send:
     """A staged message."""
 
-    __slots__ = ("body", "destination", "headers", "persistent")
+    __slots__ = ("body", "destination", "headers", "persistent", "user")
 
     def __init__(
-        self, destination: str, headers: Mapping[str, str], body: bytes, persistent: bool | None
+        self,
+        destination: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        persistent: bool | None,
+        user: str | None,
     ) -> None:
         self.destination = destination
         self.headers = headers
         self.body = body
         self.persistent = persistent
+        self.user = user
 
 
 class _Settle:
@@ -73,10 +79,12 @@ class Transaction:
         headers: Mapping[str, str],
         body: bytes,
         persistent: bool | None = None,
+        user: str | None = None,
     ) -> None:
-        """Stage a message; raises what sending it would (bad destination or header)."""
+        """Stage a message from ``user`` (a composite send is one step); raises what sending
+        it would (bad destination or header)."""
         self._broker.router.check(destination, headers, self._owner)
-        self._steps.append(_Send(destination, headers, body, persistent))
+        self._steps.append(_Send(destination, headers, body, persistent, user))
 
     def acknowledge(self, subscription: Subscription, message_id: str) -> None:
         """Stage an ACK of ``message_id`` (cumulative in ``client`` mode)."""
@@ -96,9 +104,10 @@ class Transaction:
         waiting: list[Deferred[None]] = []
         for step in steps:
             if isinstance(step, _Send):
-                route = router.route(step.destination, owner)
-                message = router.make(route, step.headers, step.body, step.persistent)
-                written = router.deliver(route, message, owner).written
+                routes = router.routes(step.destination, owner)
+                written = router.send_all(
+                    routes, step.headers, step.body, step.persistent, owner, step.user, False
+                ).written
                 if written is not None:
                     waiting.append(written)
             elif step.pending():

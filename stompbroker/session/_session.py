@@ -446,7 +446,11 @@ class StompSession:
     def _on_send(self, frame: Frame) -> None:
         headers = frame.headers
         destination = required(headers, "destination", "SEND")
-        self.guard.check_send(destination)
+        if "," in destination:  # a composite send: each member is checked
+            for member in destination.split(","):
+                self.guard.check_send(member)
+        else:
+            self.guard.check_send(destination)
         persistent = _persistence(headers.get("persistent"))
         name = headers.get("transaction")
         transaction = self._transactions.staging(name) if name is not None else None
@@ -459,10 +463,12 @@ class StompSession:
             del headers[header]
         try:
             if transaction is not None:
-                transaction.send(destination, headers, frame.body, persistent)
+                transaction.send(destination, headers, frame.body, persistent, self.guard.user)
                 self._receipts.answer(receipt_id)
                 return
-            sent = self.broker.send(destination, headers, frame.body, persistent, self.session_id)
+            sent = self.broker.send(
+                destination, headers, frame.body, persistent, self.session_id, self.guard.user
+            )
         except (DestinationError, MessageError) as exc:
             self._fail(str(exc), "", receipt_id)
             return
