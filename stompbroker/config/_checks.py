@@ -286,6 +286,8 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "on_slow": _one_of("disconnect", "drop"),
     "forward_to": _forward_targets,
     "stamp_user": _bool,
+    "duplicate_window": _non_negative_int,
+    "duplicate_ttl_ms": _non_negative_int,
 }
 _DURABLE_CHECKS: dict[str, Check] = {
     "name": _text,

@@ -99,6 +99,8 @@ class DestinationEntry:
     on_slow: str = "disconnect"
     forward_to: tuple[str, ...] = ()
     stamp_user: bool = True
+    duplicate_window: int = 20_000
+    duplicate_ttl_ms: int = 0
     line: int = 0
 
 

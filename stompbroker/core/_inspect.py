@@ -149,6 +149,7 @@ def totals(broker: Broker) -> dict[str, Any]:
     out["dead_lettered"] = counters["dead-lettered"]
     out["dropped"] = counters["dropped"]
     out["purged"] = counters["purged"]
+    out["duplicates"] = counters["duplicates"]
     out["rates"] = rates
     return out
 

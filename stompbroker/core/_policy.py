@@ -65,6 +65,10 @@ class DestinationPolicy:
     forward_to: tuple[str, ...] = ()
     #: With users configured, stamp the sender's login on its messages as ``JMSXUserID``.
     stamp_user: bool = True
+    #: Ids (``_AMQ_DUPL_ID``) a queue remembers to refuse a resent message (0: no detection) ...
+    duplicate_window: int = 20_000
+    #: ... each for this many ms (0: until pushed out by newer ones).
+    duplicate_ttl_ms: int = 0
 
     @property
     def limited(self) -> bool:

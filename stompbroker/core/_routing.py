@@ -20,6 +20,11 @@ made), then each queue is admitted, then each gets its own copy (its own message
 send is safe once every copy's write is. A forwarded copy is not forwarded again. A transaction
 (``_transaction``) checks every staged message when it commits, then delivers them all
 without a per-message admission, so that a COMMIT is applied whole or not at all.
+
+A send carrying ``_AMQ_DUPL_ID`` (``_duplicates``) is checked against the window of each queue
+it goes to: a queue that took that id lately gets no copy (counted as a duplicate); a send
+every queue of which refuses so is a ``Sent`` with nothing to wait for. A send without the
+header pays one dict lookup.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Mapping
 from twisted.internet.defer import Deferred, gatherResults
 
 from ._destination import Destination, Hooks
+from ._duplicates import DUPLICATE_HEADER, Duplicates, check_duplicate_id
 from ._message import Message
 from ._names import DestinationError, check_send_name, parse_destination
 from ._policy import DestinationPolicy
@@ -86,6 +92,8 @@ class Router:
         self._fanout = fanout
         self._id_prefix = id_prefix + "-"
         self._seq = itertools.count(1)
+        #: The ids each queue took lately (duplicate detection).
+        self.duplicates = Duplicates(hooks.now_ms)
 
     def next_seq(self) -> int:
         """The next message sequence number (broker-wide order)."""
@@ -174,6 +182,9 @@ class Router:
                 if queue is not None and queue.policy.on_full == "reject":
                     queue.admit(0)
         check_headers(headers)
+        dupl_id = headers.get(DUPLICATE_HEADER)
+        if dupl_id is not None:
+            check_duplicate_id(dupl_id)
 
     # -- sending -----------------------------------------------------------------
 
@@ -197,6 +208,9 @@ class Router:
             return self.send_all(
                 self.routes(destination, owner), headers, body, persistent, owner, user
             )
+        dupl_id = headers.get(DUPLICATE_HEADER)
+        if dupl_id is not None:
+            return self.send_all([route], headers, body, persistent, owner, user)
         message = self.make(route, headers, body, persistent, user)
         if route[0] == "queue" and route[3].limited and not self._expired(message):
             self._destinations.queue(route[1]).admit(len(body))
@@ -214,8 +228,21 @@ class Router:
     ) -> Sent:
         """Make a copy for each route, admit them all (``admit``: not at a COMMIT), then
         deliver each: one ``Sent`` (the first copy; safe once every copy is; the room of any
-        full queue)."""
+        full queue); a queue that took the send's ``_AMQ_DUPL_ID`` lately gets no copy."""
         messages = [self.make(route, headers, body, persistent, user) for route in routes]
+        dupl_id = headers.get(DUPLICATE_HEADER)
+        if dupl_id is not None:
+            check_duplicate_id(dupl_id)
+            first = messages[0]
+            fresh = [
+                (route, message)
+                for route, message in zip(routes, messages, strict=True)
+                if not self._duplicate(route, dupl_id)
+            ]
+            if not fresh:
+                return Sent(first, None, None)
+            routes = [route for route, _ in fresh]
+            messages = [message for _, message in fresh]
         if admit:
             for route, message in zip(routes, messages, strict=True):
                 if route[0] == "queue" and route[3].limited and not self._expired(message):
@@ -229,7 +256,32 @@ class Router:
             if sent.written is not None:
                 written.append(sent.written)
             room = room or sent.room
+            if dupl_id is not None:
+                self._took(route, message, dupl_id)
         return Sent(messages[0], _all(written), room)
+
+    def _duplicate(self, route: Route, dupl_id: str) -> bool:
+        """Whether the queue of ``route`` took ``dupl_id`` lately (counted if so)."""
+        kind, name, address, policy, _ = route
+        if kind != "queue" or not policy.duplicate_window:
+            return False
+        if not self.duplicates.seen(address, dupl_id):
+            return False
+        queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+        queue.stats.duplicates += 1
+        self._hooks.counters["duplicates"] += 1
+        return True
+
+    def _took(self, route: Route, message: Message, dupl_id: str) -> None:
+        kind, _, address, policy, _ = route
+        if kind == "queue" and policy.duplicate_window:
+            self.duplicates.took(
+                address,
+                dupl_id,
+                policy.duplicate_window,
+                policy.duplicate_ttl_ms,
+                message.persistent,
+            )
 
     # ``deliver`` is the hot path of every message: the expiry test and the queue lookup are
     # written out in it rather than called.

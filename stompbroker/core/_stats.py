@@ -38,7 +38,15 @@ SAMPLE_EVERY = 16
 SAMPLE_MASK = SAMPLE_EVERY - 1
 
 #: Counters every destination keeps, in the order snapshots list them.
-COUNTERS = ("enqueued", "delivered", "acknowledged", "expired", "dead_lettered", "dropped")
+COUNTERS = (
+    "enqueued",
+    "delivered",
+    "acknowledged",
+    "expired",
+    "dead_lettered",
+    "dropped",
+    "duplicates",
+)
 #: The counters whose per-second rate snapshots show.
 RATED = ("enqueued", "delivered", "acknowledged")
 
@@ -115,6 +123,7 @@ class DestinationStats:
         "delivered",
         "delivery_to_ack",
         "dropped",
+        "duplicates",
         "enqueue_to_delivery",
         "enqueued",
         "expired",
@@ -131,6 +140,8 @@ class DestinationStats:
         self.expired = 0
         self.dead_lettered = 0
         self.dropped = 0
+        #: Sends refused as duplicates (``_AMQ_DUPL_ID`` seen within the window).
+        self.duplicates = 0
         #: Connections (session ids) that sent to it since the last tick.
         self.senders: set[str | None] = set()
         #: How many connections sent to it during the last full interval.

@@ -41,6 +41,12 @@ _DESTINATION_SERIES = (
     ("destination_expired_total", "expired", "counter", "Messages that expired in it."),
     ("destination_dead_lettered_total", "dead_lettered", "counter", "Messages dead-lettered."),
     ("destination_dropped_total", "dropped", "counter", "Messages dropped (no dead-letter queue)."),
+    (
+        "destination_duplicates_total",
+        "duplicates",
+        "counter",
+        "Sends not delivered: their _AMQ_DUPL_ID was seen within the window.",
+    ),
 )
 
 _LATENCIES = (
@@ -156,7 +162,7 @@ def _broker_series(out: _Writer, broker: dict[str, Any]) -> None:
     for kind, count in broker["destinations"].items():
         out.sample("destinations", count, (("kind", kind),))
     messages = broker["messages"]
-    for field in ("expired", "dead_lettered", "dropped", "purged"):
+    for field in ("expired", "dead_lettered", "dropped", "purged", "duplicates"):
         name = f"messages_{field}_total"
         out.family(name, "counter", f"Messages {field.replace('_', '-')}, every destination.")
         out.sample(name, messages[field])
