@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 from twisted.internet.task import Clock
 
 from stompbroker.core import Broker, DestinationPolicy, MessageError, PolicyMap
 from stompbroker.core._duplicates import DuplicateWindow
+from stompbroker.store import FILENAME, MemoryStore, SqliteStore
 from stompbroker.testing import RecordingConsumer, connected_clients
+from tests.test_persistence import Node, run_now
 
 DUP = "_AMQ_DUPL_ID"
 
@@ -174,3 +180,78 @@ def test_session_empty_id_is_an_error() -> None:
     _, _, (producer,) = connected_clients(1)
     producer.send("SEND", {"destination": "/queue/q", DUP: ""}, b"m")
     producer.error("invalid _AMQ_DUPL_ID '': expected 1 to 256 characters")
+
+
+# -- persistence --------------------------------------------------------------------
+
+
+def _sqlite_at(path: str) -> Callable[[Clock], Any]:
+    return lambda clock: SqliteStore(path, clock, run_now)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def node(request: pytest.FixtureRequest, tmp_path: Path) -> Node:
+    if request.param == "memory":
+        store = MemoryStore()
+        return Node(lambda clock: store)
+    return Node(_sqlite_at(str(tmp_path / FILENAME)))
+
+
+def test_remembered_id_survives_a_restart_after_its_message_was_consumed(node: Node) -> None:
+    """A persistent message consumed before a restart: its resend after it is a duplicate."""
+    consumer, _ = node.subscribe("/queue/q")
+    node.wait(node.send("/queue/q", b"1", _AMQ_DUPL_ID="x"))
+    assert consumer.bodies() == [b"1"]
+    node.restart()
+    consumer, _ = node.subscribe("/queue/q")
+    assert node.send("/queue/q", b"again", _AMQ_DUPL_ID="x") is None
+    assert consumer.bodies() == []
+
+
+def test_crash_after_the_write_keeps_message_and_id(node: Node) -> None:
+    """Killed after the batch, before the RECEIPT: the message is there once, the resend is not."""
+    node.wait(node.send("/queue/q", b"1", _AMQ_DUPL_ID="x"))
+    node.crash()
+    node.send("/queue/q", b"resent", _AMQ_DUPL_ID="x")
+    consumer, _ = node.subscribe("/queue/q")
+    assert consumer.bodies() == [b"1"]
+
+
+def test_non_persistent_ids_are_not_stored(node: Node) -> None:
+    """The id of a non-persistent message is forgotten at a restart."""
+    node.wait(node.send("/queue/q", b"1", _AMQ_DUPL_ID="x", persistent="false"))
+    node.restart()
+    consumer, _ = node.subscribe("/queue/q")
+    node.send("/queue/q", b"2", _AMQ_DUPL_ID="x", persistent="false")
+    assert consumer.bodies() == [b"2"]
+
+
+def test_ids_pushed_out_of_the_window_leave_the_store(node: Node) -> None:
+    """With duplicate_window 1, the older id is forgotten on disk too."""
+    node.policies = PolicyMap(default=DestinationPolicy(duplicate_window=1))
+    node.broker = node.crash()
+    node.wait(node.send("/queue/q", b"a", _AMQ_DUPL_ID="a"))
+    node.wait(node.send("/queue/q", b"b", _AMQ_DUPL_ID="b"))
+    node.restart()
+    assert list(node.broker.router.duplicates.windows["/queue/q"].ids) == ["b"]
+
+
+def test_sqlite_crash_before_the_batch_loses_message_and_id_together(tmp_path: Path) -> None:
+    """Killed before the batch holding a message and its id left: the resend is delivered."""
+    path = str(tmp_path / FILENAME)
+    first = Node(_sqlite_at(path))
+    first.broker.send("/queue/q", {DUP: "x"}, b"lost", True)  # its batch never runs
+    again = Node(_sqlite_at(path))
+    written = again.broker.send("/queue/q", {DUP: "x"}, b"resent", True).written
+    assert written is not None
+    again.wait(written)
+    consumer, _ = again.subscribe("/queue/q")
+    assert consumer.bodies() == [b"resent"]
+
+
+def test_sqlite_writes_the_id_in_the_batch_of_its_message(tmp_path: Path) -> None:
+    """A persistent send with an id costs one batch: the row and the id commit together."""
+    node = Node(_sqlite_at(str(tmp_path / FILENAME)))
+    before = node.store.commits.batches
+    node.wait(node.send("/queue/q", b"1", _AMQ_DUPL_ID="x"))
+    assert node.store.commits.batches == before + 1

@@ -528,3 +528,46 @@ def test_sqlite_a_batch_over_the_statement_budget_is_written_whole(
     monkeypatch.setattr(_database, "STATEMENT_BYTES", 1 << 30)
     assert [(m.seq, m.body) for m in _load(h, "/queue/q")] == [(m.seq, m.body) for m in expected]
     h.result(h.store.close())
+
+
+def test_duplicate_ids_come_back_oldest_first_and_forgotten_ones_do_not(harness: Harness) -> None:
+    """Remembered ids survive a restart in order (a re-remembered one is newest); forgotten go."""
+    store = harness.store
+    store.remember("/queue/q", "a", 0)
+    store.remember("/queue/q", "b", 1_900_000_000_000)
+    store.remember("/queue/r", "a", 0)
+    store.remember("/queue/q", "a", 0)
+    store.forget("/queue/r", "a")
+    store.forget("/queue/r", "never")
+    recovery = harness.restart()
+    assert recovery.duplicate_ids == (
+        ("/queue/q", "b", 1_900_000_000_000),
+        ("/queue/q", "a", 0),
+    )
+
+
+def test_duplicate_ids_outlive_their_messages_rows(harness: Harness) -> None:
+    """Removing a message's row (its ACK) keeps the id remembered with it."""
+    message = _message(1)
+    harness.store.add("/queue/q", message, "always")
+    harness.store.remember("/queue/q", "x", 0)
+    harness.settle()
+    harness.store.remove("/queue/q", message)
+    recovery = harness.restart()
+    assert recovery.queues == () and recovery.duplicate_ids == (("/queue/q", "x", 0),)
+
+
+def test_sqlite_data_file_without_duplicate_ids_gains_the_table_at_open(tmp_path: Path) -> None:
+    """A database written before duplicate detection opens, and then keeps ids."""
+    path = str(tmp_path / FILENAME)
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE durables (client_id TEXT, name TEXT, pattern TEXT, selector TEXT)")
+    old.commit()
+    old.close()
+    clock = Clock()
+    h = Harness(SqliteStore(path, clock, run_now), clock, lambda: SqliteStore(path, clock, run_now))
+    assert h.result(h.store.open()).duplicate_ids == ()
+    h.store.remember("/queue/q", "x", 0)
+    recovery = h.restart()
+    h.result(h.store.close())
+    assert recovery.duplicate_ids == (("/queue/q", "x", 0),)

@@ -93,6 +93,9 @@ class Broker:
         #: returns what it made: a receipt must wait for its ``written``, a producer for
         #: its ``room``.
         self.send = self.router.send
+        if store is not None:
+            self.router.duplicates.persist = store.remember
+            self.router.duplicates.forget = store.forget
         self.dead_letters = DeadLetters(
             self.destinations.queue, self.router.next_seq, self.counters
         )
@@ -309,6 +312,9 @@ class Broker:
         store = self.store
         assert store is not None, "a broker without a store has nothing to recover"
         self.router.continue_after(recovery.last_seq)
+        restore = self.router.duplicates.restore
+        for address, dupl_id, expires in recovery.duplicate_ids:
+            restore(address, dupl_id, expires)
         self.durables.recover(recovery.durables, compile_selector)
         by_key: dict[str, Queue] = {d.store_key: d for d in self.durables}
         for stored in recovery.queues:

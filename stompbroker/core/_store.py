@@ -20,6 +20,12 @@ its Deferred when the row is as safe as the ``sync`` level asks:
 
 Removals and delivery counts are written with the next batch, with no fsync of
 their own: after a crash a message may come back once more, never get lost.
+
+The ids a queue remembers for duplicate detection (``_AMQ_DUPL_ID``) are kept apart
+from the rows, by queue address: ``remember`` asked in the same reactor turn as a
+message's ``add`` is written in the same batch (so an id is on disk exactly when its
+message is), and an id stays when its message's row goes; ``forget`` removes one
+(pushed out of the window). ``open`` hands them back oldest first.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class Recovery:
     queues: tuple[StoredQueue, ...] = ()
     #: The largest ``seq`` ever stored; the broker continues after it.
     last_seq: int = 0
+    #: Remembered duplicate ids, oldest first: (queue address, id, expiry in epoch ms, 0: none).
+    duplicate_ids: tuple[tuple[str, str, float], ...] = ()
 
 
 class IMessageStore(Interface):
@@ -113,6 +121,12 @@ class IMessageStore(Interface):
 
     def drop_from(store_key: str, priority: int, from_seq: int) -> None:
         """Delete the rows of ``store_key`` at ``priority`` with ``seq >= from_seq`` (batched)."""
+
+    def remember(address: str, dupl_id: str, expires: float) -> None:
+        """Keep a duplicate id of queue ``address`` (in the batch of the add asked with it)."""
+
+    def forget(address: str, dupl_id: str) -> None:
+        """Drop a duplicate id of queue ``address`` (batched, no fsync)."""
 
     def add_durable(record: DurableRecord) -> Deferred[None]:
         """Keep (or replace) a durable subscription's definition; fires once on disk."""

@@ -43,7 +43,17 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS durables (
         client_id TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, selector TEXT,
         no_local INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (client_id, name))""",
+    # Duplicate ids by queue address, in the order remembered (rowid); a table of their
+    # own, so that a message's row going (ACK) keeps its id. A data file written before
+    # gains it at open.
+    """CREATE TABLE IF NOT EXISTS duplicate_ids (
+        id INTEGER PRIMARY KEY, address TEXT NOT NULL, dupl_id TEXT NOT NULL,
+        expires INTEGER NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS duplicate_ids_by_queue ON duplicate_ids (address, dupl_id)",
 )
+#: Remember (or remember again, as the newest) one duplicate id; forget one.
+REMEMBER = "INSERT OR REPLACE INTO duplicate_ids (address, dupl_id, expires) VALUES (?,?,?)"
+FORGET = "DELETE FROM duplicate_ids WHERE address=? AND dupl_id=?"
 #: Columns added since the first schema, by table: a data file written before gains them
 #: at open (``ALTER TABLE ... ADD COLUMN``), its rows taking the default.
 _ADDED_COLUMNS = (("durables", "no_local", "INTEGER NOT NULL DEFAULT 0"),)
@@ -149,7 +159,13 @@ class Database:
         stored = tuple(
             StoredQueue(key, priorities, sizes[key]) for key, priorities in queues.items()
         )
-        return Recovery(durables, stored, last_seq)
+        duplicate_ids = tuple(
+            (address, dupl_id, float(expires))
+            for address, dupl_id, expires in conn.execute(
+                "SELECT address, dupl_id, expires FROM duplicate_ids ORDER BY id"
+            )
+        )
+        return Recovery(durables, stored, last_seq, duplicate_ids)
 
     def _set_synchronous(self, full: bool) -> None:
         wanted = "FULL" if full else "NORMAL"

@@ -32,6 +32,8 @@ class MemoryStore:
         #: store key -> {(priority, seq): row}
         self.rows: dict[str, dict[tuple[int, int], Row]] = {}
         self.durables: dict[tuple[str, str], DurableRecord] = {}
+        #: Duplicate ids: address -> {id: expiry}, oldest first.
+        self.duplicate_ids: dict[str, dict[str, float]] = {}
         self.closed = False
         self.commits = CommitStats()
 
@@ -50,7 +52,14 @@ class MemoryStore:
             if priorities:
                 size = sum(len(row.body) for row in rows.values())
                 queues.append(StoredQueue(key, priorities, size))
-        return succeed(Recovery(tuple(self.durables.values()), tuple(queues), last_seq))
+        duplicate_ids = tuple(
+            (address, dupl_id, expires)
+            for address, ids in self.duplicate_ids.items()
+            for dupl_id, expires in ids.items()
+        )
+        return succeed(
+            Recovery(tuple(self.durables.values()), tuple(queues), last_seq, duplicate_ids)
+        )
 
     def add(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
         row = row_from_message(message)
@@ -88,6 +97,18 @@ class MemoryStore:
             del rows[spot]
         if not rows:
             del self.rows[store_key]
+
+    def remember(self, address: str, dupl_id: str, expires: float) -> None:
+        ids = self.duplicate_ids.setdefault(address, {})
+        ids.pop(dupl_id, None)
+        ids[dupl_id] = expires
+
+    def forget(self, address: str, dupl_id: str) -> None:
+        ids = self.duplicate_ids.get(address)
+        if ids is not None:
+            ids.pop(dupl_id, None)
+            if not ids:
+                del self.duplicate_ids[address]
 
     def add_durable(self, record: DurableRecord) -> Deferred[None]:
         self.durables[(record.client_id, record.name)] = record

@@ -50,7 +50,7 @@ from stompbroker.core import (
     Recovery,
 )
 
-from ._database import Database, Spot
+from ._database import FORGET, REMEMBER, Database, Spot
 
 log = Logger(namespace="stompbroker.store")
 
@@ -186,6 +186,14 @@ class SqliteStore:
                 (store_key, priority, from_seq),
             )
         )
+        self._schedule(self._lazy_s)
+
+    def remember(self, address: str, dupl_id: str, expires: float) -> None:
+        self._pending.first.append((REMEMBER, (address, dupl_id, int(expires))))
+        self._schedule(self._lazy_s)
+
+    def forget(self, address: str, dupl_id: str) -> None:
+        self._pending.first.append((FORGET, (address, dupl_id)))
         self._schedule(self._lazy_s)
 
     def add_durable(self, record: DurableRecord) -> Deferred[None]:
