@@ -186,6 +186,18 @@ def test_destination_entry_defaults_equal_the_core_policy_defaults() -> None:
         assert getattr(entry, field.name) == getattr(DEFAULT_POLICY, field.name), field.name
 
 
+def test_duplicate_window_and_ttl_reach_the_core_policy() -> None:
+    """destinations[].duplicate_window and duplicate_ttl_ms become the core policy's values."""
+    from stompbroker.service import policies
+
+    config = parse(
+        "destinations:\n  - name: /queue/orders\n    duplicate_window: 5\n"
+        "    duplicate_ttl_ms: 60000\n"
+    )
+    policy = policies(config).for_destination("/queue/orders")
+    assert (policy.duplicate_window, policy.duplicate_ttl_ms) == (5, 60000)
+
+
 def test_forward_to_and_stamp_user_reach_the_core_policy() -> None:
     """destinations[].forward_to and stamp_user become the core policy's values."""
     from stompbroker.service import policies
@@ -277,6 +289,14 @@ def test_destinations_and_durables_are_read_with_their_lines() -> None:
         (
             "destinations:\n  - name: /queue/a\n    forward_to: [/queue/a]\n",
             "f.yaml:2: destinations[0].forward_to: a destination cannot forward to itself",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    duplicate_window: -1\n",
+            "f.yaml:3: destinations[0].duplicate_window: expected a non-negative integer",
+        ),
+        (
+            "destinations:\n  - name: /queue/a\n    duplicate_ttl_ms: soon\n",
+            "f.yaml:3: destinations[0].duplicate_ttl_ms: expected a non-negative integer",
         ),
         (
             "destinations:\n  - name: /queue/a\n    stamp_user: maybe\n",

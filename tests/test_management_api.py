@@ -373,3 +373,16 @@ def test_durable_series_name_their_subscription() -> None:
         'subscription="c:d"}'
     )
     assert samples[key] == 0
+
+
+def test_duplicates_are_counted_in_metrics_per_destination_and_broker_wide() -> None:
+    """A resend with a seen _AMQ_DUPL_ID shows in destination_duplicates_total and the total."""
+    setup = Setup()
+    for _ in range(3):
+        setup.broker.send("/queue/q", {"_AMQ_DUPL_ID": "x"}, b"m")
+    _, samples = _metrics(setup)
+    assert (
+        samples['stompbroker_destination_duplicates_total{kind="queue",destination="/queue/q"}']
+        == 2
+    )
+    assert samples["stompbroker_messages_duplicates_total"] == 2
