@@ -255,3 +255,20 @@ def test_sqlite_writes_the_id_in_the_batch_of_its_message(tmp_path: Path) -> Non
     before = node.store.commits.batches
     node.wait(node.send("/queue/q", b"1", _AMQ_DUPL_ID="x"))
     assert node.store.commits.batches == before + 1
+
+
+def test_expired_ids_leave_the_store(node: Node) -> None:
+    """An id past its duplicate_ttl_ms is forgotten on disk when met, or at the next start."""
+    node.policies = PolicyMap(default=DestinationPolicy(duplicate_ttl_ms=1000))
+    node.broker = node.crash()
+    node.wait(node.send("/queue/q", b"a", _AMQ_DUPL_ID="a", persistent="true"))
+    node.wait(node.send("/queue/q", b"b", _AMQ_DUPL_ID="b", persistent="true"))
+    node.clock.advance(2)
+    node.broker.router.duplicates.seen("/queue/q", "a")
+    node.restart()
+    assert "/queue/q" not in node.broker.router.duplicates.windows
+    node.wait(node.store.close())
+    fresh = node.make_store(node.clock)
+    recovery = node.wait(fresh.open())
+    node.wait(fresh.close())
+    assert recovery.duplicate_ids == ()

@@ -81,7 +81,15 @@ class Duplicates:
     def seen(self, address: str, dupl_id: str) -> bool:
         """Whether queue ``address`` took a message with ``dupl_id`` within its window."""
         window = self.windows.get(address)
-        return window is not None and window.seen(dupl_id, self._now_ms())
+        if window is None:
+            return False
+        if dupl_id not in window.ids:
+            return False
+        if window.seen(dupl_id, self._now_ms()):
+            return True
+        if self.forget is not None:
+            self.forget(address, dupl_id)  # it expired: the store lets it go too
+        return False
 
     def took(self, address: str, dupl_id: str, size: int, ttl_ms: int, persistent: bool) -> None:
         """Queue ``address`` took a message with ``dupl_id``: remember it (and store it)."""
@@ -99,6 +107,8 @@ class Duplicates:
     def restore(self, address: str, dupl_id: str, expires: float) -> None:
         """At start: a remembered id from the store (oldest first)."""
         if expires and expires <= self._now_ms():
+            if self.forget is not None:
+                self.forget(address, dupl_id)
             return
         window = self.windows.get(address)
         if window is None:
