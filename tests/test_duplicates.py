@@ -272,3 +272,16 @@ def test_expired_ids_leave_the_store(node: Node) -> None:
     recovery = node.wait(fresh.open())
     node.wait(fresh.close())
     assert recovery.duplicate_ids == ()
+
+
+def test_session_commit_delivers_a_staged_duplicate_once() -> None:
+    """Over STOMP, two staged SENDs with one id and a COMMIT: one MESSAGE, every RECEIPT."""
+    _, _, (producer, consumer) = connected_clients(2)
+    consumer.subscribe("/queue/q")
+    producer.send("BEGIN", {"transaction": "t"})
+    for n in ("1", "2"):
+        headers = {"destination": "/queue/q", DUP: "x", "transaction": "t", "receipt": n}
+        producer.send("SEND", headers, n.encode())
+    producer.send("COMMIT", {"transaction": "t", "receipt": "c"})
+    assert [f.headers.get("receipt-id") for f in producer.frames()] == ["1", "2", "c"]
+    assert consumer.bodies() == [b"1"]
