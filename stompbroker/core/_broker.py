@@ -43,6 +43,7 @@ from ._subscription import Consumer, Selector, Subscription, attach, selector_vi
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
 from ._transaction import Transaction
+from ._virtual import VirtualTopics
 
 log = Logger(namespace="stompbroker.broker")
 
@@ -57,7 +58,9 @@ class Broker:
     in a header. ``policies`` are the per-destination policies. ``store`` keeps persistent
     messages and durable subscriptions (None: nothing is kept, nothing is paged);
     ``recover`` loads what it holds at start. Without ``auto_create``, clients may use only
-    the queues and topics ``policies`` name.
+    the queues and topics ``policies`` name. ``virtual_topics`` says which queues are
+    consumer queues of virtual topics (None: ActiveMQ's default prefixes, ``VirtualTopic.``
+    and ``Consumer.*.``).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Broker:
         policies: PolicyMap | None = None,
         store: IMessageStore | None = None,
         auto_create: bool = True,
+        virtual_topics: VirtualTopics | None = None,
     ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
@@ -78,7 +82,12 @@ class Broker:
         #: Per-destination statistics kept beyond a destination's life (see ``_stats``).
         self.statistics = Statistics(clock)
         self.destinations = Destinations(
-            self, policies or PolicyMap(), self.statistics, store, auto_create
+            self,
+            policies or PolicyMap(),
+            self.statistics,
+            store,
+            auto_create,
+            VirtualTopics() if virtual_topics is None else virtual_topics,
         )
         self.durables = DurableSubscriptions(self.destinations, store, self.unsubscribe)
         self.temporaries = TemporaryDestinations(self.destinations, self.unsubscribe)
