@@ -30,6 +30,7 @@ from stompbroker.core import (
     Recovery,
     Selector,
     SelectorError,
+    VirtualTopics,
     compile_selector,
 )
 from stompbroker.monitor import Monitoring
@@ -53,6 +54,12 @@ EXPIRY_SWEEP_SECONDS = 30.0
 
 #: Where Linux says how large a listen backlog it grants.
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def virtual_topics(config: Config) -> VirtualTopics | None:
+    """The configuration's ``broker.virtual_topics`` for the core (None when turned off)."""
+    prefixes = config.broker.virtual_topics
+    return VirtualTopics(*prefixes) if prefixes is not None else None
 
 
 def policies(config: Config) -> PolicyMap:
@@ -155,6 +162,7 @@ class BrokerService(MultiService):
             policies=policies(config),
             store=self.store,
             auto_create=config.broker.auto_create,
+            virtual_topics=virtual_topics(config),
         )
         #: Fires once the store is open and the listeners listen (or fails why not).
         self.started: Deferred[None] = Deferred()

@@ -153,3 +153,22 @@ def test_a_consumer_queue_keeps_receiving_after_a_restart(tmp_path: Path) -> Non
     node.wait(node.broker.send("/topic/VirtualTopic.o", {}, b"after", persistent=True).written)
     consumer, _ = node.subscribe("/queue/Consumer.A.VirtualTopic.o")
     assert consumer.bodies() == [b"before", b"after"]
+
+
+def test_the_configuration_reaches_the_core() -> None:
+    """broker.virtual_topics becomes the core's VirtualTopics; false becomes None (off)."""
+    from stompbroker.config import parse
+    from stompbroker.service import virtual_topics
+
+    text = "broker:\n  virtual_topics: {topic_prefix: VT.}\n"
+    made = virtual_topics(parse(text))
+    assert made is not None and made.topic_of("Consumer.A.VT.x") == "VT.x"
+    assert virtual_topics(parse("broker:\n  virtual_topics: false\n")) is None
+
+
+def test_without_virtual_topics_a_consumer_queue_name_is_a_plain_queue() -> None:
+    """virtual_topics=None: /queue/Consumer.A.VirtualTopic.o gets nothing from the topic."""
+    broker = Broker(clock=Clock(), virtual_topics=None)
+    queue = _consume(broker, "/queue/Consumer.A.VirtualTopic.o")
+    broker.send("/topic/VirtualTopic.o", {}, b"x")
+    assert queue.bodies() == []

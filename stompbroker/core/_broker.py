@@ -43,7 +43,7 @@ from ._subscription import Consumer, Selector, Subscription, attach, selector_vi
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
 from ._transaction import Transaction
-from ._virtual import VirtualTopics
+from ._virtual import DEFAULT_VIRTUAL_TOPICS, VirtualTopics
 
 log = Logger(namespace="stompbroker.broker")
 
@@ -59,8 +59,8 @@ class Broker:
     messages and durable subscriptions (None: nothing is kept, nothing is paged);
     ``recover`` loads what it holds at start. Without ``auto_create``, clients may use only
     the queues and topics ``policies`` name. ``virtual_topics`` says which queues are
-    consumer queues of virtual topics (None: ActiveMQ's default prefixes, ``VirtualTopic.``
-    and ``Consumer.*.``).
+    consumer queues of virtual topics (by default ActiveMQ's prefixes, ``VirtualTopic.``
+    and ``Consumer.*.``; None: no virtual topics).
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class Broker:
         policies: PolicyMap | None = None,
         store: IMessageStore | None = None,
         auto_create: bool = True,
-        virtual_topics: VirtualTopics | None = None,
+        virtual_topics: VirtualTopics | None = DEFAULT_VIRTUAL_TOPICS,
     ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
@@ -87,7 +87,7 @@ class Broker:
             self.statistics,
             store,
             auto_create,
-            VirtualTopics() if virtual_topics is None else virtual_topics,
+            virtual_topics,
         )
         self.durables = DurableSubscriptions(self.destinations, store, self.unsubscribe)
         self.temporaries = TemporaryDestinations(self.destinations, self.unsubscribe)

@@ -65,3 +65,7 @@ class VirtualTopics:
     def is_virtual(self, topic: str) -> bool:
         """Whether a publish to topic ``topic`` feeds consumer queues."""
         return topic.startswith(self.topic_prefix)
+
+
+#: ActiveMQ's default: ``/queue/Consumer.*.VirtualTopic.X`` consumes ``/topic/VirtualTopic.X``.
+DEFAULT_VIRTUAL_TOPICS = VirtualTopics()
