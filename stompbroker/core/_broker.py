@@ -221,6 +221,10 @@ class Broker:
         if target is None:
             return
         target.remove(subscription)
+        if isinstance(target, DurableSubscription) and target.transient:
+            if not target.subscriptions:  # a non-durable shared subscription's last one left
+                self.durables.delete(target.client_id, target.subscription_name)
+            return
         self.destinations.forget_if_unused(target)
 
     def ack(self, subscription: Subscription, message_id: str) -> bool:
@@ -281,10 +285,18 @@ class Broker:
     # -- durable subscriptions (``_durables``) ---------------------------------------
 
     def declare_durable(
-        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+        self,
+        client_id: str,
+        subscription_name: str,
+        pattern: str,
+        selector: Selector | None,
+        shared: bool = False,
     ) -> DurableSubscription:
-        """Create a durable subscription to topic ``pattern`` if it does not exist."""
-        return self.durables.declare(client_id, subscription_name, pattern, selector)[0]
+        """Create a durable subscription to topic ``pattern`` if it does not exist; ``shared``:
+        several subscribers may attach at once and compete for its messages."""
+        durable = self.durables.declare(client_id, subscription_name, pattern, selector)[0]
+        durable.shared = shared
+        return durable
 
     def delete_durable(
         self, client_id: str, subscription_name: str, holder: Subscription | None = None
