@@ -396,3 +396,14 @@ def test_a_bad_virtual_topics_value_is_refused(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text, "f.yaml")
     assert str(caught.value) == message
+
+
+def test_a_durable_subscription_may_be_shared() -> None:
+    """durable_subscriptions[].shared: true is read; a value not true or false is refused."""
+    text = "durable_subscriptions:\n  - {name: s, topic: /topic/a, shared: true}\n"
+    assert parse(text, "f.yaml").durable_subscriptions[0].shared is True
+    with pytest.raises(ConfigError) as caught:
+        parse(text.replace("true", "sometimes"), "f.yaml")
+    assert str(caught.value) == (
+        "f.yaml:2: durable_subscriptions[0].shared: expected true or false, got 'sometimes'"
+    )

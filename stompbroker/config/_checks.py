@@ -318,6 +318,7 @@ _DURABLE_CHECKS: dict[str, Check] = {
     "topic": _topic_pattern,
     "client_id": _any_text,
     "selector": _optional_text,
+    "shared": _bool,
 }
 
 #: Sections whose value is a list of mappings.

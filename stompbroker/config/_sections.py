@@ -112,6 +112,8 @@ class DurableEntry:
     topic: str
     client_id: str = ""
     selector: str | None = None
+    #: Whether several subscribers may be attached at once (they compete for its messages).
+    shared: bool = False
     line: int = 0
 
 
