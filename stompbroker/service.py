@@ -94,6 +94,20 @@ def declare_durables(broker: Broker, config: Config) -> None:
         pattern = entry.topic.removeprefix("/topic/")
         selector = compiled[(entry.client_id, entry.name)]
         broker.declare_durable(entry.client_id, entry.name, pattern, selector, entry.shared)
+    make_consumer_queues(broker, config)
+
+
+def make_consumer_queues(broker: Broker, config: Config) -> None:
+    """Make the virtual topics' consumer queues the ``destinations`` entries name (no
+    wildcard), so that they collect from the start, even if empty at the last shutdown."""
+    virtual = broker.destinations.virtual_topics
+    if virtual is None:
+        return
+    for entry in config.destinations:
+        name = entry.name.removeprefix("/queue/")
+        plain = name != entry.name and not any(c in name for c in "*>")
+        if plain and virtual.topic_of(name) is not None:
+            broker.destinations.queue(name)
 
 
 def frame_limits(limits: LimitsSection) -> tuple[Limits, Limits]:

@@ -172,3 +172,15 @@ def test_without_virtual_topics_a_consumer_queue_name_is_a_plain_queue() -> None
     queue = _consume(broker, "/queue/Consumer.A.VirtualTopic.o")
     broker.send("/topic/VirtualTopic.o", {}, b"x")
     assert queue.bodies() == []
+
+
+def test_a_declared_consumer_queue_collects_from_the_start() -> None:
+    """A destinations entry naming a consumer queue makes it at start: it collects at once."""
+    from stompbroker.config import parse
+    from stompbroker.service import declare_durables
+
+    config = parse("destinations:\n  - name: /queue/Consumer.A.VirtualTopic.o\n")
+    broker = Broker(clock=Clock())
+    declare_durables(broker, config)
+    broker.send("/topic/VirtualTopic.o", {}, b"early")
+    assert broker.queue_depth("Consumer.A.VirtualTopic.o") == 1
