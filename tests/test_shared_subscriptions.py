@@ -119,3 +119,34 @@ def test_durable_and_non_durable_spellings_of_one_name_clash() -> None:
     other = join(broker, clock, "other")
     other.subscribe("/topic/news", "s", x_queue_name="Q")
     other.error("shared subscription 'Q' is a durable one: subscribe to it with durable:true")
+
+
+def test_a_non_durable_x_queue_name_goes_when_its_last_connection_drops() -> None:
+    """x-queue-name without durable: the shared subscription stays while one subscriber is
+    left, and goes when the last connection is lost."""
+    broker, clock, (producer,) = connected_clients(1)
+    one, two = _rabbit(broker, clock, "one"), _rabbit(broker, clock, "two")
+    one.lose()
+    producer.publish("/topic/news", b"to two")
+    assert two.bodies() == [b"to two"]
+    two.lose()
+    assert broker.durables.get("", "Q") is None
+
+
+def test_a_durable_x_queue_name_is_shared_again_after_a_restart(tmp_path: Path) -> None:
+    """A durable x-queue-name subscription keeps its persistent messages across a restart,
+    and two subscribers naming it again share them."""
+    node = Node(lambda clock: SqliteStore(str(tmp_path / FILENAME), clock, run_now))
+    first = _shared(node.broker, "1", transient=False)
+    (subscription,) = node.broker.durables.get("", "Q").subscriptions  # type: ignore[union-attr]
+    node.broker.unsubscribe(subscription)
+    for n in range(4):
+        node.wait(node.broker.send("/topic/news", {}, str(n).encode(), persistent=True).written)
+    node.restart()
+    one, two = RecordingConsumer(), RecordingConsumer()
+    for name, consumer in (("1", one), ("2", two)):
+        node.broker.durables.subscribe(
+            consumer, name, "/topic/news", "", "Q", "auto", 1, shared=True
+        )
+    assert first.bodies() == []
+    assert sorted(one.bodies() + two.bodies()) == [b"0", b"1", b"2", b"3"]
