@@ -184,3 +184,18 @@ def test_a_declared_consumer_queue_collects_from_the_start() -> None:
     declare_durables(broker, config)
     broker.send("/topic/VirtualTopic.o", {}, b"early")
     assert broker.queue_depth("Consumer.A.VirtualTopic.o") == 1
+
+
+def test_a_full_reject_consumer_queue_refuses_a_composite_send_first() -> None:
+    """A composite send with a virtual topic member whose consumer queue is full (reject)
+    is refused before the queue member gets its copy."""
+    name = "/queue/Consumer.A.VirtualTopic.o"
+    broker = Broker(
+        clock=Clock(),
+        policies=PolicyMap({name: DestinationPolicy(max_messages=1, on_full="reject")}),
+    )
+    broker.destinations.queue("Consumer.A.VirtualTopic.o")
+    broker.send("/topic/VirtualTopic.o", {}, b"first")
+    with pytest.raises(DestinationError):
+        broker.send("/queue/a,/topic/VirtualTopic.o", {}, b"x")
+    assert broker.queue_depth("a") == 0

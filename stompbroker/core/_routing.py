@@ -301,12 +301,15 @@ class Router:
         return written
 
     def _refuse_full_durables(self, name: str, message: Message) -> None:
-        """A full ``reject`` durable subscription of topic ``name`` refuses now, before any
-        copy of a composite send is delivered."""
+        """A full ``reject`` durable subscription (or virtual topic consumer queue) of topic
+        ``name`` refuses now, before any copy of a composite send is delivered."""
         for durable in self._fanout.get(name)[1]:
             policy = durable.policy
             if policy.on_full == "reject" and policy.limited and durable.wants(message):
                 durable.admit(len(message.body))
+        for queue in self._fanout.queues(name):
+            if queue.policy.on_full == "reject" and queue.policy.limited:
+                queue.admit(len(message.body))
 
     def _durable_room(self, name: str) -> Deferred[None] | None:
         for durable in self._fanout.get(name)[1]:
