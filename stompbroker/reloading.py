@@ -89,7 +89,7 @@ def reload(service: BrokerService, read: Callable[[], Config], endpoint: Endpoin
         log.error("configuration not reloaded: invalid listener endpoint: {error}", error=exc)
         return False
     old = service.config
-    for key in ("data_dir", "store"):
+    for key in ("data_dir", "store", "virtual_topics"):
         if getattr(old.broker, key) != getattr(config.broker, key):
             log.warn("broker.{key} changes at the next start, not on reload", key=key)
     service.apply(config, new_policies, endpoints)

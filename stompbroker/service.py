@@ -30,6 +30,7 @@ from stompbroker.core import (
     Recovery,
     Selector,
     SelectorError,
+    VirtualTopics,
     compile_selector,
 )
 from stompbroker.monitor import Monitoring
@@ -53,6 +54,12 @@ EXPIRY_SWEEP_SECONDS = 30.0
 
 #: Where Linux says how large a listen backlog it grants.
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def virtual_topics(config: Config) -> VirtualTopics | None:
+    """The configuration's ``broker.virtual_topics`` for the core (None when turned off)."""
+    prefixes = config.broker.virtual_topics
+    return VirtualTopics(*prefixes) if prefixes is not None else None
 
 
 def policies(config: Config) -> PolicyMap:
@@ -86,7 +93,21 @@ def declare_durables(broker: Broker, config: Config) -> None:
     for entry in config.durable_subscriptions:
         pattern = entry.topic.removeprefix("/topic/")
         selector = compiled[(entry.client_id, entry.name)]
-        broker.declare_durable(entry.client_id, entry.name, pattern, selector)
+        broker.declare_durable(entry.client_id, entry.name, pattern, selector, entry.shared)
+    make_consumer_queues(broker, config)
+
+
+def make_consumer_queues(broker: Broker, config: Config) -> None:
+    """Make the virtual topics' consumer queues the ``destinations`` entries name (no
+    wildcard), so that they collect from the start, even if empty at the last shutdown."""
+    virtual = broker.destinations.virtual_topics
+    if virtual is None:
+        return
+    for entry in config.destinations:
+        name = entry.name.removeprefix("/queue/")
+        plain = name != entry.name and not any(c in name for c in "*>")
+        if plain and virtual.topic_of(name) is not None:
+            broker.destinations.queue(name)
 
 
 def frame_limits(limits: LimitsSection) -> tuple[Limits, Limits]:
@@ -155,6 +176,7 @@ class BrokerService(MultiService):
             policies=policies(config),
             store=self.store,
             auto_create=config.broker.auto_create,
+            virtual_topics=virtual_topics(config),
         )
         #: Fires once the store is open and the listeners listen (or fails why not).
         self.started: Deferred[None] = Deferred()

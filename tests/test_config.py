@@ -358,3 +358,72 @@ def test_every_example_in_conf_is_valid() -> None:
     assert len(files) >= 2
     for path in files:
         selectors(load(str(path)))
+
+
+@pytest.mark.parametrize(
+    ("text", "prefixes"),
+    [
+        ("broker: {}\n", ("VirtualTopic.", "Consumer.*.")),
+        ("broker:\n  virtual_topics: false\n", None),
+        ("broker:\n  virtual_topics: {topic_prefix: VT.}\n", ("VT.", "Consumer.*.")),
+        (
+            "broker:\n  virtual_topics: {topic_prefix: VT., consumer_prefix: Shared.*.*.}\n",
+            ("VT.", "Shared.*.*."),
+        ),
+    ],
+)
+def test_virtual_topic_prefixes_are_read(text: str, prefixes: tuple[str, str] | None) -> None:
+    """broker.virtual_topics: the defaults, false (off), and one or both prefixes given."""
+    assert parse(text, "f.yaml").broker.virtual_topics == prefixes
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "broker:\n  virtual_topics: true\n",
+            "f.yaml:2: broker.virtual_topics: expected false or a mapping of topic_prefix and"
+            " consumer_prefix, got True",
+        ),
+        (
+            "broker:\n  virtual_topics: {prefix: VT.}\n",
+            "f.yaml:2: broker.virtual_topics: expected false or a mapping of topic_prefix and"
+            " consumer_prefix, got dict",
+        ),
+        (
+            "broker:\n  virtual_topics: {topic_prefix: VirtualTopic}\n",
+            "f.yaml:2: broker.virtual_topics: expected topic_prefix to be name parts ending"
+            " with '.', such as 'VirtualTopic.', got dict",
+        ),
+        (
+            "broker:\n  virtual_topics: {topic_prefix: 'VT.*.'}\n",
+            "f.yaml:2: broker.virtual_topics: expected topic_prefix with no wildcards, got dict",
+        ),
+        (
+            "broker:\n  virtual_topics: {consumer_prefix: 'Consumer.>.'}\n",
+            "f.yaml:2: broker.virtual_topics: expected consumer_prefix with '*' only as a whole"
+            " part, got dict",
+        ),
+        (
+            "broker:\n  virtual_topics: {consumer_prefix: 'Consumer..'}\n",
+            "f.yaml:2: broker.virtual_topics: expected consumer_prefix without an empty name"
+            " part ('..'), got dict",
+        ),
+    ],
+)
+def test_a_bad_virtual_topics_value_is_refused(text: str, message: str) -> None:
+    """A bad broker.virtual_topics value names the key, the line and what was expected."""
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "f.yaml")
+    assert str(caught.value) == message
+
+
+def test_a_durable_subscription_may_be_shared() -> None:
+    """durable_subscriptions[].shared: true is read; a value not true or false is refused."""
+    text = "durable_subscriptions:\n  - {name: s, topic: /topic/a, shared: true}\n"
+    assert parse(text, "f.yaml").durable_subscriptions[0].shared is True
+    with pytest.raises(ConfigError) as caught:
+        parse(text.replace("true", "sometimes"), "f.yaml")
+    assert str(caught.value) == (
+        "f.yaml:2: durable_subscriptions[0].shared: expected true or false, got 'sometimes'"
+    )

@@ -130,6 +130,8 @@ def test_durable_subscriptions_are_named_client_id_and_subscription() -> None:
         "topic": "invoices.>",
         "attached": False,
         "no_local": False,
+        "shared": False,
+        "transient": False,
     }
 
 

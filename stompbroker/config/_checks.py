@@ -196,6 +196,31 @@ def _forward_targets(value: Any) -> str | None:
     return None
 
 
+def _prefix_problem(key: str, prefix: Any, wildcards: bool) -> str | None:
+    """As the core's ``prefix_problem``: whole name parts ending with '.', '*' a whole part."""
+    if not isinstance(prefix, str) or not prefix.endswith(".") or prefix == ".":
+        return f"expected {key} to be name parts ending with '.', such as 'VirtualTopic.'"
+    for part in prefix[:-1].split("."):
+        if not part:
+            return f"expected {key} without an empty name part ('..')"
+        if ">" in part or ("*" in part and (not wildcards or part != "*")):
+            allowed = "'*' only as a whole part" if wildcards else "no wildcards"
+            return f"expected {key} with {allowed}"
+    return None
+
+
+def _virtual_topics(value: Any) -> str | None:
+    if value is False:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"topic_prefix", "consumer_prefix"}:
+        return "expected false or a mapping of topic_prefix and consumer_prefix"
+    for key, wildcards in (("topic_prefix", False), ("consumer_prefix", True)):
+        problem = _prefix_problem(key, value[key], wildcards) if key in value else None
+        if problem is not None:
+            return problem
+    return None
+
+
 def _header_line_bytes(value: Any) -> str | None:
     if _positive_int(value) is None and value <= MAX_HEADER_BLOCK_BYTES:
         return None
@@ -211,6 +236,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
             "data_dir": _text,
             "store": _one_of("sqlite", "memory"),
             "auto_create": _bool,
+            "virtual_topics": _virtual_topics,
         },
     ),
     "listeners": (
@@ -294,6 +320,7 @@ _DURABLE_CHECKS: dict[str, Check] = {
     "topic": _topic_pattern,
     "client_id": _any_text,
     "selector": _optional_text,
+    "shared": _bool,
 }
 
 #: Sections whose value is a list of mappings.

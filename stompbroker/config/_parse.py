@@ -14,6 +14,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ._checks import _LIST_SECTIONS, _SCHEMA, _USER_CHECKS, Check, _Entries
 from ._sections import (
+    BrokerSection,
     Config,
     ConfigError,
     DestinationEntry,
@@ -73,6 +74,8 @@ def parse(text: str, source: str = "<string>") -> Config:
             known = ", ".join([*_SCHEMA, *_LIST_SECTIONS])
             raise reader.fail(key_node, name, f"unknown section (known: {known})")
         sections[name] = _section(reader, name, value_node)
+    if "broker" in sections:
+        sections["broker"] = _virtual_topic_prefixes(sections["broker"])
     _check_destinations(reader, sections.get("destinations", ()))
     _check_durables(reader, sections.get("durable_subscriptions", ()))
     if "security" in sections:
@@ -80,6 +83,19 @@ def parse(text: str, source: str = "<string>") -> Config:
         if security.users_file is None:  # else checked once ``load`` read the file
             _check_security(reader, security, ())
     return Config(source=source, **sections)
+
+
+def _virtual_topic_prefixes(broker: BrokerSection) -> BrokerSection:
+    """``broker.virtual_topics`` as read (false, or a mapping) turned into its two prefixes."""
+    value: Any = broker.virtual_topics
+    if value is False:
+        return replace(broker, virtual_topics=None)
+    if isinstance(value, dict):
+        default = BrokerSection().virtual_topics
+        assert default is not None
+        prefixes = (value.get("topic_prefix", default[0]), value.get("consumer_prefix", default[1]))
+        return replace(broker, virtual_topics=prefixes)
+    return broker
 
 
 def _one_pattern_is_a_list(security: SecuritySection) -> SecuritySection:

@@ -22,6 +22,8 @@ class BrokerSection:
     store: str = "sqlite"
     #: Whether a destination not matched by a ``destinations`` entry is created on first use.
     auto_create: bool = True
+    #: Virtual topics' (topic prefix, consumer prefix); None: no virtual topics.
+    virtual_topics: tuple[str, str] | None = ("VirtualTopic.", "Consumer.*.")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class DurableEntry:
     topic: str
     client_id: str = ""
     selector: str | None = None
+    #: Whether several subscribers may be attached at once (they compete for its messages).
+    shared: bool = False
     line: int = 0
 
 

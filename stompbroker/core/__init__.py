@@ -77,6 +77,7 @@ from ._temporaries import TemporaryDestinations
 from ._throttle import CHECKS_AT_ONCE, FairScheduler, LoginThrottle
 from ._topic import Topic
 from ._transaction import Transaction
+from ._virtual import VirtualTopics
 
 __all__ = [
     "ACK_MODES",
@@ -144,6 +145,7 @@ __all__ = [
     "Topic",
     "Transaction",
     "User",
+    "VirtualTopics",
     "check_send_name",
     "check_subscribe_name",
     "compile_selector",

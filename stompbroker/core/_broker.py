@@ -43,6 +43,7 @@ from ._subscription import Consumer, Selector, Subscription, attach, selector_vi
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
 from ._transaction import Transaction
+from ._virtual import DEFAULT_VIRTUAL_TOPICS, VirtualTopics
 
 log = Logger(namespace="stompbroker.broker")
 
@@ -57,7 +58,9 @@ class Broker:
     in a header. ``policies`` are the per-destination policies. ``store`` keeps persistent
     messages and durable subscriptions (None: nothing is kept, nothing is paged);
     ``recover`` loads what it holds at start. Without ``auto_create``, clients may use only
-    the queues and topics ``policies`` name.
+    the queues and topics ``policies`` name. ``virtual_topics`` says which queues are
+    consumer queues of virtual topics (by default ActiveMQ's prefixes, ``VirtualTopic.``
+    and ``Consumer.*.``; None: no virtual topics).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Broker:
         policies: PolicyMap | None = None,
         store: IMessageStore | None = None,
         auto_create: bool = True,
+        virtual_topics: VirtualTopics | None = DEFAULT_VIRTUAL_TOPICS,
     ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
@@ -78,7 +82,12 @@ class Broker:
         #: Per-destination statistics kept beyond a destination's life (see ``_stats``).
         self.statistics = Statistics(clock)
         self.destinations = Destinations(
-            self, policies or PolicyMap(), self.statistics, store, auto_create
+            self,
+            policies or PolicyMap(),
+            self.statistics,
+            store,
+            auto_create,
+            virtual_topics,
         )
         self.durables = DurableSubscriptions(self.destinations, store, self.unsubscribe)
         self.temporaries = TemporaryDestinations(self.destinations, self.unsubscribe)
@@ -215,6 +224,10 @@ class Broker:
         if target is None:
             return
         target.remove(subscription)
+        if isinstance(target, DurableSubscription) and target.transient:
+            if not target.subscriptions:  # a non-durable shared subscription's last one left
+                self.durables.delete(target.client_id, target.subscription_name)
+            return
         self.destinations.forget_if_unused(target)
 
     def ack(self, subscription: Subscription, message_id: str) -> bool:
@@ -275,10 +288,18 @@ class Broker:
     # -- durable subscriptions (``_durables``) ---------------------------------------
 
     def declare_durable(
-        self, client_id: str, subscription_name: str, pattern: str, selector: Selector | None
+        self,
+        client_id: str,
+        subscription_name: str,
+        pattern: str,
+        selector: Selector | None,
+        shared: bool = False,
     ) -> DurableSubscription:
-        """Create a durable subscription to topic ``pattern`` if it does not exist."""
-        return self.durables.declare(client_id, subscription_name, pattern, selector)[0]
+        """Create a durable subscription to topic ``pattern`` if it does not exist; ``shared``:
+        several subscribers may attach at once and compete for its messages."""
+        durable = self.durables.declare(client_id, subscription_name, pattern, selector)[0]
+        durable.shared = shared
+        return durable
 
     def delete_durable(
         self, client_id: str, subscription_name: str, holder: Subscription | None = None

@@ -5,7 +5,10 @@ client id is the CONNECT ``client-id``, or "" when the client gave none. It
 takes a copy of every message published to a topic matching its pattern (and
 its selector, if any), holds them while no one is attached, and delivers them
 in order when its subscriber comes back. At most one subscription is attached at
-a time. It lives until deleted.
+a time, unless it is *shared* (``shared: true`` in the configuration, RabbitMQ's
+``x-queue-name``): then every subscriber attached competes for its messages, as on a
+queue. It lives until deleted; a *transient* one (RabbitMQ's ``x-queue-name`` without
+``durable:true``) is stored nowhere and goes when its last subscriber leaves.
 
 A no-local durable subscription (``no_local``, stored with its definition) keeps no
 copy of a message sent on the connection attached to it at the time of the publish
@@ -46,6 +49,10 @@ class DurableSubscription(Queue):
         self.pattern = pattern
         self.filter = selector
         self.no_local = no_local
+        #: Whether several subscribers may be attached at once (they compete).
+        self.shared = False
+        #: Whether it is stored nowhere and goes with its last subscriber (non-durable).
+        self.transient = False
 
     @property
     def key(self) -> tuple[str, str]:

@@ -64,18 +64,31 @@ class DurableSubscriptions:
         *,
         no_local: bool = False,
         owner: str | None = None,
+        shared: bool = False,
+        transient: bool = False,
     ) -> tuple[Subscription, Deferred[None] | None]:
         """Attach to (creating if needed) the durable subscription (client_id, name); also
         return the Deferred of its definition's write, if it was made now.
 
         ``/dsub/NAME`` attaches to an existing one (``no_local`` is then its own). Re-subscribing
         with another topic, selector or ``no_local`` replaces the subscription (its kept
-        messages are dropped). ``owner`` is the subscriber's connection.
+        messages are dropped). ``owner`` is the subscriber's connection. ``shared``: several
+        subscribers may attach and compete; ``transient`` (shared, not durable): stored
+        nowhere, it goes with its last subscriber (``Broker.unsubscribe``).
         """
+        existing = self.get(client_id, subscription_name)
+        if existing is not None and existing.transient != transient and shared:
+            kind = "a non-durable" if existing.transient else "a durable"
+            raise DestinationError(
+                f"shared subscription {subscription_name!r} is {kind} one: subscribe to it"
+                + (" without durable:true" if existing.transient else " with durable:true")
+            )
         durable, written = self._for_subscribe(
-            destination, client_id, subscription_name, selector, no_local
+            destination, client_id, subscription_name, selector, no_local, transient
         )
-        if durable.attached:
+        if shared:
+            durable.shared = True
+        if durable.attached and not durable.shared:
             raise DestinationError(
                 f"durable subscription {durable.subscription_name!r} is in use by another"
                 " connection"
@@ -101,6 +114,7 @@ class DurableSubscriptions:
         subscription_name: str,
         selector: Selector | None,
         no_local: bool = False,
+        transient: bool = False,
     ) -> tuple[DurableSubscription, Deferred[None] | None]:
         """The durable subscription a SUBSCRIBE to ``destination`` attaches to (made, or
         made anew, if needed), and the Deferred of its definition's write."""
@@ -118,6 +132,9 @@ class DurableSubscriptions:
         durable = self.get(client_id, subscription_name)
         if durable is not None and not durable.same_definition(name, selector, no_local):
             self.delete(client_id, subscription_name)  # refused while one is attached
+        if transient and self.get(client_id, subscription_name) is None:
+            durable = self._make(client_id, subscription_name, name, selector, no_local, True)
+            return durable, None
         return self.declare(client_id, subscription_name, name, selector, no_local)
 
     def declare(
@@ -147,6 +164,7 @@ class DurableSubscriptions:
         pattern: str,
         selector: Selector | None,
         no_local: bool = False,
+        transient: bool = False,
     ) -> DurableSubscription:
         destinations = self._destinations
         durable = DurableSubscription(
@@ -158,7 +176,9 @@ class DurableSubscriptions:
             destinations.policies.for_destination(f"/topic/{pattern}"),
             no_local,
         )
-        if self._store is not None:
+        if transient:
+            durable.shared = durable.transient = True
+        elif self._store is not None:
             durable.attach_store(self._store, durable_store_key(client_id, subscription_name))
         destinations.revive(durable)
         self._by_key[durable.key] = durable
@@ -187,7 +207,7 @@ class DurableSubscriptions:
         dropped = end(durable, self._destinations.statistics)
         if dropped:
             self._destinations.hooks.counters["dropped"] += len(dropped)
-        if self._store is not None:
+        if self._store is not None and not durable.transient:
             self._store.remove_durable(client_id, subscription_name)
 
     def recover(

@@ -78,6 +78,8 @@ def describe(destination: Destination) -> dict[str, Any]:
             "topic": destination.pattern,
             "attached": destination.attached,
             "no_local": destination.no_local,
+            "shared": destination.shared,
+            "transient": destination.transient,
         }
     return out
 

@@ -25,6 +25,7 @@ from ._queue import Queue
 from ._stats import Statistics, StatsKey
 from ._store import IMessageStore
 from ._topic import Topic
+from ._virtual import VirtualTopics
 
 if TYPE_CHECKING:
     from ._durable import DurableSubscription
@@ -65,8 +66,11 @@ class Destinations:
         statistics: Statistics,
         store: IMessageStore | None,
         auto_create: bool = True,
+        virtual_topics: VirtualTopics | None = None,
     ) -> None:
         self.hooks = hooks
+        #: Which queues are consumer queues of virtual topics (None: there are none).
+        self.virtual_topics = virtual_topics
         self.policies = policies
         self.auto_create = auto_create
         self.statistics = statistics
@@ -75,7 +79,11 @@ class Destinations:
         self.topics: dict[str, Topic] = {}
         #: Topics subscribed to by wildcard pattern, by pattern.
         self.wildcards: dict[str, Topic] = {}
-        #: Bumped whenever ``wildcards`` changes (``Fanout`` then forgets what it cached).
+        #: The consumer queues of virtual topics, by queue name: (virtual topic, queue). They
+        #: are kept when unused (they collect while their consumers are away).
+        self.consumer_queues: dict[str, tuple[str, Queue]] = {}
+        #: Bumped whenever ``wildcards`` or ``consumer_queues`` changes (``Fanout`` then
+        #: forgets what it cached).
         self.version = 0
 
     def __iter__(self) -> Iterator[Destination]:
@@ -92,6 +100,11 @@ class Destinations:
             if self.store is not None:
                 queue.attach_store(self.store)
             self.queues[name] = queue
+            virtual = self.virtual_topics
+            topic = virtual.topic_of(name) if virtual is not None else None
+            if topic is not None:
+                self.consumer_queues[name] = (topic, queue)
+                self.version += 1
         return queue
 
     def topic(self, name: str) -> Topic:
@@ -129,6 +142,8 @@ class Destinations:
         """Drop ``target`` if it holds nothing (its statistics are retired, kept a while)."""
         if not target.unused() or target.owner is not None:
             return
+        if target.kind == "queue" and target.name in self.consumer_queues:
+            return  # kept: a publish to its virtual topic must still find it
         if target.kind == "queue" and self.queues.get(target.name) is target:
             del self.queues[target.name]
         elif target.kind == "topic" and self.topics.get(target.name) is target:
@@ -147,6 +162,8 @@ class Destinations:
         name = destination.name
         if self.queues.get(name) is destination:
             del self.queues[name]
+            if self.consumer_queues.pop(name, None) is not None:
+                self.version += 1
         elif self.topics.get(name) is destination:
             del self.topics[name]
         elif self.wildcards.get(name) is destination:
@@ -165,13 +182,14 @@ class Destinations:
 
 
 class Fanout:
-    """Which wildcard topics and durable subscriptions a publish to each topic name feeds,
-    cached until either table changes."""
+    """Which wildcard topics, durable subscriptions and virtual topics' consumer queues a
+    publish to each topic name feeds, cached until one of the tables changes."""
 
     def __init__(self, destinations: Destinations, durables: DurableSubscriptions) -> None:
         self._destinations = destinations
         self._durables = durables
         self._cache: dict[str, tuple[list[Topic], list[DurableSubscription]]] = {}
+        self._queues: dict[str, list[Queue]] = {}
         #: The tables' versions the cache was filled at.
         self._wildcards = self._durable = -1
 
@@ -179,7 +197,7 @@ class Fanout:
         """The wildcard topics and durable subscriptions fed by topic ``name``."""
         destinations, durables = self._destinations, self._durables
         if destinations.version != self._wildcards or durables.version != self._durable:
-            self._cache.clear()
+            self.clear()
             self._wildcards = destinations.version
             self._durable = durables.version
         fanout = self._cache.get(name)
@@ -192,6 +210,23 @@ class Fanout:
             )
         return fanout
 
+    def queues(self, name: str) -> list[Queue]:
+        """The consumer queues fed by a publish to topic ``name`` (a virtual topic)."""
+        destinations = self._destinations
+        if not destinations.consumer_queues:
+            return []
+        if destinations.version != self._wildcards:
+            self.get(name)  # brings the caches up to date
+        queues = self._queues.get(name)
+        if queues is None:
+            if len(self._queues) > FANOUT_CACHE:
+                self._queues.clear()
+            queues = self._queues[name] = [
+                q for topic, q in destinations.consumer_queues.values() if topic == name
+            ]
+        return queues
+
     def clear(self) -> None:
         """Forget everything cached (the policies changed)."""
         self._cache.clear()
+        self._queues.clear()

@@ -11,7 +11,8 @@ A send goes through three steps, each raising what it refuses:
    (DestinationFull);
 
 then it is delivered: enqueued in its queue, or published to a topic (and to the wildcard
-topics and durable subscriptions that topic feeds, through ``Fanout``).
+topics, durable subscriptions and, for a virtual topic, consumer queues that topic feeds,
+through ``Fanout``).
 
 A *composite* send names several destinations, comma-separated (``/queue/a,/topic/b``,
 ActiveMQ's spelling), and a destination's policy may *forward* to others (``forward_to``).
@@ -318,26 +319,49 @@ class Router:
         for durable in durables:
             if durable.policy.limited and durable.wants(message):
                 durable.admit(len(message.body))  # a full one refuses before anyone has a copy
+        queues = self._fanout.queues(name)
+        for queue in queues:
+            if queue.policy.limited:
+                queue.admit(len(message.body))
         topic = self._destinations.topics.get(name)
         if topic is not None:
             topic.senders.add(owner)
             topic.publish(message, owner)
         for wildcard in wildcards:
             wildcard.publish(message, owner)
-        if not durables:
+        if not durables and not queues:
             return None
         written = [
             w for w in (durable.offer(message, owner) for durable in durables) if w is not None
         ]
+        if queues:
+            written += self._to_consumer_queues(queues, message, owner)
         return _all(written)
 
+    def _to_consumer_queues(
+        self, queues: list[Queue], message: Message, owner: str | None
+    ) -> list[Deferred[None]]:
+        """A copy of a virtual topic's message for each of its consumer queues."""
+        written = []
+        for queue in queues:
+            copy = message.copy()
+            copy.delivery_count = 0
+            queue.senders.add(owner)
+            w = queue.enqueue(copy)
+            if w is not None:
+                written.append(w)
+        return written
+
     def _refuse_full_durables(self, name: str, message: Message) -> None:
-        """A full ``reject`` durable subscription of topic ``name`` refuses now, before any
-        copy of a composite send is delivered."""
+        """A full ``reject`` durable subscription (or virtual topic consumer queue) of topic
+        ``name`` refuses now, before any copy of a composite send is delivered."""
         for durable in self._fanout.get(name)[1]:
             policy = durable.policy
             if policy.on_full == "reject" and policy.limited and durable.wants(message):
                 durable.admit(len(message.body))
+        for queue in self._fanout.queues(name):
+            if queue.policy.on_full == "reject" and queue.policy.limited:
+                queue.admit(len(message.body))
 
     def _durable_room(self, name: str) -> Deferred[None] | None:
         for durable in self._fanout.get(name)[1]:

@@ -103,6 +103,17 @@ def durable_name(headers: dict[str, str], subscription_id: str, destination: str
     return None
 
 
+def shared_name(headers: dict[str, str], destination: str) -> str | None:
+    """RabbitMQ's ``x-queue-name`` on a topic SUBSCRIBE: the shared subscription it names
+    (None: none); ClientError when it is empty."""
+    name = headers.get("x-queue-name")
+    if name is None or not destination.startswith("/topic/"):
+        return None
+    if not name:
+        raise ClientError("invalid x-queue-name", "expected a non-empty queue name")
+    return name
+
+
 class Subscriptions:
     """The subscriptions of one session, by id and by key."""
 
@@ -163,6 +174,10 @@ class Subscriptions:
         key = next(self._keys)
         session = self.session
         durable = durable_name(headers, subscription_id, destination)
+        shared = shared_name(headers, destination)
+        transient = shared is not None and durable is None
+        if transient:
+            durable = shared
         if durable is not None or destination.startswith("/dsub/"):
             return self.broker.durables.subscribe(
                 session,
@@ -177,6 +192,8 @@ class Subscriptions:
                 selector=selector,
                 no_local=local,
                 owner=session.session_id,
+                shared=shared is not None,
+                transient=transient,
             )
         subscription = self.broker.subscribe(
             session,
