@@ -131,6 +131,12 @@ SPELLINGS = [
 ]
 
 spellings = pytest.mark.parametrize("spelling", SPELLINGS, ids=[s.label for s in SPELLINGS])
+#: The spellings that name a subscription one connection holds at a time (RabbitMQ's
+#: x-queue-name names a shared one: tests/test_shared_subscriptions.py).
+EXCLUSIVE = [s for s in SPELLINGS if "x-queue-name" not in s.subscribe]
+exclusive_spellings = pytest.mark.parametrize(
+    "spelling", EXCLUSIVE, ids=[s.label for s in EXCLUSIVE]
+)
 
 
 def in_use(spelling: Spelling) -> str:
@@ -223,12 +229,10 @@ def test_durable_delete_after_detaching(spelling: Spelling) -> None:
     assert kept == []
 
 
-@spellings
+@exclusive_spellings
 def test_second_live_connection_cannot_attach(spelling: Spelling) -> None:
     """While one connection holds a durable subscription another SUBSCRIBE to it is an ERROR
     (x-queue-name shares it instead: tests/test_shared_subscriptions.py)."""
-    if "x-queue-name" in spelling.subscribe:
-        pytest.skip("RabbitMQ's x-queue-name names a shared subscription")
     broker, clock, (producer,) = start(1)
     holder, _ = durable_subscriber(broker, clock, spelling, "holder")
     intruder = join(broker, clock, "intruder", spelling.client_id)
