@@ -181,6 +181,11 @@ class Destinations:
             destination.policy = policies.for_destination(destination.address)
 
 
+#: What a publish to one topic name feeds: wildcard topics, durable subscriptions, and
+#: virtual topics' consumer queues.
+Feeds = tuple[list[Topic], list["DurableSubscription"], list[Queue]]
+
+
 class Fanout:
     """Which wildcard topics, durable subscriptions and virtual topics' consumer queues a
     publish to each topic name feeds, cached until one of the tables changes."""
@@ -188,13 +193,12 @@ class Fanout:
     def __init__(self, destinations: Destinations, durables: DurableSubscriptions) -> None:
         self._destinations = destinations
         self._durables = durables
-        self._cache: dict[str, tuple[list[Topic], list[DurableSubscription]]] = {}
-        self._queues: dict[str, list[Queue]] = {}
+        self._cache: dict[str, Feeds] = {}
         #: The tables' versions the cache was filled at.
         self._wildcards = self._durable = -1
 
-    def get(self, name: str) -> tuple[list[Topic], list[DurableSubscription]]:
-        """The wildcard topics and durable subscriptions fed by topic ``name``."""
+    def get(self, name: str) -> Feeds:
+        """What a publish to topic ``name`` feeds (one cached lookup)."""
         destinations, durables = self._destinations, self._durables
         if destinations.version != self._wildcards or durables.version != self._durable:
             self.clear()
@@ -204,29 +208,14 @@ class Fanout:
         if fanout is None:
             if len(self._cache) > FANOUT_CACHE:
                 self._cache.clear()
+            consumer_queues = destinations.consumer_queues.values()
             fanout = self._cache[name] = (
-                [t for p, t in self._destinations.wildcards.items() if matches(p, name)],
-                [d for d in self._durables if matches(d.pattern, name)],
+                [t for p, t in destinations.wildcards.items() if matches(p, name)],
+                [d for d in durables if matches(d.pattern, name)],
+                [q for topic, q in consumer_queues if topic == name],
             )
         return fanout
-
-    def queues(self, name: str) -> list[Queue]:
-        """The consumer queues fed by a publish to topic ``name`` (a virtual topic)."""
-        destinations = self._destinations
-        if not destinations.consumer_queues:
-            return []
-        if destinations.version != self._wildcards:
-            self.get(name)  # brings the caches up to date
-        queues = self._queues.get(name)
-        if queues is None:
-            if len(self._queues) > FANOUT_CACHE:
-                self._queues.clear()
-            queues = self._queues[name] = [
-                q for topic, q in destinations.consumer_queues.values() if topic == name
-            ]
-        return queues
 
     def clear(self) -> None:
         """Forget everything cached (the policies changed)."""
         self._cache.clear()
-        self._queues.clear()

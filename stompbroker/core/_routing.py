@@ -315,11 +315,10 @@ class Router:
         return bool(message.expires) and message.expired(self._hooks.now_ms())
 
     def _publish(self, name: str, message: Message, owner: str | None) -> Deferred[None] | None:
-        wildcards, durables = self._fanout.get(name)
+        wildcards, durables, queues = self._fanout.get(name)
         for durable in durables:
             if durable.policy.limited and durable.wants(message):
                 durable.admit(len(message.body))  # a full one refuses before anyone has a copy
-        queues = self._fanout.queues(name)
         for queue in queues:
             if queue.policy.limited:
                 queue.admit(len(message.body))
@@ -359,7 +358,7 @@ class Router:
             policy = durable.policy
             if policy.on_full == "reject" and policy.limited and durable.wants(message):
                 durable.admit(len(message.body))
-        for queue in self._fanout.queues(name):
+        for queue in self._fanout.get(name)[2]:
             if queue.policy.on_full == "reject" and queue.policy.limited:
                 queue.admit(len(message.body))
 
