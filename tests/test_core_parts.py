@@ -178,3 +178,19 @@ def test_the_core_never_changes_the_headers_it_is_handed() -> None:
     assert given == {"k": "v"}
     assert sent.message.headers == {"k": "v", "expires": "5"}
     assert sent.message.expires == 5
+
+
+def test_a_route_follows_new_policies_and_auto_create() -> None:
+    """A send after a reload goes by the new policies, and once auto_create is off an
+    undeclared destination used before is refused (no route is kept past either)."""
+    broker = Broker(Clock())
+    broker.send("/queue/q", {}, b"1")
+    broker.set_policies(
+        PolicyMap({"/queue/q": DestinationPolicy(max_messages=1, on_full="reject")})
+    )
+    with pytest.raises(DestinationFull, match="is full"):
+        broker.send("/queue/q", {}, b"2")
+    broker.send("/topic/t", {}, b"x")  # routed while auto_create is on
+    broker.auto_create = False
+    with pytest.raises(DestinationError, match=r"broker\.auto_create is false"):
+        broker.send("/topic/t", {}, b"y")

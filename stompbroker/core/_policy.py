@@ -11,7 +11,7 @@ longer pattern.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 #: The default dead-letter queue.
 DEFAULT_DEAD_LETTER_QUEUE = "/queue/DLQ"
@@ -70,9 +70,10 @@ class DestinationPolicy:
     #: ... each for this many ms (0: until pushed out by newer ones).
     duplicate_ttl_ms: int = 0
 
-    @property
+    @cached_property
     def limited(self) -> bool:
-        """Whether a queue under this policy has a size limit."""
+        """Whether a queue under this policy has a size limit (worked out once per policy:
+        every SEND asks)."""
         return bool(self.max_messages or self.max_bytes)
 
     def redelivery_delay(self, delivery_count: int) -> float:

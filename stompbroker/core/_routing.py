@@ -39,7 +39,7 @@ from ._destination import Destination, Hooks
 from ._duplicates import DUPLICATE_HEADER, Duplicates, check_duplicate_id
 from ._message import Message
 from ._names import DestinationError, check_send_name, parse_destination
-from ._policy import DestinationPolicy
+from ._policy import DestinationPolicy, PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._send_headers import (
@@ -56,6 +56,10 @@ from ._topic import Topic
 #: Where a message goes: kind, name, address, policy, and the temporary destination (None
 #: for queues and topics, found or made when delivering).
 Route = tuple[str, str, str, DestinationPolicy, "Destination | None"]
+
+
+#: At most this many destinations' routes are kept.
+ROUTES = 10_000
 
 
 class Sent:
@@ -93,6 +97,11 @@ class Router:
         self._fanout = fanout
         self._id_prefix = id_prefix + "-"
         self._seq = itertools.count(1)
+        #: Routes to queues and topics by destination, under the policies they were worked
+        #: out with (kept only while clients may create destinations: then a route depends
+        #: on the name and the policies alone).
+        self._routes: dict[str, Route] = {}
+        self._routes_under: PolicyMap | None = None
         #: The ids each queue took lately (duplicate detection).
         self.duplicates = Duplicates(hooks.now_ms)
 
@@ -108,6 +117,20 @@ class Router:
 
     def route(self, destination: str, owner: str | None) -> Route:
         """Where a send to ``destination`` from the session ``owner`` goes."""
+        destinations = self._destinations
+        if destinations.policies is self._routes_under and destinations.auto_create:
+            known = self._routes.get(destination)
+            if known is not None:
+                return known
+        route = self._route(destination, owner)
+        if route[4] is None and destinations.auto_create:
+            if destinations.policies is not self._routes_under or len(self._routes) > ROUTES:
+                self._routes.clear()
+                self._routes_under = destinations.policies
+            self._routes[destination] = route
+        return route
+
+    def _route(self, destination: str, owner: str | None) -> Route:
         kind, name = parse_destination(destination)
         check_send_name(kind, name, destination)
         destinations = self._destinations
@@ -136,8 +159,10 @@ class Router:
                     seen.add(target)
                     routes.append(self.route(target, owner))
         if len(seen) < len(routes):  # a member named twice gets one copy
-            unique = {route[2]: route for route in reversed(routes)}
-            routes = [route for route in routes if unique[route[2]] is route]
+            first: dict[str, Route] = {}
+            for route in routes:
+                first.setdefault(route[2], route)
+            routes = list(first.values())
         return routes
 
     def make(
