@@ -199,3 +199,74 @@ def test_a_full_reject_consumer_queue_refuses_a_composite_send_first() -> None:
     with pytest.raises(DestinationError):
         broker.send("/queue/a,/topic/VirtualTopic.o", {}, b"x")
     assert broker.queue_depth("a") == 0
+
+
+def test_a_wildcard_consumer_queue_gets_every_matching_virtual_topic() -> None:
+    """/queue/Consumer.A.VirtualTopic.orders.> is one queue fed by every virtual topic its
+    pattern matches (ActiveMQ's wildcard consumer of virtual topics); '*' is one part."""
+    broker = Broker(clock=Clock())
+    every = _consume(broker, "/queue/Consumer.A.VirtualTopic.orders.>", "every")
+    one_part = _consume(broker, "/queue/Consumer.B.VirtualTopic.orders.*", "one")
+    broker.send("/topic/VirtualTopic.orders.eu", {}, b"eu")
+    broker.send("/topic/VirtualTopic.orders.eu.new", {}, b"eu new")
+    broker.send("/topic/VirtualTopic.orders", {}, b"bare")
+    broker.send("/topic/VirtualTopic.prices.eu", {}, b"other")
+    assert every.bodies() == [b"eu", b"eu new"]
+    assert one_part.bodies() == [b"eu"]
+    assert [m.destination for _, m in every.deliveries] == [
+        "/topic/VirtualTopic.orders.eu",
+        "/topic/VirtualTopic.orders.eu.new",
+    ]
+
+
+def test_a_wildcard_consumer_queue_collects_while_away_and_is_shared() -> None:
+    """Like any consumer queue it is kept when unused, and its consumers compete."""
+    broker = Broker(clock=Clock())
+    sub = broker.subscribe(RecordingConsumer(), "s", "/queue/Consumer.A.VirtualTopic.>")
+    broker.unsubscribe(sub)
+    broker.send("/topic/VirtualTopic.a", {}, b"1")
+    broker.send("/topic/VirtualTopic.b", {}, b"2")
+    assert broker.queue_depth("Consumer.A.VirtualTopic.>") == 2
+    first, second = RecordingConsumer(), RecordingConsumer()
+    broker.subscribe(first, "1", "/queue/Consumer.A.VirtualTopic.>", "client", 1)
+    broker.subscribe(second, "2", "/queue/Consumer.A.VirtualTopic.>", "client", 1)
+    assert sorted(first.bodies() + second.bodies()) == [b"1", b"2"]
+    assert first.bodies() and second.bodies()
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "/queue/orders.>",
+        "/queue/Consumer.*.VirtualTopic.orders",
+        "/queue/Consumer.A.VirtualTopic.>.x",
+    ],
+)
+def test_wildcards_on_queues_only_in_a_consumer_queues_topic_part(destination: str) -> None:
+    """A wildcard in another queue, in the consumer name, or a misplaced '>': refused."""
+    broker = Broker(clock=Clock())
+    with pytest.raises(DestinationError) as raised:
+        broker.subscribe(RecordingConsumer(), "s", destination)
+    assert str(raised.value) == f"wildcards are supported on topics only, not in {destination!r}"
+
+
+def test_no_send_to_a_wildcard_consumer_queue() -> None:
+    broker = Broker(clock=Clock())
+    _consume(broker, "/queue/Consumer.A.VirtualTopic.>")
+    with pytest.raises(DestinationError) as raised:
+        broker.send("/queue/Consumer.A.VirtualTopic.>", {}, b"x")
+    assert str(raised.value) == (
+        "cannot send to the wildcard destination '/queue/Consumer.A.VirtualTopic.>'"
+    )
+
+
+def test_a_wildcard_consumer_queue_keeps_receiving_after_a_restart(tmp_path: Path) -> None:
+    """SQLite: the recovered wildcard consumer queue is again fed by its pattern."""
+    node = Node(lambda clock: SqliteStore(str(tmp_path / FILENAME), clock, run_now))
+    sub = node.broker.subscribe(RecordingConsumer(), "s", "/queue/Consumer.A.VirtualTopic.>")
+    node.broker.unsubscribe(sub)
+    node.wait(node.broker.send("/topic/VirtualTopic.a", {}, b"before", persistent=True).written)
+    node.restart()
+    node.wait(node.broker.send("/topic/VirtualTopic.b", {}, b"after", persistent=True).written)
+    consumer, _ = node.subscribe("/queue/Consumer.A.VirtualTopic.>")
+    assert consumer.bodies() == [b"before", b"after"]

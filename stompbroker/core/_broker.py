@@ -186,8 +186,10 @@ class Broker:
         (on a queue it means nothing, as in ActiveMQ).
         """
         kind, name = parse_destination(destination)
-        check_subscribe_name(kind, name, destination)
         destinations = self.destinations
+        virtual = destinations.virtual_topics
+        consumer_queue = kind == "queue" and virtual is not None and bool(virtual.topic_of(name))
+        check_subscribe_name(kind, name, destination, consumer_queue)
         if not destinations.auto_create and kind in ("queue", "topic"):
             destinations.check_declared(kind, name, destination)
         target: Destination

@@ -62,11 +62,14 @@ def check_send_name(kind: str, name: str, destination: str) -> None:
         raise DestinationError(f"cannot send to the wildcard destination {destination!r}")
 
 
-def check_subscribe_name(kind: str, name: str, destination: str) -> None:
-    """Wildcards are for topics only, and ``>`` only last."""
+def check_subscribe_name(
+    kind: str, name: str, destination: str, consumer_queue: bool = False
+) -> None:
+    """Wildcards are for topics only (and a virtual topic's ``consumer_queue``, whose own
+    check is ``VirtualTopics.topic_of``), and ``>`` only last."""
     if not is_pattern(name):
         return
-    if kind != "topic":
+    if kind != "topic" and not (kind == "queue" and consumer_queue):
         raise DestinationError(f"wildcards are supported on topics only, not in {destination!r}")
     if not valid_pattern(name):
         raise DestinationError(f"invalid wildcard pattern {destination!r}: '>' must come last")

@@ -212,7 +212,7 @@ class Fanout:
             fanout = self._cache[name] = (
                 [t for p, t in destinations.wildcards.items() if matches(p, name)],
                 [d for d in durables if matches(d.pattern, name)],
-                [q for topic, q in consumer_queues if topic == name],
+                [q for topic, q in consumer_queues if matches(topic, name)],
             )
         return fanout
 

@@ -6,10 +6,14 @@ named the consumer prefix (``Consumer.*.``, ``*`` one name part) and then that t
                                     --> /queue/Consumer.B.VirtualTopic.orders (B's too)
 
 A consumer queue is an ordinary queue (stored, recovered, browsed), made when first used and
-kept when unused, so that it goes on collecting while its consumers are away.
+kept when unused, so that it goes on collecting while its consumers are away. Its topic part
+may be a wildcard pattern (``/queue/Consumer.A.VirtualTopic.orders.>``): that queue then gets
+a copy of every publish to a virtual topic the pattern matches.
 """
 
 from __future__ import annotations
+
+from ._policy import is_pattern, valid_pattern
 
 DEFAULT_TOPIC_PREFIX = "VirtualTopic."
 DEFAULT_CONSUMER_PREFIX = "Consumer.*."
@@ -49,16 +53,20 @@ class VirtualTopics:
         self._parts = consumer_prefix[:-1].split(".")
 
     def topic_of(self, queue: str) -> str | None:
-        """The virtual topic queue ``queue`` consumes (None: it is no consumer queue)."""
+        """The virtual topic, or pattern of virtual topics, queue ``queue`` consumes (None:
+        it is no consumer queue). The consumer prefix's parts never hold a wildcard; the
+        topic part may be a valid pattern below the topic prefix."""
         parts = queue.split(".")
         n = len(self._parts)
         if len(parts) <= n:
             return None
         for want, part in zip(self._parts, parts, strict=False):
-            if want != part and not (want == "*" and part):
+            if part in ("*", ">") or (want != part and not (want == "*" and part)):
                 return None
         topic = ".".join(parts[n:])
         if not topic.startswith(self.topic_prefix) or topic == self.topic_prefix:
+            return None
+        if is_pattern(topic) and not valid_pattern(topic):
             return None
         return topic
 

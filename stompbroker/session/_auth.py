@@ -203,7 +203,8 @@ class Guard:
             return
         if destination.startswith(("/queue/", "/topic/")):
             self._require("read", destination)
-            if not browse and not is_pattern(destination[7:]):
+            # A wildcard topic subscription makes nothing; a wildcard consumer queue is made.
+            if not browse and not (destination[1] == "t" and is_pattern(destination[7:])):
                 self._require_create(destination)
 
     def _require_create(self, destination: str) -> None:
