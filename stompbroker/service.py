@@ -93,7 +93,9 @@ def declare_durables(broker: Broker, config: Config) -> None:
     for entry in config.durable_subscriptions:
         pattern = entry.topic.removeprefix("/topic/")
         selector = compiled[(entry.client_id, entry.name)]
-        broker.declare_durable(entry.client_id, entry.name, pattern, selector, entry.shared)
+        broker.declare_durable(
+            entry.client_id, entry.name, pattern, selector, entry.shared, entry.no_local
+        )
     make_consumer_queues(broker, config)
 
 

@@ -199,3 +199,35 @@ def test_session_no_local_with_a_selector_applies_both() -> None:
     other.publish("/topic/t", b"small", n="1")
     other.publish("/topic/t", b"big", n="5")
     assert client.bodies() == [b"big"]
+
+
+def test_a_configured_durable_may_be_no_local() -> None:
+    """durable_subscriptions[].no_local: true declares a no-local durable subscription: a
+    subscriber attached by /dsub/NAME keeps none of its own connection's sends."""
+    from stompbroker.config import parse
+    from stompbroker.service import declare_durables
+
+    broker, clock, _ = connected_clients(0)
+    text = "durable_subscriptions:\n  - {name: d, client_id: c, topic: /topic/t, no_local: true}\n"
+    declare_durables(broker, parse(text, "f.yaml"))
+    durable = broker.durables.get("c", "d")
+    assert durable is not None and durable.no_local
+    client = Client(broker, clock, "session-1")
+    client.connect(client_id="c")
+    other = Client(broker, clock, "session-2")
+    other.connect()
+    client.subscribe("/dsub/d")
+    client.publish("/topic/t", b"own")
+    other.publish("/topic/t", b"other")
+    assert client.bodies() == [b"other"]
+
+
+def test_a_configured_no_local_must_be_true_or_false() -> None:
+    from stompbroker.config import ConfigError, parse
+
+    text = "durable_subscriptions:\n  - {name: d, topic: /topic/t, no_local: maybe}\n"
+    with pytest.raises(ConfigError) as raised:
+        parse(text, "f.yaml")
+    assert str(raised.value) == (
+        "f.yaml:2: durable_subscriptions[0].no_local: expected true or false, got 'maybe'"
+    )

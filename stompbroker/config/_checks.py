@@ -321,6 +321,7 @@ _DURABLE_CHECKS: dict[str, Check] = {
     "client_id": _any_text,
     "selector": _optional_text,
     "shared": _bool,
+    "no_local": _bool,
 }
 
 #: Sections whose value is a list of mappings.

@@ -116,6 +116,8 @@ class DurableEntry:
     selector: str | None = None
     #: Whether several subscribers may be attached at once (they compete for its messages).
     shared: bool = False
+    #: Whether it keeps no message sent on the connection attached to it (``no-local``).
+    no_local: bool = False
     line: int = 0
 
 

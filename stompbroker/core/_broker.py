@@ -296,10 +296,13 @@ class Broker:
         pattern: str,
         selector: Selector | None,
         shared: bool = False,
+        no_local: bool = False,
     ) -> DurableSubscription:
         """Create a durable subscription to topic ``pattern`` if it does not exist; ``shared``:
-        several subscribers may attach at once and compete for its messages."""
-        durable = self.durables.declare(client_id, subscription_name, pattern, selector)[0]
+        several subscribers may attach at once and compete for its messages; ``no_local``: it
+        keeps no message sent on the connection attached to it."""
+        durables = self.durables
+        durable = durables.declare(client_id, subscription_name, pattern, selector, no_local)[0]
         durable.shared = shared
         return durable
 
