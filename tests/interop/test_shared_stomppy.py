@@ -61,6 +61,23 @@ def test_a_consumer_queue_collects_while_its_consumers_are_away(broker: RunningB
     assert message.body == "late"
 
 
+def test_a_wildcard_consumer_queue_gets_every_matching_virtual_topic(
+    broker: RunningBroker,
+) -> None:
+    """/queue/Consumer.audit.VirtualTopic.orders.> gets what is sent to each
+    /topic/VirtualTopic.orders.X, each MESSAGE saying the topic it was sent to."""
+    consumer, producer = _client(broker), _client(broker)
+    consumer.subscribe("/queue/Consumer.audit.VirtualTopic.orders.>")
+    producer.send("/topic/VirtualTopic.orders.eu", "eu", receipt=True)
+    producer.send("/topic/VirtualTopic.prices.eu", "not this", receipt=True)
+    producer.send("/topic/VirtualTopic.orders.us", "us", receipt=True)
+    got = consumer.wait_messages(2)
+    assert [(m.body, m.headers["destination"]) for m in got] == [
+        ("eu", "/topic/VirtualTopic.orders.eu"),
+        ("us", "/topic/VirtualTopic.orders.us"),
+    ]
+
+
 @pytest.fixture
 def renamed(broker_with: Starter) -> RunningBroker:
     """A broker with other virtual topic prefixes."""
