@@ -45,6 +45,7 @@ from stompbroker.transport import (
     WebSocketFactory,
     WebSocketSettings,
     max_message_bytes,
+    security_headers,
 )
 
 log = Logger(namespace="stompbroker")
@@ -221,6 +222,7 @@ class BrokerService(MultiService):
             path=entry.path,
             allowed_origins=entry.allowed_origins,
             max_message_bytes=max_message_bytes(self.settings.limits),
+            http_headers=security_headers(entry.endpoint.startswith("ssl:"), entry.http_headers),
         )
         return WebSocketFactory(
             self.make_session,

@@ -45,6 +45,7 @@ from stompbroker.transport import (
     WebSocketSettings,
     choose_subprotocol,
     origin_allowed,
+    security_headers,
 )
 from stompbroker.transport._handshake import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
@@ -434,6 +435,18 @@ def test_plain_http_is_answered_then_closed(request_bytes: bytes, status: bytes)
     assert b"connection: close" in answer.lower()
     assert peer.transport.disconnecting
     assert peer.sessions == []
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_security_headers_on_every_plain_answer(tls: bool) -> None:
+    """nosniff always, HSTS only on TLS, and an operator's header replaces a default."""
+    headers = security_headers(tls, ("X-Frame-Options: DENY", "X-Content-Type-Options: nosniff"))
+    peer = Peer(WebSocketSettings(http_headers=headers))
+    answer = _raw_http(peer, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").lower()
+    assert answer.startswith(b"http/1.1 404 ")
+    assert answer.count(b"x-content-type-options: nosniff") == 1
+    assert b"x-frame-options: deny" in answer
+    assert (b"strict-transport-security: max-age=31536000" in answer) is tls
 
 
 def test_head_gets_no_body() -> None:

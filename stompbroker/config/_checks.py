@@ -65,6 +65,18 @@ def _origin_list(value: Any) -> str | None:
     return "expected a list of origins like https://app.example.com (scheme://host[:port])"
 
 
+#: An HTTP header line an operator may add: a token name, then a value of visible text.
+_HEADER_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+: *[\x21-\x7e][\x20-\x7e]*")
+
+
+def _header_list(value: Any) -> str | None:
+    if isinstance(value, list) and all(
+        isinstance(v, str) and _HEADER_LINE.fullmatch(v) for v in value
+    ):
+        return None
+    return 'expected a list of header lines like "X-Frame-Options: DENY"'
+
+
 def _bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
@@ -245,7 +257,12 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
             "stomp": _text_list,
             "websocket": _Entries(
                 WebSocketListener,
-                {"endpoint": _text, "path": _url_path, "allowed_origins": _origin_list},
+                {
+                    "endpoint": _text,
+                    "path": _url_path,
+                    "allowed_origins": _origin_list,
+                    "http_headers": _header_list,
+                },
             ),
         },
     ),

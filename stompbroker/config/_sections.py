@@ -33,6 +33,8 @@ class WebSocketListener:
     endpoint: str
     path: str = "/ws"
     allowed_origins: tuple[str, ...] = ()
+    #: Extra headers (``"Name: value"``) on every plain HTTP answer of this listener.
+    http_headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

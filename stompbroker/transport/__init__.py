@@ -9,6 +9,7 @@ from ._handshake import (
     choose_subprotocol,
     max_message_bytes,
     origin_allowed,
+    security_headers,
 )
 from ._listening import ACCEPT_BATCH, AcceptInBatches, accept_in_batches
 from ._management import MAX_LISTED, SCHEMA, Management
@@ -66,4 +67,5 @@ __all__ = [
     "origin_allowed",
     "render_metrics",
     "same_origin",
+    "security_headers",
 ]

@@ -65,3 +65,19 @@ class WebSocketSettings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     close_timeout: float = CLOSE_TIMEOUT
+    #: Headers on every plain HTTP answer, replacing an answer's own of the same name
+    #: (``security_headers`` builds them: nosniff, HSTS on TLS, the operator's).
+    http_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def security_headers(tls: bool, extra: tuple[str, ...] = ()) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers a listener adds to every plain HTTP answer: ``nosniff``; on a TLS
+    listener ``Strict-Transport-Security`` (a year); then the operator's ``"Name: value"``
+    lines, which replace a default of the same name."""
+    headers: dict[bytes, bytes] = {b"x-content-type-options": b"nosniff"}
+    if tls:
+        headers[b"strict-transport-security"] = b"max-age=31536000"
+    for line in extra:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower().encode("latin-1")] = value.strip().encode("latin-1")
+    return tuple(headers.items())

@@ -275,6 +275,10 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
             (b"connection", b"close"),
             *response.headers,
         ]
+        extra = self._settings.http_headers
+        if extra:
+            names = {name for name, _ in extra}
+            headers = [h for h in headers if h[0].lower() not in names] + list(extra)
         http = self._http
         try:
             out = http.send(
