@@ -141,7 +141,9 @@ function received(frame) {
     return;
   }
   lastSnapshot = snapshot;
+  remember(snapshot);
   render(snapshot);
+  renderChart();
   const when = new Date(snapshot.time * 1000).toLocaleTimeString();
   setStatus('connected', `${connectedAs()} · updated ${when}`);
 }
@@ -179,6 +181,46 @@ function render(snapshot) {
   const truncated = snapshot.truncated && snapshot.truncated.destinations;
   $('destinations-note').textContent = truncated
     ? 'Only the 1,000 deepest destinations are listed.' : '';
+}
+
+// -- charts: a ring buffer of the last samples, drawn as plain SVG ---------------------------
+
+/** How many statistics samples the charts keep (5 minutes at a 1 s interval). */
+const SAMPLES_KEPT = 300;
+const samples = [];
+
+function remember(snapshot) {
+  const m = snapshot.broker.messages;
+  const depth = snapshot.destinations.reduce((sum, d) => sum + (d.active ? d.depth : 0), 0);
+  samples.push({ time: snapshot.time, in: m.rates.enqueued, out: m.rates.delivered, depth });
+  if (samples.length > SAMPLES_KEPT) samples.shift();
+}
+
+function line(svg, values, most, width, height, className) {
+  const step = values.length > 1 ? width / (values.length - 1) : 0;
+  const points = values.map(
+    (v, i) => `${(i * step).toFixed(1)},${(height - (v / most) * height).toFixed(1)}`);
+  const drawn = document.createElementNS(svg.namespaceURI, 'polyline');
+  drawn.setAttribute('points', points.join(' '));
+  drawn.setAttribute('class', className);
+  return drawn;
+}
+
+function renderChart() {
+  const svg = $('broker-chart-svg');
+  const width = 600;
+  const height = 120;
+  const most = Math.max(1, ...samples.map((s) => Math.max(s.in, s.out, s.depth)));
+  svg.replaceChildren(
+    line(svg, samples.map((s) => s.in), most, width, height, 'series-in'),
+    line(svg, samples.map((s) => s.out), most, width, height, 'series-out'),
+    line(svg, samples.map((s) => s.depth), most, width, height, 'series-depth'),
+  );
+  svg.dataset.samples = String(samples.length);
+  const last = samples[samples.length - 1];
+  $('broker-chart-caption').textContent = `last ${samples.length} samples, scale 0 to`
+    + ` ${integer.format(most)}; now: in ${decimal.format(last.in)}/s,`
+    + ` out ${decimal.format(last.out)}/s, depth ${integer.format(last.depth)}`;
 }
 
 function renderBroker(broker) {
