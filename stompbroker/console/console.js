@@ -218,7 +218,8 @@ function renderChart() {
   );
   svg.dataset.samples = String(samples.length);
   const last = samples[samples.length - 1];
-  $('broker-chart-caption').textContent = `last ${samples.length} samples, scale 0 to`
+  $('broker-chart-caption').textContent = `last ${samples.length} samples (in: blue, out:`
+    + ` green, depth: dashed red), scale 0 to`
     + ` ${integer.format(most)}; now: in ${decimal.format(last.in)}/s,`
     + ` out ${decimal.format(last.out)}/s, depth ${integer.format(last.depth)}`;
 }

@@ -156,6 +156,46 @@ def test_console_shows_a_queue_publishes_and_peeks_without_consuming(
     sender.disconnect()
 
 
+def test_console_charts_the_broker_live(
+    node: str, chromium: Path, start_console: StartConsole, tmp_path: Path
+) -> None:
+    """The broker chart (SVG, no library) fills from the statistics samples and updates: its
+    caption gives the latest values; messages waiting show as depth. Screenshot:
+    tests/interop/artifacts/console-chart.png."""
+    broker = start_console(Config())
+    sender = Client(broker.port, "1.2")
+    sender.connect()
+    for n in range(5):
+        sender.send(f"/queue/{QUEUE}", f"m{n}", receipt=True)
+    samples = "Number(document.querySelector('#broker-chart-svg').dataset.samples || 0)"
+    caption = "document.querySelector('#broker-chart-caption').textContent"
+    screenshot = tmp_path / "console-chart.png"
+    steps = [
+        {"wait": f"{samples} >= 3 && {caption}.includes('depth 5')"},
+        {"read": samples, "as": "first"},
+        {"wait": f"{samples} > 4"},
+        {"read": samples, "as": "later"},
+        {"read": caption, "as": "caption"},
+        {
+            "read": "[...document.querySelectorAll('#broker-chart-svg polyline')].map("
+            "(p) => [p.getAttribute('class'), p.getAttribute('points').split(' ').length])",
+            "as": "lines",
+        },
+        {"screenshot": str(screenshot)},
+    ]
+    url = f"http://127.0.0.1:{broker.ws_port()}/"
+    result = run_console(node, url, steps, tmp_path)
+    results = result["results"]
+    assert results["later"] > results["first"] >= 3, results
+    assert results["caption"].startswith(f"last {results['later']} samples (in: blue"), results
+    assert "depth 5" in results["caption"], results
+    assert [name for name, _ in results["lines"]] == ["series-in", "series-out", "series-depth"]
+    assert all(points == results["later"] for _, points in results["lines"]), results
+    no_browser_complaints(result["console"])
+    assert keep(screenshot).stat().st_size > 0
+    sender.disconnect()
+
+
 def test_console_asks_for_a_login_when_the_broker_requires_one(
     node: str, chromium: Path, start_console: StartConsole, tmp_path: Path
 ) -> None:
