@@ -245,7 +245,12 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
             "stomp": _text_list,
             "websocket": _Entries(
                 WebSocketListener,
-                {"endpoint": _text, "path": _url_path, "allowed_origins": _origin_list},
+                {
+                    "endpoint": _text,
+                    "path": _url_path,
+                    "allowed_origins": _origin_list,
+                    "pings": _bool,
+                },
             ),
         },
     ),

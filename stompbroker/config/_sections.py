@@ -33,6 +33,8 @@ class WebSocketListener:
     endpoint: str
     path: str = "/ws"
     allowed_origins: tuple[str, ...] = ()
+    #: WebSocket Pings on the heart-beat schedule; a Pong counts as the client's beat.
+    pings: bool = True
 
 
 @dataclass(frozen=True)

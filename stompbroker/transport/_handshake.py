@@ -65,3 +65,5 @@ class WebSocketSettings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     close_timeout: float = CLOSE_TIMEOUT
+    #: Send WebSocket Pings on the client's heart-beat schedule; a Pong counts as a beat.
+    pings: bool = True
