@@ -221,6 +221,7 @@ class BrokerService(MultiService):
         settings = WebSocketSettings(
             path=entry.path,
             allowed_origins=entry.allowed_origins,
+            pings=entry.pings,
             max_message_bytes=max_message_bytes(self.settings.limits),
             http_headers=security_headers(entry.endpoint.startswith("ssl:"), entry.http_headers),
         )

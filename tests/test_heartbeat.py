@@ -278,3 +278,39 @@ def test_timers_cancelled_on_close(ending: str) -> None:
     assert clock.getDelayedCalls() == []
     client.lose()
     assert clock.getDelayedCalls() == []
+
+
+def test_ping_answered_keeps_a_silent_client_past_several_timeouts() -> None:
+    from twisted.internet.task import Clock as _Clock
+
+    from stompbroker.session import Heartbeat as _Heartbeat
+
+    clock = _Clock()
+    silences: list[float] = []
+    pings: list[float] = []
+
+    def answer() -> None:  # the browser answers the Ping with a Pong
+        pings.append(clock.seconds())
+        beat.received()
+
+    beat = _Heartbeat(clock, 0, 1000, 2.0, lambda: None, silences.append, ping=answer)
+    beat.start()
+    clock.pump([0.5] * 20)  # 10 s: five read timeouts
+    assert silences == []
+    assert pings == [1.0 * n for n in range(1, 11)]
+    beat.stop()
+
+
+def test_unanswered_or_no_pings_drop_the_client_on_time() -> None:
+    from twisted.internet.task import Clock as _Clock
+
+    from stompbroker.session import Heartbeat as _Heartbeat
+
+    for ping in (lambda: None, None):
+        clock = _Clock()
+        silences: list[float] = []
+        beat = _Heartbeat(clock, 0, 1000, 2.0, lambda: None, silences.append, ping=ping)
+        beat.start()
+        clock.pump([0.5] * 4)
+        assert silences == [2.0]
+        beat.stop()

@@ -70,6 +70,9 @@ class RecordingSession:
     def connection_lost(self) -> None:
         self.lost += 1
 
+    def peer_alive(self) -> None:
+        self.alive = getattr(self, "alive", 0) + 1
+
     def pause_delivery(self) -> None:
         self.pauses += 1
 

@@ -262,6 +262,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
                     "path": _url_path,
                     "allowed_origins": _origin_list,
                     "http_headers": _header_list,
+                    "pings": _bool,
                 },
             ),
         },

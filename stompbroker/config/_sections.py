@@ -35,6 +35,8 @@ class WebSocketListener:
     allowed_origins: tuple[str, ...] = ()
     #: Extra headers (``"Name: value"``) on every plain HTTP answer of this listener.
     http_headers: tuple[str, ...] = ()
+    #: WebSocket Pings on the heart-beat schedule; a Pong counts as the client's beat.
+    pings: bool = True
 
 
 @dataclass(frozen=True)

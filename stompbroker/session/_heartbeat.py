@@ -9,6 +9,10 @@ to receive every cy ms); we offer ``sx,sy`` the same way. Then, as the spec says
 We send a little ahead of the agreed interval so a beat is never late, and end
 the connection when the client has been silent for ``tolerance`` times its
 interval.
+
+A transport that can probe the peer below STOMP (WebSocket Ping) is given as
+``ping``: it is sent every client interval while the client's silence is watched,
+and the transport reports the answer (or any frame) through ``received``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Heartbeat:
         tolerance: float,
         send_beat: Callable[[], None],
         on_silence: Callable[[float], None],
+        ping: Callable[[], None] | None = None,
     ) -> None:
         self._clock = clock
         self._send_every = outgoing_ms * SEND_AHEAD / 1000.0
@@ -65,6 +70,11 @@ class Heartbeat:
         self._on_silence = on_silence
         self._send_call: DelayedCall | None = None
         self._check_call: DelayedCall | None = None
+        #: A transport-level probe the peer answers without its own timers (a WebSocket
+        #: Ping): sent once per client interval, so its answer lands inside the timeout.
+        self._ping = ping if self._timeout > 0 else None
+        self._ping_every = incoming_ms / 1000.0
+        self._ping_call: DelayedCall | None = None
         self.last_received = clock.seconds()
         #: True while we do not read from the peer: its silence is then ours.
         self.held = False
@@ -81,13 +91,15 @@ class Heartbeat:
         if self._timeout > 0:
             self.last_received = self._clock.seconds()
             self._check_call = self._clock.callLater(self._timeout, self._check)
+        if self._ping is not None:
+            self._ping_call = self._clock.callLater(self._ping_every, self._send_ping)
 
     def stop(self) -> None:
         """Cancel the timers."""
-        for call in (self._send_call, self._check_call):
+        for call in (self._send_call, self._check_call, self._ping_call):
             if call is not None and call.active():
                 call.cancel()
-        self._send_call = self._check_call = None
+        self._send_call = self._check_call = self._ping_call = None
 
     def received(self) -> None:
         """The peer sent something (any bytes count as a beat)."""
@@ -96,6 +108,11 @@ class Heartbeat:
     def _beat(self) -> None:
         self._send_call = self._clock.callLater(self._send_every, self._beat)
         self._send_beat()
+
+    def _send_ping(self) -> None:
+        assert self._ping is not None
+        self._ping_call = self._clock.callLater(self._ping_every, self._send_ping)
+        self._ping()
 
     def _check(self) -> None:
         if self.held:

@@ -175,6 +175,11 @@ class StompSession:
             heartbeat.received()
         self._consume(data)
 
+    def peer_alive(self) -> None:
+        """The transport heard from the client below STOMP (a WebSocket Pong or frame)."""
+        if self._heartbeat is not None:
+            self._heartbeat.received()
+
     def _consume(self, data: bytes) -> None:
         """Parse and handle ``data`` (after what the parser holds)."""
         parser = self._parser
@@ -286,7 +291,13 @@ class StompSession:
         if outgoing or incoming:
             tolerance = self.settings.heartbeat_tolerance
             self._heartbeat = Heartbeat(
-                self.clock, outgoing, incoming, tolerance, self._send_beat, self._client_silent
+                self.clock,
+                outgoing,
+                incoming,
+                tolerance,
+                self._send_beat,
+                self._client_silent,
+                ping=getattr(self.transport, "ping", None),
             )
             self._heartbeat.start()
         log.debug("{peer} connected with STOMP {version}", peer=self.peer, version=version)

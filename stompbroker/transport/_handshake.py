@@ -68,6 +68,8 @@ class WebSocketSettings:
     #: Headers on every plain HTTP answer, replacing an answer's own of the same name
     #: (``security_headers`` builds them: nosniff, HSTS on TLS, the operator's).
     http_headers: tuple[tuple[bytes, bytes], ...] = ()
+    #: Send WebSocket Pings on the client's heart-beat schedule; a Pong counts as a beat.
+    pings: bool = True
 
 
 def security_headers(tls: bool, extra: tuple[str, ...] = ()) -> tuple[tuple[bytes, bytes], ...]:

@@ -97,6 +97,9 @@ class _MessageTransport(Output):
 
     def __init__(self, protocol: WebSocketProtocol) -> None:
         self._protocol = protocol
+        if protocol._settings.pings:
+            #: Found by the session's heart-beat: a WebSocket Ping the browser answers.
+            self.ping = protocol.send_ping
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -365,6 +368,8 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         assert ws is not None
         ws.receive_data(data)
         for event in ws.events():
+            if self.session is not None:
+                self.session.peer_alive()  # any frame (a Pong too) is a heart-beat
             if isinstance(event, Message):
                 self._on_message(event)
             elif isinstance(event, Ping):
@@ -372,7 +377,7 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 return
-            # Pong: nothing to do; STOMP heart-beats watch the connection.
+            # Pong: counted above as the client's heart-beat.
             if self._done:
                 return
 
@@ -424,6 +429,11 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
             self._send(BytesMessage(data=data))
         else:
             self._send(TextMessage(data=text))
+
+    def send_ping(self) -> None:
+        """Probe the client (on the heart-beat schedule); dropped once closing."""
+        if self._ws_open():
+            self._send(Ping())
 
     def close(self, code: int, reason: str = "") -> None:
         """Begin the closing handshake; drop the connection if the peer does not answer."""
