@@ -58,7 +58,7 @@ ROOMS: dict[str, Room] = {
     "transport": Room(
         ("stompbroker/transport/",),
         ("codec", "session", "core"),
-        ("twisted", "zope.interface", "wsproto", "h11"),
+        ("twisted", "zope.interface", "wsproto", "h11", "prometheus_client"),
     ),
     "logs": Room(("stompbroker/logs.py",), libraries=("twisted.logger", "zope.interface")),
     "tools": Room(("stompbroker/admin.py", "stompbroker/passwd.py"), ("core",)),

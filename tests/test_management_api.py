@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -297,27 +300,34 @@ def test_close_connection_sends_an_error_and_closes() -> None:
 
 # -- /metrics -----------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r'^([a-z_]+)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
+_ORDER = ("kind", "destination", "subscription", "le")
 
 
-def _metrics(setup: Setup) -> tuple[str, dict[str, float]]:
-    response = setup.request("GET", "/metrics")
+def _key(name: str, labels: dict[str, str]) -> str:
+    """A sample as ``name{labels}``: kind, destination, subscription, le, then the rest."""
+    names = sorted(labels, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+    escaped = (
+        f'{n}="{labels[n].replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for n in names
+    )
+    inside = ",".join(escaped)
+    return name + ("{" + inside + "}" if inside else "")
+
+
+def _metrics(setup: Setup, accept: str | None = None) -> tuple[str, dict[str, float]]:
+    """A scrape, parsed by prometheus_client's parser (OpenMetrics' when asked for)."""
+    headers = {} if accept is None else {"accept": accept}
+    response = setup.request("GET", "/metrics", **headers)
     assert response.status == 200
-    assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
     text = response.body.decode()
-    samples: dict[str, float] = {}
-    typed: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-            continue
-        if line.startswith("# HELP "):
-            continue
-        match = _SAMPLE.match(line)
-        assert match is not None, f"not a sample line: {line!r}"
-        family = re.sub(r"_(bucket|sum|count)$", "", match.group(1))
-        assert match.group(1) in typed or family in typed, f"no TYPE before {line!r}"
-        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    if accept is None:
+        assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
+        families = list(text_string_to_metric_families(text))
+    else:
+        assert response.content_type.startswith("application/openmetrics-text; version=1.0.0")
+        assert text.endswith("# EOF\n")
+        families = list(openmetrics_families(text))
+    samples = {_key(s.name, s.labels): s.value for f in families for s in f.samples}
     return text, samples
 
 
@@ -330,7 +340,7 @@ def test_metrics_are_valid_text_format_with_broker_and_destination_series() -> N
     assert text.endswith("\n")
     assert samples['stompbroker_info{name="b1",version="9.9"}'] == 1
     assert samples["stompbroker_connections"] == 1
-    assert samples["process_resident_memory_bytes"] == 12345
+    assert samples["process_resident_memory_bytes"] > 0  # the library's ProcessCollector
     assert samples['stompbroker_destination_depth{kind="queue",destination="/queue/q"}'] == 4
     enqueued = 'stompbroker_destination_enqueued_total{kind="queue",destination="/queue/q"}'
     assert samples[enqueued] == 4
@@ -388,3 +398,57 @@ def test_duplicates_are_counted_in_metrics_per_destination_and_broker_wide() -> 
         == 2
     )
     assert samples["stompbroker_messages_duplicates_total"] == 2
+
+
+def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    """Accept: application/openmetrics-text gets OpenMetrics: the same series, # EOF at the end."""
+    setup = Setup()
+    _fill(setup.broker, 4)
+    accept = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    text, samples = _metrics(setup, accept)
+    assert samples['stompbroker_destination_depth{kind="queue",destination="/queue/q"}'] == 4
+    assert (
+        samples['stompbroker_destination_enqueued_total{kind="queue",destination="/queue/q"}'] == 4
+    )
+    assert samples['stompbroker_info{name="b1",version="9.9"}'] == 1
+    assert "# TYPE stompbroker_destination_enqueued counter" in text
+
+
+def test_process_and_python_collectors_are_on_every_scrape() -> None:
+    """The library's process, platform and GC collectors are in the broker's registry."""
+    setup = Setup()
+    _, samples = _metrics(setup)
+    assert samples["process_open_fds"] > 0
+    assert samples["process_cpu_seconds_total"] >= 0
+    assert any(key.startswith("python_info{") for key in samples)
+    assert any(key.startswith("python_gc_collections_total{") for key in samples)
+
+
+def test_two_brokers_in_one_process_have_registries_of_their_own() -> None:
+    """Each Management scrapes its own broker: series do not mix, registration does not clash."""
+    first, second = Setup(), Setup()
+    _fill(first.broker, 2)
+    _, samples = _metrics(second)
+    assert not any("/queue/q" in key for key in samples)
+    assert (
+        _metrics(first)[1]['stompbroker_destination_depth{kind="queue",destination="/queue/q"}']
+        == 2
+    )
+
+
+def test_scheduled_count_is_exported_when_the_destinations_carry_it() -> None:
+    """A destination dict with ``scheduled`` gives stompbroker_destination_scheduled_messages."""
+    setup = Setup()
+    _fill(setup.broker, 1)
+    _, samples = _metrics(setup)
+    assert not any(key.startswith("stompbroker_destination_scheduled_messages") for key in samples)
+    management = setup.management
+    listed = management.destinations
+
+    def with_scheduled(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return [{**d, "scheduled": 3} for d in listed(*args, **kwargs)]
+
+    management.destinations = with_scheduled  # type: ignore[method-assign]
+    _, samples = _metrics(setup)
+    key = 'stompbroker_destination_scheduled_messages{kind="queue",destination="/queue/q"}'
+    assert samples[key] == 3

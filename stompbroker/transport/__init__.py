@@ -13,7 +13,7 @@ from ._handshake import (
 )
 from ._listening import ACCEPT_BATCH, AcceptInBatches, accept_in_batches
 from ._management import MAX_LISTED, SCHEMA, Management
-from ._prometheus import render as render_metrics
+from ._prometheus import exposition as metrics_exposition
 from ._tcp import (
     BEFORE_CONNECT,
     LOGGED_IN,
@@ -63,9 +63,9 @@ __all__ = [
     "accept_in_batches",
     "choose_subprotocol",
     "max_message_bytes",
+    "metrics_exposition",
     "not_found",
     "origin_allowed",
-    "render_metrics",
     "same_origin",
     "security_headers",
 ]

@@ -35,7 +35,7 @@ from stompbroker.core import KINDS, AdminError, Conflict, NotFound
 
 from ._http import HttpHandler, HttpRequest, HttpResponse, not_found
 from ._management import Management
-from ._prometheus import CONTENT_TYPE, render
+from ._prometheus import exposition
 
 #: Decides whether a request may use the API (the service wires HTTP Basic, or loopback).
 #: A password check answers later, with a Deferred (it runs in the thread pool).
@@ -98,8 +98,8 @@ class ManagementApi:
                 raise _Refusal(401, "an admin user's credentials are needed", _CHALLENGE)
             if path == "/metrics":
                 self._method(request, "GET")
-                text = render(self.management.broker_info(), self.management.destinations())
-                return HttpResponse(200, text.encode(), CONTENT_TYPE, _NO_STORE)
+                body, content_type = exposition(self.management, request.header(b"accept"))
+                return HttpResponse(200, body, content_type, _NO_STORE)
             return _json(200, self._route(request, path.split("/")[2:]))
         except _Refusal as refusal:
             return _json(refusal.status, {"error": str(refusal)}, refusal.headers)
