@@ -427,3 +427,24 @@ def test_a_durable_subscription_may_be_shared() -> None:
     assert str(caught.value) == (
         "f.yaml:2: durable_subscriptions[0].shared: expected true or false, got 'sometimes'"
     )
+
+
+def test_websocket_pings_and_http_headers_are_read_and_checked() -> None:
+    """listeners.websocket[].pings (true or false) and http_headers ("Name: value" lines)."""
+    text = (
+        "listeners:\n  websocket:\n"
+        "    - {endpoint: 'tcp:0', pings: false, http_headers: ['X-Frame-Options: DENY']}\n"
+    )
+    (entry,) = parse(text, "f.yaml").listeners.websocket
+    assert (entry.pings, entry.http_headers) == (False, ("X-Frame-Options: DENY",))
+    with pytest.raises(ConfigError) as raised:
+        parse("listeners:\n  websocket:\n    - {endpoint: 'tcp:0', pings: sometimes}\n", "f.yaml")
+    assert str(raised.value) == (
+        "f.yaml:3: listeners.websocket[0].pings: expected true or false, got 'sometimes'"
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse("listeners:\n  websocket:\n    - {endpoint: 'tcp:0', http_headers: [x]}\n", "f.yaml")
+    assert str(raised.value) == (
+        "f.yaml:3: listeners.websocket[0].http_headers: expected a list of header lines like"
+        " \"X-Frame-Options: DENY\"; 'x' is not one, got list"
+    )

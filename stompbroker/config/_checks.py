@@ -70,11 +70,13 @@ _HEADER_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+: *[\x21-\x7e][\x20-\x7e]
 
 
 def _header_list(value: Any) -> str | None:
-    if isinstance(value, list) and all(
-        isinstance(v, str) and _HEADER_LINE.fullmatch(v) for v in value
-    ):
-        return None
-    return 'expected a list of header lines like "X-Frame-Options: DENY"'
+    expected = 'expected a list of header lines like "X-Frame-Options: DENY"'
+    if not isinstance(value, list):
+        return expected
+    for line in value:
+        if not (isinstance(line, str) and _HEADER_LINE.fullmatch(line)):
+            return f"{expected}; {line!r} is not one"
+    return None
 
 
 def _bool(value: Any) -> str | None:
