@@ -233,6 +233,12 @@ class AccessControl:
         admitted.addCallback(start)
         return outcome
 
+    def portal(self, clock: Clock) -> Any:
+        """The twisted.cred ``Portal`` for logins timed by ``clock`` (``_cred.py``)."""
+        from ._cred import login_portal
+
+        return login_portal(self, clock)
+
     def groups_of(self, user: str | None) -> frozenset[str]:
         """The groups ``user`` belongs to now (none for anonymous or unknown users)."""
         found = self.users.get(user) if user is not None else None

@@ -29,11 +29,21 @@ password changed, anonymous clients no longer let in) or "access revoked to DEST
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from stompbroker.core import AccessControl, Broker, Clock, LoginCheck, is_pattern
+from stompbroker.core import (
+    AccessControl,
+    Broker,
+    Clock,
+    IIdentity,
+    LoginCheck,
+    LoginRefused,
+    PeerCredentials,
+    is_pattern,
+)
 
 from ._errors import ClientError
 
@@ -101,8 +111,14 @@ def check_login(
         )
         return Verdict(refusal=LOGIN_FAILED[0], detail=LOGIN_FAILED[1], delay=check.delay)
 
-    checking = access.login(login, headers.get("passcode", ""), host_of(peer), clock)
-    return checking.addCallback(decided)
+    credentials = PeerCredentials(login, headers.get("passcode", ""), host_of(peer))
+    checking = access.portal(clock).login(credentials, None, IIdentity)
+
+    def refused(failure: Any) -> LoginCheck:
+        failure.trap(LoginRefused)
+        return failure.value.check
+
+    return checking.addCallbacks(lambda _: LoginCheck(True), refused).addCallback(decided)
 
 
 def _client_id(access: AccessControl, user: str | None, client_id: str) -> Verdict:
