@@ -36,8 +36,11 @@ from stompbroker.core import (
     AccessControl,
     Broker,
     Clock,
+    IIdentity,
     IMessageStore,
     LoginCheck,
+    LoginRefused,
+    PeerCredentials,
     StatsPublisher,
 )
 from stompbroker.transport import (
@@ -157,7 +160,12 @@ class ApiAuthorizer:
                 self._good.pop(next(iter(self._good)))
             return True
 
-        return self.access.login(user, password, address, self.clock).addCallback(checked)
+        credentials = PeerCredentials(user, password, address)
+        portal = self.access.portal(self.clock)
+        return portal.login(credentials, None, IIdentity).addCallbacks(
+            lambda _: checked(LoginCheck(True)),
+            lambda failure: checked(failure.trap(LoginRefused) and failure.value.check),
+        )
 
 
 def describe_access(spec: str, access: AccessControl, enabled: bool) -> str:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 
-from stompbroker.config import Config
+from stompbroker.config import Config, ConfigError, import_dotted
 from stompbroker.core import AccessControl, Rule, User
 
 
@@ -37,17 +38,34 @@ def rules(config: Config) -> list[Rule]:
     ]
 
 
+def checker(config: Config) -> Any:
+    """The credentials checker ``security.checker`` names, made with ``checker_options``
+    (None when none is named). A class is called with the options; so is a factory."""
+    named = config.security.checker
+    if named is None:
+        return None
+    made = import_dotted(named)(**(config.security.checker_options or {}))
+    if not ICredentialsChecker.providedBy(made) and not callable(
+        getattr(made, "requestAvatarId", None)
+    ):
+        raise ConfigError(f"security.checker: {named!r} made {made!r}, not an ICredentialsChecker")
+    return made
+
+
 def access_control(config: Config, reactor: Any = None) -> AccessControl:
     """The access control ``config`` describes; password checks in threads of ``reactor``."""
     run = login_runner(reactor) if reactor is not None else None
     access = AccessControl(users(config), rules(config), config.security.allow_anonymous, run)
+    access.checker = checker(config)
+    access.configure(users(config), rules(config), config.security.allow_anonymous, access.checker)
     configure_throttle(access, config)
     return access
 
 
 def configure_access(access: AccessControl, config: Config) -> None:
-    """Give a running broker's access control the users and rules of a new configuration."""
-    access.configure(users(config), rules(config), config.security.allow_anonymous)
+    """Give a running broker's access control the users, rules and checker of a new
+    configuration (a changed checker applies to new logins)."""
+    access.configure(users(config), rules(config), config.security.allow_anonymous, checker(config))
     configure_throttle(access, config)
 
 

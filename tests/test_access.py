@@ -323,3 +323,33 @@ def test_throttle_remembers_a_bounded_number_of_addresses() -> None:
     throttle.failed("a", 2.0)
     throttle.failed("c", 3.0)
     assert set(throttle.failures) == {"a", "c"}
+
+
+def test_portal_hands_out_the_login_as_identity() -> None:
+    """A good password through the portal earns an Identity naming the login."""
+    from twisted.internet.task import Clock as TaskClock
+
+    from stompbroker.core import Identity, IIdentity, PeerCredentials, User, hash_password
+
+    access = AccessControl([User("ann", hash_password("pw", n=2**4))])
+    portal = access.portal(TaskClock())
+    done = portal.login(PeerCredentials("ann", "pw", "10.0.0.1"), None, IIdentity)
+    results: list[object] = []
+    done.addCallback(results.append)
+    assert results[0][:2] == (IIdentity, Identity("ann"))  # type: ignore[index]
+
+
+def test_portal_refusal_carries_the_throttle_penalty() -> None:
+    """A wrong password through the portal fails with LoginRefused and the delay earned."""
+    from twisted.internet.task import Clock as TaskClock
+
+    from stompbroker.core import IIdentity, LoginRefused, PeerCredentials, User, hash_password
+
+    access = AccessControl([User("ann", hash_password("pw", n=2**4))])
+    done = access.portal(TaskClock()).login(
+        PeerCredentials("ann", "no", "10.0.0.1"), None, IIdentity
+    )
+    failures: list[object] = []
+    done.addErrback(failures.append)
+    refused = failures[0].value  # type: ignore[attr-defined]
+    assert isinstance(refused, LoginRefused) and refused.check.delay == 1.0

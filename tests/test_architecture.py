@@ -41,6 +41,7 @@ ROOMS: dict[str, Room] = {
         ("stompbroker/core/",),
         libraries=(
             "zope.interface",
+            "twisted.cred",
             "twisted.internet.defer",
             "twisted.internet.task",
             "twisted.logger",

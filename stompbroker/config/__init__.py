@@ -3,6 +3,7 @@
 Every mistake is reported as ``FILE:LINE: key.path: what was expected, got what``.
 """
 
+from ._checks import import_dotted
 from ._parse import load, parse, parse_users
 from ._sections import (
     DEFAULT_CONFIG_PATH,
@@ -38,6 +39,7 @@ __all__ = [
     "SecuritySection",
     "UserEntry",
     "WebSocketListener",
+    "import_dotted",
     "load",
     "parse",
     "parse_users",

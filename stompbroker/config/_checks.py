@@ -5,6 +5,7 @@ A check takes the value YAML gave and returns None when it is fine, else what wa
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,41 @@ def _bool(value: Any) -> str | None:
 
 def _optional_bool(value: Any) -> str | None:
     return None if value is None or isinstance(value, bool) else "expected true, false or null"
+
+
+def _checker(value: Any) -> str | None:
+    """A dotted ``package.module.Name`` that imports, naming a class or factory of a
+    twisted.cred credentials checker (a class must have ``requestAvatarId``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or "." not in value.strip("."):
+        return "expected package.module.Name (a credentials checker class or factory)"
+    try:
+        found = import_dotted(value)
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"cannot import {value!r}: {reason}"
+    if isinstance(found, type) and not callable(getattr(found, "requestAvatarId", None)):
+        return f"{value!r} is not an ICredentialsChecker (no requestAvatarId)"
+    if not callable(found):
+        return f"{value!r} is not an ICredentialsChecker class or factory"
+    return None
+
+
+def import_dotted(path: str) -> Any:
+    """The object ``package.module.Name`` names (ImportError/AttributeError if none)."""
+    module_name, _, name = path.rpartition(".")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no {name!r}") from None
+
+
+def _optional_mapping(value: Any) -> str | None:
+    if value is None or (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+        return None
+    return "expected a mapping of keyword arguments"
 
 
 def _one_of(*choices: str) -> Check:
@@ -302,6 +338,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
             "max_login_delay_ms": _positive_int,
             "login_failures_kept_ms": _positive_int,
             "login_checks_per_address": _positive_int,
+            "checker": _checker,
+            "checker_options": _optional_mapping,
         },
     ),
     "management": (

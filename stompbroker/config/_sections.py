@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Where ``twistd stompbroker`` looks for its file when ``--config`` is not given.
 DEFAULT_CONFIG_PATH = "conf/stompbroker.yaml"
@@ -165,6 +166,10 @@ class SecuritySection:
     login_failures_kept_ms: int = 600_000
     #: Password checks one address may have in flight while it has no failure on record.
     login_checks_per_address: int = 2
+    #: ``package.module.Name`` of a twisted.cred checker (class or factory) that decides
+    #: logins instead of the users' password hashes; called with ``checker_options``.
+    checker: str | None = None
+    checker_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

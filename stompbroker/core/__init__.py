@@ -23,6 +23,7 @@ from ._admin import (
 from ._backlog import Backlog, MemoryBacklog
 from ._broker import Broker
 from ._clock import Clock, DelayedCall
+from ._cred import Identity, IIdentity, LoginRefused, PeerCredentials, login_portal
 from ._dead_letters import DEAD_LETTER_HEADERS, DeadLetters
 from ._destination import Destination
 from ._durable import DurableSubscription
@@ -120,8 +121,11 @@ __all__ = [
     "DurableSubscriptions",
     "FairScheduler",
     "Histogram",
+    "IIdentity",
     "IMessageStore",
+    "Identity",
     "LoginCheck",
+    "LoginRefused",
     "LoginThrottle",
     "MemoryBacklog",
     "Message",
@@ -129,6 +133,7 @@ __all__ = [
     "MessageError",
     "NotFound",
     "PagedBacklog",
+    "PeerCredentials",
     "PolicyMap",
     "Queue",
     "Recovery",
@@ -158,6 +163,7 @@ __all__ = [
     "hash_password",
     "is_pattern",
     "kind_and_name",
+    "login_portal",
     "matches",
     "parse_destination",
     "purge_destination",

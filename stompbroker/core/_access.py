@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from ._clock import Clock
@@ -159,6 +161,20 @@ class Rule:
     permissions: frozenset[str]
 
 
+def plugin_check(checker: Any, login: str, passcode: str) -> Deferred[bool]:
+    """Whether ``checker`` (an ``ICredentialsChecker``) accepts ``login``/``passcode``,
+    asked on the reactor thread (an async checker's Deferred is waited for); a refusal
+    is any ``UnauthorizedLogin``, any other failure is the checker's fault."""
+    credentials = UsernamePassword(login.encode(), passcode.encode())
+
+    def refused(failure: Any) -> bool:
+        failure.trap(UnauthorizedLogin)
+        return False
+
+    asked: Deferred[Any] = maybeDeferred(checker.requestAvatarId, credentials)
+    return asked.addCallbacks(lambda _: True, refused)
+
+
 class AccessControl:
     """The users, groups and rules of a broker; changed in place when the file is reloaded.
 
@@ -182,16 +198,31 @@ class AccessControl:
         self.rules: tuple[Rule, ...] = ()
         self.allow_anonymous = True
         self._cache: dict[tuple[str | None, str, str], bool] = {}
+        #: A twisted.cred ``ICredentialsChecker`` (``security.checker``) that decides logins
+        #: instead of the users' password hashes; the users still give groups.
+        self.checker: Any = None
         self.configure(users, rules, allow_anonymous)
 
     def configure(
-        self, users: Iterable[User], rules: Iterable[Rule], allow_anonymous: bool | None = None
+        self,
+        users: Iterable[User],
+        rules: Iterable[Rule],
+        allow_anonymous: bool | None = None,
+        checker: Any = None,
     ) -> None:
-        """Take new users and rules: rules apply from the next check, users to new logins."""
+        """Take new users, rules and checker: rules apply from the next check, users and
+        the checker to new logins."""
         self.users = {user.name: user for user in users}
         self.rules = tuple(rules)
-        self.allow_anonymous = not self.users if allow_anonymous is None else allow_anonymous
+        self.checker = checker
+        configured = self.logins_configured
+        self.allow_anonymous = not configured if allow_anonymous is None else allow_anonymous
         self._cache = {}
+
+    @property
+    def logins_configured(self) -> bool:
+        """Whether logins are checked: users are configured, or a checker is named."""
+        return bool(self.users) or self.checker is not None
 
     # -- who -------------------------------------------------------------------
 
@@ -226,12 +257,23 @@ class AccessControl:
             throttle.release(address, clock)
             outcome.errback(failure)
 
+        checker = self.checker
+
         def start(_: None) -> None:
-            ran = self.scheduler.submit(address, self.authenticate, login, passcode)
+            if checker is not None:
+                ran = plugin_check(checker, login, passcode)
+            else:
+                ran = self.scheduler.submit(address, self.authenticate, login, passcode)
             ran.addCallbacks(counted, broke)
 
         admitted.addCallback(start)
         return outcome
+
+    def portal(self, clock: Clock) -> Any:
+        """The twisted.cred ``Portal`` for logins timed by ``clock`` (``_cred.py``)."""
+        from ._cred import login_portal
+
+        return login_portal(self, clock)
 
     def groups_of(self, user: str | None) -> frozenset[str]:
         """The groups ``user`` belongs to now (none for anonymous or unknown users)."""
@@ -244,7 +286,7 @@ class AccessControl:
         With users configured, a user's client-ids are its login and those that start
         with its login and a dot; anonymous clients get those of no user.
         """
-        if not self.users or not client_id:
+        if not self.logins_configured or not client_id:
             return True
         if user is not None:
             return client_id == user or client_id.startswith(user + ".")

@@ -29,11 +29,21 @@ password changed, anonymous clients no longer let in) or "access revoked to DEST
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from stompbroker.core import AccessControl, Broker, Clock, LoginCheck, is_pattern
+from stompbroker.core import (
+    AccessControl,
+    Broker,
+    Clock,
+    IIdentity,
+    LoginCheck,
+    LoginRefused,
+    PeerCredentials,
+    is_pattern,
+)
 
 from ._errors import ClientError
 
@@ -73,7 +83,7 @@ def check_login(
     """
     client_id = headers.get("client-id", "")
     login = headers.get("login", "")
-    if access is None or (not access.users and access.allow_anonymous):
+    if access is None or (not access.logins_configured and access.allow_anonymous):
         return succeed(Verdict(None, client_id))
     if not login:
         if not access.allow_anonymous:
@@ -101,8 +111,14 @@ def check_login(
         )
         return Verdict(refusal=LOGIN_FAILED[0], detail=LOGIN_FAILED[1], delay=check.delay)
 
-    checking = access.login(login, headers.get("passcode", ""), host_of(peer), clock)
-    return checking.addCallback(decided)
+    credentials = PeerCredentials(login, headers.get("passcode", ""), host_of(peer))
+    checking = access.portal(clock).login(credentials, None, IIdentity)
+
+    def refused(failure: Any) -> LoginCheck:
+        failure.trap(LoginRefused)
+        return failure.value.check
+
+    return checking.addCallbacks(lambda _: LoginCheck(True), refused).addCallback(decided)
 
 
 def _client_id(access: AccessControl, user: str | None, client_id: str) -> Verdict:
@@ -152,6 +168,8 @@ class Guard:
                 return None
             return REVOKED, "anonymous clients are no longer let in"
         found = access.users.get(self.user)
+        if found is None and access.checker is not None:
+            return None  # the checker vouched for this login; security.users only adds groups
         if found is None:
             return REVOKED, f"user {self.user!r} was removed"
         if found.password_hash != self.login_hash:
