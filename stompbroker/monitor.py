@@ -125,7 +125,7 @@ class ApiAuthorizer:
         self._key = os.urandom(32)
 
     def __call__(self, request: HttpRequest) -> bool | Deferred[bool]:
-        if not self.access.users:
+        if not self.access.logins_configured:
             return self.loopback and _loopback_host(request)
         credentials = basic_credentials(request)
         if credentials is None:
@@ -172,7 +172,7 @@ def describe_access(spec: str, access: AccessControl, enabled: bool) -> str:
     """Who may use the API on the listener at ``spec`` (for the log)."""
     if not enabled:
         return "off (management.api: false)"
-    if access.users:
+    if access.logins_configured:
         return "admin users (HTTP Basic)"
     if is_loopback_endpoint(spec):
         return "open to this machine (no users configured)"
