@@ -55,9 +55,9 @@ def checker(config: Config) -> Any:
 def access_control(config: Config, reactor: Any = None) -> AccessControl:
     """The access control ``config`` describes; password checks in threads of ``reactor``."""
     run = login_runner(reactor) if reactor is not None else None
-    access = AccessControl(users(config), rules(config), config.security.allow_anonymous, run)
-    access.checker = checker(config)
-    access.configure(users(config), rules(config), config.security.allow_anonymous, access.checker)
+    access = AccessControl(
+        users(config), rules(config), config.security.allow_anonymous, run, checker=checker(config)
+    )
     configure_throttle(access, config)
     return access
 

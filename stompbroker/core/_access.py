@@ -190,6 +190,7 @@ class AccessControl:
         allow_anonymous: bool | None = None,
         run: Runner | None = None,
         checks_at_once: int = CHECKS_AT_ONCE,
+        checker: Any = None,
     ) -> None:
         self.throttle = LoginThrottle()
         #: Runs the password checks (its ``run``: the runner), fairly by address.
@@ -201,7 +202,7 @@ class AccessControl:
         #: A twisted.cred ``ICredentialsChecker`` (``security.checker``) that decides logins
         #: instead of the users' password hashes; the users still give groups.
         self.checker: Any = None
-        self.configure(users, rules, allow_anonymous)
+        self.configure(users, rules, allow_anonymous, checker)
 
     def configure(
         self,

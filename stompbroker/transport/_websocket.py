@@ -368,16 +368,18 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         assert ws is not None
         ws.receive_data(data)
         for event in ws.events():
-            if self.session is not None:
-                self.session.peer_alive()  # any frame (a Pong too) is a heart-beat
             if isinstance(event, Message):
-                self._on_message(event)
-            elif isinstance(event, Ping):
+                self._on_message(event)  # its data reaches the session: a heart-beat there
+                if self._done:
+                    return
+                continue
+            if self.session is not None:
+                self.session.peer_alive()  # any other frame (a Pong too) is a heart-beat
+            if isinstance(event, Ping):
                 self._send(event.response())
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 return
-            # Pong: counted above as the client's heart-beat.
             if self._done:
                 return
 

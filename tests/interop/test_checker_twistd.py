@@ -1,11 +1,9 @@
 """``security.checker`` against a real ``twistd stompbroker``: stomp.py logs in with the
 password the named checker (tests/_example_checker.py's DictChecker) knows, and is refused
-with another. The child runs this tree's code (``PYTHONPATH`` starts with it)."""
+with another."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +11,7 @@ import pytest
 import stomp
 
 from .conftest import TIMEOUT
-from .test_twistd import Output, _twistd, free_port, kill_twistd
-
-ROOT = Path(__file__).resolve().parents[2]
+from .test_twistd import free_port, kill_twistd, spawn_twistd
 
 
 @pytest.fixture
@@ -31,21 +27,8 @@ def port(tmp_path: Path) -> Iterator[int]:
         "  checker_options: {users: {carol: carol-pw}}\n",
         encoding="utf-8",
     )
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
     listen = f"tcp:{chosen}:interface=127.0.0.1"
-    process = subprocess.Popen(
-        [_twistd(), "-n", "--pidfile=", "stompbroker", "--config", str(config), "--listen", listen],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(process)
+    process, output = spawn_twistd("--config", str(config), "--listen", listen, cwd=tmp_path)
     try:
         output.wait_for(f"starting on {chosen}")
         yield chosen

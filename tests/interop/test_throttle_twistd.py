@@ -1,6 +1,6 @@
 """The wrong-password throttle against a real ``twistd stompbroker``: the attacks of issue 15.
 
-The child runs this tree's code: ``PYTHONPATH`` starts with the tree this file is in (and
+The child runs this tree's code (``spawn_twistd`` puts it first on ``PYTHONPATH``; and
 the configuration uses ``security.login_*`` keys, which an older broker refuses). Clients
 are raw sockets bound to 127.0.0.1 and 127.0.0.2 (both loopback); every wait is bounded.
 The penalties are small (10 ms, at most 40 ms) so that the tests take a few seconds.
@@ -9,9 +9,7 @@ The penalties are small (10 ms, at most 40 ms) so that the tests take a few seco
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +20,8 @@ import pytest
 from stompbroker.core import hash_password
 
 from .conftest import TIMEOUT
-from .test_twistd import Output, _twistd, free_port, kill_twistd
+from .test_twistd import free_port, kill_twistd, spawn_twistd
 
-ROOT = Path(__file__).resolve().parents[2]
 ATTACKER = "127.0.0.2"
 USER = "127.0.0.1"
 #: security.login_delay_ms and max_login_delay_ms below, in seconds.
@@ -57,22 +54,9 @@ def _config(path: Path) -> Path:
 def port(tmp_path: Path) -> Iterator[int]:
     """A ``twistd -n stompbroker`` of this tree with users and small penalties, on 127.0.0.1."""
     chosen = free_port()
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
     config = str(_config(tmp_path / "broker.yaml"))
     listen = f"tcp:{chosen}:interface=127.0.0.1"
-    process = subprocess.Popen(
-        [_twistd(), "-n", "--pidfile=", "stompbroker", "--config", config, "--listen", listen],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(process)
+    process, output = spawn_twistd("--config", config, "--listen", listen, cwd=tmp_path)
     try:
         output.wait_for(f"starting on {chosen}")
         yield chosen

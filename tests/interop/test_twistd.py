@@ -35,8 +35,13 @@ def _twistd() -> str:
     return found
 
 
+#: This tree: the child runs its code, and can import ``tests`` (an example checker).
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 def run_twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
