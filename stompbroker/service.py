@@ -336,8 +336,9 @@ class BrokerService(MultiService):
         self.started.errback(failure)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        """Stop listening, then flush and close the store."""
+        """Stop listening and releasing scheduled messages, then flush and close the store."""
         stopped: Deferred[Any] = maybeDeferred(super().stopService)
+        self.broker.router.scheduled.stop()
         store = self.store
         if store is None:
             return stopped.addCallback(lambda _: None)

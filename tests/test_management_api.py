@@ -436,19 +436,14 @@ def test_two_brokers_in_one_process_have_registries_of_their_own() -> None:
     )
 
 
-def test_scheduled_count_is_exported_when_the_destinations_carry_it() -> None:
-    """A destination dict with ``scheduled`` gives stompbroker_destination_scheduled_messages."""
+def test_scheduled_messages_are_exported_per_destination() -> None:
+    """A message waiting for its delivery time counts in
+    stompbroker_destination_scheduled_messages of its queue, and leaves it when due."""
     setup = Setup()
+    setup.broker.send("/queue/q", {"AMQ_SCHEDULED_DELAY": "60000"}, b"later")
     _fill(setup.broker, 1)
-    _, samples = _metrics(setup)
-    assert not any(key.startswith("stompbroker_destination_scheduled_messages") for key in samples)
-    management = setup.management
-    listed = management.destinations
-
-    def with_scheduled(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return [{**d, "scheduled": 3} for d in listed(*args, **kwargs)]
-
-    management.destinations = with_scheduled  # type: ignore[method-assign]
-    _, samples = _metrics(setup)
     key = 'stompbroker_destination_scheduled_messages{kind="queue",destination="/queue/q"}'
-    assert samples[key] == 3
+    assert _metrics(setup)[1][key] == 1
+    setup.clock.advance(60)
+    assert _metrics(setup)[1][key] == 0
+    assert setup.broker.queue_depth("q") == 2

@@ -372,6 +372,7 @@ _DESTINATION_CHECKS: dict[str, Check] = {
     "stamp_user": _bool,
     "duplicate_window": _non_negative_int,
     "duplicate_ttl_ms": _non_negative_int,
+    "max_delivery_delay_ms": _non_negative_int,
 }
 _DURABLE_CHECKS: dict[str, Check] = {
     "name": _text,

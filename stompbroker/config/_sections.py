@@ -108,6 +108,7 @@ class DestinationEntry:
     stamp_user: bool = True
     duplicate_window: int = 20_000
     duplicate_ttl_ms: int = 0
+    max_delivery_delay_ms: int = 0
     line: int = 0
 
 

@@ -53,6 +53,7 @@ from ._policy import (
 from ._queue import Queue
 from ._registry import Destinations, kind_and_name
 from ._routing import Router, Sent
+from ._scheduled import ScheduledDeliveries
 from ._selector import SelectorError, compile_selector
 from ._send_headers import BROKER_HEADERS, MessageError
 from ._stats import BOUNDS, SAMPLE_EVERY, DestinationStats, Histogram, Statistics
@@ -64,6 +65,7 @@ from ._store import (
     DurableRecord,
     IMessageStore,
     Recovery,
+    ScheduledRecord,
     StoredQueue,
 )
 from ._subscription import (
@@ -139,6 +141,8 @@ __all__ = [
     "Recovery",
     "Router",
     "Rule",
+    "ScheduledDeliveries",
+    "ScheduledRecord",
     "Selector",
     "SelectorError",
     "Sent",

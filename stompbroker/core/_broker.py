@@ -105,6 +105,7 @@ class Broker:
         if store is not None:
             self.router.duplicates.persist = store.remember
             self.router.duplicates.forget = store.forget
+            self.router.scheduled.store = store
         self.dead_letters = DeadLetters(
             self.destinations.queue, self.router.next_seq, self.counters
         )
@@ -341,6 +342,7 @@ class Broker:
         restore = self.router.duplicates.restore
         for address, dupl_id, expires in recovery.duplicate_ids:
             restore(address, dupl_id, expires)
+        self.router.scheduled.recover(recovery.scheduled)
         self.durables.recover(recovery.durables, compile_selector)
         by_key: dict[str, Queue] = {d.store_key: d for d in self.durables}
         for stored in recovery.queues:

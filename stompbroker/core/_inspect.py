@@ -14,7 +14,8 @@ kind           name                                        address
 =============  ==========================================  ===========================
 
 A forgotten destination whose statistics are still kept is described with ``"active":
-false``, nothing waiting and nobody attached.
+false``, nothing waiting and nobody attached; so is one that is gone but has scheduled
+messages to come (``scheduled``: how many wait for their delivery time).
 """
 
 from __future__ import annotations
@@ -112,11 +113,24 @@ def _histogram(histogram: Any) -> dict[str, Any] | None:
 
 
 def describe_all(broker: Broker) -> list[dict[str, Any]]:
-    """Every destination, live ones and forgotten ones with statistics kept, by kind and name."""
+    """Every destination, live ones and forgotten ones with statistics kept (or scheduled
+    messages to come), by kind and name."""
     described = [describe(d) for d in broker]
     for (kind, name), (stats, _) in broker.statistics.retired.items():
         address = f"/{kind}/{name}"
         described.append(_describe(kind, name, address, False, stats))
+    scheduled = broker.router.scheduled.counts
+    for entry in described:
+        entry["scheduled"] = scheduled.get((entry["kind"], entry["name"]), 0)
+    if scheduled:
+        named = {(d["kind"], d["name"]) for d in described}
+        for (kind, name), count in scheduled.items():
+            if (kind, name) not in named:
+                entry = _describe(
+                    kind, name, f"/{kind}/{name}", False, DestinationStats(broker.clock)
+                )
+                entry["scheduled"] = count
+                described.append(entry)
     order = {kind: index for index, kind in enumerate(KINDS)}
     described.sort(key=lambda d: (order.get(d["kind"], len(KINDS)), d["name"]))
     return described
@@ -124,13 +138,18 @@ def describe_all(broker: Broker) -> list[dict[str, Any]]:
 
 def describe_one(broker: Broker, kind: str, name: str) -> dict[str, Any] | None:
     """The destination of ``kind`` named ``name`` (live, or forgotten with statistics), or None."""
+    scheduled = broker.router.scheduled.counts.get((kind, name), 0)
     destination = find(broker, kind, name)
     if destination is not None:
-        return describe(destination)
-    kept = broker.statistics.retired.get((kind, name))
-    if kept is None:
-        return None
-    return _describe(kind, name, f"/{kind}/{name}", False, kept[0])
+        out = describe(destination)
+    else:
+        kept = broker.statistics.retired.get((kind, name))
+        if kept is None and not scheduled:
+            return None
+        stats = kept[0] if kept is not None else DestinationStats(broker.clock)
+        out = _describe(kind, name, f"/{kind}/{name}", False, stats)
+    out["scheduled"] = scheduled
+    return out
 
 
 def totals(broker: Broker) -> dict[str, Any]:
@@ -152,6 +171,7 @@ def totals(broker: Broker) -> dict[str, Any]:
     out["dropped"] = counters["dropped"]
     out["purged"] = counters["purged"]
     out["duplicates"] = counters["duplicates"]
+    out["scheduled"] = len(broker.router.scheduled)
     out["rates"] = rates
     return out
 

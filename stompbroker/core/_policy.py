@@ -69,6 +69,9 @@ class DestinationPolicy:
     duplicate_window: int = 20_000
     #: ... each for this many ms (0: until pushed out by newer ones).
     duplicate_ttl_ms: int = 0
+    #: The longest delivery delay a SEND may ask (``AMQ_SCHEDULED_DELAY``, ...), and the
+    #: longest repeat period, in ms (0: no limit).
+    max_delivery_delay_ms: int = 0
 
     @cached_property
     def limited(self) -> bool:

@@ -216,6 +216,10 @@ class Fanout:
             )
         return fanout
 
+    def durable(self, client_id: str, subscription_name: str) -> DurableSubscription | None:
+        """The durable subscription (client id, name), if it still exists."""
+        return self._durables.get(client_id, subscription_name)
+
     def clear(self) -> None:
         """Forget everything cached (the policies changed)."""
         self._cache.clear()

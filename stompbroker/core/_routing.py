@@ -24,8 +24,16 @@ without a per-message admission, so that a COMMIT is applied whole or not at all
 
 A send carrying ``_AMQ_DUPL_ID`` (``_duplicates``) is checked against the window of each queue
 it goes to: a queue that took that id lately gets no copy (counted as a duplicate); a send
-every queue of which refuses so is a ``Sent`` with nothing to wait for. A send without the
-header pays one dict lookup.
+every queue of which refuses so is a ``Sent`` with nothing to wait for.
+
+A send asking for a delivery delay (``AMQ_SCHEDULED_DELAY``, ``AMQ_SCHEDULED_TIME``,
+``x-delay``; repeated with ``AMQ_SCHEDULED_PERIOD`` and ``AMQ_SCHEDULED_REPEAT``) is routed,
+made and admitted as any other, then held by ``ScheduledDeliveries`` (``_scheduled``) instead
+of delivered: one record for a queue; for a topic, one for the subscribers present when it is
+due and one for each durable subscription and consumer queue it feeds now. When due, each is
+*released* (``release``): a new arrival at its target, with a new ``seq``.
+
+A send with none of these headers takes the fast path: one test of its header names.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import itertools
 from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
 
 from ._destination import Destination, Hooks
 from ._duplicates import DUPLICATE_HEADER, Duplicates, check_duplicate_id
@@ -42,16 +51,24 @@ from ._names import DestinationError, check_send_name, parse_destination
 from ._policy import DestinationPolicy, PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
+from ._scheduled import ScheduledDeliveries
 from ._send_headers import (
     BROKER_HEADERS,
+    SCHEDULE_HEADERS,
     USER_HEADER,
+    MessageError,
+    Schedule,
     check_headers,
     message_expiry,
     message_priority,
+    message_schedule,
     producer_headers,
 )
+from ._store import ScheduledRecord
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
+
+log = Logger(namespace="stompbroker.router")
 
 #: Where a message goes: kind, name, address, policy, and the temporary destination (None
 #: for queues and topics, found or made when delivering).
@@ -60,6 +77,9 @@ Route = tuple[str, str, str, DestinationPolicy, "Destination | None"]
 
 #: At most this many destinations' routes are kept.
 ROUTES = 10_000
+
+#: The headers that take a send off the fast path: duplicate detection and scheduling.
+SLOW_HEADERS = SCHEDULE_HEADERS | {DUPLICATE_HEADER}
 
 
 class Sent:
@@ -104,6 +124,8 @@ class Router:
         self._routes_under: PolicyMap | None = None
         #: The ids each queue took lately (duplicate detection).
         self.duplicates = Duplicates(hooks.now_ms)
+        #: The messages waiting for their delivery time.
+        self.scheduled = ScheduledDeliveries(hooks.clock, hooks.now_ms, self.release)
 
     def next_seq(self) -> int:
         """The next message sequence number (broker-wide order)."""
@@ -202,7 +224,8 @@ class Router:
     def check(self, destination: str, headers: Mapping[str, str], owner: str | None) -> None:
         """Raise what a send with these would raise now, without sending (a staged SEND; and
         a full ``reject`` queue refuses now, not at COMMIT)."""
-        for kind, name, _, _, _ in self.routes(destination, owner):
+        routes = self.routes(destination, owner)
+        for kind, name, _, _, _ in routes:
             if kind == "queue" and self._destinations.policies.limited:
                 queue = self._destinations.queues.get(name)
                 if queue is not None and queue.policy.on_full == "reject":
@@ -211,6 +234,8 @@ class Router:
         dupl_id = headers.get(DUPLICATE_HEADER)
         if dupl_id is not None:
             check_duplicate_id(dupl_id)
+        if not SCHEDULE_HEADERS.isdisjoint(headers):
+            self._schedule(routes, headers)
 
     # -- sending -----------------------------------------------------------------
 
@@ -234,8 +259,7 @@ class Router:
             return self.send_all(
                 self.routes(destination, owner), headers, body, persistent, owner, user
             )
-        dupl_id = headers.get(DUPLICATE_HEADER)
-        if dupl_id is not None:
+        if not SLOW_HEADERS.isdisjoint(headers):
             return self.send_all([route], headers, body, persistent, owner, user)
         message = self.make(route, headers, body, persistent, user)
         if route[0] == "queue" and route[3].limited and not self._expired(message):
@@ -254,7 +278,11 @@ class Router:
     ) -> Sent:
         """Make a copy for each route, admit them all (``admit``: not at a COMMIT), then
         deliver each: one ``Sent`` (the first copy; safe once every copy is; the room of any
-        full queue); a queue that took the send's ``_AMQ_DUPL_ID`` lately gets no copy."""
+        full queue); a queue that took the send's ``_AMQ_DUPL_ID`` lately gets no copy; a
+        scheduled send's copies are held until due."""
+        schedule = None
+        if not SCHEDULE_HEADERS.isdisjoint(headers):
+            schedule = self._schedule(routes, headers)
         messages = [self.make(route, headers, body, persistent, user) for route in routes]
         dupl_id = headers.get(DUPLICATE_HEADER)
         if dupl_id is not None:
@@ -278,13 +306,100 @@ class Router:
         written: list[Deferred[None]] = []
         room = None
         for route, message in zip(routes, messages, strict=True):
-            sent = self.deliver(route, message, owner)
+            if schedule is None:
+                sent = self.deliver(route, message, owner)
+            else:
+                sent = self.hold(route, message, schedule, owner)
             if sent.written is not None:
                 written.append(sent.written)
             room = room or sent.room
             if dupl_id is not None:
                 self._took(route, message, dupl_id)
         return Sent(messages[0], _all(written), room)
+
+    # -- scheduled delivery ----------------------------------------------------------
+
+    def _schedule(self, routes: list[Route], headers: Mapping[str, str]) -> Schedule | None:
+        """The schedule a send's headers ask, checked against each route (MessageError)."""
+        schedule = message_schedule(headers, self._hooks.now_ms())
+        if schedule is None:
+            return None
+        for kind, _, address, policy, _ in routes:
+            if kind not in ("queue", "topic"):
+                raise MessageError(
+                    f"{schedule.asked}: scheduled delivery to {address} is not supported"
+                    " (only to /queue/ and /topic/ destinations)"
+                )
+            schedule.check(policy, address)
+        return schedule
+
+    def hold(self, route: Route, message: Message, schedule: Schedule, owner: str | None) -> Sent:
+        """Keep a made (and admitted) message until ``schedule`` says it is due: for a topic,
+        a record for its subscribers then, and one for each durable subscription and consumer
+        queue it feeds now."""
+        kind, name, _, policy, _ = route
+        held: list[tuple[tuple[str, ...], Message, str]] = []
+        if kind == "queue":
+            held.append((("queue", name), message, policy.fsync))
+        else:
+            held.append((("topic", name), message, policy.fsync))
+            _, durables, queues = self._fanout.get(name)
+            for durable in durables:
+                key = ("durable", durable.client_id, durable.subscription_name)
+                held.append((key, self._renumbered(message), durable.policy.fsync))
+            for queue in queues:
+                held.append((("queue", queue.name), self._renumbered(message), queue.policy.fsync))
+        written = []
+        scheduled = self.scheduled
+        for target, copy, sync in held:
+            record = ScheduledRecord(target, copy, schedule.due, schedule.repeats, schedule.period)
+            w = scheduled.hold(record, owner, sync)
+            if w is not None:
+                written.append(w)
+        return Sent(message, _all(written), None)
+
+    def _renumbered(self, message: Message) -> Message:
+        """A copy of ``message`` with a ``seq`` and id of its own."""
+        seq = next(self._seq)
+        return Message(
+            self._id_prefix + str(seq),
+            message.destination,
+            message.headers,
+            message.body,
+            message.persistent,
+            seq,
+            message.priority,
+            message.expires,
+            message.group,
+        )
+
+    def release(self, record: ScheduledRecord, owner: str | None) -> None:
+        """A scheduled message is due: a new arrival at its target (a fresh ``seq``, so that
+        it queues behind the messages already waiting at its priority)."""
+        message = self._renumbered(record.message)
+        target = record.target
+        if message.expires and message.expired(self._hooks.now_ms()):
+            policy = self._destinations.policies.for_destination(message.destination)
+            self._hooks.dead_letter(message, "expired", policy, None)
+        elif target[0] == "queue":
+            try:
+                route = self.route("/queue/" + target[1], None)
+            except DestinationError as e:
+                self._hooks.counters["dropped"] += 1
+                log.warn("dropped a scheduled message: {why}", why=e)
+                return
+            self.deliver(route, message, owner)
+        elif target[0] == "topic":
+            name = target[1]
+            topic = self._destinations.topics.get(name)
+            if topic is not None:
+                topic.publish(message, owner)
+            for wildcard in self._fanout.get(name)[0]:
+                wildcard.publish(message, owner)
+        else:
+            durable = self._fanout.durable(target[1], target[2])
+            if durable is not None:
+                durable.offer(message, owner)
 
     def _duplicate(self, route: Route, dupl_id: str) -> bool:
         """Whether the queue of ``route`` took ``dupl_id`` lately (counted if so)."""

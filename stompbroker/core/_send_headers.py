@@ -92,3 +92,71 @@ def _non_negative(raw: str, name: str) -> int:
             f" of at most {MAX_MS_DIGITS} digits"
         )
     return int(text)
+
+
+#: The SEND headers that ask for a delivery delay, as ActiveMQ, Artemis and RabbitMQ's
+#: delayed-message plugin spell them; one of the first three at most.
+DELAY_HEADER = "AMQ_SCHEDULED_DELAY"
+TIME_HEADER = "AMQ_SCHEDULED_TIME"
+X_DELAY_HEADER = "x-delay"
+PERIOD_HEADER = "AMQ_SCHEDULED_PERIOD"
+REPEAT_HEADER = "AMQ_SCHEDULED_REPEAT"
+SCHEDULE_HEADERS = frozenset(
+    {DELAY_HEADER, TIME_HEADER, X_DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER}
+)
+
+
+class Schedule:
+    """When a SEND's message is due (epoch ms), and its repeats: ``repeats`` more deliveries,
+    every ``period`` ms. ``delay`` is how far ahead ``due`` was when asked, and ``asked``
+    the header that said so (to name it in an ERROR)."""
+
+    __slots__ = ("asked", "delay", "due", "period", "repeats")
+
+    def __init__(self, due: int, delay: int, asked: str, repeats: int, period: int) -> None:
+        self.due = due
+        self.delay = delay
+        self.asked = asked
+        self.repeats = repeats
+        self.period = period
+
+    def check(self, policy: DestinationPolicy, destination: str) -> None:
+        """Raise the MessageError of a delay or period beyond ``policy``'s limit."""
+        limit = policy.max_delivery_delay_ms
+        if not limit:
+            return
+        if self.delay > limit:
+            raise MessageError(
+                f"{self.asked} asks a delay of {self.delay} ms, beyond the"
+                f" max_delivery_delay_ms of {destination} ({limit} ms)"
+            )
+        if self.repeats and self.period > limit:
+            raise MessageError(
+                f"{PERIOD_HEADER} {self.period} ms is beyond the"
+                f" max_delivery_delay_ms of {destination} ({limit} ms)"
+            )
+
+
+def message_schedule(headers: Mapping[str, str], now_ms: float) -> Schedule | None:
+    """The delivery schedule a SEND's headers ask (None: deliver now), or MessageError."""
+    asked = [name for name in (DELAY_HEADER, TIME_HEADER, X_DELAY_HEADER) if name in headers]
+    if len(asked) > 1:
+        raise MessageError(f"{' and '.join(asked)} are both set: give one delivery time")
+    now = int(now_ms)
+    delay = 0
+    name = asked[0] if asked else DELAY_HEADER
+    if asked:
+        value = _non_negative(headers[name], name)
+        delay = max(0, value - now) if name == TIME_HEADER else value
+    repeats = period = 0
+    raw = headers.get(REPEAT_HEADER)
+    if raw is not None:
+        repeats = _non_negative(raw, REPEAT_HEADER)
+    raw = headers.get(PERIOD_HEADER)
+    if raw is not None:
+        period = _non_negative(raw, PERIOD_HEADER)
+    if repeats and not period:
+        raise MessageError(f"{REPEAT_HEADER} needs an {PERIOD_HEADER} of at least 1 ms")
+    if not delay and not repeats:
+        return None
+    return Schedule(now + delay, delay, name, repeats, period)

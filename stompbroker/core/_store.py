@@ -26,6 +26,13 @@ from the rows, by queue address: ``remember`` asked in the same reactor turn as 
 message's ``add`` is written in the same batch (so an id is on disk exactly when its
 message is), and an id stays when its message's row goes; ``forget`` removes one
 (pushed out of the window). ``open`` hands them back oldest first.
+
+Scheduled messages (``_scheduled``: a SEND with a delivery delay) are kept apart too, one
+record per message and target, keyed by the message's ``seq`` and read back in due-time
+order (``load_scheduled``), so that the broker holds only the earliest in memory. A record
+taken out (``unschedule``, when its message was delivered) or moved on (``reschedule``, a
+repeating one) in the same reactor turn as the delivered message's ``add`` is written in
+the same batch: a crash never loses a due message, nor delivers it twice.
 """
 
 from __future__ import annotations
@@ -52,6 +59,27 @@ class DurableRecord:
     selector: str | None = None
     #: No-local: it keeps no message sent on its subscriber's own connection.
     no_local: bool = False
+
+
+@dataclass(frozen=True)
+class ScheduledRecord:
+    """A message waiting for its delivery time, for one target.
+
+    ``target`` is where it goes when due: ``("queue", name)``, ``("topic", name)`` (the
+    subscribers present then) or ``("durable", client id, subscription name)``. ``due`` is in
+    epoch ms; ``repeats`` is how many more deliveries follow this one, every ``period`` ms.
+    """
+
+    target: tuple[str, ...]
+    message: Message
+    due: int
+    repeats: int = 0
+    period: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Its place in due-time order: (due, seq)."""
+        return (self.due, self.message.seq)
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,8 @@ class Recovery:
     last_seq: int = 0
     #: Remembered duplicate ids, oldest first: (queue address, id, expiry in epoch ms, 0: none).
     duplicate_ids: tuple[tuple[str, str, float], ...] = ()
+    #: How many scheduled records each target has.
+    scheduled: tuple[tuple[tuple[str, ...], int], ...] = ()
 
 
 class IMessageStore(Interface):
@@ -127,6 +157,21 @@ class IMessageStore(Interface):
 
     def forget(address: str, dupl_id: str) -> None:
         """Drop a duplicate id of queue ``address`` (batched, no fsync)."""
+
+    def schedule(record: ScheduledRecord, sync: str) -> Deferred[None]:
+        """Keep a scheduled message (key: its message's ``seq``); fires when as safe as ``sync``."""
+
+    def unschedule(seq: int) -> None:
+        """Forget the scheduled record of ``seq`` (batched, no fsync)."""
+
+    def reschedule(seq: int, due: int, repeats: int) -> None:
+        """Move the scheduled record of ``seq`` on to ``due``, ``repeats`` left (batched)."""
+
+    def load_scheduled(after: tuple[int, int], limit: int) -> Deferred[list[ScheduledRecord]]:
+        """Up to ``limit`` scheduled records with key (due, seq) ``>= after``, in key order.
+
+        Sees every write asked for before it.
+        """
 
     def add_durable(record: DurableRecord) -> Deferred[None]:
         """Keep (or replace) a durable subscription's definition; fires once on disk."""

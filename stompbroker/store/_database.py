@@ -9,15 +9,16 @@ reactor thread was busy. SQLite's JSON functions carry the rows in and out.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
-from stompbroker.core import DurableRecord, Message, Recovery, StoredQueue
+from stompbroker.core import DurableRecord, Message, Recovery, ScheduledRecord, StoredQueue
 
-from ._rows import messages_from_page, pack_rows
+from ._rows import messages_from_page, pack_rows, scheduled_from_row, scheduled_row
 
 #: One statement carries at most about this many bytes of bodies: a batch of writes is
 #: split into statements of this size, a page of reads stops once it holds this much
@@ -50,10 +51,30 @@ _SCHEMA = (
         id INTEGER PRIMARY KEY, address TEXT NOT NULL, dupl_id TEXT NOT NULL,
         expires INTEGER NOT NULL)""",
     "CREATE UNIQUE INDEX IF NOT EXISTS duplicate_ids_by_queue ON duplicate_ids (address, dupl_id)",
+    # Scheduled messages, one row per message and target (``target``: a JSON array), read
+    # in due-time order; a data file written before gains the table at open.
+    """CREATE TABLE IF NOT EXISTS scheduled (
+        seq INTEGER PRIMARY KEY, due INTEGER NOT NULL, target TEXT NOT NULL,
+        repeats INTEGER NOT NULL, period INTEGER NOT NULL, priority INTEGER NOT NULL,
+        message_id TEXT NOT NULL, destination TEXT NOT NULL, headers TEXT NOT NULL,
+        body BLOB NOT NULL, expires INTEGER NOT NULL, persistent INTEGER NOT NULL, grp TEXT)""",
+    "CREATE INDEX IF NOT EXISTS scheduled_by_due ON scheduled (due, seq)",
 )
 #: Remember (or remember again, as the newest) one duplicate id; forget one.
 REMEMBER = "INSERT OR REPLACE INTO duplicate_ids (address, dupl_id, expires) VALUES (?,?,?)"
 FORGET = "DELETE FROM duplicate_ids WHERE address=? AND dupl_id=?"
+#: Take a scheduled message out; move a repeating one on.
+UNSCHEDULE = "DELETE FROM scheduled WHERE seq=?"
+RESCHEDULE = "UPDATE scheduled SET due=?, repeats=? WHERE seq=?"
+_SCHEDULE = (
+    "INSERT OR REPLACE INTO scheduled (seq, due, target, repeats, period, priority, message_id,"
+    " destination, headers, body, expires, persistent, grp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_LOAD_SCHEDULED = (
+    "SELECT seq, due, target, repeats, period, priority, message_id, destination, headers,"
+    " body, expires, persistent, grp FROM scheduled WHERE (due, seq) >= (?, ?)"
+    " ORDER BY due, seq LIMIT ?"
+)
 #: Columns added since the first schema, by table: a data file written before gains them
 #: at open (``ALTER TABLE ... ADD COLUMN``), its rows taking the default.
 _ADDED_COLUMNS = (("durables", "no_local", "INTEGER NOT NULL DEFAULT 0"),)
@@ -94,6 +115,7 @@ _PAGE_ROWS = (
     " WHERE qkey=? AND priority=? AND seq>=? ORDER BY seq LIMIT ?)) WHERE upto - size < ?"
 )
 Spot = tuple[str, int, int]
+_loads = json.loads
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
@@ -141,6 +163,7 @@ class Database:
             conn.execute(statement)
         _add_columns(conn)
         conn.execute("DELETE FROM messages WHERE persistent=0")
+        conn.execute("DELETE FROM scheduled WHERE persistent=0")
         durables = tuple(
             DurableRecord(client_id, name, pattern, selector, bool(no_local))
             for client_id, name, pattern, selector, no_local in conn.execute(
@@ -155,7 +178,10 @@ class Database:
         ):
             queues.setdefault(key, {})[priority] = (count, first)
             sizes[key] = sizes.get(key, 0) + size
-        (last_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
+        (last_seq,) = conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM messages), 0),"
+            " coalesce((SELECT max(seq) FROM scheduled), 0))"
+        ).fetchone()
         stored = tuple(
             StoredQueue(key, priorities, sizes[key]) for key, priorities in queues.items()
         )
@@ -165,7 +191,13 @@ class Database:
                 "SELECT address, dupl_id, expires FROM duplicate_ids ORDER BY id"
             )
         )
-        return Recovery(durables, stored, last_seq, duplicate_ids)
+        scheduled = tuple(
+            (tuple(_loads(target)), count)
+            for target, count in conn.execute(
+                "SELECT target, count(*) FROM scheduled GROUP BY target"
+            )
+        )
+        return Recovery(durables, stored, last_seq, duplicate_ids, scheduled)
 
     def _set_synchronous(self, full: bool) -> None:
         wanted = "FULL" if full else "NORMAL"
@@ -182,9 +214,11 @@ class Database:
         deletes: list[Spot],
         loads: list[tuple[Spot, int]],
         sync: bool,
-    ) -> tuple[list[list[Message]], float]:
-        """Apply one batch in one transaction; return what each load found, and how long
-        the COMMIT took (seconds)."""
+        scheduled: list[ScheduledRecord],
+        scheduled_loads: list[tuple[tuple[int, int], int]],
+    ) -> tuple[list[list[Message]], list[list[ScheduledRecord]], float]:
+        """Apply one batch in one transaction; return what each load and each scheduled load
+        found, and how long the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
         self._set_synchronous(sync)
@@ -200,6 +234,8 @@ class Database:
                     end += 1
                 conn.execute(_INSERT, pack_rows(adds[start:end]))
                 start = end
+            if scheduled:
+                conn.executemany(_SCHEDULE, [scheduled_row(record) for record in scheduled])
             if counts:
                 conn.executemany(_COUNT, counts)
             if deletes:
@@ -213,6 +249,10 @@ class Database:
                 (rows,) = conn.execute(_PAGE_ROWS, (*spot, limit, STATEMENT_BYTES)).fetchone()
                 meta, bodies = conn.execute(_LOAD, (*spot, rows)).fetchone()
                 loaded.append(messages_from_page(spot[0], spot[1], meta, bodies))
+            loaded_scheduled = [
+                [scheduled_from_row(row) for row in conn.execute(_LOAD_SCHEDULED, (*after, limit))]
+                for after, limit in scheduled_loads
+            ]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -222,7 +262,7 @@ class Database:
         self._batches += 1
         if deletes and self._batches % 64 == 0:
             self.reclaim()
-        return loaded, elapsed
+        return loaded, loaded_scheduled, elapsed
 
     def reclaim(self) -> bool:
         """Give up to 1024 free pages back once they are a quarter of the file; True if more."""

@@ -7,6 +7,9 @@ so a test can "restart" a broker on the same MemoryStore.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
@@ -16,10 +19,11 @@ from stompbroker.core import (
     IMessageStore,
     Message,
     Recovery,
+    ScheduledRecord,
     StoredQueue,
 )
 
-from ._rows import Row, message_from_row, row_from_message
+from ._rows import Row, message_from_row, row_from_message, scheduled_from_row, scheduled_row
 
 
 @implementer(IMessageStore)
@@ -34,6 +38,8 @@ class MemoryStore:
         self.durables: dict[tuple[str, str], DurableRecord] = {}
         #: Duplicate ids: address -> {id: expiry}, oldest first.
         self.duplicate_ids: dict[str, dict[str, float]] = {}
+        #: Scheduled records as stored columns, by seq.
+        self.scheduled: dict[int, tuple[Any, ...]] = {}
         self.closed = False
         self.commits = CommitStats()
 
@@ -57,8 +63,22 @@ class MemoryStore:
             for address, ids in self.duplicate_ids.items()
             for dupl_id, expires in ids.items()
         )
+        targets: Counter[tuple[str, ...]] = Counter()
+        for seq, row in list(self.scheduled.items()):
+            record = scheduled_from_row(row)
+            if not record.message.persistent:
+                del self.scheduled[seq]
+                continue
+            targets[record.target] += 1
+            last_seq = max(last_seq, seq)
         return succeed(
-            Recovery(tuple(self.durables.values()), tuple(queues), last_seq, duplicate_ids)
+            Recovery(
+                tuple(self.durables.values()),
+                tuple(queues),
+                last_seq,
+                duplicate_ids,
+                tuple(targets.items()),
+            )
         )
 
     def add(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
@@ -109,6 +129,23 @@ class MemoryStore:
             ids.pop(dupl_id, None)
             if not ids:
                 del self.duplicate_ids[address]
+
+    def schedule(self, record: ScheduledRecord, sync: str) -> Deferred[None]:
+        self.scheduled[record.message.seq] = scheduled_row(record)
+        return succeed(None)
+
+    def unschedule(self, seq: int) -> None:
+        self.scheduled.pop(seq, None)
+
+    def reschedule(self, seq: int, due: int, repeats: int) -> None:
+        row = self.scheduled.get(seq)
+        if row is not None:
+            self.scheduled[seq] = (row[0], due, row[2], repeats, *row[4:])
+
+    def load_scheduled(self, after: tuple[int, int], limit: int) -> Deferred[list[ScheduledRecord]]:
+        keys = sorted((row[1], seq) for seq, row in self.scheduled.items())
+        found = [key for key in keys if key >= after][:limit]
+        return succeed([scheduled_from_row(self.scheduled[seq]) for _, seq in found])
 
     def add_durable(self, record: DurableRecord) -> Deferred[None]:
         self.durables[(record.client_id, record.name)] = record

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from stompbroker.core import Message
+from stompbroker.core import Message, ScheduledRecord
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
@@ -134,3 +134,41 @@ def messages_from_page(
     if not ordered:
         messages.sort(key=lambda m: m.seq)
     return messages
+
+
+def scheduled_row(record: ScheduledRecord) -> tuple[Any, ...]:
+    """The columns that store ``record`` (``_database._SCHEDULE``'s order)."""
+    m = record.message
+    return (
+        m.seq,
+        record.due,
+        _dumps(list(record.target)),
+        record.repeats,
+        record.period,
+        m.priority,
+        m.message_id,
+        m.destination,
+        _dumps(m.headers),
+        m.body,
+        m.expires,
+        m.persistent,
+        m.group,
+    )
+
+
+def scheduled_from_row(row: tuple[Any, ...]) -> ScheduledRecord:
+    """A ScheduledRecord from the columns of ``scheduled_row``."""
+    (seq, due, target, repeats, period, priority, message_id, destination, headers, body) = row[:10]
+    expires, persistent, group = row[10:]
+    message = Message(
+        message_id,
+        destination,
+        _loads(headers),
+        bytes(body),
+        bool(persistent),
+        seq,
+        priority,
+        expires,
+        group,
+    )
+    return ScheduledRecord(tuple(_loads(target)), message, due, repeats, period)

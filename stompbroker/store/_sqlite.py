@@ -33,6 +33,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -48,9 +49,10 @@ from stompbroker.core import (
     IMessageStore,
     Message,
     Recovery,
+    ScheduledRecord,
 )
 
-from ._database import FORGET, REMEMBER, Database, Spot
+from ._database import FORGET, REMEMBER, RESCHEDULE, UNSCHEDULE, Database, Spot
 
 log = Logger(namespace="stompbroker.store")
 
@@ -69,7 +71,18 @@ RECLAIM_NEXT_S = 0.05
 class _Batch:
     """Everything asked for since the last batch left for the worker."""
 
-    __slots__ = ("adds", "counts", "deletes", "first", "loads", "sync", "urgent", "waiters")
+    __slots__ = (
+        "adds",
+        "counts",
+        "deletes",
+        "first",
+        "loads",
+        "scheduled",
+        "scheduled_loads",
+        "sync",
+        "urgent",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.adds: dict[Spot, Message] = {}
@@ -78,16 +91,35 @@ class _Batch:
         #: Drops and durable definitions: (sql, parameters), applied first.
         self.first: list[tuple[str, tuple[Any, ...]]] = []
         self.loads: list[tuple[Spot, int, Deferred[list[Message]]]] = []
+        #: Scheduled records to write, by seq; scheduled loads.
+        self.scheduled: dict[int, ScheduledRecord] = {}
+        self.scheduled_loads: list[
+            tuple[tuple[int, int], int, Deferred[list[ScheduledRecord]]]
+        ] = []
         self.waiters: list[Deferred[None]] = []
         #: Whether to fsync at commit, and whether to leave on the next reactor turn.
         self.sync = False
         self.urgent = False
 
     def size(self) -> int:
-        return len(self.adds) + len(self.counts) + len(self.deletes) + len(self.first)
+        return (
+            len(self.adds)
+            + len(self.counts)
+            + len(self.deletes)
+            + len(self.first)
+            + len(self.scheduled)
+        )
 
     def writes(self) -> bool:
-        return bool(self.adds or self.counts or self.deletes or self.first or self.loads)
+        return bool(
+            self.adds
+            or self.counts
+            or self.deletes
+            or self.first
+            or self.loads
+            or self.scheduled
+            or self.scheduled_loads
+        )
 
 
 @implementer(IMessageStore)
@@ -143,6 +175,10 @@ class SqliteStore:
     def add(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
         batch = self._pending
         batch.adds[(store_key, message.priority, message.seq)] = message
+        return self._wait(batch, sync)
+
+    def _wait(self, batch: _Batch, sync: str) -> Deferred[None]:
+        """A waiter for a write at level ``sync`` in ``batch``, which leaves in time for it."""
         waiter: Deferred[None] = Deferred()
         batch.waiters.append(waiter)
         if sync == "always" or sync == "never":
@@ -195,6 +231,32 @@ class SqliteStore:
     def forget(self, address: str, dupl_id: str) -> None:
         self._pending.first.append((FORGET, (address, dupl_id)))
         self._schedule(self._lazy_s)
+
+    def schedule(self, record: ScheduledRecord, sync: str) -> Deferred[None]:
+        batch = self._pending
+        batch.scheduled[record.message.seq] = record
+        return self._wait(batch, sync)
+
+    def unschedule(self, seq: int) -> None:
+        if self._pending.scheduled.pop(seq, None) is None:
+            self._pending.first.append((UNSCHEDULE, (seq,)))
+            self._schedule(self._lazy_s)
+
+    def reschedule(self, seq: int, due: int, repeats: int) -> None:
+        batch = self._pending
+        record = batch.scheduled.get(seq)
+        if record is not None:
+            batch.scheduled[seq] = replace(record, due=due, repeats=repeats)
+            return
+        batch.first.append((RESCHEDULE, (due, repeats, seq)))
+        self._schedule(self._lazy_s)
+
+    def load_scheduled(self, after: tuple[int, int], limit: int) -> Deferred[list[ScheduledRecord]]:
+        answer: Deferred[list[ScheduledRecord]] = Deferred()
+        self._pending.scheduled_loads.append((after, limit, answer))
+        self._pending.urgent = True
+        self._schedule(0.0)
+        return answer
 
     def add_durable(self, record: DurableRecord) -> Deferred[None]:
         batch = self._pending
@@ -300,11 +362,17 @@ class SqliteStore:
             batch.deletes,
             [(spot, limit) for spot, limit, _ in batch.loads],
             batch.sync,
+            list(batch.scheduled.values()),
+            [(after, limit) for after, limit, _ in batch.scheduled_loads],
         )
         work.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-    def _written(self, result: tuple[list[list[Message]], float], batch: _Batch) -> None:
-        loaded, elapsed = result
+    def _written(
+        self,
+        result: tuple[list[list[Message]], list[list[ScheduledRecord]], float],
+        batch: _Batch,
+    ) -> None:
+        loaded, loaded_scheduled, elapsed = result
         self._busy = False
         self.commits.batches += 1
         if batch.sync:
@@ -316,6 +384,8 @@ class SqliteStore:
             waiter.callback(None)
         for (_, _, answer), messages in zip(batch.loads, loaded, strict=True):
             answer.callback(messages)
+        for (_, _, found), records in zip(batch.scheduled_loads, loaded_scheduled, strict=True):
+            found.callback(records)
         self._next()
 
     def _failed(self, failure: Any, batch: _Batch) -> None:
@@ -325,6 +395,8 @@ class SqliteStore:
             waiter.errback(failure)
         for _, _, answer in batch.loads:
             answer.errback(failure)
+        for _, _, found in batch.scheduled_loads:
+            found.errback(failure)
         self._next()
 
     def _next(self) -> None:
