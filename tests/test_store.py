@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 from zope.interface.verify import verifyObject
 
-from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery
+from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery, ScheduledRecord
 from stompbroker.store import FILENAME, MemoryStore, SqliteStore, _database
 
 
@@ -275,6 +275,72 @@ def test_durable_no_local_flag_is_kept_and_replaced(harness: Harness) -> None:
         DurableRecord("c1", "off", "news", None, no_local=False),
         DurableRecord("c1", "on", "news", None, no_local=True),
     ]
+
+
+def _scheduled(seq: int, due: int, target: tuple[str, ...] = ("queue", "q"), **kw: Any) -> Any:
+    return ScheduledRecord(target, _message(seq, **kw), due)
+
+
+def test_scheduled_records_come_back_in_due_order_with_every_field(harness: Harness) -> None:
+    """Scheduled records survive a restart, counted by target, and load by (due, seq) from a
+    key, up to a limit; the largest seq counts them too."""
+    store = harness.store
+    durable = ("durable", "client", "name")
+    harness.result(store.schedule(_scheduled(7, 3000), "always"))
+    harness.result(store.schedule(_scheduled(5, 1000, durable), "batch"))
+    harness.result(
+        store.schedule(ScheduledRecord(("topic", "t"), _message(6), 1000, 2, 500), "never")
+    )
+    recovery = harness.restart()
+    assert recovery.last_seq == 7
+    assert sorted(recovery.scheduled) == [
+        (("durable", "client", "name"), 1),
+        (("queue", "q"), 1),
+        (("topic", "t"), 1),
+    ]
+    records = harness.result(harness.store.load_scheduled((0, 0), 10))
+    assert [(r.due, r.message.seq, r.target) for r in records] == [
+        (1000, 5, durable),
+        (1000, 6, ("topic", "t")),
+        (3000, 7, ("queue", "q")),
+    ]
+    assert (records[1].repeats, records[1].period) == (2, 500)
+    expected = _message(5)
+    for attribute in (
+        "message_id",
+        "destination",
+        "headers",
+        "body",
+        "priority",
+        "expires",
+        "group",
+    ):
+        assert getattr(records[0].message, attribute) == getattr(expected, attribute)
+    later = harness.result(harness.store.load_scheduled((1000, 6), 1))
+    assert [r.message.seq for r in later] == [6]
+
+
+def test_unschedule_and_reschedule_are_kept(harness: Harness) -> None:
+    """A record taken out is gone after a restart; one moved on comes back at its new time."""
+    store = harness.store
+    for seq in (1, 2):
+        harness.result(store.schedule(_scheduled(seq, 1000 * seq), "always"))
+    store.unschedule(1)
+    store.reschedule(2, 9000, 3)
+    store.schedule(_scheduled(3, 500), "always")
+    store.unschedule(3)  # in the same batch as its write: never stored
+    harness.restart()
+    (record,) = harness.result(harness.store.load_scheduled((0, 0), 10))
+    assert (record.message.seq, record.due, record.repeats) == (2, 9000, 3)
+
+
+def test_transient_scheduled_records_are_gone_after_a_restart(harness: Harness) -> None:
+    """A non-persistent message's scheduled record does not outlive the broker."""
+    harness.store.schedule(_scheduled(1, 1000, persistent=False), "transient")
+    harness.result(harness.store.flush())
+    recovery = harness.restart()
+    assert recovery.scheduled == ()
+    assert harness.result(harness.store.load_scheduled((0, 0), 10)) == []
 
 
 @pytest.mark.parametrize("sync", ["always", "batch", "never", "transient"])

@@ -97,6 +97,20 @@ class Message:
         other.wire = self.wire
         return other
 
+    def renumbered(self, message_id: str, seq: int) -> Message:
+        """A copy under another id and ``seq``, never delivered, with no store row."""
+        return Message(
+            message_id,
+            self.destination,
+            self.headers,
+            self.body,
+            self.persistent,
+            seq,
+            self.priority,
+            self.expires,
+            self.group,
+        )
+
     def __repr__(self) -> str:
         return f"<Message {self.message_id} to {self.destination} ({len(self.body)} bytes)>"
 

@@ -26,14 +26,11 @@ A send carrying ``_AMQ_DUPL_ID`` (``_duplicates``) is checked against the window
 it goes to: a queue that took that id lately gets no copy (counted as a duplicate); a send
 every queue of which refuses so is a ``Sent`` with nothing to wait for.
 
-A send asking for a delivery delay (``AMQ_SCHEDULED_DELAY``, ``AMQ_SCHEDULED_TIME``,
-``x-delay``; repeated with ``AMQ_SCHEDULED_PERIOD`` and ``AMQ_SCHEDULED_REPEAT``) is routed,
-made and admitted as any other, then held by ``ScheduledDeliveries`` (``_scheduled``) instead
-of delivered: one record for a queue; for a topic, one for the subscribers present when it is
-due and one for each durable subscription and consumer queue it feeds now. When due, each is
-*released* (``release``): a new arrival at its target, with a new ``seq``.
-
-A send with none of these headers takes the fast path: one test of its header names.
+A send with a delivery delay (``AMQ_SCHEDULED_*``, ``x-delay``) is routed, made and admitted,
+then *held* (``_scheduled``): a record for a queue; for a topic, one for its subscribers when
+due and one per durable subscription and consumer queue it feeds now. When due, each is
+*released*: a new arrival at its target, with a new ``seq``. A send with none of these
+headers (nor ``_AMQ_DUPL_ID``) takes the fast path: one test of its header names.
 """
 
 from __future__ import annotations
@@ -361,17 +358,7 @@ class Router:
     def _renumbered(self, message: Message) -> Message:
         """A copy of ``message`` with a ``seq`` and id of its own."""
         seq = next(self._seq)
-        return Message(
-            self._id_prefix + str(seq),
-            message.destination,
-            message.headers,
-            message.body,
-            message.persistent,
-            seq,
-            message.priority,
-            message.expires,
-            message.group,
-        )
+        return message.renumbered(self._id_prefix + str(seq), seq)
 
     def release(self, record: ScheduledRecord, owner: str | None) -> None:
         """A scheduled message is due: a new arrival at its target (a fresh ``seq``, so that
