@@ -11,14 +11,16 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.threads import blockingCallFromThread
 
 from stompbroker.config import Config
 
 from . import _listeners, test_console
 from ._listeners import Listeners
-from .conftest import Client
+from .conftest import Client, reactor
 from .test_console import StartConsole, cell, keep, no_browser_complaints, run_console
 
 pytestmark = pytest.mark.interop
@@ -215,5 +217,32 @@ def test_the_durables_table_lists_a_durable_subscription(
         "in_flight": "0",
     }
     assert results["rows"] == 1
+    no_browser_complaints(result["console"])
+    producer.disconnect()
+
+
+def test_the_scheduled_column_shows_the_count_when_the_broker_gives_one(
+    node: str, chromium: Path, start_console: StartConsole, tmp_path: Path
+) -> None:
+    """A destination's ``scheduled`` count shows in its column; a destination without one
+    (a broker without scheduled delivery) shows a dash."""
+    broker = start_console(Config())
+    producer = Client(broker.port, "1.2")
+    producer.connect()
+    producer.send(f"/queue/{QUEUE}", "now", receipt=True)
+    management = broker.service.monitoring.management
+    listed = management.destinations
+
+    def with_scheduled(kind: str | None = None) -> list[dict[str, Any]]:
+        return [{**d, "scheduled": 7} if d["name"] == QUEUE else d for d in listed(kind)]
+
+    blockingCallFromThread(reactor, setattr, management, "destinations", with_scheduled)
+    scheduled = cell("queue", QUEUE, "scheduled")
+    steps = [
+        {"wait": f"{scheduled} === '7'"},
+        {"read": cell("topic", "stompbroker.stats", "scheduled"), "as": "stats"},
+    ]
+    result = run_console(node, f"http://127.0.0.1:{broker.ws_port()}/", steps, tmp_path)
+    assert result["results"]["stats"] == "\N{EN DASH}"
     no_browser_complaints(result["console"])
     producer.disconnect()
