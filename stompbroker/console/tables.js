@@ -131,7 +131,7 @@ function destinationRow(d) {
   row.tabIndex = 0;
   const { selected } = view;
   const chosen = selected !== null && selected.kind === d.kind && selected.name === d.name;
-  row.setAttribute('aria-selected', String(chosen));
+  if (chosen) row.setAttribute('aria-current', 'true');
   if (chosen) row.classList.add('selected');
   row.addEventListener('click', (event) => {
     if (!event.target.closest('button')) view.onSelect(d);

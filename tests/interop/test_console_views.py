@@ -108,7 +108,7 @@ def test_a_selected_destination_charts_its_rates_and_latency_under_traffic(
         {"read": text("#detail-title"), "as": "title"},
         {"read": focused, "as": "focused"},
         {
-            "read": f"document.querySelector({json.dumps(ROW)}).getAttribute('aria-selected')",
+            "read": f"document.querySelector({json.dumps(ROW)}).getAttribute('aria-current')",
             "as": "selected",
         },
         {"read": f"{bars}.length", "as": "buckets"},
