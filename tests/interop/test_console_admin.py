@@ -54,6 +54,18 @@ def action(kind: str, name: str, what: str) -> str:
     return f"tr[data-kind={json.dumps(kind)}][data-name={json.dumps(name)}] button.{what}"
 
 
+def confirmed(button: str, outcome: str = "ok") -> list[dict[str, Any]]:
+    """Steps: click ``button``, confirm in the dialog, keep the line that says what happened
+    (as ``result``) once it shows ``outcome`` (``ok`` or ``error``)."""
+    return [
+        {"click": button},
+        {"wait": DIALOG_OPEN},
+        {"click": "#confirm-ok"},
+        {"wait": f"{RESULT_STATE} === {json.dumps(outcome)}"},
+        {"read": RESULT, "as": "result"},
+    ]
+
+
 def depth(broker: Listeners, name: str) -> int:
     """The broker's own count of the messages waiting in queue ``name``."""
     return int(blockingCallFromThread(reactor, broker.service.broker.queue_depth, name))
@@ -98,11 +110,7 @@ def test_purge_goes_through_its_dialog_and_cancel_or_escape_does_nothing(
         {"wait": f"!{DIALOG_OPEN}"},
         {"read": RESULT, "as": "after_cancel"},
         {"read": shown_depth, "as": "depth_after_cancel"},
-        {"click": purge},
-        {"wait": DIALOG_OPEN},
-        {"click": "#confirm-ok"},
-        {"wait": f"{RESULT_STATE} === 'ok'"},
-        {"read": RESULT, "as": "result"},
+        *confirmed(purge),
         # An empty queue nobody consumes from is forgotten: its row goes, or shows 0.
         {"wait": f"['0', ''].includes({shown_depth})"},
     ]
@@ -134,11 +142,7 @@ def test_an_action_the_broker_refuses_shows_the_apis_error(
             "wait": f"{cell('queue', QUEUE, 'consumers')} === '1' && document.querySelector("
             f"{json.dumps(delete)})"
         },
-        {"click": delete},
-        {"wait": DIALOG_OPEN},
-        {"click": "#confirm-ok"},
-        {"wait": f"{RESULT_STATE} === 'error'"},
-        {"read": RESULT, "as": "result"},
+        *confirmed(delete, "error"),
     ]
     result = run_console(node, url(broker), steps, tmp_path)
     assert result["results"]["result"] == (
@@ -194,11 +198,7 @@ def test_replaying_dead_letters_sends_them_back(
     steps = [
         {"wait": f"document.querySelector({json.dumps(replay)})"},
         {"read": "document.querySelectorAll('button.replay').length", "as": "offered"},
-        {"click": replay},
-        {"wait": DIALOG_OPEN},
-        {"click": "#confirm-ok"},
-        {"wait": f"{RESULT_STATE} === 'ok'"},
-        {"read": RESULT, "as": "result"},
+        *confirmed(replay),
         {"wait": f"{cell('queue', QUEUE, 'depth')} === '2'"},
     ]
     result = run_console(node, url(broker), steps, tmp_path)
