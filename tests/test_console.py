@@ -174,7 +174,15 @@ def test_the_page_goes_out_whole_over_http() -> None:
 
 # -- what the shipped files may do ------------------------------------------------------------
 
-_SOURCES = ["index.html", "console.js", "stomp.js", "console.css"]
+_SOURCES = [
+    "index.html",
+    "console.js",
+    "tables.js",
+    "charts.js",
+    "admin.js",
+    "stomp.js",
+    "console.css",
+]
 
 
 @pytest.mark.parametrize("name", _SOURCES)
@@ -184,7 +192,7 @@ def test_the_console_loads_nothing_from_elsewhere(name: str) -> None:
     assert re.findall(r"https?://|[\"'(]//|@import", text) == []
 
 
-@pytest.mark.parametrize("name", ["console.js", "stomp.js"])
+@pytest.mark.parametrize("name", ["console.js", "tables.js", "charts.js", "admin.js", "stomp.js"])
 def test_the_code_never_turns_data_into_html_or_code(name: str) -> None:
     """The scripts put text into the page with textContent only: no innerHTML and the like."""
     text = CONSOLE_DIR.joinpath(name).read_text()

@@ -161,9 +161,49 @@ def test_snapshot_holds_everything_with_its_schema() -> None:
     _fill(setup.broker, 1)
     snapshot = setup.json("GET", "/api/snapshot")
     assert snapshot["schema"] == 1
-    assert set(snapshot) == {"schema", "time", "broker", "destinations", "connections", "truncated"}
+    assert set(snapshot) == {
+        "schema",
+        "time",
+        "broker",
+        "destinations",
+        "connections",
+        "truncated",
+        "latency_bounds_s",
+    }
     assert len(snapshot["destinations"]) == 1 and len(snapshot["connections"]) == 1
     assert snapshot["truncated"] == {"destinations": False, "connections": False}
+
+
+def test_snapshot_names_the_latency_buckets_bounds() -> None:
+    """latency_bounds_s lists the upper bounds of a histogram's buckets (the last has none)."""
+    setup = Setup()
+    _fill(setup.broker, SAMPLE_EVERY)
+    setup.broker.subscribe(RecordingConsumer(), "1", "/queue/q")
+    snapshot = setup.json("GET", "/api/snapshot")
+    assert snapshot["latency_bounds_s"] == list(BOUNDS)
+    assert snapshot["latency_bounds_s"][:4] == [0.0001, 0.00025, 0.0005, 0.001]
+    (queue,) = snapshot["destinations"]
+    waited = queue["latency"]["enqueue_to_delivery"]
+    assert len(waited["counts"]) == len(BOUNDS) + 1 and waited["count"] == 1
+
+
+def test_destinations_say_whether_they_are_a_dead_letter_queue() -> None:
+    """dead_letter_queue is true for the queues a policy dead-letters to, false elsewhere."""
+    orders = DestinationPolicy(dead_letter_queue="/queue/orders.DLQ")
+    policies = PolicyMap({"/queue/orders": orders})
+    setup = Setup(policies=policies)
+    for address in ("/queue/DLQ", "/queue/orders.DLQ", "/queue/q"):
+        _fill(setup.broker, 1, address)
+    setup.broker.subscribe(RecordingConsumer(), "1", "/topic/DLQ")
+    listed = setup.json("GET", "/api/destinations")["destinations"]
+    marked = {d["address"]: d["dead_letter_queue"] for d in listed if d["active"]}
+    assert marked == {
+        "/queue/DLQ": True,
+        "/queue/orders.DLQ": True,
+        "/queue/q": False,
+        "/topic/DLQ": False,
+    }
+    assert setup.json("GET", "/api/destinations/queue/DLQ")["dead_letter_queue"] is True
 
 
 # -- refusals -----------------------------------------------------------------------------

@@ -1,14 +1,23 @@
-// The web console: live statistics, a publish form and a queue peek, over the broker's own
-// STOMP-over-WebSocket (stomp.js beside this file). Plain DOM; every piece of broker or message
-// data goes into the page through textContent, never as HTML.
+// The web console: live statistics, charts, a publish form and a queue peek, over the broker's
+// own STOMP-over-WebSocket (stomp.js beside this file); admin actions through the management
+// API (admin.js); pictures in charts.js. Plain DOM; every piece of broker or message data goes
+// into the page through textContent, never as HTML.
 //
 // One long-lived connection subscribes to the statistics topic and redraws the page on each
 // snapshot (docs/operations.md, "The JSON API", gives its shape). Publishing and peeking each
 // open a short connection of their own, so that an ERROR (which closes a STOMP connection)
 // ends only that action. Credentials, once entered, stay in this page's memory only.
+//
+// The tables are tables.js's: this module keeps their ``view`` (who may administer, which
+// destination is selected) current.
+import { ApiError, administer, mayAdminister } from './admin.js';
+import { decimal, drawHistogram, drawRates, integer } from './charts.js';
 import { StompClient, StompError, bodyText } from './stomp.js';
+import {
+  STATS_TOPIC, bytes, destinationKey, destinationLabel, duration, element, refocus,
+  renderConnections, renderDestinations, renderDurables, view,
+} from './tables.js';
 
-const STATS_TOPIC = '/topic/stompbroker.stats';
 /** ERROR messages that mean: ask the user for a login. */
 const LOGIN_ERRORS = new Set(['login required', 'login failed']);
 /** The peek view lists this many messages, and this many characters of each body. */
@@ -22,23 +31,16 @@ const RETRY_MOST = 30000;
 const $ = (id) => document.getElementById(id);
 const wsPath = document.querySelector('meta[name="stompbroker-websocket-path"]').content;
 const brokerUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${wsPath}`;
-const integer = new Intl.NumberFormat('en-US');
-const decimal = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 
 const credentials = { login: '', passcode: '' };
 let statsClient = null;
 let retryTimer = null;
 let retryDelay = RETRY_FIRST;
 let lastSnapshot = null;
+/** Bumped at each login, so that a late answer about an earlier one is ignored. */
+let loginGeneration = 0;
 
 // -- small helpers --------------------------------------------------------------------------
-
-function element(tag, text, className) {
-  const made = document.createElement(tag);
-  if (text !== undefined && text !== null) made.textContent = String(text);
-  if (className) made.className = className;
-  return made;
-}
 
 function setStatus(state, text) {
   const status = $('status');
@@ -64,26 +66,6 @@ function newClient() {
   return new StompClient(brokerUrl, { login: credentials.login, passcode: credentials.passcode });
 }
 
-function bytes(count) {
-  if (count === null || count === undefined) return '–';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = count;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${unit === 0 ? value : decimal.format(value)} ${units[unit]}`;
-}
-
-function duration(seconds) {
-  const s = Math.floor(seconds);
-  const parts = [[Math.floor(s / 86400), 'd'], [Math.floor(s / 3600) % 24, 'h'],
-    [Math.floor(s / 60) % 60, 'min'], [s % 60, 's']];
-  const first = parts.findIndex(([n]) => n > 0);
-  return first < 0 ? '0 s' : parts.slice(first, first + 2).map(([n, u]) => `${n} ${u}`).join(' ');
-}
-
 // -- the statistics connection --------------------------------------------------------------
 
 function watch() {
@@ -95,8 +77,10 @@ function watch() {
     if (statsClient === client) lost(reason);
   };
   client.connect()
-    .then(() => {
+    .then((connected) => {
       if (statsClient !== client) return undefined; // replaced meanwhile (a new login)
+      view.ownSession = connected.headers.session || null;
+      checkAdministering();
       retryDelay = RETRY_FIRST;
       showLogin(false);
       $('logout').hidden = !credentials.login;
@@ -105,6 +89,23 @@ function watch() {
       return client.subscribe(STATS_TOPIC, (frame) => received(frame));
     })
     .catch(() => {}); // lost() has the reason
+}
+
+/** Asks the API once whether it answers this login; shows or hides the admin actions. */
+async function checkAdministering() {
+  const generation = loginGeneration;
+  const answer = await mayAdminister(credentials);
+  if (generation === loginGeneration) setAdministering(answer);
+}
+
+/** Offers the admin actions, or takes them away, and says so in the header. */
+function setAdministering(allowed) {
+  $('admin-note').textContent = allowed ? 'admin actions offered'
+    : 'read only: the management API does not answer this login';
+  $('admin-note').dataset.state = allowed ? 'admin' : 'read-only';
+  if (allowed === view.administering) return;
+  view.administering = allowed;
+  render();
 }
 
 function connectedAs() {
@@ -125,6 +126,10 @@ function lost(reason) {
 }
 
 function restart() {
+  loginGeneration += 1;
+  view.administering = false;
+  $('admin-note').textContent = '';
+  $('admin-note').dataset.state = 'unknown';
   const old = statsClient;
   statsClient = null;
   if (old) old.disconnect();
@@ -133,6 +138,7 @@ function restart() {
 }
 
 function received(frame) {
+  const started = performance.now();
   let snapshot;
   try {
     snapshot = JSON.parse(bodyText(frame.body));
@@ -142,10 +148,11 @@ function received(frame) {
   }
   lastSnapshot = snapshot;
   remember(snapshot);
-  render(snapshot);
-  renderChart();
+  render();
   const when = new Date(snapshot.time * 1000).toLocaleTimeString();
   setStatus('connected', `${connectedAs()} · updated ${when}`);
+  // What a snapshot costs the page (parse, remember, redraw), for the browser's profiler.
+  performance.measure('stompbroker snapshot', { start: started });
 }
 
 // -- login ----------------------------------------------------------------------------------
@@ -175,53 +182,87 @@ function logOut() {
 
 // -- rendering a snapshot -------------------------------------------------------------------
 
-function render(snapshot) {
+function render() {
+  if (!lastSnapshot) return;
+  const snapshot = lastSnapshot;
   renderBroker(snapshot.broker);
-  renderDestinations();
-  const truncated = snapshot.truncated && snapshot.truncated.destinations;
-  $('destinations-note').textContent = truncated
+  drawRates($('broker-chart-svg'), $('broker-chart-caption'), samples);
+  redrawDestinations();
+  renderDetail();
+  renderDurables($('durables').tBodies[0], snapshot.destinations);
+  renderConnections($('connections').tBodies[0], snapshot.connections);
+  const truncated = snapshot.truncated || {};
+  $('destinations-note').textContent = truncated.destinations
     ? 'Only the 1,000 deepest destinations are listed.' : '';
+  $('connections-note').textContent = truncated.connections
+    ? 'Only the 1,000 oldest connections are listed.' : '';
 }
 
-// -- charts: a ring buffer of the last samples, drawn as plain SVG ---------------------------
+// -- the charts' samples: ring buffers of the last snapshots ----------------------------------
 
 /** How many statistics samples the charts keep (5 minutes at a 1 s interval). */
 const SAMPLES_KEPT = 300;
+/** The broker's samples, and each listed destination's (by destinationKey). */
 const samples = [];
+const destinationSamples = new Map();
+
+function keep(ring, sample) {
+  ring.push(sample);
+  if (ring.length > SAMPLES_KEPT) ring.shift();
+}
 
 function remember(snapshot) {
   const m = snapshot.broker.messages;
   const depth = snapshot.destinations.reduce((sum, d) => sum + (d.active ? d.depth : 0), 0);
-  samples.push({ time: snapshot.time, in: m.rates.enqueued, out: m.rates.delivered, depth });
-  if (samples.length > SAMPLES_KEPT) samples.shift();
+  keep(samples, { time: snapshot.time, in: m.rates.enqueued, out: m.rates.delivered, depth });
+  const listed = new Set();
+  for (const d of snapshot.destinations) {
+    const key = destinationKey(d);
+    listed.add(key);
+    let ring = destinationSamples.get(key);
+    if (!ring) destinationSamples.set(key, ring = []);
+    keep(ring, { time: snapshot.time, in: d.rates.enqueued, out: d.rates.delivered,
+      depth: d.depth });
+  }
+  for (const key of destinationSamples.keys()) {
+    if (!listed.has(key)) destinationSamples.delete(key); // deleted, or no longer listed
+  }
 }
 
-function line(svg, values, most, width, height, className) {
-  const step = values.length > 1 ? width / (values.length - 1) : 0;
-  const points = values.map(
-    (v, i) => `${(i * step).toFixed(1)},${(height - (v / most) * height).toFixed(1)}`);
-  const drawn = document.createElementNS(svg.namespaceURI, 'polyline');
-  drawn.setAttribute('points', points.join(' '));
-  drawn.setAttribute('class', className);
-  return drawn;
+// -- one destination's charts ---------------------------------------------------------------
+
+function select(d) {
+  view.selected = { kind: d.kind, name: d.name };
+  render();
+  $('detail').scrollIntoView({ block: 'nearest' });
 }
 
-function renderChart() {
-  const svg = $('broker-chart-svg');
-  const width = 600;
-  const height = 120;
-  const most = Math.max(1, ...samples.map((s) => Math.max(s.in, s.out, s.depth)));
-  svg.replaceChildren(
-    line(svg, samples.map((s) => s.in), most, width, height, 'series-in'),
-    line(svg, samples.map((s) => s.out), most, width, height, 'series-out'),
-    line(svg, samples.map((s) => s.depth), most, width, height, 'series-depth'),
-  );
-  svg.dataset.samples = String(samples.length);
-  const last = samples[samples.length - 1];
-  $('broker-chart-caption').textContent = `last ${samples.length} samples (in: blue, out:`
-    + ` green, depth: dashed red), scale 0 to`
-    + ` ${integer.format(most)}; now: in ${decimal.format(last.in)}/s,`
-    + ` out ${decimal.format(last.out)}/s, depth ${integer.format(last.depth)}`;
+function redrawDestinations() {
+  if (!lastSnapshot) return;
+  renderDestinations($('destinations').tBodies[0], lastSnapshot.destinations,
+    $('filter').value.trim().toLowerCase(), $('show-inactive').checked);
+}
+
+function selectedDestination() {
+  const { selected } = view;
+  if (!selected || !lastSnapshot) return null;
+  return lastSnapshot.destinations.find(
+    (d) => d.kind === selected.kind && d.name === selected.name) || null;
+}
+
+function renderDetail() {
+  const d = selectedDestination();
+  $('detail').hidden = d === null;
+  if (d === null) return;
+  $('detail-title').textContent = `${d.kind} ${destinationLabel(d)}`;
+  drawRates($('detail-chart-svg'), $('detail-chart-caption'),
+    destinationSamples.get(destinationKey(d)) || []);
+  const bounds = lastSnapshot.latency_bounds_s || [];
+  const latency = d.latency || {};
+  drawHistogram($('latency-delivery-svg'), $('latency-delivery-caption'),
+    latency.enqueue_to_delivery, bounds, 'waiting before the first delivery');
+  drawHistogram($('latency-ack-svg'), $('latency-ack-caption'),
+    latency.delivery_to_ack, bounds, 'held by a client-ack consumer until its ACK');
 }
 
 function renderBroker(broker) {
@@ -252,63 +293,23 @@ function renderBroker(broker) {
   }
 }
 
-const COLUMNS = [
-  ['depth', (d) => integer.format(d.depth)],
-  ['consumers', (d) => integer.format(d.consumers)],
-  ['in_flight', (d) => integer.format(d.in_flight)],
-  ['enqueue_rate', (d) => decimal.format(d.rates.enqueued)],
-  ['dequeue_rate', (d) => decimal.format(d.rates.delivered)],
-  ['enqueued', (d) => integer.format(d.enqueued)],
-  ['delivered', (d) => integer.format(d.delivered)],
-  ['dead_lettered', (d) => integer.format(d.dead_lettered)],
-];
+// -- admin actions --------------------------------------------------------------------------
 
-function destinationLabel(d) {
-  if (d.kind === 'durable' && d.durable) {
-    return `${d.address} (durable ${d.durable.client_id}:${d.durable.subscription_name})`;
-  }
-  return d.address;
-}
-
-function renderDestinations() {
-  if (!lastSnapshot) return;
-  const filter = $('filter').value.trim().toLowerCase();
-  const inactive = $('show-inactive').checked;
-  const body = $('destinations').tBodies[0];
-  const rows = [];
-  for (const d of lastSnapshot.destinations) {
-    const label = destinationLabel(d);
-    if (!inactive && !d.active) continue;
-    if (filter && !label.toLowerCase().includes(filter)) continue;
-    const row = element('tr', undefined, d.active ? '' : 'inactive');
-    row.dataset.kind = d.kind;
-    row.dataset.name = d.name;
-    row.append(element('td', d.kind), element('td', label, 'name'));
-    for (const [field, show] of COLUMNS) {
-      const cell = element('td', show(d), 'number');
-      cell.dataset.field = field;
-      if (field === 'depth' && d.depth > 0) cell.classList.add('waiting');
-      if (field === 'dead_lettered' && d.dead_lettered > 0) cell.classList.add('dead');
-      row.append(cell);
+async function act(name, target, what, focusKey) {
+  let text;
+  try {
+    text = await administer(name, target, what, credentials);
+  } catch (error) {
+    const status = error instanceof ApiError ? ` (HTTP ${error.status})` : '';
+    showResult('action-result', 'error', `could not ${name} ${what}: ${error.message}${status}`);
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      setAdministering(false);
     }
-    const action = element('td');
-    if (d.kind === 'queue') {
-      const button = element('button', 'peek', 'peek');
-      button.type = 'button';
-      button.addEventListener('click', () => peekAt(d.address));
-      action.append(button);
-    }
-    row.append(action);
-    rows.push(row);
+    return;
+  } finally {
+    refocus(focusKey);
   }
-  if (rows.length === 0) {
-    const row = element('tr');
-    const cell = element('td', 'no destinations to show', 'empty');
-    cell.colSpan = COLUMNS.length + 3;
-    row.append(cell);
-    rows.push(row);
-  }
-  body.replaceChildren(...rows);
+  if (text !== null) showResult('action-result', 'ok', text);
 }
 
 // -- publishing -----------------------------------------------------------------------------
@@ -424,6 +425,15 @@ $('login-open').addEventListener('click', () => showLogin(true, ''));
 $('logout').addEventListener('click', logOut);
 $('publish-form').addEventListener('submit', publish);
 $('peek-form').addEventListener('submit', peek);
-$('filter').addEventListener('input', renderDestinations);
-$('show-inactive').addEventListener('change', renderDestinations);
+$('filter').addEventListener('input', redrawDestinations);
+$('show-inactive').addEventListener('change', redrawDestinations);
+$('detail-close').addEventListener('click', () => {
+  const { selected } = view;
+  view.selected = null;
+  render();
+  if (selected) refocus(`destination ${destinationKey(selected)}`);
+});
+view.onSelect = select;
+view.onPeek = peekAt;
+view.onAction = act;
 watch();

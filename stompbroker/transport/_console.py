@@ -5,6 +5,7 @@ Routes (every other path goes to the next handler)::
     GET /              index.html, with the listener's WebSocket path filled in
     GET /console.js    the page's code (an ES module)
     GET /stomp.js      our small STOMP 1.2 client over WebSocket, which console.js imports
+    GET /tables.js     its tables, /charts.js its SVG charts, /admin.js its admin actions
     GET /console.css   its style
     GET /favicon.svg   its icon
 
@@ -35,6 +36,9 @@ FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/console.js": ("console.js", "text/javascript; charset=utf-8"),
     "/stomp.js": ("stomp.js", "text/javascript; charset=utf-8"),
+    "/tables.js": ("tables.js", "text/javascript; charset=utf-8"),
+    "/charts.js": ("charts.js", "text/javascript; charset=utf-8"),
+    "/admin.js": ("admin.js", "text/javascript; charset=utf-8"),
     "/console.css": ("console.css", "text/css; charset=utf-8"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stompbroker.core import (
+    BOUNDS,
     Broker,
     IMessageStore,
     counts,
@@ -96,11 +97,21 @@ class Management:
     def destinations(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Every destination (of ``kind``, if given)."""
         described = describe_all(self.broker)
-        return described if kind is None else [d for d in described if d["kind"] == kind]
+        listed = described if kind is None else [d for d in described if d["kind"] == kind]
+        return [self._marked(d) for d in listed]
 
     def destination(self, kind: str, name: str) -> dict[str, Any] | None:
         """One destination, or None."""
-        return describe_one(self.broker, kind, name)
+        found = describe_one(self.broker, kind, name)
+        return None if found is None else self._marked(found)
+
+    def _marked(self, destination: dict[str, Any]) -> dict[str, Any]:
+        """``destination`` with ``dead_letter_queue``: whether a policy sends dead letters
+        to it (the web console offers to replay those queues only)."""
+        queues = self.broker.policies.dead_letter_queues
+        is_dlq = destination["kind"] == "queue" and destination["address"] in queues
+        destination["dead_letter_queue"] = is_dlq
+        return destination
 
     def connection_list(self) -> list[dict[str, Any]]:
         """Every open connection, oldest first."""
@@ -156,6 +167,7 @@ class Management:
             "destinations": destinations,
             "connections": connections[:MAX_LISTED],
             "truncated": truncated,
+            "latency_bounds_s": list(BOUNDS),
         }
 
     # -- what an administrator may do -----------------------------------------------------

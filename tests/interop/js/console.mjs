@@ -7,6 +7,8 @@
 //   {fill: "<selector>", value}        type into a field
 //   {check: "<selector>"}              tick a checkbox
 //   {click: "<selector>"}              click
+//   {press: "<key>", on?: "<selector>"} a key (Playwright's names: Enter, Escape, Tab, Space)
+//                                      on an element (focused first), else where the focus is
 //   {read: "<JS expression>", as}      evaluate, and keep the value under results[as]
 //   {screenshot: "<path>"}             the whole page
 // Prints one JSON line {results, text, console} and exits 0, or {error, step, text, console}
@@ -39,6 +41,8 @@ try {
     else if ('fill' in step) await page.fill(step.fill, step.value, { timeout });
     else if ('check' in step) await page.check(step.check, { timeout });
     else if ('click' in step) await page.click(step.click, { timeout });
+    else if ('press' in step && step.on) await page.press(step.on, step.press, { timeout });
+    else if ('press' in step) await page.keyboard.press(step.press);
     else if ('read' in step) results[step.as] = await page.evaluate(asFunction(step.read));
     else if ('screenshot' in step) await page.screenshot({ path: step.screenshot, fullPage: true });
     else throw new Error(`unknown step ${JSON.stringify(step)}`);
