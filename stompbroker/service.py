@@ -18,7 +18,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from stompbroker import __version__
+from stompbroker import __version__, compiled
 from stompbroker.codec import DEFAULT_LIMITS, PRE_CONNECT_LIMITS, Limits
 from stompbroker.config import Config, ConfigError, LimitsSection, WebSocketListener
 from stompbroker.core import (
@@ -301,8 +301,10 @@ class BrokerService(MultiService):
         os.makedirs(self.config.broker.data_dir, exist_ok=True)
         self._handle_sighup()
         log.info(
-            "stompbroker {version} starting with {source}, data in {data_dir} ({store} store)",
+            "stompbroker {version} ({build}) starting with {source}, data in {data_dir}"
+            " ({store} store)",
             version=__version__,
+            build="compiled with mypyc" if compiled() else "pure Python, not compiled",
             source=self.config.source,
             data_dir=os.path.abspath(self.config.broker.data_dir),
             store=self.config.broker.store,

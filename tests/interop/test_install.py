@@ -1,8 +1,9 @@
 """The README's install command, `pip install .`, in a fresh virtual environment.
 
 A plain editable install does not expose ``twisted/plugins``; this pins that the
-real install does, so that ``twistd --help`` lists ``stompbroker`` for a user, and that the
-web console's files (package data) are installed with it.
+real install does, so that ``twistd --help`` lists ``stompbroker`` for a user, that the
+web console's files (package data) are installed with it, and that its hot modules are
+compiled (mypyc, ``setup.py``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def test_pip_install_dot_exposes_the_twistd_plugin(tmp_path: Path) -> None:
         [python, "-c", "import stompbroker; print(stompbroker.__file__)"], tmp_path, environ
     )
     assert where.stdout.startswith(str(env_dir)), (where.stdout, sys.prefix)
+    # The hot modules were compiled with mypyc (setup.py), as this machine can.
+    built = _run(
+        [python, "-c", "import stompbroker; print(stompbroker.compiled())"], tmp_path, environ
+    )
+    assert built.stdout == "True\n", (built.stdout, built.stderr[-2000:])
     # The web console's files are package data: installed, and served from there.
     console = _run([python, "-c", _CONSOLE_CHECK], tmp_path, environ)
     assert console.stdout.split("\n")[:-1] == [f"{path} 200" for path in _CONSOLE_PATHS], (
