@@ -180,15 +180,32 @@ class _Request(Request):
         self.finish()
 
 
-class _Channel(Counted, HTTPChannel):
+class Abortable:
+    """A connection with a deadline (``_timer``, set by its owner): ``_abort`` drops it when
+    the deadline passes; ``_done`` once it is dropped or closing."""
+
+    transport: Any
+    _timer: DelayedCall | None = None
+    _done = False
+
+    def _abort(self) -> None:
+        self._timer = None
+        self._done = True
+        self.transport.abortConnection()
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+
+class _Channel(Abortable, Counted, HTTPChannel):
     """twisted.web's HTTP/1.1 channel, counted in the connection limits; once upgraded it
     hands every byte (and the end) to the WebSocket half (``websocket``)."""
 
     site: ListenerSite
     #: The WebSocket half once upgraded (a ``_websocket.WebSocketProtocol``).
     websocket: Any = None
-    _timer: DelayedCall | None = None
-    _done = False
     _head_bytes = 0
 
     @property
@@ -283,16 +300,6 @@ class _Channel(Counted, HTTPChannel):
         self.websocket = websocket
         self.transport.unregisterProducer()  # the channel registered itself when made
         websocket.makeConnection(self.transport)
-
-    def _abort(self) -> None:
-        self._timer = None
-        self._done = True
-        self.transport.abortConnection()
-
-    def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
 
 
 class ListenerSite(Site):

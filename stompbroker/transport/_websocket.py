@@ -48,13 +48,12 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 from zope.interface import implementer
 
-from stompbroker.core import DelayedCall
 from stompbroker.session import StompSession
 
 from ._connections import Connection, Output
 from ._handshake import SUBPROTOCOL_VERSIONS, choose_subprotocol, origin_allowed
 from ._tcp import SessionProducer, describe_peer
-from ._web import ListenerSite, text
+from ._web import Abortable, ListenerSite, text
 
 log = Logger(namespace="stompbroker.transport.websocket")
 
@@ -161,7 +160,7 @@ class WebSocketUpgrade(Resource):
 # -- the WebSocket half -----------------------------------------------------------------
 
 
-class WebSocketProtocol(SessionProducer, Protocol):
+class WebSocketProtocol(SessionProducer, Abortable, Protocol):
     """An upgraded connection: WebSocket messages to and from a STOMP session."""
 
     session: StompSession | None = None
@@ -177,8 +176,6 @@ class WebSocketProtocol(SessionProducer, Protocol):
         #: The negotiated subprotocol (None when the client offered none of ours).
         self.subprotocol = subprotocol
         self._message_bytes = 0
-        self._timer: DelayedCall | None = None
-        self._done = False
 
     @property
     def _wire(self) -> Any:
@@ -317,13 +314,3 @@ class WebSocketProtocol(SessionProducer, Protocol):
         self._done = True
         self._cancel_timer()
         self._wire.loseConnection()
-
-    def _abort(self) -> None:
-        self._timer = None
-        self._done = True
-        self._wire.abortConnection()
-
-    def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
