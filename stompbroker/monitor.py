@@ -27,7 +27,7 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.guard import BasicCredentialFactory, HTTPAuthSessionWrapper
 from twisted.web.resource import IResource, Resource
@@ -140,7 +140,7 @@ class ApiPortal:
             self._key, f"{user}\0{credentials.passcode}".encode(), hashlib.sha256
         ).digest()
         if self._good.get(digest, 0.0) > now:
-            return succeed(self._avatar(user))
+            return maybeDeferred(self._avatar, user)
         if self.access.throttle.waiting(address, now, user):
             # still within the penalty of a wrong password: refused without a check
             return fail(UnauthorizedLogin("login refused"))

@@ -211,6 +211,7 @@ def test_with_users_an_admins_basic_credentials_are_needed() -> None:
     assert refused.headers["x-content-type-options"] == "nosniff"
     assert get(web, authorization=_basic("ops", "secret")).body == b"ok"
     assert get(web, authorization=_basic("app", "pw")).status == 401
+    assert get(web, authorization=_basic("app", "pw")).status == 401  # remembered: not admin
 
 
 @pytest.mark.parametrize(
