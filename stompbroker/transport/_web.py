@@ -116,6 +116,7 @@ class _Request(Request):
     without ``Host`` refused; our own failures logged, answered 500 without details."""
 
     channel: Any
+    _body_bytes = 0
 
     def process(self) -> None:
         if self.clientproto == b"HTTP/1.1" and not self.requestHeaders.hasHeader(b"host"):
@@ -148,7 +149,7 @@ class _Request(Request):
             super().registerProducer(producer, streaming)
             return
         self._pulled = producer
-        while self._pulled is producer and self.channel is not None:
+        while self._pulled is producer and self.channel is not None and not self.finished:
             producer.resumeProducing()
 
     def unregisterProducer(self) -> None:  # noqa: N802 (Twisted's name)
