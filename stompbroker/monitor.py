@@ -118,17 +118,38 @@ class ApiCredentials(BasicCredentialFactory):
         return PeerCredentials(login, password, address)
 
 
+class RememberedLogins:
+    """Good (user, password) pairs, as keyed digests, trusted for ``CREDENTIALS_TTL`` seconds
+    (at most ``MAX_REMEMBERED``, the oldest forgotten first)."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        #: digest -> when it stops being trusted.
+        self._until: dict[bytes, float] = {}
+
+    def digest(self, user: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+
+    def knows(self, digest: bytes, now: float) -> bool:
+        return self._until.get(digest, 0.0) > now
+
+    def remember(self, digest: bytes, now: float) -> None:
+        self._until[digest] = now + CREDENTIALS_TTL
+        while len(self._until) > MAX_REMEMBERED:
+            self._until.pop(next(iter(self._until)))
+
+
 class ApiPortal:
     """The portal ``HTTPAuthSessionWrapper`` asks: the broker's login portal
     (``AccessControl.portal``); an admin's login gets ``tree`` as its avatar."""
 
-    def __init__(self, access: AccessControl, clock: Clock, tree: IResource) -> None:
+    def __init__(
+        self, access: AccessControl, clock: Clock, tree: IResource, remembered: RememberedLogins
+    ) -> None:
         self.access = access
         self.clock = clock
         self.tree = tree
-        #: Digests of good (user, password) pairs -> when they stop being trusted.
-        self._good: dict[bytes, float] = {}
-        self._key = os.urandom(32)
+        self.remembered = remembered
 
     def login(self, credentials: Any, mind: Any, *interfaces: Any) -> Deferred[Any]:
         """(IResource, the tree, logout) for an admin's good password; else a failure."""
@@ -136,19 +157,16 @@ class ApiPortal:
             return fail(UnauthorizedLogin("an admin user's credentials are needed"))
         user, address = credentials.login, credentials.address
         now = self.clock.seconds()
-        digest = hmac.new(
-            self._key, f"{user}\0{credentials.passcode}".encode(), hashlib.sha256
-        ).digest()
-        if self._good.get(digest, 0.0) > now:
+        remembered = self.remembered
+        digest = remembered.digest(user, credentials.passcode)
+        if remembered.knows(digest, now):
             return maybeDeferred(self._avatar, user)
         if self.access.throttle.waiting(address, now, user):
             # still within the penalty of a wrong password: refused without a check
             return fail(UnauthorizedLogin("login refused"))
 
         def good(_: Any) -> Any:
-            self._good[digest] = self.clock.seconds() + CREDENTIALS_TTL
-            while len(self._good) > MAX_REMEMBERED:
-                self._good.pop(next(iter(self._good)))
+            remembered.remember(digest, self.clock.seconds())
             return self._avatar(user)
 
         def refused(failure: Any) -> Any:
@@ -181,14 +199,16 @@ class ApiGate(Resource):
         clock: Clock,
         loopback: bool,
         enabled: Callable[[], bool],
+        remembered: RememberedLogins | None = None,
     ) -> None:
         super().__init__()
         self.tree = tree
         self.access = access
         self.loopback = loopback
         self.enabled = enabled
+        portal = ApiPortal(access, clock, tree, remembered or RememberedLogins())
         #: HTTP Basic through the portal: the tree, or 401 with a Basic challenge.
-        self.guarded = HTTPAuthSessionWrapper(ApiPortal(access, clock, tree), [ApiCredentials()])
+        self.guarded = HTTPAuthSessionWrapper(portal, [ApiCredentials()])
 
     def _choose(self, request: Any) -> Any:
         if not self.enabled():
@@ -245,6 +265,8 @@ class Monitoring:
             __version__,
             interval,
         )
+        #: API credentials found good, shared by every listener's /api/ and /metrics.
+        self.remembered = RememberedLogins()
         self.publisher = StatsPublisher(broker, self.management.snapshot)
         self.timer = TimerService(interval, self.publisher.tick)
         self.timer.clock = reactor
@@ -262,7 +284,9 @@ class Monitoring:
             (b"api", ManagementApi(self.management)),
             (b"metrics", Metrics(self.management)),
         ):
-            gate = ApiGate(tree, self.access, self.reactor, loopback, self._api_enabled)
+            gate = ApiGate(
+                tree, self.access, self.reactor, loopback, self._api_enabled, self.remembered
+            )
             root.putChild(name, gzipped(gate))
         log.info(
             "management API on {endpoint}: {access}",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, Logger, formatEvent
 from twisted.web.resource import Resource
@@ -27,7 +27,13 @@ from stompbroker.core import (
     hash_password,
 )
 from stompbroker.logs import FILE_VARIABLE, JsonLogObserver, json_observer, record
-from stompbroker.monitor import ApiGate, is_loopback_endpoint, rss_bytes
+from stompbroker.monitor import (
+    CREDENTIALS_TTL,
+    ApiGate,
+    RememberedLogins,
+    is_loopback_endpoint,
+    rss_bytes,
+)
 from stompbroker.service import BrokerService
 from stompbroker.testing import RecordingConsumer
 from stompbroker.transport import WebSocketSettings, security_headers
@@ -283,6 +289,30 @@ def test_a_password_is_checked_off_the_reactor_and_then_remembered() -> None:
     assert len(pending) == 1
     assert web.pending("GET", "/api/broker", authorization=_basic("ops", "other"))() is None
     assert len(pending) == 2  # another password: checked
+
+
+def test_good_credentials_are_remembered_across_the_api_and_metrics() -> None:
+    """Gates sharing what they remember (a listener's /api/ and /metrics, every listener's)
+    check a password once for all of them."""
+    checks: list[Any] = []
+
+    def later(function: Any, *args: Any) -> Deferred[bool]:
+        checks.append(args)
+        return succeed(function(*args))
+
+    access = AccessControl([User("ops", hash_password("secret", n=2**4))], run=later)
+    remembered, clock = RememberedLogins(), Clock()
+    root = Resource()
+    for name in (b"api", b"metrics"):
+        root.putChild(name, ApiGate(_Ok(), access, clock, False, lambda: True, remembered))
+    web = Web(root, clock=clock)
+    credentials = _basic("ops", "secret")
+    assert web.request("GET", "/api/broker", authorization=credentials).status == 200
+    assert web.request("GET", "/metrics", authorization=credentials).status == 200
+    assert len(checks) == 1
+    clock.advance(CREDENTIALS_TTL)
+    assert web.request("GET", "/metrics", authorization=credentials).status == 200
+    assert len(checks) == 2  # forgotten after CREDENTIALS_TTL: checked again
 
 
 def test_a_failed_api_login_is_logged() -> None:
