@@ -1,16 +1,16 @@
 """Wiring the management API into a running broker: who may use it, and what only the
 process knows (its memory).
 
-Who may use the API (``/api/...`` and ``/metrics``) is decided per request:
+Who may use the API (``/api/...`` and ``/metrics``) is decided per request (``ApiGate``):
 
-* once users are configured (``security.users``): HTTP Basic credentials of a user that an
-  access rule grants ``admin`` (with no rules at all, every user). Good credentials are
-  remembered for ``CREDENTIALS_TTL`` seconds (a password check costs about 50 ms of CPU,
-  spent in the thread pool: the request is answered when it is done);
-  the check goes through the same throttle as a STOMP login's (``core._throttle``: penalties
-  by address and login, checks in flight per address, the fair scheduler); while the
-  address or the login is within a penalty, a request is refused at once, unchecked.
-* while no users are configured: only on a listener bound to a loopback interface
+* once logins are configured (``security.users`` or ``security.checker``): HTTP Basic
+  credentials of a user that an access rule grants ``admin`` (with no rules at all, every
+  user), through twisted.cred: ``HTTPAuthSessionWrapper`` and ``BasicCredentialFactory`` in
+  front of the broker's own login portal (``AccessControl.portal``: the login throttle, then
+  the password check off the reactor thread, about 50 ms of CPU). A login is refused at once,
+  unchecked, while its address or login is within a penalty. Good credentials are remembered
+  for ``CREDENTIALS_TTL`` seconds (the request is answered when the check is done).
+* while no logins are configured: only on a listener bound to a loopback interface
   (``interface=127.0.0.1``, ``::1``, ``localhost``, or a UNIX socket), and only for requests
   whose ``Host`` is a loopback name (a page elsewhere cannot reach it by DNS rebinding).
   On any other listener every request gets ``401``.
@@ -18,17 +18,19 @@ Who may use the API (``/api/...`` and ``/metrics``) is decided per request:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred
+from twisted.cred.error import LoginFailed, UnauthorizedLogin
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.logger import Logger
+from twisted.web.guard import BasicCredentialFactory, HTTPAuthSessionWrapper
+from twisted.web.resource import IResource, Resource
 
 from stompbroker import __version__
 from stompbroker.config import Config, WebSocketListener
@@ -38,19 +40,18 @@ from stompbroker.core import (
     Clock,
     IIdentity,
     IMessageStore,
-    LoginCheck,
     LoginRefused,
     PeerCredentials,
     StatsPublisher,
 )
 from stompbroker.transport import (
+    NOT_FOUND,
     Connections,
     Console,
-    HttpHandler,
-    HttpRequest,
-    HttpResponse,
     Management,
     ManagementApi,
+    Metrics,
+    gzipped,
 )
 
 log = Logger(namespace="stompbroker.management")
@@ -88,84 +89,140 @@ def is_loopback_endpoint(spec: str) -> bool:
     return interfaces[0] in _LOOPBACK_HOSTS or interfaces[0].startswith("127.")
 
 
-def _loopback_host(request: HttpRequest) -> bool:
-    host = request.header(b"host")
+def _loopback_host(request: Any) -> bool:
+    host = request.getHeader(b"host")
     if host is None:
         return True  # HTTP/1.0 without Host: not a browser
-    name = host.strip().lower()
+    name = host.decode("latin-1").strip().lower()
     name = name.rsplit(":", 1)[0] if not name.endswith("]") else name
     return name in _LOOPBACK_HOSTS or name.startswith("127.")
 
 
-def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
-    """The (user, password) of an ``Authorization: Basic`` header, or None."""
-    value = request.header(b"authorization")
-    if value is None:
-        return None
-    scheme, _, encoded = value.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, colon, password = decoded.partition(":")
-    return (user, password) if colon else None
+class ApiCredentials(BasicCredentialFactory):
+    """HTTP Basic (RFC 7617, UTF-8): the login and password, and the client's address (the
+    throttle's key), as the ``PeerCredentials`` a STOMP CONNECT gives the portal too."""
+
+    def __init__(self) -> None:
+        super().__init__(b"stompbroker")
+
+    def getChallenge(self, request: Any) -> dict[str, str]:  # noqa: N802 (Twisted's name)
+        return {"realm": "stompbroker", "charset": "UTF-8"}
+
+    def decode(self, response: bytes, request: Any) -> PeerCredentials:
+        pair = super().decode(response, request)
+        try:
+            login, password = pair.username.decode("utf-8"), pair.password.decode("utf-8")
+        except UnicodeDecodeError:
+            raise LoginFailed("credentials are not UTF-8") from None
+        address = getattr(request.getClientAddress(), "host", "")
+        return PeerCredentials(login, password, address)
 
 
-class ApiAuthorizer:
-    """``authorize(request) -> bool`` for one listener (see the module's docstring)."""
+class RememberedLogins:
+    """Good (user, password) pairs, as keyed digests, trusted for ``CREDENTIALS_TTL`` seconds
+    (at most ``MAX_REMEMBERED``, the oldest forgotten first)."""
 
-    def __init__(self, access: AccessControl, clock: Clock, loopback: bool) -> None:
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        #: digest -> when it stops being trusted.
+        self._until: dict[bytes, float] = {}
+
+    def digest(self, user: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+
+    def knows(self, digest: bytes, now: float) -> bool:
+        return self._until.get(digest, 0.0) > now
+
+    def remember(self, digest: bytes, now: float) -> None:
+        self._until[digest] = now + CREDENTIALS_TTL
+        while len(self._until) > MAX_REMEMBERED:
+            self._until.pop(next(iter(self._until)))
+
+
+class ApiPortal:
+    """The portal ``HTTPAuthSessionWrapper`` asks: the broker's login portal
+    (``AccessControl.portal``); an admin's login gets ``tree`` as its avatar."""
+
+    def __init__(
+        self, access: AccessControl, clock: Clock, tree: IResource, remembered: RememberedLogins
+    ) -> None:
         self.access = access
         self.clock = clock
-        self.loopback = loopback
-        #: Digests of good (user, password) pairs -> when they stop being trusted.
-        self._good: dict[bytes, float] = {}
-        self._key = os.urandom(32)
+        self.tree = tree
+        self.remembered = remembered
 
-    def __call__(self, request: HttpRequest) -> bool | Deferred[bool]:
-        if not self.access.logins_configured:
-            return self.loopback and _loopback_host(request)
-        credentials = basic_credentials(request)
-        if credentials is None:
-            return False
-        user, password = credentials
-        checked = self._check(request.peer.rsplit(":", 1)[0], user, password)
-        if isinstance(checked, Deferred):
-            return checked.addCallback(lambda good: good and self.access.is_admin(user))
-        return checked and self.access.is_admin(user)
-
-    def _check(self, address: str, user: str, password: str) -> bool | Deferred[bool]:
-        """Whether the password is right: at once when known or refused, else a Deferred
-        (the check, scrypt, runs in the thread pool as a STOMP login's does)."""
+    def login(self, credentials: Any, mind: Any, *interfaces: Any) -> Deferred[Any]:
+        """(IResource, the tree, logout) for an admin's good password; else a failure."""
+        if not isinstance(credentials, PeerCredentials) or not self.access.logins_configured:
+            return fail(UnauthorizedLogin("an admin user's credentials are needed"))
+        user, address = credentials.login, credentials.address
         now = self.clock.seconds()
-        digest = hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
-        if self._good.get(digest, 0.0) > now:
-            return True
+        remembered = self.remembered
+        digest = remembered.digest(user, credentials.passcode)
+        if remembered.knows(digest, now):
+            return maybeDeferred(self._avatar, user)
         if self.access.throttle.waiting(address, now, user):
-            return False  # still within the penalty of a wrong password: no check at all
+            # still within the penalty of a wrong password: refused without a check
+            return fail(UnauthorizedLogin("login refused"))
 
-        def checked(check: LoginCheck) -> bool:
-            if not check.good:
-                log.info(
-                    "management API: login failed for {user!r} from {address}",
-                    user=user,
-                    address=address,
-                )
-                return False
-            now = self.clock.seconds()
-            self._good[digest] = now + CREDENTIALS_TTL
-            while len(self._good) > MAX_REMEMBERED:
-                self._good.pop(next(iter(self._good)))
-            return True
+        def good(_: Any) -> Any:
+            remembered.remember(digest, self.clock.seconds())
+            return self._avatar(user)
 
-        credentials = PeerCredentials(user, password, address)
+        def refused(failure: Any) -> Any:
+            failure.trap(LoginRefused)
+            log.info(
+                "management API: login failed for {user!r} from {address}",
+                user=user,
+                address=address,
+            )
+            return failure
+
         portal = self.access.portal(self.clock)
-        return portal.login(credentials, None, IIdentity).addCallbacks(
-            lambda _: checked(LoginCheck(True)),
-            lambda failure: checked(failure.trap(LoginRefused) and failure.value.check),
-        )
+        checked: Deferred[Any] = portal.login(credentials, mind, IIdentity)
+        return checked.addCallbacks(good, refused)
+
+    def _avatar(self, user: str) -> tuple[Any, Any, Callable[[], None]]:
+        if not self.access.is_admin(user):
+            raise UnauthorizedLogin(f"{user!r} may not administer the broker")
+        return IResource, self.tree, lambda: None
+
+
+class ApiGate(Resource):
+    """``tree`` (the API, or ``/metrics``) to whoever may use it (see the module); 401 with a
+    Basic challenge to others; 404 while ``enabled()`` says the API is off."""
+
+    def __init__(
+        self,
+        tree: IResource,
+        access: AccessControl,
+        clock: Clock,
+        loopback: bool,
+        enabled: Callable[[], bool],
+        remembered: RememberedLogins | None = None,
+    ) -> None:
+        super().__init__()
+        self.tree = tree
+        self.access = access
+        self.loopback = loopback
+        self.enabled = enabled
+        portal = ApiPortal(access, clock, tree, remembered or RememberedLogins())
+        #: HTTP Basic through the portal: the tree, or 401 with a Basic challenge.
+        self.guarded = HTTPAuthSessionWrapper(portal, [ApiCredentials()])
+
+    def _choose(self, request: Any) -> Any:
+        if not self.enabled():
+            return NOT_FOUND
+        open_here = self.loopback and _loopback_host(request)
+        if not self.access.logins_configured and open_here:
+            return self.tree
+        return self.guarded  # without logins the portal refuses all: 401
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> Any:  # noqa: N802
+        return self._choose(request).getChildWithDefault(path, request)
+
+    def render(self, request: Any) -> Any:
+        return self._choose(request).render(request)
 
 
 def describe_access(spec: str, access: AccessControl, enabled: bool) -> str:
@@ -208,6 +265,8 @@ class Monitoring:
             __version__,
             interval,
         )
+        #: API credentials found good, shared by every listener's /api/ and /metrics.
+        self.remembered = RememberedLogins()
         self.publisher = StatsPublisher(broker, self.management.snapshot)
         self.timer = TimerService(interval, self.publisher.tick)
         self.timer.clock = reactor
@@ -216,19 +275,25 @@ class Monitoring:
         """A reload: ``management.api`` applies at once (the interval at the next start)."""
         self.api_enabled = config.management.api
 
-    def http_handler(self, entry: WebSocketListener) -> HttpHandler:
-        """What the WebSocket listener of ``entry`` answers plain HTTP requests with."""
+    def http_resource(self, entry: WebSocketListener) -> IResource:
+        """What the WebSocket listener of ``entry`` serves over plain HTTP: the web console at
+        ``/`` (with or without the API), the API under ``/api/``, ``/metrics``; all gzip."""
         loopback = is_loopback_endpoint(entry.endpoint)
-        authorize = ApiAuthorizer(self.access, self.reactor, loopback)
-        console = Console(entry.path)  # the web console at /, served with or without the API
-        api = ManagementApi(self.management, authorize, fallback=console)
+        root = Console(entry.path)
+        for name, tree in (
+            (b"api", ManagementApi(self.management)),
+            (b"metrics", Metrics(self.management)),
+        ):
+            gate = ApiGate(
+                tree, self.access, self.reactor, loopback, self._api_enabled, self.remembered
+            )
+            root.putChild(name, gzipped(gate))
         log.info(
             "management API on {endpoint}: {access}",
             endpoint=entry.endpoint,
             access=describe_access(entry.endpoint, self.access, self.api_enabled),
         )
+        return root
 
-        def handle(request: HttpRequest) -> HttpResponse | Deferred[HttpResponse]:
-            return api(request) if self.api_enabled else console(request)
-
-        return handle
+    def _api_enabled(self) -> bool:
+        return self.api_enabled

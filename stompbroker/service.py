@@ -229,7 +229,7 @@ class BrokerService(MultiService):
             self.make_session,
             self.reactor,
             settings,
-            http_handler=self.monitoring.http_handler(entry),
+            resource=self.monitoring.http_resource(entry),
             limiter=self.limiter,
             connections=self.monitoring.connections,
         )

@@ -46,11 +46,9 @@ def test_checker_that_cannot_be_imported_is_one_line() -> None:
 def test_the_management_api_asks_the_named_checker() -> None:
     """With a checker and no security.users, the API wants HTTP Basic credentials the
     checker accepts (no rules: every login may administer), even on a loopback listener."""
-    from stompbroker.monitor import ApiAuthorizer
-    from tests.test_monitor import _basic, _now, _request
+    from tests.test_monitor import _basic, api, get
 
-    access = access_control(parse(YAML, "b.yaml"))
-    authorize = ApiAuthorizer(access, Clock(), loopback=True)
-    assert not authorize(_request())
-    assert _now(authorize(_request(authorization=_basic("alice", "secret"))))
-    assert not _now(authorize(_request(authorization=_basic("alice", "nope"))))
+    web = api(access_control(parse(YAML, "b.yaml")), Clock(), loopback=True)
+    assert get(web).status == 401
+    assert get(web, authorization=_basic("alice", "secret")).status == 200
+    assert get(web, authorization=_basic("alice", "nope")).status == 401

@@ -1,4 +1,4 @@
-"""The management API and /metrics, called as the WebSocket listener calls its HTTP handler."""
+"""The management API and /metrics as twisted.web resources, through a listener in memory."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.web.resource import Resource
 
 from stompbroker.codec import encode_frame
 from stompbroker.core import BOUNDS, SAMPLE_EVERY, Broker, DestinationPolicy, PolicyMap
@@ -22,18 +23,19 @@ from stompbroker.store import MemoryStore
 from stompbroker.testing import QUIET, RecordingConsumer
 from stompbroker.transport import (
     Connections,
-    HttpRequest,
-    HttpResponse,
     Management,
     ManagementApi,
+    Metrics,
     StompFactory,
+    gzipped,
 )
+from tests.web import Answer, Web
 
 
 class Setup:
     """A broker with a store, a connections registry, and the API over them."""
 
-    def __init__(self, allow: bool = True, **broker: Any) -> None:
+    def __init__(self, **broker: Any) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.store = MemoryStore()
@@ -42,8 +44,10 @@ class Setup:
         self.management = Management(
             self.broker, self.connections, self.store, lambda: 12345, "b1", "9.9", 5.0
         )
-        self.allow = allow
-        self.api = ManagementApi(self.management, lambda request: self.allow)
+        root = Resource()
+        root.putChild(b"api", gzipped(ManagementApi(self.management)))
+        root.putChild(b"metrics", gzipped(Metrics(self.management)))
+        self.web = Web(root, clock=self.clock)
         self.factory = StompFactory(self._session, None, self.connections)
         self.transports: list[StringTransport] = []
 
@@ -61,17 +65,14 @@ class Setup:
         protocol.dataReceived(frame)
         return protocol, transport
 
-    def request(self, method: str, target: str, **headers: str) -> HttpResponse:
-        pairs = tuple((k.lower().encode(), v.encode()) for k, v in headers.items())
-        answer = self.api(HttpRequest(method, target, pairs, b"", "10.0.0.9:5000"))
-        assert isinstance(answer, HttpResponse), "authorize here answers at once"
-        return answer
+    def request(self, method: str, target: str, **headers: str) -> Answer:
+        return self.web.request(method, target, **headers)
 
     def json(self, method: str, target: str, status: int = 200, **headers: str) -> Any:
         response = self.request(method, target, **headers)
         assert response.status == status, response.body
-        assert response.content_type == "application/json"
-        return json.loads(response.body)
+        assert response.headers["cache-control"] == "no-store"
+        return response.json()
 
 
 def _fill(broker: Broker, count: int, destination: str = "/queue/q") -> None:
@@ -209,33 +210,53 @@ def test_destinations_say_whether_they_are_a_dead_letter_queue() -> None:
 # -- refusals -----------------------------------------------------------------------------
 
 
-def test_unauthorized_requests_get_401_with_a_basic_challenge() -> None:
-    """Whatever authorize refuses gets 401 and WWW-Authenticate, /metrics included."""
-    setup = Setup(allow=False)
-    for target in ("/api/broker", "/metrics"):
-        response = setup.request("GET", target)
-        assert response.status == 401
-        assert (b"www-authenticate", b'Basic realm="stompbroker", charset="UTF-8"') in (
-            response.headers
-        )
-
-
-def test_other_paths_go_to_the_fallback_without_authorization() -> None:
-    """Paths outside /api/ and /metrics are not the API's: 404 by default."""
-    setup = Setup(allow=False)
-    assert setup.request("GET", "/").status == 404
-    assert setup.request("GET", "/apis").status == 404
-
-
 def test_wrong_methods_unknown_routes_and_actions() -> None:
     """A GET route refuses POST (405, Allow), an action refuses GET; unknown ones are 404."""
     setup = Setup()
     response = setup.request("POST", "/api/broker")
-    assert response.status == 405 and (b"allow", b"GET, HEAD") in response.headers
-    assert setup.request("GET", "/api/destinations/queue/q/purge").status == 405
-    assert setup.request("POST", "/api/destinations/queue/q/explode").status == 404
-    assert setup.request("GET", "/api/nothing").status == 404
-    assert setup.request("GET", "/api/destinations/planet/x").status == 404
+    assert response.status == 405 and response.headers["allow"] == "GET, HEAD"
+    assert response.json() == {"error": "/api/broker answers GET only"}
+    purge = setup.request("GET", "/api/destinations/queue/q/purge")
+    assert (purge.status, purge.headers["allow"]) == (405, "POST")
+    assert setup.json("POST", "/api/destinations/queue/q/explode", 404) == {
+        "error": "no such action 'explode' (actions: purge, delete, replay)"
+    }
+    assert setup.json("GET", "/api/nothing", 404) == {"error": "no such resource: /api/nothing"}
+    assert setup.json("GET", "/api/destinations/planet/x", 404) == {
+        "error": "no such resource: /api/destinations/planet/x"
+        " (kinds: queue, topic, durable, temp-queue, temp-topic)"
+    }
+    assert setup.json("GET", "/api/connections/c1/x", 404)["error"].startswith("no such resource")
+    assert setup.json("GET", "/api", 404) == {"error": "no such resource: /api"}
+
+
+def test_a_trailing_slash_is_the_same_route() -> None:
+    """/api/broker/ and /api/destinations/ answer as without the slash."""
+    setup = Setup()
+    assert setup.json("GET", "/api/broker/")["name"] == "b1"
+    assert setup.json("GET", "/api/destinations/") == {"destinations": []}
+
+
+def test_head_gets_the_headers_without_the_body() -> None:
+    """HEAD of a GET route: 200, its JSON headers, no body."""
+    response = Setup().request("HEAD", "/api/broker")
+    assert (response.status, response.body) == (200, b"")
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_answers_are_gzipped_when_the_client_accepts_it() -> None:
+    """Accept-Encoding: gzip gets Content-Encoding: gzip; the body decompresses to the JSON."""
+    setup = Setup()
+    _fill(setup.broker, 3)
+    plain = setup.request("GET", "/api/destinations")
+    zipped = setup.request("GET", "/api/destinations", accept_encoding="gzip")
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.body != plain.body
+    assert json.loads(zipped.decoded()) == json.loads(plain.body)
+    metrics = setup.request("GET", "/metrics", accept_encoding="gzip")
+    assert metrics.headers["content-encoding"] == "gzip"
+    assert metrics.decoded().startswith(b"# HELP ")
 
 
 def test_a_post_from_a_page_of_another_origin_is_refused() -> None:
@@ -360,11 +381,12 @@ def _metrics(setup: Setup, accept: str | None = None) -> tuple[str, dict[str, fl
     response = setup.request("GET", "/metrics", **headers)
     assert response.status == 200
     text = response.body.decode()
+    content_type = response.headers["content-type"]
     if accept is None:
-        assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8"
         families = list(text_string_to_metric_families(text))
     else:
-        assert response.content_type.startswith("application/openmetrics-text; version=1.0.0")
+        assert content_type.startswith("application/openmetrics-text; version=1.0.0")
         assert text.endswith("# EOF\n")
         families = list(openmetrics_families(text))
     samples = {_key(s.name, s.labels): s.value for f in families for s in f.samples}

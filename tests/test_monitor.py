@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, Logger, formatEvent
+from twisted.web.resource import Resource
 
 from stompbroker.config import Config, ManagementSection, WebSocketListener
 from stompbroker.core import (
@@ -26,10 +27,17 @@ from stompbroker.core import (
     hash_password,
 )
 from stompbroker.logs import FILE_VARIABLE, JsonLogObserver, json_observer, record
-from stompbroker.monitor import ApiAuthorizer, basic_credentials, is_loopback_endpoint, rss_bytes
+from stompbroker.monitor import (
+    CREDENTIALS_TTL,
+    ApiGate,
+    RememberedLogins,
+    is_loopback_endpoint,
+    rss_bytes,
+)
 from stompbroker.service import BrokerService
 from stompbroker.testing import RecordingConsumer
-from stompbroker.transport import HttpRequest
+from stompbroker.transport import WebSocketSettings, security_headers
+from tests.web import Answer, Web
 
 # -- the statistics topic -------------------------------------------------------------------
 
@@ -119,10 +127,36 @@ def test_the_service_publishes_every_stats_interval(tmp_path: Path) -> None:
 # -- who may use the API ----------------------------------------------------------------------
 
 
-def _request(host: str = "127.0.0.1:61614", **headers: str) -> HttpRequest:
-    pairs = [(b"host", host.encode())]
-    pairs.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
-    return HttpRequest("GET", "/api/broker", tuple(pairs), b"", "192.0.2.5:4000")
+class _Ok(Resource):
+    """What the gate guards here: 200 "ok" for any path below it."""
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        return self
+
+    def render(self, request: Any) -> bytes:
+        return b"ok"
+
+
+def api(access: AccessControl, clock: Clock | None = None, loopback: bool = False) -> Web:
+    """A listener whose /api/ is behind the gate, as the service wires it."""
+    clock = clock or Clock()
+    root = Resource()
+    root.putChild(b"api", ApiGate(_Ok(), access, clock, loopback, lambda: True))
+    settings = WebSocketSettings(http_headers=security_headers(tls=False))
+    return Web(root, clock=clock, settings=settings)
+
+
+def _now(answer: Any) -> Any:
+    """What a Deferred that must have fired already holds."""
+    box: list[Any] = []
+    answer.addBoth(box.append)
+    assert box, "the answer was still pending"
+    return box[0]
+
+
+def get(web: Web, host: str = "127.0.0.1:61614", **headers: str) -> Answer:
+    """GET /api/broker on ``web`` (its peer 192.0.2.5), answered at once."""
+    return web.request("GET", "/api/broker", host=host, **headers)
 
 
 def _basic(user: str, password: str) -> str:
@@ -146,29 +180,22 @@ def test_loopback_listeners_are_recognised(spec: str, loopback: bool) -> None:
 
 
 def test_without_users_only_loopback_listeners_and_hosts_are_allowed() -> None:
-    """No users: a loopback listener serves requests for a loopback Host; others get nothing."""
+    """No users: a loopback listener serves requests for a loopback Host; others get 401."""
     access = AccessControl()
-    on_loopback = ApiAuthorizer(access, Clock(), loopback=True)
-    assert on_loopback(_request())
-    assert on_loopback(_request("localhost:61614"))
-    assert not on_loopback(_request("attacker.example:61614"))  # DNS rebinding
-    assert not ApiAuthorizer(access, Clock(), loopback=False)(_request())
+    on_loopback = api(access, loopback=True)
+    assert get(on_loopback).body == b"ok"
+    assert get(on_loopback, "localhost:61614").status == 200
+    assert get(on_loopback, "attacker.example:61614").status == 401  # DNS rebinding
+    assert get(on_loopback, authorization=_basic("any", "thing")).status == 200
+    elsewhere = api(access, loopback=False)
+    assert get(elsewhere).status == 401
+    assert get(elsewhere, authorization=_basic("any", "thing")).status == 401
+    assert access.throttle.failures == {}  # nothing was checked
 
 
-def _now(answer: Any) -> Any:
-    """An answer that may come as a Deferred, which must have fired already."""
-    if isinstance(answer, Deferred):
-        box: list[Any] = []
-        answer.addBoth(box.append)
-        assert box, "the answer was still pending"
-        return box[0]
-    return answer
-
-
-def test_with_users_an_admins_basic_credentials_are_needed() -> None:
-    """With users, HTTP Basic credentials of a user granted admin are needed, anywhere."""
+def _users() -> AccessControl:
     cheap = 2**4
-    access = AccessControl(
+    return AccessControl(
         [
             User("ops", hash_password("secret", n=cheap), frozenset({"admins"})),
             User("app", hash_password("pw", n=cheap)),
@@ -178,21 +205,49 @@ def test_with_users_an_admins_basic_credentials_are_needed() -> None:
             Rule("*", "/queue/>", frozenset({"read"})),
         ],
     )
-    authorize = ApiAuthorizer(access, Clock(), loopback=True)
-    assert not authorize(_request())
-    assert _now(authorize(_request(authorization=_basic("ops", "secret"))))
-    assert not _now(authorize(_request(authorization=_basic("app", "pw"))))
+
+
+def test_with_users_an_admins_basic_credentials_are_needed() -> None:
+    """With users, HTTP Basic credentials of a user granted admin are needed, anywhere; a
+    refusal is 401 with a Basic challenge (UTF-8)."""
+    web = api(_users(), loopback=True)
+    refused = get(web)
+    assert refused.status == 401
+    assert refused.headers["www-authenticate"] == 'basic realm="stompbroker", charset="UTF-8"'
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    assert get(web, authorization=_basic("ops", "secret")).body == b"ok"
+    assert get(web, authorization=_basic("app", "pw")).status == 401
+    assert get(web, authorization=_basic("app", "pw")).status == 401  # remembered: not admin
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer xyz",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"ops").decode(),
+        "Basic " + base64.b64encode(b"ops:\xff").decode(),
+    ],
+)
+def test_credentials_that_are_not_basic_utf8_pairs_get_401(authorization: str) -> None:
+    """Another scheme, bad base64, no colon, or a password that is not UTF-8: 401."""
+    assert get(api(_users()), authorization=authorization).status == 401
+
+
+def test_a_colon_in_the_password_is_the_passwords() -> None:
+    """Basic splits user and password at the first colon."""
+    access = AccessControl([User("a", hash_password("b:c", n=2**4))])
+    assert get(api(access), authorization=_basic("a", "b:c")).status == 200
 
 
 def test_a_wrong_password_makes_the_address_wait_before_its_next_check() -> None:
     """After a wrong password, even the right one is refused from that address for a while."""
     clock = Clock()
-    access = AccessControl([User("ops", hash_password("secret", n=2**4))])
-    authorize = ApiAuthorizer(access, clock, loopback=False)
-    assert not _now(authorize(_request(authorization=_basic("ops", "guess"))))
-    assert not _now(authorize(_request(authorization=_basic("ops", "secret"))))
+    web = api(AccessControl([User("ops", hash_password("secret", n=2**4))]), clock)
+    assert get(web, authorization=_basic("ops", "guess")).status == 401
+    assert get(web, authorization=_basic("ops", "secret")).status == 401
     clock.advance(1.5)
-    assert _now(authorize(_request(authorization=_basic("ops", "secret"))))
+    assert get(web, authorization=_basic("ops", "secret")).status == 200
 
 
 def test_a_stomp_login_failure_and_the_api_share_one_throttle() -> None:
@@ -200,12 +255,12 @@ def test_a_stomp_login_failure_and_the_api_share_one_throttle() -> None:
     too (refused unchecked); a failed API check puts it under penalty for STOMP."""
     clock = Clock()
     access = AccessControl([User("ops", hash_password("secret", n=2**4))])
-    authorize = ApiAuthorizer(access, clock, loopback=False)
+    web = api(access, clock)
     _now(access.login("ops", "guess", "192.0.2.5", clock))
-    assert not _now(authorize(_request(authorization=_basic("ops", "secret"))))
+    assert get(web, authorization=_basic("ops", "secret")).status == 401
     assert access.throttle.failures["192.0.2.5"][0] == 1  # refused unchecked: not counted
     clock.advance(1.0)
-    assert not _now(authorize(_request(authorization=_basic("ops", "guess"))))
+    assert get(web, authorization=_basic("ops", "guess")).status == 401
     assert access.throttle.waiting("192.0.2.5", clock.seconds(), "ops")
     later = access.login("ops", "secret", "192.0.2.5", clock)
     assert not later.called
@@ -224,23 +279,51 @@ def test_a_password_is_checked_off_the_reactor_and_then_remembered() -> None:
         return answer
 
     access = AccessControl([User("ops", hash_password("secret", n=2**4))], run=later)
-    authorize = ApiAuthorizer(access, Clock(), loopback=False)
-    request = _request(authorization=_basic("ops", "secret"))
-    first = authorize(request)
-    assert isinstance(first, Deferred) and not first.called
+    web = api(access)
+    first = web.pending("GET", "/api/broker", authorization=_basic("ops", "secret"))
+    assert first() is None
     ((answer, function, args),) = pending
     answer.callback(function(*args))  # the worker thread's result
-    assert _now(first) is True
-    assert authorize(request) is True  # remembered: no second check
+    assert first().body == b"ok"
+    assert get(web, authorization=_basic("ops", "secret")).body == b"ok"  # remembered
     assert len(pending) == 1
+    assert web.pending("GET", "/api/broker", authorization=_basic("ops", "other"))() is None
+    assert len(pending) == 2  # another password: checked
 
 
-def test_basic_credentials_are_read_strictly() -> None:
-    """Only a well-formed Basic header yields (user, password)."""
-    assert basic_credentials(_request(authorization=_basic("a", "b:c"))) == ("a", "b:c")
-    assert basic_credentials(_request(authorization="Bearer xyz")) is None
-    assert basic_credentials(_request(authorization="Basic !!!")) is None
-    assert basic_credentials(_request()) is None
+def test_good_credentials_are_remembered_across_the_api_and_metrics() -> None:
+    """Gates sharing what they remember (a listener's /api/ and /metrics, every listener's)
+    check a password once for all of them."""
+    checks: list[Any] = []
+
+    def later(function: Any, *args: Any) -> Deferred[bool]:
+        checks.append(args)
+        return succeed(function(*args))
+
+    access = AccessControl([User("ops", hash_password("secret", n=2**4))], run=later)
+    remembered, clock = RememberedLogins(), Clock()
+    root = Resource()
+    for name in (b"api", b"metrics"):
+        root.putChild(name, ApiGate(_Ok(), access, clock, False, lambda: True, remembered))
+    web = Web(root, clock=clock)
+    credentials = _basic("ops", "secret")
+    assert web.request("GET", "/api/broker", authorization=credentials).status == 200
+    assert web.request("GET", "/metrics", authorization=credentials).status == 200
+    assert len(checks) == 1
+    clock.advance(CREDENTIALS_TTL)
+    assert web.request("GET", "/metrics", authorization=credentials).status == 200
+    assert len(checks) == 2  # forgotten after CREDENTIALS_TTL: checked again
+
+
+def test_a_failed_api_login_is_logged() -> None:
+    """A wrong password on the API is one info line naming the user and the address."""
+    from twisted.logger import capturedLogs
+
+    web = api(AccessControl([User("ops", hash_password("secret", n=2**4))]))
+    with capturedLogs() as events:
+        assert get(web, authorization=_basic("ops", "guess")).status == 401
+    lines = [formatEvent(e) for e in events if e.get("log_namespace") == "stompbroker.management"]
+    assert lines == ["management API: login failed for 'ops' from 192.0.2.5"]
 
 
 def test_resident_memory_is_read_from_proc(tmp_path: Path) -> None:
@@ -260,10 +343,13 @@ def test_the_api_can_be_turned_off(tmp_path: Path) -> None:
         management=ManagementSection(api=False),
     )
     service = BrokerService(config, Clock(), [])
-    handler = service.monitoring.http_handler(WebSocketListener("tcp:0:interface=127.0.0.1"))
-    assert _now(handler(_request())).status == 404
+    entry = WebSocketListener("tcp:0:interface=127.0.0.1")
+    web = Web(service.monitoring.http_resource(entry))
+    assert web.request("GET", "/api/broker").status == 404
+    assert web.request("GET", "/metrics").status == 404
     service.monitoring.reconfigure(replace(config, management=ManagementSection(api=True)))
-    assert _now(handler(_request())).status == 200
+    assert web.request("GET", "/api/broker").status == 200
+    assert web.request("GET", "/metrics").status == 200
 
 
 # -- JSON logs ----------------------------------------------------------------------------------

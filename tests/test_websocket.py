@@ -1,8 +1,8 @@
 """The WebSocket adapter, in memory: raw HTTP and WebSocket bytes from a wsproto client.
 
-No sockets, no sleeps: the server side is a ``WebSocketProtocol`` on a ``StringTransport``;
-the client side is wsproto in client mode, so every byte on the wire is built and read by
-an independent implementation of RFC 6455.
+No sockets, no sleeps: the server side is a listener's twisted.web channel on a
+``StringTransport`` (upgraded: its ``WebSocketProtocol``); the client side is wsproto in client
+mode, so every byte on the wire is built and read by an independent implementation of RFC 6455.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, formatEvent
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.util import DeferredResource
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -38,8 +40,6 @@ from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import (
     BEFORE_CONNECT,
     LOGGED_IN,
-    HttpRequest,
-    HttpResponse,
     WebSocketFactory,
     WebSocketProtocol,
     WebSocketSettings,
@@ -87,18 +87,18 @@ class Peer:
         self,
         settings: WebSocketSettings | None = None,
         real_session: bool = False,
-        http_handler: Any = None,
+        resource: Any = None,
     ) -> None:
         self.clock = Clock()
         self.broker = Broker(clock=self.clock)
         self.sessions: list[Any] = []
-        extra = {} if http_handler is None else {"http_handler": http_handler}
         factory = WebSocketFactory(
-            self._real if real_session else self._recording, self.clock, settings, **extra
+            self._real if real_session else self._recording, self.clock, settings, resource
         )
-        self.protocol: WebSocketProtocol = factory.buildProtocol(None)
+        #: twisted.web's HTTP channel, which hands the connection over when it upgrades.
+        self.channel = factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-        self.protocol.makeConnection(self.transport)
+        self.channel.makeConnection(self.transport)
         self.client = WSConnection(ConnectionType.CLIENT)
         self._read = 0
         self._stomp = FrameParser(commands=SERVER_COMMANDS, version="1.2")
@@ -112,6 +112,13 @@ class Peer:
         session = StompSession(self.broker, transport, self.clock, "s1", QUIET, peer)
         self.sessions.append(session)
         return session
+
+    @property
+    def protocol(self) -> WebSocketProtocol:
+        """The WebSocket half, once upgraded."""
+        websocket = self.channel.websocket
+        assert isinstance(websocket, WebSocketProtocol), "not upgraded"
+        return websocket
 
     @property
     def producer(self) -> Any:
@@ -129,9 +136,9 @@ class Peer:
         """Hand ``data`` to the server, whole or one byte per dataReceived."""
         if piecewise:
             for i in range(len(data)):
-                self.protocol.dataReceived(data[i : i + 1])
+                self.channel.dataReceived(data[i : i + 1])
         else:
-            self.protocol.dataReceived(data)
+            self.channel.dataReceived(data)
 
     def output(self) -> bytes:
         """What the server wrote since the last call."""
@@ -459,45 +466,53 @@ def test_head_gets_no_body() -> None:
     assert answer.endswith(b"\r\n\r\n")
 
 
-def test_http_handler_serves_other_paths() -> None:
-    """The listener's HTTP handler (the API's, then the console's) answers non-/ws paths."""
-    seen: list[HttpRequest] = []
+class _Recording(Resource):
+    """A resource answering everything with a small page, remembering what it was asked."""
 
-    def handler(request: HttpRequest) -> HttpResponse:
-        seen.append(request)
-        return HttpResponse(200, b"<h1>hi</h1>", "text/html", ((b"x-test", b"1"),))
+    isLeaf = True  # noqa: N815 (Twisted's name)
 
-    peer = Peer(http_handler=handler)
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[bytes, bytes, bytes, bytes]] = []
+
+    def render(self, request: Any) -> bytes:
+        self.seen.append((request.method, request.uri, request.path, request.content.read()))
+        request.setHeader(b"content-type", b"text/html")
+        request.setHeader(b"x-test", b"1")
+        return b"<h1>hi</h1>"
+
+
+def test_the_resource_tree_serves_other_paths() -> None:
+    """The listener's resource (the console, the API) answers non-/ws paths, body and all."""
+    resource = _Recording()
+    peer = Peer(resource=resource)
     answer = _raw_http(peer, b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.endswith(b"\r\n\r\n<h1>hi</h1>")
-    assert b"x-test: 1" in answer
-    (request,) = seen
-    assert (request.method, request.target, request.path, request.body) == (
-        "POST",
-        "/a?b=c",
-        "/a",
-        b"abc",
-    )
+    assert b"x-test: 1" in answer.lower()
+    assert resource.seen == [(b"POST", b"/a?b=c", b"/a", b"abc")]
 
 
 def test_a_late_http_answer_is_sent_when_it_comes(logged_failures: list[LogEvent]) -> None:
-    """A handler that answers with a Deferred (a password check in a thread) is answered
-    when it fires; a failure then is a 500; a client gone meanwhile gets nothing."""
-    answers: list[Deferred[HttpResponse]] = []
+    """A resource that answers later (a password check in a thread) is answered when it
+    fires; a failure then is a 500; a client gone meanwhile gets nothing."""
+    answers: list[Deferred[Any]] = []
 
-    def handler(request: HttpRequest) -> Deferred[HttpResponse]:
-        answers.append(Deferred())
-        return answers[-1]
+    class Later(Resource):
+        isLeaf = True  # noqa: N815 (Twisted's name)
 
-    peer = Peer(http_handler=handler)
+        def render(self, request: Any) -> Any:
+            answers.append(Deferred())
+            return DeferredResource(answers[-1]).render(request)
+
+    peer = Peer(resource=Later())
     peer.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
     assert peer.output() == b""
-    answers[0].callback(HttpResponse(200, b"late\n"))
+    answers[0].callback(_Recording())
     answer = peer.output()
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"late\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"<h1>hi</h1>")
 
-    failing = Peer(http_handler=handler)
+    failing = Peer(resource=Later())
     failing.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
     answers[1].errback(RuntimeError("secret detail"))
     answer = failing.output()
@@ -506,20 +521,23 @@ def test_a_late_http_answer_is_sent_when_it_comes(logged_failures: list[LogEvent
     assert formatEvent(failure) == "internal error answering GET /api/broker"
     assert failure["log_failure"].check(RuntimeError)
 
-    gone = Peer(http_handler=handler)
+    gone = Peer(resource=Later())
     gone.feed(b"GET /api/broker HTTP/1.1\r\nHost: x\r\n\r\n")
-    gone.protocol.connectionLost(Failure(ConnectionDone()))
-    answers[2].callback(HttpResponse(200, b"late\n"))
+    gone.channel.connectionLost(Failure(ConnectionDone()))
+    answers[2].callback(_Recording())
     assert gone.output() == b""
 
 
-def test_http_handler_failure_is_a_500_without_details(logged_failures: list[LogEvent]) -> None:
-    """Our own bug in a handler answers 500 and shows no traceback to the client."""
+def test_a_resource_failure_is_a_500_without_details(logged_failures: list[LogEvent]) -> None:
+    """Our own bug in a resource answers 500 and shows no traceback to the client."""
 
-    def handler(request: HttpRequest) -> HttpResponse:
-        raise RuntimeError("secret detail")
+    class Broken(Resource):
+        isLeaf = True  # noqa: N815 (Twisted's name)
 
-    peer = Peer(http_handler=handler)
+        def render(self, request: Any) -> bytes:
+            raise RuntimeError("secret detail")
+
+    peer = Peer(resource=Broken())
     answer = _raw_http(peer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 500 ")
     assert b"secret" not in answer
@@ -828,8 +846,8 @@ def test_an_upgraded_connection_before_connect_makes_room_with_an_error() -> Non
     """Upgraded but not logged in: closed for room with ERROR "too many connections", Close."""
     peer = Peer(real_session=True)
     peer.open()
-    assert peer.protocol.stage() == BEFORE_CONNECT
-    peer.protocol.make_room("the broker accepts at most 5 connections")
+    assert peer.channel.stage() == BEFORE_CONNECT
+    peer.channel.make_room("the broker accepts at most 5 connections")
     events = peer.events()
     assert [type(e) for e in events] == [TextMessage, CloseConnection]
     (error,) = peer.frames(events)
@@ -843,6 +861,6 @@ def test_an_upgraded_connection_before_connect_makes_room_with_an_error() -> Non
 def test_a_logged_in_websocket_connection_is_not_one_to_make_room() -> None:
     """After CONNECTED over a WebSocket the connection's stage is logged in."""
     peer = Peer(real_session=True)
-    assert peer.protocol.stage() == BEFORE_CONNECT  # the HTTP request not even read
+    assert peer.channel.stage() == BEFORE_CONNECT  # the HTTP request not even read
     peer.connect()
-    assert peer.protocol.stage() == LOGGED_IN
+    assert peer.channel.stage() == LOGGED_IN

@@ -1,6 +1,7 @@
-"""Thin Twisted adapters between sockets and STOMP sessions; the HTTP management API."""
+"""Thin Twisted adapters between sockets and STOMP sessions; HTTP on twisted.web: the web
+console, the management API, ``/metrics``, the upgrade to WebSocket."""
 
-from ._api import Authorize, ManagementApi, same_origin
+from ._api import ManagementApi, Metrics, same_origin
 from ._connections import Connection, Connections, CountingTransport
 from ._console import Console
 from ._handshake import (
@@ -24,14 +25,8 @@ from ._tcp import (
     StompProtocol,
     TooManyConnections,
 )
-from ._websocket import (
-    HttpHandler,
-    HttpRequest,
-    HttpResponse,
-    WebSocketFactory,
-    WebSocketProtocol,
-    not_found,
-)
+from ._web import NOT_FOUND, access_log, gzipped
+from ._websocket import WebSocketFactory, WebSocketProtocol, WebSocketUpgrade
 
 __all__ = [
     "ACCEPT_BATCH",
@@ -39,20 +34,18 @@ __all__ = [
     "LOGGED_IN",
     "LOGGING_IN",
     "MAX_LISTED",
+    "NOT_FOUND",
     "SCHEMA",
     "SUBPROTOCOLS",
     "AcceptInBatches",
-    "Authorize",
     "Connection",
     "ConnectionLimiter",
     "Connections",
     "Console",
     "CountingTransport",
-    "HttpHandler",
-    "HttpRequest",
-    "HttpResponse",
     "Management",
     "ManagementApi",
+    "Metrics",
     "SessionFactory",
     "StompFactory",
     "StompProtocol",
@@ -60,11 +53,13 @@ __all__ = [
     "WebSocketFactory",
     "WebSocketProtocol",
     "WebSocketSettings",
+    "WebSocketUpgrade",
     "accept_in_batches",
+    "access_log",
     "choose_subprotocol",
+    "gzipped",
     "max_message_bytes",
     "metrics_exposition",
-    "not_found",
     "origin_allowed",
     "same_origin",
     "security_headers",

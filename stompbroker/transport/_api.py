@@ -1,5 +1,5 @@
-"""The management API on a WebSocket listener's plain-HTTP side: JSON under ``/api/``,
-Prometheus text at ``/metrics``; every other path goes to the next handler.
+"""The management API as twisted.web resources: JSON under ``/api/``, Prometheus text at
+``/metrics``.
 
 Routes (``KIND`` and ``NAME`` as in ``core._inspect``; URL-encode ``NAME``)::
 
@@ -15,35 +15,26 @@ Routes (``KIND`` and ``NAME`` as in ``core._inspect``; URL-encode ``NAME``)::
     POST /api/connections/ID/close                  close it, with an ERROR
     GET  /metrics                                   Prometheus text format
 
-Every request is first put to ``authorize`` (the service decides: an admin's HTTP Basic
-credentials, or a loopback listener while no users are configured): ``401`` when it says
-no. A POST that carries an ``Origin`` must come from this same origin (a page elsewhere
-cannot make a browser act on the broker). Answers are JSON (``{"error": "..."}`` on
-failure) and never cached.
+Who may use them is decided above these resources (``monitor``: HTTP Basic through
+twisted.cred, or a loopback listener while no users are configured). A POST that carries an
+``Origin`` must come from this same origin (a page elsewhere cannot make a browser act on the
+broker). Answers are JSON (``{"error": "..."}`` on failure) and never cached; a trailing
+slash is the same route.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
 
 from stompbroker.core import KINDS, AdminError, Conflict, NotFound
 
-from ._http import HttpHandler, HttpRequest, HttpResponse, not_found
 from ._management import Management
 from ._prometheus import exposition
 
-#: Decides whether a request may use the API (the service wires HTTP Basic, or loopback).
-#: A password check answers later, with a Deferred (it runs in the thread pool).
-Authorize = Callable[[HttpRequest], "bool | Deferred[bool]"]
-
-_JSON = "application/json"
-_NO_STORE = ((b"cache-control", b"no-store"),)
-_CHALLENGE = ((b"www-authenticate", b'Basic realm="stompbroker", charset="UTF-8"'),)
 _ACTIONS = ("purge", "delete", "replay")
 
 
@@ -54,138 +45,272 @@ class _Refusal(Exception):
         self.headers = headers
 
 
-def _json(status: int, data: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> HttpResponse:
-    body = json.dumps(data, indent=1).encode() + b"\n"
-    return HttpResponse(status, body, _JSON, (*_NO_STORE, *headers))
-
-
-def same_origin(request: HttpRequest) -> bool:
+def same_origin(request: Any) -> bool:
     """Whether the request carries no ``Origin``, or one naming the host it was sent to."""
-    origin = request.header(b"origin")
+    origin = request.getHeader(b"origin")
     if origin is None:
         return True
-    host = request.header(b"host")
-    return host is not None and urlsplit(origin).netloc.lower() == host.strip().lower()
+    host = request.getHeader(b"host")
+    netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
+    return host is not None and netloc == host.decode("latin-1").strip().lower()
 
 
-class ManagementApi:
-    """An ``HttpHandler`` serving ``/api/`` and ``/metrics``; ``fallback`` answers the rest."""
+def _path(request: Any) -> str:
+    return str(request.path.decode("ascii", "replace"))
 
-    def __init__(
-        self,
-        management: Management,
-        authorize: Authorize,
-        fallback: HttpHandler = not_found,
-    ) -> None:
-        self.management = management
-        self.authorize = authorize
-        self.fallback = fallback
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Deferred[HttpResponse]:
-        path = request.path
-        if path != "/metrics" and path != "/api" and not path.startswith("/api/"):
-            return self.fallback(request)
-        authorized = self.authorize(request)
-        if isinstance(authorized, Deferred):
-            return authorized.addCallback(lambda ok: self._answer(request, ok))
-        return self._answer(request, authorized)
+def _name(segment: bytes) -> str:
+    return segment.decode("utf-8", "replace")
 
-    def _answer(self, request: HttpRequest, authorized: bool) -> HttpResponse:
-        """The answer to an API request, once it is known whether it may be served."""
-        path = request.path
+
+def _query(request: Any, name: bytes) -> str | None:
+    values = request.args.get(name)
+    return None if not values else _name(values[0])
+
+
+def _send(request: Any, status: int, body: bytes, content_type: bytes) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.setHeader(b"cache-control", b"no-store")
+    return body
+
+
+def _json(request: Any, status: int, data: Any, headers: tuple[Any, ...] = ()) -> bytes:
+    for name, value in headers:
+        request.setHeader(name, value)
+    body = json.dumps(data, indent=1).encode() + b"\n"
+    return _send(request, status, body, b"application/json")
+
+
+class _Route(Resource):
+    """One route: ``answer`` for ``method`` (HEAD as GET); its refusals and the core's
+    errors as JSON. A trailing slash is this route again; any other child is not found."""
+
+    method = b"GET"
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802 (Twisted's name)
+        return self if path == b"" else _Missing()
+
+    def render(self, request: Any) -> bytes:
         try:
-            if not authorized:
-                raise _Refusal(401, "an admin user's credentials are needed", _CHALLENGE)
-            if path == "/metrics":
-                self._method(request, "GET")
-                body, content_type = exposition(self.management, request.header(b"accept"))
-                return HttpResponse(200, body, content_type, _NO_STORE)
-            return _json(200, self._route(request, path.split("/")[2:]))
+            self._check(request)
+            return self.respond(request)
         except _Refusal as refusal:
-            return _json(refusal.status, {"error": str(refusal)}, refusal.headers)
+            return _json(request, refusal.status, {"error": str(refusal)}, refusal.headers)
         except NotFound as exc:
-            return _json(404, {"error": str(exc)})
+            return _json(request, 404, {"error": str(exc)})
         except Conflict as exc:
-            return _json(409, {"error": str(exc)})
+            return _json(request, 409, {"error": str(exc)})
         except AdminError as exc:
-            return _json(400, {"error": str(exc)})
+            return _json(request, 400, {"error": str(exc)})
 
-    def _method(self, request: HttpRequest, allowed: str) -> None:
-        method = "GET" if request.method == "HEAD" else request.method
+    def _check(self, request: Any) -> None:
+        method = b"GET" if request.method == b"HEAD" else request.method
+        allowed = self.method
         if method != allowed:
-            allow = ((b"allow", b"GET, HEAD" if allowed == "GET" else allowed.encode()),)
-            raise _Refusal(405, f"{request.path} answers {allowed} only", allow)
-        if method == "POST" and not same_origin(request):
+            allow = ((b"allow", b"GET, HEAD" if allowed == b"GET" else allowed),)
+            raise _Refusal(405, f"{_path(request)} answers {allowed.decode()} only", allow)
+        if method == b"POST" and not same_origin(request):
             raise _Refusal(403, "a POST from a page of another origin is refused")
 
-    def _route(self, request: HttpRequest, parts: list[str]) -> Any:
-        parts = [unquote(p) for p in parts]
-        if parts and parts[-1] == "":
-            parts.pop()  # a trailing slash
-        query = parse_qs(urlsplit(request.target).query)
-        head = parts[0] if parts else ""
-        if head == "broker" and len(parts) == 1:
-            self._method(request, "GET")
-            return self.management.broker_info()
-        if head == "snapshot" and len(parts) == 1:
-            self._method(request, "GET")
-            return self.management.snapshot()
-        if head == "destinations":
-            return self._destinations(request, parts[1:], query)
-        if head == "connections":
-            return self._connections(request, parts[1:])
-        raise _Refusal(404, f"no such resource: {request.path}")
+    def respond(self, request: Any) -> bytes:
+        """The answer's body (headers set on ``request``): ``answer`` as JSON."""
+        return _json(request, 200, self.answer(request))
 
-    def _destinations(
-        self, request: HttpRequest, parts: list[str], query: dict[str, list[str]]
-    ) -> Any:
-        management = self.management
-        if not parts:
-            self._method(request, "GET")
-            kind = query.get("kind", [None])[0]
-            if kind is not None and kind not in KINDS:
-                raise _Refusal(400, f"kind must be one of {', '.join(KINDS)}")
-            return {"destinations": management.destinations(kind)}
-        if len(parts) < 2 or parts[0] not in KINDS or len(parts) > 3:
-            raise _Refusal(404, f"no such resource: {request.path} (kinds: {', '.join(KINDS)})")
-        kind, name = parts[0], parts[1]
-        if len(parts) == 2:
-            self._method(request, "GET")
-            found = management.destination(kind, name)
-            if found is None:
-                raise NotFound(f"no {kind} named {name!r}")
-            return found
-        action = parts[2]
+    def answer(self, request: Any) -> Any:
+        raise NotImplementedError
+
+
+class _Missing(_Route):
+    """No such route, whatever the method."""
+
+    isLeaf = True  # noqa: N815 (Twisted's name)
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__()
+        self.detail = detail
+
+    def _check(self, request: Any) -> None:
+        raise _Refusal(404, self.detail or f"no such resource: {_path(request)}")
+
+
+def _no_such_kind(request: Any) -> _Missing:
+    return _Missing(f"no such resource: {_path(request)} (kinds: {', '.join(KINDS)})")
+
+
+class ManagementApi(_Route):
+    """``/api``: the routes above."""
+
+    def __init__(self, management: Management) -> None:
+        super().__init__()
+        self.putChild(b"broker", _Call(management.broker_info))
+        self.putChild(b"snapshot", _Call(management.snapshot))
+        self.putChild(b"destinations", _Destinations(management))
+        self.putChild(b"connections", _Connections(management))
+
+    def _check(self, request: Any) -> None:
+        raise _Refusal(404, f"no such resource: {_path(request)}")
+
+
+class _Call(_Route):
+    """A GET answered by a call of the management layer."""
+
+    def __init__(self, call: Any) -> None:
+        super().__init__()
+        self.call = call
+
+    def answer(self, request: Any) -> Any:
+        return self.call()
+
+
+class _Destinations(_Route):
+    """``/api/destinations[?kind=KIND]``; ``KIND/NAME`` below."""
+
+    def __init__(self, management: Management) -> None:
+        super().__init__()
+        self.management = management
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        if path == b"":
+            return self
+        kind = _name(path)
+        if kind not in KINDS:
+            return _no_such_kind(request)
+        return _Kind(self.management, kind)
+
+    def answer(self, request: Any) -> Any:
+        kind = _query(request, b"kind")
+        if kind is not None and kind not in KINDS:
+            raise _Refusal(400, f"kind must be one of {', '.join(KINDS)}")
+        return {"destinations": self.management.destinations(kind)}
+
+
+class _Kind(_Missing):
+    """``/api/destinations/KIND``: not a route itself; ``NAME`` below."""
+
+    isLeaf = False  # noqa: N815 (Twisted's name)
+
+    def __init__(self, management: Management, kind: str) -> None:
+        super().__init__()
+        self.management = management
+        self.kind = kind
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        if path == b"":
+            return self
+        return _Destination(self.management, self.kind, _name(path))
+
+    def _check(self, request: Any) -> None:
+        raise _Refusal(404, f"no such resource: {_path(request)} (kinds: {', '.join(KINDS)})")
+
+
+class _Destination(_Route):
+    """``/api/destinations/KIND/NAME``; its actions below."""
+
+    def __init__(self, management: Management, kind: str, name: str) -> None:
+        super().__init__()
+        self.management, self.kind, self.name = management, kind, name
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        if path == b"":
+            return self
+        action = _name(path)
         if action not in _ACTIONS:
-            raise _Refusal(404, f"no such action {action!r} (actions: {', '.join(_ACTIONS)})")
-        self._method(request, "POST")
-        if action == "purge":
+            return _Missing(f"no such action {action!r} (actions: {', '.join(_ACTIONS)})")
+        return _Action(self.management, self.kind, self.name, action)
+
+    def answer(self, request: Any) -> Any:
+        found = self.management.destination(self.kind, self.name)
+        if found is None:
+            raise NotFound(f"no {self.kind} named {self.name!r}")
+        return found
+
+
+class _Action(_Route):
+    """``POST /api/destinations/KIND/NAME/ACTION``."""
+
+    method = b"POST"
+
+    def __init__(self, management: Management, kind: str, name: str, action: str) -> None:
+        super().__init__()
+        self.management, self.kind, self.name, self.action = management, kind, name, action
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        return self if path == b"" else _no_such_kind(request)
+
+    def answer(self, request: Any) -> Any:
+        management, kind, name = self.management, self.kind, self.name
+        if self.action == "purge":
             return management.purge(kind, name)
-        if action == "delete":
+        if self.action == "delete":
             return management.delete(kind, name)
-        return management.replay(kind, name, _limit(query))
-
-    def _connections(self, request: HttpRequest, parts: list[str]) -> Any:
-        management = self.management
-        if not parts:
-            self._method(request, "GET")
-            return {"connections": management.connection_list()}
-        if len(parts) == 1:
-            self._method(request, "GET")
-            found = management.connection(parts[0])
-            if found is None:
-                raise NotFound(f"no open connection {parts[0]!r}")
-            return found
-        if len(parts) == 2 and parts[1] == "close":
-            self._method(request, "POST")
-            if not management.close(parts[0]):
-                raise NotFound(f"no open connection {parts[0]!r}")
-            return {"closed": True}
-        raise _Refusal(404, f"no such resource: {request.path}")
+        return management.replay(kind, name, _limit(request))
 
 
-def _limit(query: dict[str, list[str]]) -> int:
-    raw = query.get("limit", ["0"])[0]
+class _Connections(_Route):
+    """``/api/connections``; ``ID`` below."""
+
+    def __init__(self, management: Management) -> None:
+        super().__init__()
+        self.management = management
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        return self if path == b"" else _Connection(self.management, _name(path))
+
+    def answer(self, request: Any) -> Any:
+        return {"connections": self.management.connection_list()}
+
+
+class _Connection(_Route):
+    """``/api/connections/ID``; ``close`` below."""
+
+    def __init__(self, management: Management, connection_id: str) -> None:
+        super().__init__()
+        self.management, self.id = management, connection_id
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        if path == b"":
+            return self
+        return _Close(self.management, self.id) if path == b"close" else _Missing()
+
+    def answer(self, request: Any) -> Any:
+        found = self.management.connection(self.id)
+        if found is None:
+            raise NotFound(f"no open connection {self.id!r}")
+        return found
+
+
+class _Close(_Connection):
+    """``POST /api/connections/ID/close``."""
+
+    method = b"POST"
+
+    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+        return self if path == b"" else _Missing()
+
+    def answer(self, request: Any) -> Any:
+        if not self.management.close(self.id):
+            raise NotFound(f"no open connection {self.id!r}")
+        return {"closed": True}
+
+
+class Metrics(_Route):
+    """``/metrics``: the Prometheus text format, or OpenMetrics when ``Accept`` asks for it."""
+
+    def __init__(self, management: Management) -> None:
+        super().__init__()
+        self.management = management
+
+    def respond(self, request: Any) -> bytes:
+        accept = request.getHeader(b"accept")
+        accept = None if accept is None else accept.decode("latin-1")
+        body, content_type = exposition(self.management, accept)
+        return _send(request, 200, body, content_type.encode())
+
+
+def _limit(request: Any) -> int:
+    raw = _query(request, b"limit") or "0"
     if not raw.isdigit():
         raise _Refusal(400, f"limit must be a non-negative integer, got {raw!r}")
     return int(raw)

@@ -1,5 +1,6 @@
 """A WebSocket listener's settings, and what an opening handshake decides: the STOMP
-subprotocol, and whether the page's ``Origin`` may connect. Pure: ``_websocket`` applies them.
+subprotocol, and whether the page's ``Origin`` may connect. Pure: ``_websocket`` and ``_web``
+apply them.
 """
 
 from __future__ import annotations
@@ -65,15 +66,15 @@ class WebSocketSettings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     close_timeout: float = CLOSE_TIMEOUT
-    #: Headers on every plain HTTP answer, replacing an answer's own of the same name
-    #: (``security_headers`` builds them: nosniff, HSTS on TLS, the operator's).
+    #: Headers on every HTTP answer (the 101 and the 503 too), replacing an answer's own of
+    #: the same name (``security_headers`` builds them: nosniff, HSTS on TLS, the operator's).
     http_headers: tuple[tuple[bytes, bytes], ...] = ()
     #: Send WebSocket Pings on the client's heart-beat schedule; a Pong counts as a beat.
     pings: bool = True
 
 
 def security_headers(tls: bool, extra: tuple[str, ...] = ()) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers a listener adds to every plain HTTP answer: ``nosniff``; on a TLS
+    """The headers a listener adds to every HTTP answer: ``nosniff``; on a TLS
     listener ``Strict-Transport-Security`` (a year); then the operator's ``"Name: value"``
     lines, which replace a default of the same name."""
     headers: dict[bytes, bytes] = {b"x-content-type-options": b"nosniff"}

@@ -1,27 +1,25 @@
-"""STOMP over WebSocket: an HTTP/1.1 listener whose WebSocket path feeds the same session as TCP.
+"""STOMP over WebSocket: the upgrade on a WebSocket listener's path, and the WebSocket half
+that feeds the same session as TCP.
 
-One connection goes through these states::
+One connection, once twisted.web has read its request for the WebSocket path (``_web``)::
 
-    request --GET <path>, valid upgrade, Origin allowed: 101--> open
-       |  |                                                       |
-       |  +--<path>, bad upgrade: 400/405/426; Origin refused: 403-+--> (HTTP answered) done
-       +--any other path: the HTTP handler (API, console, else 404)+
-                                                                  |
+    request --GET, valid upgrade, Origin allowed: 101, the TCP transport handed over--> open
+       +--not GET: 405; bad upgrade: 400/426; Origin refused: 403 (answered, closed)
     open --Close sent (session closed, message too big)--> closing --Close back, or timeout--> done
     open --Close received: answered at once---------------------------------------------------> done
 
-* h11 parses the HTTP request; wsproto checks the upgrade, writes the 101 (with the chosen
-  ``Sec-WebSocket-Protocol``), and frames and unframes messages. Nothing here parses HTTP or
-  WebSocket by hand, and nothing here knows STOMP: payloads go to the session as bytes.
+* twisted.web parses the HTTP request; wsproto checks the upgrade, writes the 101 (with the
+  chosen ``Sec-WebSocket-Protocol`` and the listener's security headers), and frames and
+  unframes messages. Nothing here parses HTTP or WebSocket by hand, and nothing here knows
+  STOMP: payloads go to the session as bytes.
+* The upgrade takes the connection over from twisted.web's ``HTTPChannel`` (``take_over``):
+  the bytes behind the request in the same read, and every later one, go to wsproto.
 * Text and binary messages are alike to the session: their bytes, in order, are one stream, so
   several frames in one message and one frame over several messages both work.
 * Each write of the session (one frame, or one heart-beat EOL) goes out as one message: text
   when it is UTF-8, binary otherwise (a WebSocket text message must be UTF-8).
-* Memory is bounded: h11 bounds the request head, wsproto streams payloads (a message is never
-  buffered whole), and a message larger than ``max_message_bytes`` closes with 1009.
-* Plain HTTP requests get one answer, then the connection closes (no keep-alive).
-* A connection over the listeners' shared connection limits gets ``503`` at once, before its
-  request is read, and is closed.
+* Memory is bounded: wsproto streams payloads (a message is never buffered whole), and a
+  message larger than ``max_message_bytes`` closes with 1009.
 """
 
 from __future__ import annotations
@@ -29,12 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import h11
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, ISSLTransport, ITransport
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -44,42 +42,18 @@ from wsproto.events import (
     Message,
     Ping,
     RejectConnection,
-    RejectData,
     Request,
     TextMessage,
 )
 from wsproto.utilities import RemoteProtocolError
 from zope.interface import implementer
 
-from stompbroker.core import Clock, DelayedCall
 from stompbroker.session import StompSession
 
-from ._connections import Connection, Connections, Output
-from ._handshake import (
-    SUBPROTOCOL_VERSIONS,
-    WebSocketSettings,
-    choose_subprotocol,
-    origin_allowed,
-)
-from ._http import (
-    ALLOW_GET,
-    MAX_HTTP_BODY_BYTES,
-    TOO_MANY_CONNECTIONS,
-    HttpHandler,
-    HttpRequest,
-    HttpResponse,
-    header,
-    not_found,
-    reason_phrase,
-)
-from ._tcp import (
-    ConnectionLimiter,
-    Counted,
-    SessionFactory,
-    SessionProducer,
-    _set_nodelay,
-    describe_peer,
-)
+from ._connections import Connection, Output
+from ._handshake import SUBPROTOCOL_VERSIONS, choose_subprotocol, origin_allowed
+from ._tcp import SessionProducer, describe_peer
+from ._web import Abortable, ListenerSite, text
 
 log = Logger(namespace="stompbroker.transport.websocket")
 
@@ -126,40 +100,82 @@ class _MessageTransport(Output):
         self._protocol._wire.resumeProducing()
 
 
-# -- the protocol ---------------------------------------------------------------------
+# -- the listener ---------------------------------------------------------------------
 
 
-class WebSocketProtocol(SessionProducer, Counted, Protocol):
-    """One HTTP connection: answers plain requests, or upgrades and carries a STOMP session."""
+class WebSocketFactory(ListenerSite):
+    """One WebSocket listener: twisted.web serves ``resource`` (the console, the API,
+    ``/metrics``); ``settings.path`` upgrades to STOMP over WebSocket (``WebSocketUpgrade``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.upgrade = WebSocketUpgrade(self)
+
+
+# -- the upgrade ----------------------------------------------------------------------
+
+
+class WebSocketUpgrade(Resource):
+    """A listener's WebSocket path: checks the opening handshake (method, upgrade headers,
+    Origin), answers 101 with the best STOMP subprotocol offered, and hands the connection to
+    a ``WebSocketProtocol``."""
+
+    isLeaf = True  # noqa: N815 (Twisted's name)
+
+    def __init__(self, factory: WebSocketFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def render(self, request: Any) -> bytes | int:
+        settings = self.factory.settings
+        if request.method != b"GET":
+            return text(request, 405, "a WebSocket upgrade is a GET\n", ((b"allow", b"GET"),))
+        ws = WSConnection(ConnectionType.SERVER)
+        raw = request.requestHeaders.getAllRawHeaders()
+        try:
+            ws.initiate_upgrade_connection([(n, v) for n, vs in raw for v in vs], request.uri)
+        except RemoteProtocolError as exc:
+            hint = exc.event_hint
+            if isinstance(hint, RejectConnection):
+                status, extra = hint.status_code, hint.headers
+            else:
+                status, extra = 400, []
+            return text(request, status, f"{exc}\n", extra)
+        offer = next(event for event in ws.events() if isinstance(event, Request))
+        origin = request.getHeader(b"origin")
+        origin = None if origin is None else origin.decode("latin-1")
+        if not origin_allowed(origin, settings.allowed_origins):
+            return text(request, 403, f"origin {origin} is not allowed\n")
+        subprotocol = choose_subprotocol(offer.subprotocols)
+        headers = list(settings.http_headers)
+        accept = AcceptConnection(subprotocol=subprotocol, extra_headers=headers)
+        channel = request.channel
+        channel.transport.write(ws.send(accept))
+        request.setResponseCode(101)
+        self.factory.log(request)
+        channel.take_over(WebSocketProtocol(self.factory, ws, subprotocol))
+        return NOT_DONE_YET
+
+
+# -- the WebSocket half -----------------------------------------------------------------
+
+
+class WebSocketProtocol(SessionProducer, Abortable, Protocol):
+    """An upgraded connection: WebSocket messages to and from a STOMP session."""
 
     session: StompSession | None = None
-    #: The negotiated subprotocol once open (None when the client offered none of ours).
-    subprotocol: str | None = None
-    #: This connection in the listeners' registry, once upgraded (None without one).
+    #: This connection in the listeners' registry (None without one).
     connection: Connection | None = None
 
-    def __init__(
-        self,
-        make_session: SessionFactory,
-        clock: Clock,
-        settings: WebSocketSettings,
-        http_handler: HttpHandler,
-        limiter: ConnectionLimiter | None = None,
-        connections: Connections | None = None,
-    ) -> None:
-        self._make_session = make_session
-        self.limiter = limiter
-        self.connections = connections
-        self._clock = clock
-        self._settings = settings
-        self._http_handler = http_handler
-        self._http = h11.Connection(h11.SERVER)
-        self._request: h11.Request | None = None
-        self._body = bytearray()
-        self._ws: WSConnection | None = None
+    def __init__(self, factory: WebSocketFactory, ws: WSConnection, subprotocol: str | None):
+        self._make_session = factory.make_session
+        self.connections = factory.connections
+        self._clock = factory.clock
+        self._settings = factory.settings
+        self._ws = ws
+        #: The negotiated subprotocol (None when the client offered none of ours).
+        self.subprotocol = subprotocol
         self._message_bytes = 0
-        self._timer: DelayedCall | None = None
-        self._done = False
 
     @property
     def _wire(self) -> Any:
@@ -169,197 +185,27 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
     # -- Twisted's calls --------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802
-        refusal = self.take_place(self.transport)
-        if refusal is not None:
-            if self.connections is not None:
-                self.connections.refused(self._peer(), self._kind(), refusal)
-            self._wire.write(TOO_MANY_CONNECTIONS)
-            self._lose()
-            return
-        _set_nodelay(self.transport)
-        self._timer = self._clock.callLater(self._settings.handshake_timeout, self._abort)
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self._done:
-            return
-        if self._ws is None:
-            self._read_request(data)
-        else:
-            self._read_websocket(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
-        self._done = True
-        self._cancel_timer()
-        self.give_place_back()
-        self._detach(reason)
-
-    def make_room(self, why: str) -> None:
-        """Close this connection to admit a newer one: dropped if not upgraded yet."""
-        if self.session is None:
-            self._abort()
-            return
-        super().make_room(why)
-
-    def _peer(self) -> str:
-        return describe_peer(self._wire)
-
-    def _kind(self) -> str:
-        return "wss" if ISSLTransport.providedBy(self._wire) else "ws"
-
-    # -- the HTTP request -------------------------------------------------------
-
-    def _read_request(self, data: bytes) -> None:
-        http = self._http
-        http.receive_data(data)
-        while True:
-            try:
-                event = http.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._respond(HttpResponse(exc.error_status_hint, f"{exc}\n".encode()))
-                return
-            if isinstance(event, h11.Request):
-                self._request = event
-            elif isinstance(event, h11.Data):
-                self._body += event.data
-                if len(self._body) > MAX_HTTP_BODY_BYTES:
-                    self._respond(HttpResponse(413, b"request body too large\n"))
-                    return
-            elif isinstance(event, h11.EndOfMessage):
-                self._route()
-                return
-            else:  # NEED_DATA, or the peer closed
-                if isinstance(event, h11.ConnectionClosed):
-                    self._lose()
-                return
-
-    def _route(self) -> None:
-        request = self._request
-        assert request is not None
-        target = request.target.decode("ascii", "replace")
-        if target.split("?", 1)[0] == self._settings.path:
-            self._upgrade(request)
-            return
-        plain = HttpRequest(
-            request.method.decode("ascii", "replace"),
-            target,
-            tuple(request.headers),
-            bytes(self._body),
-            self._peer(),
-        )
-        try:
-            answer = self._http_handler(plain)
-        except Exception:
-            answer = self._internal_error(Failure(), plain)
-        if isinstance(answer, Deferred):
-            answer.addErrback(self._internal_error, plain)
-            answer.addCallback(self._respond_unless_gone)
-            return
-        self._respond(answer)
-
-    def _internal_error(self, failure: Failure, request: HttpRequest) -> HttpResponse:
-        log.failure(
-            "internal error answering {method} {target}",
-            failure,
-            method=request.method,
-            target=request.target,
-        )
-        return HttpResponse(500, b"internal error\n")
-
-    def _respond_unless_gone(self, response: HttpResponse) -> None:
-        """A late answer (the handler worked off the reactor): for a client still there."""
-        if not self._done:
-            self._respond(response)
-
-    def _respond(self, response: HttpResponse) -> None:
-        """Answer a plain HTTP request with h11, then close."""
-        headers = [
-            (b"content-type", response.content_type.encode()),
-            (b"content-length", b"%d" % len(response.body)),
-            (b"connection", b"close"),
-            *response.headers,
-        ]
-        extra = self._settings.http_headers
-        if extra:
-            names = {name for name, _ in extra}
-            headers = [h for h in headers if h[0].lower() not in names] + list(extra)
-        http = self._http
-        try:
-            out = http.send(
-                h11.Response(
-                    status_code=response.status,
-                    headers=headers,
-                    reason=reason_phrase(response.status),
-                )
-            )
-            if self._request is None or self._request.method != b"HEAD":
-                out = (out or b"") + (http.send(h11.Data(data=response.body)) or b"")
-            out = (out or b"") + (http.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
-            out = b""  # h11 cannot answer in this state: just close
-        self._wire.write(out)
-        self._lose()
-
-    # -- the upgrade ------------------------------------------------------------
-
-    def _upgrade(self, request: h11.Request) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        if request.method != b"GET":
-            self._respond(HttpResponse(405, b"a WebSocket upgrade is a GET\n", headers=ALLOW_GET))
-            return
-        try:
-            ws.initiate_upgrade_connection(list(request.headers), request.target)
-        except RemoteProtocolError as exc:
-            hint = exc.event_hint
-            status, extra = (
-                (hint.status_code, list(hint.headers))
-                if isinstance(hint, RejectConnection)
-                else (400, [])
-            )
-            self._reject(ws, status, str(exc), extra)
-            return
-        offer = next(event for event in ws.events() if isinstance(event, Request))
-        origin = header(request.headers, b"origin")
-        if not origin_allowed(origin, self._settings.allowed_origins):
-            self._reject(ws, 403, f"origin {origin} is not allowed")
-            return
-        self.subprotocol = choose_subprotocol(offer.subprotocols)
-        self._cancel_timer()
-        self._ws = ws
         transport = self._wire
-        transport.write(ws.send(AcceptConnection(subprotocol=self.subprotocol)))
-        peer = self._peer()
+        peer = describe_peer(transport)
         messages: Any = _MessageTransport(self)
         self.session = self._make_session(messages, f"{peer} (websocket)")
         if self.connections is not None:
-            self.connection = self.connections.add(self.session, peer, self._kind(), messages)
+            kind = "wss" if ISSLTransport.providedBy(transport) else "ws"
+            self.connection = self.connections.add(self.session, peer, kind, messages)
         versions = SUBPROTOCOL_VERSIONS.get(self.subprotocol or "")
         if versions is not None:
             # The STOMP version must agree with the subprotocol chosen.
             self.session.versions = versions
         transport.registerProducer(self, True)
-        trailing, _closed = self._http.trailing_data
-        if trailing:
-            self._read_websocket(trailing)
 
-    def _reject(
-        self,
-        ws: WSConnection,
-        status: int,
-        reason: str,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        """Refuse the upgrade with ``status`` and a one-line reason, then close."""
-        body = f"{reason}\n".encode()
-        headers = [
-            *(extra or []),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-            (b"connection", b"close"),
-        ]
-        out = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-        out += ws.send(RejectData(data=body, body_finished=True))
-        self._wire.write(out)
-        self._lose()
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if not self._done:
+            self._read_websocket(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self._done = True
+        self._cancel_timer()
+        self._detach(reason)
 
     # -- WebSocket messages -----------------------------------------------------
 
@@ -468,49 +314,3 @@ class WebSocketProtocol(SessionProducer, Counted, Protocol):
         self._done = True
         self._cancel_timer()
         self._wire.loseConnection()
-
-    def _abort(self) -> None:
-        self._timer = None
-        self._done = True
-        self._wire.abortConnection()
-
-    def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-
-class WebSocketFactory(Factory):
-    """Makes a ``WebSocketProtocol`` per accepted connection of one HTTP listener."""
-
-    noisy = False
-
-    def __init__(
-        self,
-        make_session: SessionFactory,
-        clock: Clock,
-        settings: WebSocketSettings | None = None,
-        http_handler: HttpHandler = not_found,
-        limiter: ConnectionLimiter | None = None,
-        connections: Connections | None = None,
-    ) -> None:
-        self.make_session = make_session
-        self.clock = clock
-        self.settings = settings or WebSocketSettings()
-        self.http_handler = http_handler
-        #: Shared with the other listeners' factories; None: no limit.
-        self.limiter = limiter
-        #: The registry of open connections, shared likewise; None: not tracked.
-        self.connections = connections
-
-    def buildProtocol(self, addr: Any) -> WebSocketProtocol:  # noqa: N802
-        protocol = WebSocketProtocol(
-            self.make_session,
-            self.clock,
-            self.settings,
-            self.http_handler,
-            self.limiter,
-            self.connections,
-        )
-        protocol.factory = self
-        return protocol

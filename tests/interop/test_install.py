@@ -31,11 +31,16 @@ _TESTING_CHECK = (
 #: Every path of the web console, and a script printing what an installed broker answers.
 _CONSOLE_PATHS = ("/", "/console.js", "/stomp.js", "/console.css", "/favicon.svg")
 _CONSOLE_CHECK = (
-    "from stompbroker.transport import Console, HttpRequest\n"
-    "console = Console()\n"
+    "from twisted.internet.task import Clock\n"
+    "from twisted.internet.testing import StringTransport\n"
+    "from stompbroker.transport import Console, WebSocketFactory\n"
+    "factory = WebSocketFactory(None, Clock(), resource=Console())\n"
     f"for path in {_CONSOLE_PATHS!r}:\n"
-    "    response = console(HttpRequest('GET', path))\n"
-    "    print(path, response.status if response.body else 'empty')\n"
+    "    channel, wire = factory.buildProtocol(None), StringTransport()\n"
+    "    channel.makeConnection(wire)\n"
+    "    channel.dataReceived(f'GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'.encode())\n"
+    "    head, _, body = wire.value().partition(b'\\r\\n\\r\\n')\n"
+    "    print(path, head.split()[1].decode() if body else 'empty')\n"
 )
 
 
