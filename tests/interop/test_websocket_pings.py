@@ -4,12 +4,17 @@ A client over WebSocket promises heart-beats every 500 ms (``heart-beat:500,0``)
 sends nothing at all, as STOMP.js does in a background tab whose timers the browser throttles.
 The broker's read timeout is then 1 s (tolerance 2). A client that answers the broker's Pings
 stays connected for several timeouts; one that answers nothing, or any client on a listener
-with ``pings: false``, gets the heart-beat ERROR and the Close.
+with ``pings: false``, gets the heart-beat ERROR and the Close. Both with a raw client
+(``_wsclient``) and with STOMP.js in headless Chromium, whose heart-beats the page stalls
+(``js/pings.html``) so that only Chromium's own Pongs answer for it.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +24,9 @@ from . import _listeners
 from ._listeners import LOOPBACK, Listeners, Start
 from ._wsclient import WebSocketClient
 from .conftest import RawClient, RawFrame
+from .test_stompjs import JS, chromium, node, run_browser, static_site
+
+__all__ = ["chromium", "node", "static_site"]  # fixtures shared with test_stompjs
 
 pytestmark = pytest.mark.interop
 
@@ -115,3 +123,55 @@ def test_with_pings_off_a_pong_answering_client_is_dropped(
     assert error.headers["message"] == "heart-beat timeout"
     assert client.pings == 0
     broker.assert_idle()
+
+
+# -- STOMP.js in Chromium ----------------------------------------------------------------------
+
+
+def _chromium_page(
+    node: str, start_broker: Start, site: tuple[Path, int], tmp_path: Path, pings: bool
+) -> Any:
+    directory, http_port = site
+    shutil.copy(JS / "pings.html", directory / "pings.html")
+    broker = _broker(start_broker, pings=pings)
+    hold_ms = int(SILENCE_S * 1000)
+    page = (
+        f"http://127.0.0.1:{http_port}/pings.html?broker={broker.url()}"
+        f"&beat={CLIENT_BEAT_MS}&hold={hold_ms}"
+    )
+    shot = tmp_path / f"pings-{pings}.png"
+    result = run_browser(node, page, shot, waitFor="result")["result"]
+    broker.assert_idle()
+    return result
+
+
+def test_chromium_answers_pings_for_stalled_stompjs(
+    node: str,
+    chromium: Path,
+    start_broker: Start,
+    static_site: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    """STOMP.js whose heart-beats never leave the page stays connected past three read
+    timeouts: Chromium answers the broker's Pings; then a message still goes round."""
+    result = _chromium_page(node, start_broker, static_site, tmp_path, pings=True)
+    assert result["connected"] is True, result
+    assert (result["received"], result["error"]) == ("still here", None), result
+    assert result["dropped"] >= 2, result  # STOMP.js did try to beat, and was stalled
+
+
+def test_chromium_stalled_stompjs_is_dropped_without_pings(
+    node: str,
+    chromium: Path,
+    start_broker: Start,
+    static_site: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    """The same page on a listener with ``pings: false`` gets the heart-beat ERROR and 1000."""
+    result = _chromium_page(node, start_broker, static_site, tmp_path, pings=False)
+    assert result["connected"] is True, result
+    assert (result["error"], result["closed"], result["received"]) == (
+        "heart-beat timeout",
+        1000,
+        None,
+    ), result
