@@ -12,7 +12,7 @@ with ``pings: false``, gets the heart-beat ERROR and the Close. Both with a raw 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,47 +128,47 @@ def test_with_pings_off_a_pong_answering_client_is_dropped(
 # -- STOMP.js in Chromium ----------------------------------------------------------------------
 
 
-def _chromium_page(
-    node: str, start_broker: Start, site: tuple[Path, int], tmp_path: Path, pings: bool
-) -> Any:
-    directory, http_port = site
-    shutil.copy(JS / "pings.html", directory / "pings.html")
-    broker = _broker(start_broker, pings=pings)
-    hold_ms = int(SILENCE_S * 1000)
-    page = (
-        f"http://127.0.0.1:{http_port}/pings.html?broker={broker.url()}"
-        f"&beat={CLIENT_BEAT_MS}&hold={hold_ms}"
-    )
-    shot = tmp_path / f"pings-{pings}.png"
-    result = run_browser(node, page, shot, waitFor="result")["result"]
-    broker.assert_idle()
-    return result
+ChromiumPage = Callable[[bool], Any]
 
 
-def test_chromium_answers_pings_for_stalled_stompjs(
+@pytest.fixture
+def chromium_page(
     node: str,
     chromium: Path,
     start_broker: Start,
     static_site: tuple[Path, int],
     tmp_path: Path,
-) -> None:
+) -> ChromiumPage:
+    """Open js/pings.html against a fresh broker (``pings`` on its listener or not); return
+    what the page reports, once the broker has seen the connection end cleanly."""
+    directory, http_port = static_site
+    shutil.copy(JS / "pings.html", directory / "pings.html")
+
+    def run(pings: bool) -> Any:
+        broker = _broker(start_broker, pings=pings)
+        page = (
+            f"http://127.0.0.1:{http_port}/pings.html?broker={broker.url()}"
+            f"&beat={CLIENT_BEAT_MS}&hold={int(SILENCE_S * 1000)}"
+        )
+        result = run_browser(node, page, tmp_path / f"pings-{pings}.png", waitFor="result")
+        broker.assert_idle()
+        return result["result"]
+
+    return run
+
+
+def test_chromium_answers_pings_for_stalled_stompjs(chromium_page: ChromiumPage) -> None:
     """STOMP.js whose heart-beats never leave the page stays connected past three read
     timeouts: Chromium answers the broker's Pings; then a message still goes round."""
-    result = _chromium_page(node, start_broker, static_site, tmp_path, pings=True)
+    result = chromium_page(True)
     assert result["connected"] is True, result
     assert (result["received"], result["error"]) == ("still here", None), result
     assert result["dropped"] >= 2, result  # STOMP.js did try to beat, and was stalled
 
 
-def test_chromium_stalled_stompjs_is_dropped_without_pings(
-    node: str,
-    chromium: Path,
-    start_broker: Start,
-    static_site: tuple[Path, int],
-    tmp_path: Path,
-) -> None:
+def test_chromium_stalled_stompjs_is_dropped_without_pings(chromium_page: ChromiumPage) -> None:
     """The same page on a listener with ``pings: false`` gets the heart-beat ERROR and 1000."""
-    result = _chromium_page(node, start_broker, static_site, tmp_path, pings=False)
+    result = chromium_page(False)
     assert result["connected"] is True, result
     assert (result["error"], result["closed"], result["received"]) == (
         "heart-beat timeout",
