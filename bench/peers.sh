@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peer brokers for bench/run.py: Debian's RabbitMQ (3.10) and ActiveMQ (5.17), each serving
-# STOMP on loopback (RabbitMQ also STOMP over WebSocket, Web-STOMP), started by hand as background processes (no systemd or init needed).
+# STOMP on loopback (RabbitMQ also STOMP over WebSocket: Web-STOMP), started by hand as
+# background processes (no systemd or init needed).
 #
 #   bench/peers.sh install                  apt-get install rabbitmq-server activemq
 #   bench/peers.sh start rabbitmq|activemq  configure (idempotent), start, wait for STOMP
@@ -18,8 +19,8 @@
 #     activemq.xml plus a STOMP connector; not enabled, so the init script never starts it),
 #     data (KahaDB) under /var/lib/activemq/stompbench, PID file /var/run/activemq/stompbench.pid.
 #
-# Environment: RABBIT_PORT (61623), RABBIT_WS_PORT (15674), AMQ_PORT (61633), AMQ_STOMP_SCHEME (stomp; stomp+nio for
-# ActiveMQ's NIO transport), PEERS_WAIT (120 s to wait for the STOMP port).
+# Environment: RABBIT_PORT (61623), RABBIT_WS_PORT (15674), AMQ_PORT (61633), AMQ_STOMP_SCHEME
+# (stomp; stomp+nio for ActiveMQ's NIO transport), PEERS_WAIT (120 s to wait for the STOMP port).
 set -euo pipefail
 
 RABBIT_PORT=${RABBIT_PORT:-61623}
@@ -232,7 +233,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
