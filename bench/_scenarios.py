@@ -18,6 +18,7 @@ class Scenario:
     metrics: Metrics
     deliveries_per_received: int  # delivered messages per "received" in the result; 0: none
     what: str  # one line for --help and the README
+    transport: str = "tcp"  # "ws": run by wsbench.py against the broker's WebSocket endpoint
 
     def args(self, quick: bool) -> list[str]:
         """The stompbench arguments, full-size or quick."""
@@ -61,5 +62,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              "10,000 idle STOMP connections opened and held"),
     Scenario("backlog", "--scenario backlog --persistent", "--messages 5000", BACKLOG, 1,
              "500k persistent messages queued with no consumer, then drained"),
+    Scenario("ws-queue-throughput", "--scenario queue-throughput", "--messages 5000", RATE, 1,
+             "queue-throughput over ws://, one WebSocket message per frame (200k)", "ws"),
+    Scenario("ws-topic-fanout", "--scenario topic-fanout", "--messages 1000", FANOUT, 1,
+             "topic-fanout over ws://, 10 WebSocket subscribers (20k published)", "ws"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Peer brokers for bench/run.py: Debian's RabbitMQ (3.10) and ActiveMQ (5.17), each serving
-# STOMP on loopback, started by hand as background processes (no systemd or init needed).
+# STOMP on loopback (RabbitMQ also STOMP over WebSocket: Web-STOMP), started by hand as
+# background processes (no systemd or init needed).
 #
 #   bench/peers.sh install                  apt-get install rabbitmq-server activemq
 #   bench/peers.sh start rabbitmq|activemq  configure (idempotent), start, wait for STOMP
+#                                           (and, for RabbitMQ, for Web-STOMP's port)
 #   bench/peers.sh stop rabbitmq|activemq   stop it (SIGTERM, then SIGKILL after a bound)
 #   bench/peers.sh status                   which peers answer STOMP, and their PIDs
 #
 # Needs root. What it changes on the system (bench/README.md says the same):
-#   RabbitMQ: writes /etc/rabbitmq/stompbench.conf and /etc/rabbitmq/stompbench_enabled_plugins;
+#   RabbitMQ: writes /etc/rabbitmq/stompbench.conf and /etc/rabbitmq/stompbench_enabled_plugins
+#     (rabbitmq_stomp and rabbitmq_web_stomp: ws://127.0.0.1:15674/ws);
 #     runs node stompbench@localhost (data /var/lib/rabbitmq/mnesia/stompbench@localhost*,
 #     log /var/log/rabbitmq/stompbench@localhost.log and stompbench-console.log); epmd on
 #     127.0.0.1. The package's own config and its default node are not touched.
@@ -16,11 +19,12 @@
 #     activemq.xml plus a STOMP connector; not enabled, so the init script never starts it),
 #     data (KahaDB) under /var/lib/activemq/stompbench, PID file /var/run/activemq/stompbench.pid.
 #
-# Environment: RABBIT_PORT (61623), AMQ_PORT (61633), AMQ_STOMP_SCHEME (stomp; stomp+nio for
-# ActiveMQ's NIO transport), PEERS_WAIT (120 s to wait for the STOMP port).
+# Environment: RABBIT_PORT (61623), RABBIT_WS_PORT (15674), AMQ_PORT (61633), AMQ_STOMP_SCHEME
+# (stomp; stomp+nio for ActiveMQ's NIO transport), PEERS_WAIT (120 s to wait for the STOMP port).
 set -euo pipefail
 
 RABBIT_PORT=${RABBIT_PORT:-61623}
+RABBIT_WS_PORT=${RABBIT_WS_PORT:-15674}
 AMQ_PORT=${AMQ_PORT:-61633}
 AMQ_STOMP_SCHEME=${AMQ_STOMP_SCHEME:-stomp}
 PEERS_WAIT=${PEERS_WAIT:-120}
@@ -78,6 +82,18 @@ wait_stomp() {
     echo "$name: STOMP answers on 127.0.0.1:$port (after ~${waited}s)"
 }
 
+# wait_port NAME PORT: wait (bounded by PEERS_WAIT) until 127.0.0.1:PORT accepts connections.
+wait_port() {
+    local name=$1 port=$2 waited=0
+    while ! python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $port), 3)" \
+        2>/dev/null; do
+        [ "$waited" -lt "$PEERS_WAIT" ] || die "$name: nothing on 127.0.0.1:$port after $PEERS_WAIT s"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "$name: listening on 127.0.0.1:$port"
+}
+
 # listener_pid PORT: the PID of the process listening on 127.0.0.1:PORT, or nothing.
 listener_pid() {
     ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true
@@ -128,10 +144,13 @@ listeners.tcp.1 = 127.0.0.1:5672
 stomp.listeners.tcp.1 = 127.0.0.1:$RABBIT_PORT
 stomp.tcp_listen_options.nodelay = true
 stomp.tcp_listen_options.backlog = 4096
+# Web-STOMP: STOMP over WebSocket at ws://127.0.0.1:$RABBIT_WS_PORT/ws (bench/wsbench.py).
+web_stomp.tcp.ip = 127.0.0.1
+web_stomp.tcp.port = $RABBIT_WS_PORT
 # guest/guest may log in from loopback only (the default, made explicit).
 loopback_users.guest = true
 EOF
-    echo "[rabbitmq_stomp]." >"$RABBIT_PLUGINS"
+    echo "[rabbitmq_stomp,rabbitmq_web_stomp]." >"$RABBIT_PLUGINS"
     chmod 644 "$RABBIT_CONF" "$RABBIT_PLUGINS"
 }
 
@@ -157,6 +176,7 @@ start_rabbitmq() {
     )
     wait_stomp rabbitmq "$RABBIT_PORT" guest guest "$(cat /tmp/.peers-rabbitmq-su.pid)"
     rm -f /tmp/.peers-rabbitmq-su.pid
+    wait_port "rabbitmq Web-STOMP" "$RABBIT_WS_PORT"
 }
 
 stop_rabbitmq() {
@@ -213,7 +233,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 

@@ -2,14 +2,17 @@
 """Benchmark stompbroker, and optionally other STOMP brokers beside it, in one run.
 
 bench/run.py starts stompbroker from this work tree (twistd, a fresh data directory, a free
-loopback port), runs the chosen scenarios with bench/stompbench.py (a subprocess per scenario),
-stops it, then runs the same scenarios against each --peer in turn. It prints a markdown table
-(median and min-max over --repeat runs per broker) and the broker's CPU time per delivered
-message, and keeps every raw JSON line stompbench wrote in --out. Standard library only.
+loopback port, and a WebSocket listener on another), runs the chosen scenarios with
+bench/stompbench.py (a subprocess per scenario; the ws-* ones with bench/wsbench.py, the same
+scenarios over ws://), stops it, then runs the same scenarios against each --peer in turn. It
+prints a markdown table (median and min-max over --repeat runs per broker) and the broker's CPU
+time per delivered message, and keeps every raw JSON line stompbench wrote in --out. Standard
+library only.
 
     python3 bench/run.py --quick                       # smoke run, stompbroker alone
     python3 bench/run.py --peer rabbitmq=127.0.0.1:61623:guest:guest \\
-                         --peer activemq=127.0.0.1:61633:admin:admin
+                         --peer activemq=127.0.0.1:61633:admin:admin \\
+                         --ws-peer rabbitmq=15674/ws     # RabbitMQ's Web-STOMP for ws-*
 
 bench/README.md explains the scenarios and how to read the figures.
 """
@@ -32,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from _scenarios import BY_NAME, SCENARIOS, Scenario
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 STOMPBENCH = BENCH_DIR / "stompbench.py"
+WSBENCH = BENCH_DIR / "wsbench.py"
 # twistd through this interpreter, so the broker runs on the same Python as the runner.
 TWISTD = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
 SELF = "stompbroker"
@@ -57,6 +61,8 @@ class Target:
     login: str | None = None
     passcode: str | None = None
     pid: int | None = None  # None: stompbench samples the process listening on the port
+    ws_port: int | None = None  # STOMP over WebSocket on host:ws_port, at ws_path
+    ws_path: str = "/ws"
 
 
 class BrokerFailed(Exception):
@@ -78,6 +84,29 @@ def parse_peer(spec: str) -> Target:
     return Target(name, parts[0], int(parts[1]), login, passcode)
 
 
+def parse_ws_peer(spec: str) -> tuple[str, int, str]:
+    """Parse NAME=PORT[/PATH] (a --peer's WebSocket endpoint, path /ws by default)."""
+    name, sep, rest = spec.partition("=")
+    port, slash, path = rest.partition("/")
+    if not sep or not name or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME=PORT[/PATH]")
+    return name, int(port), slash + path if slash else "/ws"
+
+
+def with_ws_peers(peers: list[Target], ws: list[tuple[str, int, str]]) -> list[Target]:
+    """The peers, each given its --ws-peer endpoint; SystemExit naming an unknown peer."""
+    by_name = {name: (port, path) for name, port, path in ws}
+    unknown = set(by_name) - {p.name for p in peers}
+    if unknown:
+        raise SystemExit(f"--ws-peer names no --peer: {', '.join(sorted(unknown))}")
+    return [
+        replace(p, ws_port=by_name[p.name][0], ws_path=by_name[p.name][1])
+        if p.name in by_name
+        else p
+        for p in peers
+    ]
+
+
 def parse_scenarios(text: str) -> list[Scenario]:
     """Parse a comma-separated list of scenario names ("all" for every one)."""
     if text == "all":
@@ -97,6 +126,9 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--data-dir", {"type": Path, "help": "stompbroker's data directory (default: a fresh "
                     "temporary one, removed afterwards)"}),
     ("--port", {"type": int, "default": 0, "help": "stompbroker's port (default: a free one)"}),
+    ("--ws-peer", {"type": parse_ws_peer, "action": "append", "default": [], "help": "the "
+                   "WebSocket endpoint of a --peer, on its host, for the ws-* scenarios "
+                   "(repeatable; a peer without one skips them)", "metavar": "NAME=PORT[/PATH]"}),
     ("--no-self", {"action": "store_true", "help": "measure only the --peer brokers"}),
     ("--peer", {"type": parse_peer, "action": "append", "default": [], "help": "another broker "
                 "(repeatable)", "metavar": "NAME=HOST:PORT[:LOGIN:PASSCODE]"}),
@@ -158,11 +190,14 @@ def raise_nofile_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def twistd_command(config: Path, port: int, data_dir: Path, log: Path) -> list[str]:
-    """The command line that runs stompbroker in the foreground under twistd."""
+def twistd_command(config: Path, port: int, ws_port: int, data_dir: Path, log: Path) -> list[str]:
+    """The command line that runs stompbroker in the foreground under twistd: STOMP on
+    ``port``, STOMP over WebSocket on ``ws_port`` (path /ws; replaces the file's listeners)."""
     twistd = ["--nodaemon", "--no_save", "--pidfile=", f"--logfile={log}"]
     listen = f"tcp:{port}:interface=127.0.0.1"
-    plugin = ["--config", str(config), "--listen", listen, "--data-dir", str(data_dir)]
+    listen_ws = f"tcp:{ws_port}:interface=127.0.0.1"
+    plugin = ["--config", str(config), "--listen", listen, "--listen-ws", listen_ws]
+    plugin += ["--data-dir", str(data_dir)]
     return [sys.executable, "-c", TWISTD, *twistd, "stompbroker", *plugin]
 
 
@@ -203,17 +238,21 @@ def own_broker(args: argparse.Namespace) -> Iterator[tuple[Target, subprocess.Po
     workdir = Path(tempfile.mkdtemp(prefix="stompbroker-bench-"))
     data_dir = args.data_dir.resolve() if args.data_dir else workdir / "data"
     port = args.port or free_port()
+    ws_port = free_port()
+    while ws_port == port:
+        ws_port = free_port()
     log = workdir / "twistd.log"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    cmd = twistd_command(args.config.resolve(), port, data_dir, log)
+    cmd = twistd_command(args.config.resolve(), port, ws_port, data_dir, log)
     with (workdir / "twistd.stderr").open("wb") as stderr:  # what fails before logging starts
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                 stdout=stderr, stderr=subprocess.STDOUT)  # fmt: skip
-    say(f"{SELF}: pid {proc.pid}, 127.0.0.1:{port}, data {data_dir}, log {log}")
+    say(f"{SELF}: pid {proc.pid}, 127.0.0.1:{port}, ws {ws_port}, data {data_dir}, log {log}")
     try:
         wait_for_port(proc, port, log, 60.0)
-        yield Target(SELF, "127.0.0.1", port, pid=proc.pid), proc
+        wait_for_port(proc, ws_port, log, 10.0)
+        yield Target(SELF, "127.0.0.1", port, pid=proc.pid, ws_port=ws_port), proc
     finally:
         stop_process(proc)
         if args.keep_data:
@@ -233,9 +272,14 @@ def say(text: str) -> None:
 def bench_command(
     target: Target, scenario: Scenario, args: argparse.Namespace, out: Path
 ) -> list[str]:
-    """The stompbench command line for one scenario against one broker."""
-    cmd = [sys.executable, str(STOMPBENCH), *scenario.args(args.quick)]
-    cmd += ["--host", target.host, "--port", str(target.port), "--label", target.name]
+    """The stompbench (or wsbench) command line for one scenario against one broker."""
+    if scenario.transport == "ws":
+        cmd = [sys.executable, str(WSBENCH), "--ws-path", target.ws_path]
+        port = target.ws_port
+    else:
+        cmd, port = [sys.executable, str(STOMPBENCH)], target.port
+    cmd += [*scenario.args(args.quick), "--host", target.host, "--port", str(port)]
+    cmd += ["--label", target.name]
     cmd += ["--repeat", str(args.repeat), "--pause", str(args.pause), "--out", str(out)]
     if target.login is not None:
         cmd += ["--login", target.login, "--passcode", target.passcode or ""]
@@ -337,7 +381,9 @@ def run_broker(
 ) -> None:
     """Run every chosen scenario against one broker, broker failures included."""
     for scenario in args.scenarios:
-        if proc is not None and proc.poll() is not None:
+        if scenario.transport == "ws" and target.ws_port is None:
+            say(f"== {target.name}: {scenario.name} not run (no --ws-peer endpoint)")
+        elif proc is not None and proc.poll() is not None:
             error = f"{SELF} exited with {proc.returncode} before this scenario"
             sink.add(target.name, [failure(target, scenario, error)] * args.repeat)
         elif proc is None and not port_answers(target.host, target.port):
@@ -383,7 +429,7 @@ def measure(args: argparse.Namespace, res: Results) -> None:
                 run_broker(target, args, res, proc)
         except BrokerFailed as e:
             fail_broker(SELF, f"did not start: {e}", args, res)
-    for peer in args.peer:
+    for peer in with_ws_peers(args.peer, args.ws_peer):
         run_broker(peer, args, res)
 
 

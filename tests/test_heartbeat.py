@@ -301,6 +301,26 @@ def test_ping_answered_keeps_a_silent_client_past_several_timeouts() -> None:
     beat.stop()
 
 
+def test_pings_keep_the_client_with_tolerance_one_when_the_pong_comes_late() -> None:
+    """With tolerance 1 pings go every half interval: a Pong 0.2 s late still keeps the link."""
+    from stompbroker.session import Heartbeat as _Heartbeat
+
+    clock = Clock()
+    silences: list[float] = []
+    pings: list[float] = []
+
+    def answer_later() -> None:  # the Pong crosses the network
+        pings.append(clock.seconds())
+        clock.callLater(0.2, beat.received)
+
+    beat = _Heartbeat(clock, 0, 1000, 1.0, lambda: None, silences.append, ping=answer_later)
+    beat.start()
+    clock.pump([0.25] * 40)  # 10 s: ten read timeouts
+    assert silences == []
+    assert pings[:3] == [0.5, 1.0, 1.5]
+    beat.stop()
+
+
 def test_unanswered_or_no_pings_drop_the_client_on_time() -> None:
     from twisted.internet.task import Clock as _Clock
 

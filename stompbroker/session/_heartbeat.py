@@ -11,8 +11,9 @@ the connection when the client has been silent for ``tolerance`` times its
 interval.
 
 A transport that can probe the peer below STOMP (WebSocket Ping) is given as
-``ping``: it is sent every client interval while the client's silence is watched,
-and the transport reports the answer (or any frame) through ``received``.
+``ping``: it is sent every client interval (every half timeout if that is shorter)
+while the client's silence is watched, and the transport reports the answer (or any
+frame) through ``received``.
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ class Heartbeat:
         self._send_call: DelayedCall | None = None
         self._check_call: DelayedCall | None = None
         #: A transport-level probe the peer answers without its own timers (a WebSocket
-        #: Ping): sent once per client interval, so its answer lands inside the timeout.
+        #: Ping): sent once per client interval, and at least twice per timeout, so its
+        #: answer lands inside the timeout (with tolerance 1 a ping per interval would be
+        #: answered just after the deadline).
         self._ping = ping if self._timeout > 0 else None
-        self._ping_every = incoming_ms / 1000.0
+        self._ping_every = min(incoming_ms / 1000.0, self._timeout / 2)
         self._ping_call: DelayedCall | None = None
         self.last_received = clock.seconds()
         #: True while we do not read from the peer: its silence is then ours.
