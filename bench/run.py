@@ -136,6 +136,9 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
                      "help": "scenarios to run (default: all)"}),
     ("--repeat", {"type": int, "help": "runs per scenario and broker; the table shows the "
                   "median (default: 3, with --quick 1)"}),
+    ("--warmup", {"type": int, "default": 1, "help": "uncounted runs of every scenario per "
+                  "broker before its counted ones, so that a JIT (ActiveMQ's) is warm "
+                  "(default: 1; 0: none)"}),
     ("--quick", {"action": "store_true", "help": "small message counts: a smoke run"}),
     ("--out", {"type": Path, "help": "file for the raw JSON lines (default: "
                "bench/results/<time>.jsonl); the report goes beside it as .md"}),
@@ -270,7 +273,7 @@ def say(text: str) -> None:
 
 
 def bench_command(
-    target: Target, scenario: Scenario, args: argparse.Namespace, out: Path
+    target: Target, scenario: Scenario, args: argparse.Namespace, out: Path, repeat: int
 ) -> list[str]:
     """The stompbench (or wsbench) command line for one scenario against one broker."""
     if scenario.transport == "ws":
@@ -280,7 +283,7 @@ def bench_command(
         cmd, port = [sys.executable, str(STOMPBENCH)], target.port
     cmd += [*scenario.args(args.quick), "--host", target.host, "--port", str(port)]
     cmd += ["--label", target.name]
-    cmd += ["--repeat", str(args.repeat), "--pause", str(args.pause), "--out", str(out)]
+    cmd += ["--repeat", str(repeat), "--pause", str(args.pause), "--out", str(out)]
     if target.login is not None:
         cmd += ["--login", target.login, "--passcode", target.passcode or ""]
     if target.pid is not None:
@@ -354,20 +357,23 @@ def json_records(lines: Sequence[str]) -> list[Record]:
     return records
 
 
-def run_scenario(target: Target, scenario: Scenario, args: argparse.Namespace) -> list[Record]:
-    """Run one scenario --repeat times against one broker; one record per run."""
-    say(f"== {target.name}: {scenario.name} ({args.repeat} run(s))")
+def run_scenario(
+    target: Target, scenario: Scenario, args: argparse.Namespace, repeat: int | None = None
+) -> list[Record]:
+    """Run one scenario --repeat times (or ``repeat``) against one broker; a record per run."""
+    repeat = args.repeat if repeat is None else repeat
+    say(f"== {target.name}: {scenario.name} ({repeat} run(s))")
     per_run = (args.timeout or 170.0) + args.pause + args.quiet_wait + 30.0
     with tempfile.TemporaryDirectory(prefix="stompbench-") as tmp:
         out = Path(tmp) / "runs.jsonl"
         rc, printed, expired = run_bounded(
-            bench_command(target, scenario, args, out), per_run * args.repeat + 30.0
+            bench_command(target, scenario, args, out, repeat), per_run * repeat + 30.0
         )
         records = json_records(out.read_text().splitlines()) if out.exists() else []
     # stompbench prints a run that raised (no "result") but does not write it to --out
     records += [r for r in json_records(printed) if "result" not in r]
     why = "killed at the runner's bound" if expired else f"stompbench exited with {rc}"
-    records += [failure(target, scenario, why)] * max(0, args.repeat - len(records))
+    records += [failure(target, scenario, why)] * max(0, repeat - len(records))
     for r in records:
         r["run_scenario"] = scenario.name
     return records
@@ -379,7 +385,13 @@ def run_broker(
     sink: Results,
     proc: subprocess.Popen[bytes] | None = None,
 ) -> None:
-    """Run every chosen scenario against one broker, broker failures included."""
+    """Run every chosen scenario against one broker, broker failures included; first the
+    --warmup runs of each, not counted."""
+    if args.warmup and not args.quick:
+        say(f"== {target.name}: warming up ({args.warmup} uncounted run(s) per scenario)")
+        for scenario in args.scenarios:
+            if scenario.transport != "ws" or target.ws_port is not None:
+                run_scenario(target, scenario, args, args.warmup)
     for scenario in args.scenarios:
         if scenario.transport == "ws" and target.ws_port is None:
             say(f"== {target.name}: {scenario.name} not run (no --ws-peer endpoint)")
