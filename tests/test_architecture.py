@@ -54,12 +54,12 @@ ROOMS: dict[str, Room] = {
         ("zope.interface", "twisted.internet.defer", "twisted.internet.threads", "twisted.logger"),
     ),
     "config": Room(("stompbroker/config/",), libraries=("yaml",)),
-    # wsproto (and h11 under it) is what twisted[websocket] brings: the sans-IO WebSocket
-    # and HTTP/1.1 machines the WebSocket adapter drives.
+    # wsproto is what twisted[websocket] brings: the sans-IO WebSocket machine the upgrade
+    # hands the connection to (twisted.web reads the HTTP request).
     "transport": Room(
         ("stompbroker/transport/",),
         ("codec", "session", "core"),
-        ("twisted", "zope.interface", "wsproto", "h11", "prometheus_client"),
+        ("twisted", "zope.interface", "wsproto", "prometheus_client"),
     ),
     "logs": Room(("stompbroker/logs.py",), libraries=("twisted.logger", "zope.interface")),
     "tools": Room(("stompbroker/admin.py", "stompbroker/passwd.py"), ("core",)),
