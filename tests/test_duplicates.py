@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
 
 from stompbroker.core import Broker, DestinationPolicy, MessageError, PolicyMap
 from stompbroker.core._duplicates import DuplicateWindow
-from stompbroker.store import FILENAME, MemoryStore, SqliteStore
+from stompbroker.store import FILENAME
 from stompbroker.testing import RecordingConsumer, connected_clients
-from tests.test_persistence import Node, run_now
+from tests.test_persistence import Node, node_on, sqlite_at
 
 DUP = "_AMQ_DUPL_ID"
 
@@ -185,16 +183,9 @@ def test_session_empty_id_is_an_error() -> None:
 # -- persistence --------------------------------------------------------------------
 
 
-def _sqlite_at(path: str) -> Callable[[Clock], Any]:
-    return lambda clock: SqliteStore(path, clock, run_now)
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def node(request: pytest.FixtureRequest, tmp_path: Path) -> Node:
-    if request.param == "memory":
-        store = MemoryStore()
-        return Node(lambda clock: store)
-    return Node(_sqlite_at(str(tmp_path / FILENAME)))
+    return node_on(request.param, tmp_path)
 
 
 def test_remembered_id_survives_a_restart_after_its_message_was_consumed(node: Node) -> None:
@@ -239,9 +230,9 @@ def test_ids_pushed_out_of_the_window_leave_the_store(node: Node) -> None:
 def test_sqlite_crash_before_the_batch_loses_message_and_id_together(tmp_path: Path) -> None:
     """Killed before the batch holding a message and its id left: the resend is delivered."""
     path = str(tmp_path / FILENAME)
-    first = Node(_sqlite_at(path))
+    first = Node(sqlite_at(path))
     first.broker.send("/queue/q", {DUP: "x"}, b"lost", True)  # its batch never runs
-    again = Node(_sqlite_at(path))
+    again = Node(sqlite_at(path))
     written = again.broker.send("/queue/q", {DUP: "x"}, b"resent", True).written
     assert written is not None
     again.wait(written)
@@ -251,7 +242,7 @@ def test_sqlite_crash_before_the_batch_loses_message_and_id_together(tmp_path: P
 
 def test_sqlite_writes_the_id_in_the_batch_of_its_message(tmp_path: Path) -> None:
     """A persistent send with an id costs one batch: the row and the id commit together."""
-    node = Node(_sqlite_at(str(tmp_path / FILENAME)))
+    node = Node(sqlite_at(str(tmp_path / FILENAME)))
     before = node.store.commits.batches
     node.wait(node.send("/queue/q", b"1", _AMQ_DUPL_ID="x"))
     assert node.store.commits.batches == before + 1

@@ -21,6 +21,19 @@ def run_now(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
     return maybeDeferred(function, *args)
 
 
+def sqlite_at(path: str) -> Callable[[Clock], Any]:
+    """A maker of SqliteStores on ``path`` (for ``Node``), their worker run at once."""
+    return lambda clock: SqliteStore(path, clock, run_now)
+
+
+def node_on(kind: str, tmp_path: Path) -> Node:
+    """A Node on a MemoryStore (``memory``) or on a SQLite file in ``tmp_path`` (``sqlite``)."""
+    if kind == "memory":
+        store = MemoryStore()
+        return Node(lambda clock: store)
+    return Node(sqlite_at(str(tmp_path / FILENAME)))
+
+
 class Node:
     """A broker on a store, restartable on the same data (as after a crash, or cleanly)."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ from stompbroker.core import (
     totals,
 )
 from stompbroker.core._scheduled import ScheduledDeliveries
-from stompbroker.store import FILENAME, MemoryStore, SqliteStore
+from stompbroker.store import FILENAME, MemoryStore
 from stompbroker.testing import RecordingConsumer
-from tests.test_persistence import Node, run_now
+from tests.test_persistence import Node, node_on, sqlite_at
 
 DELAY = "AMQ_SCHEDULED_DELAY"
 #: The tests' clock starts here (epoch seconds), so that epoch-ms times are realistic.
@@ -276,17 +275,9 @@ def test_a_topic_message_goes_to_the_durables_that_existed_when_sent() -> None:
 # -- the store -----------------------------------------------------------------------
 
 
-def _sqlite_at(path: str) -> Callable[[Clock], Any]:
-    return lambda clock: SqliteStore(path, clock, run_now)
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def node(request: pytest.FixtureRequest, tmp_path: Path) -> Node:
-    if request.param == "memory":
-        store = MemoryStore()
-        made = Node(lambda clock: store)
-    else:
-        made = Node(_sqlite_at(str(tmp_path / FILENAME)))
+    made = node_on(request.param, tmp_path)
     made.clock.advance(START)
     return made
 
@@ -371,7 +362,7 @@ def test_a_durable_copy_survives_a_crash(node: Node) -> None:
 def test_many_scheduled_messages_keep_only_a_window_in_memory(tmp_path: Path) -> None:
     """Beyond its window, the scheduler leaves records in the store and reads them back in
     due order when the window runs dry: all are delivered, in due order."""
-    node = Node(_sqlite_at(str(tmp_path / FILENAME)))
+    node = Node(sqlite_at(str(tmp_path / FILENAME)))
     node.clock.advance(START)
     broker = node.broker
     window = ScheduledDeliveries(broker.clock, broker.now_ms, broker.router.release, window=10)

@@ -158,17 +158,9 @@ def scheduled_row(record: ScheduledRecord) -> tuple[Any, ...]:
 
 def scheduled_from_row(row: tuple[Any, ...]) -> ScheduledRecord:
     """A ScheduledRecord from the columns of ``scheduled_row``."""
-    (seq, due, target, repeats, period, priority, message_id, destination, headers, body) = row[:10]
+    seq, due, target, repeats, period, priority, message_id, destination, headers, body = row[:10]
     expires, persistent, group = row[10:]
-    message = Message(
-        message_id,
-        destination,
-        _loads(headers),
-        bytes(body),
-        bool(persistent),
-        seq,
-        priority,
-        expires,
-        group,
-    )
+    columns = (priority, seq, message_id, destination, headers, body, expires, 0, persistent, group)
+    message = message_from_row("", columns)
+    message.store_key = None  # held by no queue's row until released
     return ScheduledRecord(tuple(_loads(target)), message, due, repeats, period)

@@ -23,6 +23,16 @@ def _epoch_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _pair(broker: RunningBroker, destination: str, version: str = "1.2") -> tuple[Client, Client]:
+    """A consumer subscribed to ``destination`` (auto ack), and a producer, both connected."""
+    consumer = Client(broker.port, version)
+    consumer.connect()
+    consumer.subscribe(destination, ack="auto")
+    producer = Client(broker.port, version)
+    producer.connect()
+    return consumer, producer
+
+
 @pytest.mark.parametrize(
     "header",
     ["AMQ_SCHEDULED_DELAY", "x-delay", "AMQ_SCHEDULED_TIME"],
@@ -32,11 +42,7 @@ def test_each_spelling_holds_the_message_past_a_later_one(
 ) -> None:
     """A delayed SEND is receipted at once and delivered after a marker sent after it."""
     value = str(_epoch_ms() + DELAY_MS) if header == "AMQ_SCHEDULED_TIME" else str(DELAY_MS)
-    consumer = Client(broker.port, "1.2")
-    consumer.connect()
-    consumer.subscribe("/queue/later", ack="auto")
-    producer = Client(broker.port, "1.2")
-    producer.connect()
+    consumer, producer = _pair(broker, "/queue/later")
     producer.send("/queue/later", "delayed", headers={header: value}, receipt=True)
     producer.send("/queue/later", "marker", receipt=True)
     messages = consumer.frames.wait_messages(2)
@@ -48,11 +54,7 @@ def test_each_spelling_holds_the_message_past_a_later_one(
 
 def test_period_and_repeat_deliver_repeat_plus_one_copies(broker: RunningBroker) -> None:
     """AMQ_SCHEDULED_REPEAT 2 every 100 ms: three deliveries, each with its own message-id."""
-    consumer = Client(broker.port, "1.1")
-    consumer.connect()
-    consumer.subscribe("/queue/ticks", ack="auto")
-    producer = Client(broker.port, "1.1")
-    producer.connect()
+    consumer, producer = _pair(broker, "/queue/ticks", "1.1")
     headers = {"AMQ_SCHEDULED_PERIOD": "100", "AMQ_SCHEDULED_REPEAT": "2"}
     producer.send("/queue/ticks", "tick", headers=headers, receipt=True)
     messages = consumer.frames.wait_messages(3)
@@ -64,11 +66,7 @@ def test_period_and_repeat_deliver_repeat_plus_one_copies(broker: RunningBroker)
 
 def test_a_scheduled_topic_message_reaches_the_subscriber(broker: RunningBroker) -> None:
     """On a topic, the subscriber present when the message is due gets it, after a marker."""
-    consumer = Client(broker.port, "1.2")
-    consumer.connect()
-    consumer.subscribe("/topic/news", ack="auto")
-    producer = Client(broker.port, "1.2")
-    producer.connect()
+    consumer, producer = _pair(broker, "/topic/news")
     producer.send("/topic/news", "delayed", headers={"x-delay": str(DELAY_MS)}, receipt=True)
     producer.send("/topic/news", "marker", receipt=True)
     assert [m.body for m in consumer.frames.wait_messages(2)] == ["marker", "delayed"]
