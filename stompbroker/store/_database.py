@@ -18,6 +18,7 @@ from typing import Any
 
 from stompbroker.core import DurableRecord, Message, Recovery, ScheduledRecord, StoredQueue
 
+from ._batching import Spot, Statements, Written
 from ._rows import messages_from_page, pack_rows, scheduled_from_row, scheduled_row
 
 #: One statement carries at most about this many bytes of bodies: a batch of writes is
@@ -60,12 +61,20 @@ _SCHEMA = (
         body BLOB NOT NULL, expires INTEGER NOT NULL, persistent INTEGER NOT NULL, grp TEXT)""",
     "CREATE INDEX IF NOT EXISTS scheduled_by_due ON scheduled (due, seq)",
 )
-#: Remember (or remember again, as the newest) one duplicate id; forget one.
-REMEMBER = "INSERT OR REPLACE INTO duplicate_ids (address, dupl_id, expires) VALUES (?,?,?)"
-FORGET = "DELETE FROM duplicate_ids WHERE address=? AND dupl_id=?"
-#: Take a scheduled message out; move a repeating one on.
-UNSCHEDULE = "DELETE FROM scheduled WHERE seq=?"
-RESCHEDULE = "UPDATE scheduled SET due=?, repeats=? WHERE seq=?"
+#: The statements of the work that goes first in a batch (``_batching.Statements``).
+STATEMENTS = Statements(
+    drop="DELETE FROM messages WHERE qkey=?",
+    drop_from="DELETE FROM messages WHERE qkey=? AND priority=? AND seq>=?",
+    # Remember (or remember again, as the newest) one duplicate id; forget one.
+    remember="INSERT OR REPLACE INTO duplicate_ids (address, dupl_id, expires) VALUES (?,?,?)",
+    forget="DELETE FROM duplicate_ids WHERE address=? AND dupl_id=?",
+    # Take a scheduled message out; move a repeating one on.
+    unschedule="DELETE FROM scheduled WHERE seq=?",
+    reschedule="UPDATE scheduled SET due=?, repeats=? WHERE seq=?",
+    add_durable="INSERT OR REPLACE INTO durables (client_id, name, pattern, selector, no_local)"
+    " VALUES (?,?,?,?,?)",
+    remove_durable="DELETE FROM durables WHERE client_id=? AND name=?",
+)
 _SCHEDULE = (
     "INSERT OR REPLACE INTO scheduled (seq, due, target, repeats, period, priority, message_id,"
     " destination, headers, body, expires, persistent, grp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -114,7 +123,6 @@ _PAGE_ROWS = (
     " AS upto FROM (SELECT seq, length(body) AS size FROM messages"
     " WHERE qkey=? AND priority=? AND seq>=? ORDER BY seq LIMIT ?)) WHERE upto - size < ?"
 )
-Spot = tuple[str, int, int]
 _loads = json.loads
 
 
@@ -216,7 +224,7 @@ class Database:
         sync: bool,
         scheduled: list[ScheduledRecord],
         scheduled_loads: list[tuple[tuple[int, int], int]],
-    ) -> tuple[list[list[Message]], list[list[ScheduledRecord]], float]:
+    ) -> Written:
         """Apply one batch in one transaction; return what each load and each scheduled load
         found, and how long the COMMIT took (seconds)."""
         conn = self._conn
