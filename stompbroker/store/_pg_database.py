@@ -1,0 +1,329 @@
+"""The PostgreSQL side of the store: the statements, and the one connection the worker thread
+uses (``PostgresStore`` in ``_postgres`` does the batching on the reactor's side).
+
+A batch is one transaction, sent in pipeline mode (psycopg's ``Connection.pipeline``): the
+statements go out without waiting for each answer, so a batch costs two round trips to the
+server (its work, then its COMMIT, timed alone). Each kind of work is one statement: the
+batch's rows go in one ``INSERT ... SELECT FROM unnest(arrays)`` per table (bound in
+binary), its deletes and delivery counts in one statement each.
+
+``synchronous_commit`` is set for the transaction only (``set_config(..., true)``, which is
+``SET LOCAL``): ``on`` for a batch that asks to sync (an ``always`` or ``batch`` add, a
+durable definition), ``off`` otherwise: the COMMIT returns before its WAL is flushed (a
+crash of the server may lose the last few hundred milliseconds of such batches, never
+corrupt anything).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from stompbroker.core import DurableRecord, Message, Recovery, ScheduledRecord, StoredQueue
+
+from ._batching import Spot, Statements, Written
+from ._pg_schema import SCHEMA, StoreRefused, create_or_migrate, lock, one
+from ._rows import _dumps, _loads, message_from_row, scheduled_from_row, scheduled_row
+
+#: One statement carries at most about this many bytes of bodies: a batch of writes is
+#: split into statements of this size, a page of reads stops once it holds this much
+#: (with one row at least). PostgreSQL refuses a value over 1 GB.
+STATEMENT_BYTES = 32 * 1024 * 1024
+#: The store's size on disk is read again after this many batches (it is a look at
+#: every table's files: cheap, not free).
+SIZE_EVERY = 64
+
+MISSING = (
+    "broker.store is postgresql but psycopg is not installed: pip install 'stompbroker[postgresql]'"
+)
+
+_M, _T = f"{SCHEMA}.messages", f"{SCHEMA}.transient"
+
+#: The statements of the work that goes first in a batch (``_batching.Statements``). A
+#: drop empties both the persistent and the transient table.
+STATEMENTS = Statements(
+    drop=f"WITH p(k) AS (SELECT %s::text), a AS (DELETE FROM {_M} WHERE qkey = (SELECT k FROM p))"
+    f" DELETE FROM {_T} WHERE qkey = (SELECT k FROM p)",
+    drop_from="WITH p(k, pr, s) AS (SELECT %s::text, %s::smallint, %s::bigint),"
+    f" a AS (DELETE FROM {_M} m USING p WHERE m.qkey = p.k AND m.priority = p.pr AND m.seq >= p.s)"
+    f" DELETE FROM {_T} t USING p WHERE t.qkey = p.k AND t.priority = p.pr AND t.seq >= p.s",
+    # Remembered again, an id takes a new place: the newest.
+    remember=f"INSERT INTO {SCHEMA}.duplicate_ids (address, dupl_id, expires) VALUES (%s, %s, %s)"
+    " ON CONFLICT (address, dupl_id) DO UPDATE SET expires = EXCLUDED.expires, id = DEFAULT",
+    forget=f"DELETE FROM {SCHEMA}.duplicate_ids WHERE address = %s AND dupl_id = %s",
+    unschedule=f"DELETE FROM {SCHEMA}.scheduled WHERE seq = %s",
+    reschedule=f"UPDATE {SCHEMA}.scheduled SET due = %s, repeats = %s WHERE seq = %s",
+    add_durable=f"INSERT INTO {SCHEMA}.durables (client_id, name, pattern, selector, no_local)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, name) DO UPDATE SET"
+    " pattern = EXCLUDED.pattern, selector = EXCLUDED.selector, no_local = EXCLUDED.no_local",
+    remove_durable=f"DELETE FROM {SCHEMA}.durables WHERE client_id = %s AND name = %s",
+)
+
+_COLUMNS = (
+    "qkey, priority, seq, message_id, destination, headers, body, expires, delivery_count, grp"
+)
+_INSERT = (
+    "INSERT INTO {table} AS m (" + _COLUMNS + ") SELECT * FROM unnest(%s::text[],"
+    " %s::smallint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bytea[],"
+    " %s::bigint[], %s::integer[], %s::text[]) ON CONFLICT (qkey, priority, seq) DO UPDATE SET"
+    " message_id = EXCLUDED.message_id, destination = EXCLUDED.destination,"
+    " headers = EXCLUDED.headers, body = EXCLUDED.body, expires = EXCLUDED.expires,"
+    " delivery_count = EXCLUDED.delivery_count, grp = EXCLUDED.grp"
+)
+_SPOTS = "SELECT * FROM unnest(%s::text[], %s::smallint[], %s::bigint[])"
+_MATCH = "{t}.qkey = g.qkey AND {t}.priority = g.priority AND {t}.seq = g.seq"
+_DELETE = (
+    f"WITH g(qkey, priority, seq) AS ({_SPOTS}),"
+    f" a AS (DELETE FROM {_M} m USING g WHERE {_MATCH.format(t='m')})"
+    f" DELETE FROM {_T} t USING g WHERE {_MATCH.format(t='t')}"
+)
+_COUNT = (
+    "WITH g(n, qkey, priority, seq) AS (SELECT * FROM unnest(%s::integer[], %s::text[],"
+    " %s::smallint[], %s::bigint[])),"
+    f" a AS (UPDATE {_M} m SET delivery_count = g.n FROM g WHERE {_MATCH.format(t='m')})"
+    f" UPDATE {_T} t SET delivery_count = g.n FROM g WHERE {_MATCH.format(t='t')}"
+)
+# A page: the rows of both tables in seq order, up to the limit, that start under the
+# byte budget. The columns are a Row's (``_rows``).
+_PAGE = "SELECT priority, seq, message_id, destination, headers, body, expires, delivery_count"
+_LOAD = (
+    "SELECT priority, seq, message_id, destination, headers, body, expires, delivery_count,"
+    " persistent, grp FROM (SELECT *, sum(octet_length(body)) OVER (ORDER BY seq ROWS"
+    " UNBOUNDED PRECEDING) - octet_length(body) AS before FROM ("
+    f"({_PAGE}, true AS persistent, grp FROM {_M}"
+    " WHERE qkey = %s AND priority = %s AND seq >= %s ORDER BY seq LIMIT %s) UNION ALL"
+    f" ({_PAGE}, false, grp FROM {_T}"
+    " WHERE qkey = %s AND priority = %s AND seq >= %s ORDER BY seq LIMIT %s)"
+    ") u ORDER BY seq LIMIT %s) w WHERE before < %s ORDER BY seq"
+)
+_SCHEDULE = (
+    f"INSERT INTO {SCHEMA}.scheduled (seq, due, target, repeats, period, priority, message_id,"
+    " destination, headers, body, expires, persistent, grp)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (seq) DO UPDATE SET"
+    " due = EXCLUDED.due, target = EXCLUDED.target, repeats = EXCLUDED.repeats,"
+    " period = EXCLUDED.period, priority = EXCLUDED.priority,"
+    " message_id = EXCLUDED.message_id, destination = EXCLUDED.destination,"
+    " headers = EXCLUDED.headers, body = EXCLUDED.body, expires = EXCLUDED.expires,"
+    " persistent = EXCLUDED.persistent, grp = EXCLUDED.grp"
+)
+_LOAD_SCHEDULED = (
+    "SELECT seq, due, target, repeats, period, priority, message_id, destination, headers,"
+    f" body, expires, persistent, grp FROM {SCHEMA}.scheduled WHERE (due, seq) >= (%s, %s)"
+    " ORDER BY due, seq LIMIT %s"
+)
+_SIZE = (
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'"
+)
+
+
+def psycopg_missing() -> str | None:
+    """The line to say at start when psycopg cannot be imported (None when it can)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return MISSING
+    return None
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What is wrong with ``dsn`` as a libpq connection string (None: nothing)."""
+    import psycopg
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def _columns(adds: list[tuple[Spot, Message]]) -> list[list[Any]]:
+    """The rows of ``adds`` as one list per column (``_INSERT``'s arrays)."""
+    return [
+        [key for (key, _, _), _ in adds],
+        [m.priority for _, m in adds],
+        [m.seq for _, m in adds],
+        [m.message_id for _, m in adds],
+        [m.destination for _, m in adds],
+        [_dumps(m.headers) for _, m in adds],
+        [m.body for _, m in adds],
+        [m.expires for _, m in adds],
+        [m.delivery_count for _, m in adds],
+        [m.group for _, m in adds],
+    ]
+
+
+def _slices(adds: list[tuple[Spot, Message]]) -> list[list[tuple[Spot, Message]]]:
+    """``adds`` cut into runs whose bodies stay under STATEMENT_BYTES (one row at least)."""
+    out: list[list[tuple[Spot, Message]]] = []
+    start = 0
+    while start < len(adds):
+        end, size = start + 1, len(adds[start][1].body)
+        while end < len(adds) and size + len(adds[end][1].body) <= STATEMENT_BYTES:
+            size += len(adds[end][1].body)
+            end += 1
+        out.append(adds[start:end])
+        start = end
+    return out
+
+
+class PgDatabase:
+    """The connection to PostgreSQL, used by one thread at a time (one batch in flight).
+
+    ``node`` names this node to the server (``application_name``: seen by an operator in
+    ``pg_stat_activity``, and in the refusal a second node gets).
+    """
+
+    def __init__(
+        self, dsn: str, node: str = "", timer: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.dsn = dsn
+        self.node = node
+        self._timer = timer
+        self._conn: Any = None
+        self._batches = 0
+        #: Bytes the tables take on disk, as last read.
+        self.size = 0
+        #: The ``synchronous_commit`` each committed batch ran with, as the server said.
+        self.synchronous_commits: Counter[str] = Counter()
+
+    def open(self) -> Recovery:
+        missing = psycopg_missing()
+        if missing is not None:
+            raise StoreRefused(missing)
+        import psycopg
+
+        name = f"stompbroker {self.node}".strip()[:63]
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, application_name=name)
+        except psycopg.OperationalError as exc:
+            why = " ".join(str(exc).split())
+            raise StoreRefused(f"cannot connect to PostgreSQL: {why}") from None
+        try:
+            lock(conn)
+            create_or_migrate(conn)
+            recovery = self._recover(conn)
+            self.size = one(conn, _SIZE, (SCHEMA,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return recovery
+
+    def _recover(self, conn: Any) -> Recovery:
+        """Drop transient rows; read what the broker needs at start."""
+        with conn.transaction():
+            conn.execute(f"TRUNCATE {_T}")
+            conn.execute(f"DELETE FROM {SCHEMA}.scheduled WHERE NOT persistent")
+            durables = tuple(
+                DurableRecord(client_id, name, pattern, selector, no_local)
+                for client_id, name, pattern, selector, no_local in conn.execute(
+                    f"SELECT client_id, name, pattern, selector, no_local FROM {SCHEMA}.durables"
+                )
+            )
+            queues: dict[str, dict[int, tuple[int, int]]] = {}
+            sizes: dict[str, int] = {}
+            for key, priority, count, first, size in conn.execute(
+                "SELECT qkey, priority, count(*), min(seq), sum(octet_length(body))"
+                f" FROM {_M} GROUP BY qkey, priority"
+            ):
+                queues.setdefault(key, {})[priority] = (count, first)
+                sizes[key] = sizes.get(key, 0) + int(size)
+            (last_seq,) = conn.execute(
+                f"SELECT greatest((SELECT max(seq) FROM {_M}),"
+                f" (SELECT max(seq) FROM {SCHEMA}.scheduled), 0)"
+            ).fetchone()
+            duplicate_ids = tuple(
+                (address, dupl_id, float(expires))
+                for address, dupl_id, expires in conn.execute(
+                    f"SELECT address, dupl_id, expires FROM {SCHEMA}.duplicate_ids ORDER BY id"
+                )
+            )
+            scheduled = tuple(
+                (tuple(_loads(target)), count)
+                for target, count in conn.execute(
+                    f"SELECT target, count(*) FROM {SCHEMA}.scheduled GROUP BY target"
+                )
+            )
+        stored = tuple(StoredQueue(k, priorities, sizes[k]) for k, priorities in queues.items())
+        return Recovery(durables, stored, last_seq, duplicate_ids, scheduled)
+
+    def write(
+        self,
+        first: list[tuple[str, tuple[Any, ...]]],
+        adds: list[tuple[Spot, Message]],
+        counts: list[tuple[int, str, int, int]],
+        deletes: list[Spot],
+        loads: list[tuple[Spot, int]],
+        sync: bool,
+        scheduled: list[ScheduledRecord],
+        scheduled_loads: list[tuple[tuple[int, int], int]],
+    ) -> Written:
+        """Apply one batch in one transaction; return what each load and each scheduled load
+        found, and how long the COMMIT took (seconds)."""
+        conn = self._conn
+        assert conn is not None, "the store is closed"
+        try:
+            with conn.pipeline() as pipeline:
+                conn.execute("BEGIN")
+                mode = conn.execute(
+                    "SELECT set_config('synchronous_commit', %s, true)", ("on" if sync else "off",)
+                )
+                for sql, parameters in first:
+                    conn.execute(sql, parameters)
+                self._insert(conn, adds)
+                if scheduled:
+                    conn.cursor().executemany(
+                        _SCHEDULE, [scheduled_row(record) for record in scheduled]
+                    )
+                if counts:
+                    conn.execute(_COUNT, [list(column) for column in zip(*counts, strict=True)])
+                if deletes:
+                    conn.execute(_DELETE, [list(column) for column in zip(*deletes, strict=True)])
+                pages = [
+                    conn.execute(
+                        _LOAD, (*spot, limit, *spot, limit, limit, STATEMENT_BYTES), binary=True
+                    )
+                    for spot, limit in loads
+                ]
+                found = [
+                    conn.execute(_LOAD_SCHEDULED, (*after, limit))
+                    for after, limit in scheduled_loads
+                ]
+                pipeline.sync()
+                (setting,) = mode.fetchone()
+                loaded = [
+                    [message_from_row(spot[0], row) for row in page.fetchall()]
+                    for (spot, _), page in zip(loads, pages, strict=True)
+                ]
+                loaded_scheduled = [
+                    [scheduled_from_row(row) for row in cursor.fetchall()] for cursor in found
+                ]
+                started = self._timer()
+                conn.execute("COMMIT")
+                pipeline.sync()
+                elapsed = self._timer() - started
+        except BaseException:
+            if not conn.closed:
+                conn.execute("ROLLBACK")
+            raise
+        self.synchronous_commits[setting] += 1
+        self._batches += 1
+        if self._batches % SIZE_EVERY == 0:
+            self.size = one(conn, _SIZE, (SCHEMA,))
+        return loaded, loaded_scheduled, elapsed
+
+    def _insert(self, conn: Any, adds: list[tuple[Spot, Message]]) -> None:
+        """Queue the inserts of ``adds``: persistent rows to ``messages``, others to
+        ``transient``, a statement per STATEMENT_BYTES of bodies."""
+        for persistent, table in ((True, _M), (False, _T)):
+            rows = [add for add in adds if bool(add[1].persistent) is persistent]
+            for part in _slices(rows):
+                conn.execute(_INSERT.format(table=table), _columns(part), binary=True)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
