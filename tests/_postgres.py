@@ -37,7 +37,8 @@ def bin_dir() -> Path:
     return Path(os.path.realpath(found)).parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -50,7 +51,7 @@ class PostgresServer:
         self.bin = bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="stompbroker-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._settings = settings
         self._names = (f"t{n}" for n in itertools.count(1))
         self._as: list[str] = []

@@ -190,6 +190,19 @@ class PgDatabase:
         self.synchronous_commits: Counter[str] = Counter()
 
     def open(self) -> Recovery:
+        conn = self._connect()
+        try:
+            create_or_migrate(conn)
+            recovery = self._recover(conn)
+            self.size = one(conn, _SIZE, (SCHEMA,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return recovery
+
+    def _connect(self) -> Any:
+        """A new connection holding the node's advisory lock; StoreRefused if none."""
         missing = psycopg_missing()
         if missing is not None:
             raise StoreRefused(missing)
@@ -203,14 +216,10 @@ class PgDatabase:
             raise StoreRefused(f"cannot connect to PostgreSQL: {why}") from None
         try:
             lock(conn)
-            create_or_migrate(conn)
-            recovery = self._recover(conn)
-            self.size = one(conn, _SIZE, (SCHEMA,))
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
-        return recovery
+        return conn
 
     def _recover(self, conn: Any) -> Recovery:
         """Drop transient rows; read what the broker needs at start."""
@@ -265,6 +274,10 @@ class PgDatabase:
         found, and how long the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
+        if conn.closed:
+            # The connection was lost (the batch that found out failed): a new one, which
+            # takes the lock again; the schema is there since open.
+            conn = self._conn = self._connect()
         try:
             with conn.pipeline() as pipeline:
                 conn.execute("BEGIN")

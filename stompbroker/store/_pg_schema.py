@@ -83,7 +83,7 @@ def lock(conn: Any) -> None:
     if one(conn, "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)):
         return
     holder = conn.execute(
-        "SELECT a.application_name, a.client_addr::text FROM pg_locks l"
+        "SELECT a.application_name, host(a.client_addr) FROM pg_locks l"
         " JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'advisory' AND l.granted AND l.database ="
         " (SELECT oid FROM pg_database WHERE datname = current_database())"
