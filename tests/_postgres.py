@@ -3,7 +3,9 @@ with ``pg_ctl`` on a free loopback port (its unix socket in that directory), sto
 
 As root, initdb and the server run as the ``postgres`` user (initdb refuses root). Each
 test gets a database of its own (``PostgresServer.database``). Run as a script, it starts
-one by hand and prints its DSN (for the benchmarks), until Enter is pressed.
+one by hand, with fsync on, and prints its DSN (for the benchmarks) until Enter is pressed::
+
+    python3 -m tests._postgres
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, for one test session."""
 
-    def __init__(self, *settings: str) -> None:
+    def __init__(self, *settings: str, fast: bool = True) -> None:
         self.bin = bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="stompbroker-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
-        self._settings = settings
+        #: The tests' server writes no fsync (fast, not crash-safe for the machine).
+        self._settings = ("fsync=off", "full_page_writes=off", *settings) if fast else settings
         self._names = (f"t{n}" for n in itertools.count(1))
         self._as: list[str] = []
         if os.geteuid() == 0:
@@ -98,8 +101,6 @@ class PostgresServer:
                 f"-p {self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
-                "-c full_page_writes=off",
                 *(f"-c {setting}" for setting in self._settings),
             ]
         )
@@ -155,7 +156,8 @@ def postgres_dsn(postgres_server: PostgresServer) -> str:
 
 
 if __name__ == "__main__":
-    by_hand = PostgresServer()
+    # With the defaults' durability (fsync on), as a measurement needs.
+    by_hand = PostgresServer(fast=False)
     by_hand.start()
     print(by_hand.dsn, flush=True)
     try:

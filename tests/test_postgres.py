@@ -3,8 +3,10 @@ database, the schema's version, synchronous_commit per batch, a lost server, psy
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import psycopg
@@ -13,11 +15,14 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 from twisted.python import usage
 
+from stompbroker.config import Config, ConfigError, PostgresqlSection, parse
 from stompbroker.core import DurableRecord
+from stompbroker.service import node_name
 from stompbroker.store import PostgresStore, StoreRefused, _pg_schema, psycopg_missing
 from stompbroker.tap import Options
 
 from ._postgres import PostgresServer, free_port
+from .helpers import doc_default, doc_section
 from .test_store import Harness, _load, _message, run_now
 
 LOCKED = "another stompbroker node is using this database; clustering is not supported yet"
@@ -227,3 +232,36 @@ def test_the_command_line_dsn_replaces_the_files_and_one_is_required(tmp_path: P
     with pytest.raises(usage.UsageError) as bad:
         Options().parseOptions(["--config", str(path), "--dsn", "host=db 'unterminated"])
     assert str(bad.value).startswith(f"{path}: postgresql.dsn: not a libpq connection string: ")
+
+
+# -- the configuration ----------------------------------------------------------------
+
+
+def test_the_postgresql_section_is_read_and_checked_with_file_and_line() -> None:
+    """``broker.store: postgresql`` and the ``postgresql`` keys are read; a wrong value or an
+    unknown key names the line and the key."""
+    config = parse("broker:\n  store: postgresql\npostgresql:\n  dsn: host=db\n  node: n1\n")
+    assert config.broker.store == "postgresql"
+    assert config.postgresql == PostgresqlSection(dsn="host=db", node="n1")
+    with pytest.raises(ConfigError) as wrong:
+        parse("postgresql:\n  dsn: 5\n")
+    assert str(wrong.value) == "<string>:2: postgresql.dsn: expected a non-empty string, got 5"
+    with pytest.raises(ConfigError) as unknown:
+        parse("postgresql:\n  pool_size: 3\n")
+    assert str(unknown.value) == (
+        "<string>:2: postgresql.pool_size: unknown key (known: dsn, node)"
+    )
+
+
+def test_every_postgresql_key_is_documented() -> None:
+    """docs/configuration.md has a row, with its default, for every key of the section."""
+    text = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    part = doc_section(text, "## `postgresql`")
+    for field in fields(PostgresqlSection):
+        assert doc_default(part, field.name), f"postgresql.{field.name} is not documented"
+
+
+def test_a_nodes_name_is_its_host_and_stomp_port_unless_configured() -> None:
+    """``postgresql.node`` defaults to the host's name and the first listener's port."""
+    assert node_name(Config()) == f"{socket.gethostname()}:61613"
+    assert node_name(parse("postgresql:\n  node: blue\n")) == "blue"
