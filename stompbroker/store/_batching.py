@@ -31,9 +31,10 @@ the database's ``Statements``, each taking its parameters in the order given her
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -80,24 +81,59 @@ class Statements(NamedTuple):
     remove_durable: str
 
 
+class Work(NamedTuple):
+    """One batch as the worker applies it, in one transaction, in this order."""
+
+    #: (sql of ``Statements``, parameters), applied first, in the order asked.
+    first: list[tuple[str, tuple[Any, ...]]]
+    adds: list[tuple[Spot, Message]]
+    #: (delivery count, store key, priority, seq)
+    counts: list[tuple[int, str, int, int]]
+    deletes: list[Spot]
+    #: (where to start, how many rows at most)
+    loads: list[tuple[Spot, int]]
+    #: Whether to commit durably.
+    sync: bool
+    scheduled: list[ScheduledRecord]
+    #: (the first key (due, seq), how many records at most)
+    scheduled_loads: list[tuple[tuple[int, int], int]]
+
+
 class Worker(Protocol):
     """The database connection a batching store hands its batches to, in the worker."""
 
     def open(self) -> Recovery: ...
 
-    def write(
-        self,
-        first: list[tuple[str, tuple[Any, ...]]],
-        adds: list[tuple[Spot, Message]],
-        counts: list[tuple[int, str, int, int]],
-        deletes: list[Spot],
-        loads: list[tuple[Spot, int]],
-        sync: bool,
-        scheduled: list[ScheduledRecord],
-        scheduled_loads: list[tuple[tuple[int, int], int]],
-    ) -> Written: ...
+    def write(self, work: Work) -> Written: ...
 
     def close(self) -> None: ...
+
+
+def slices(adds: list[tuple[Spot, Message]], budget: int) -> list[list[tuple[Spot, Message]]]:
+    """``adds`` cut into runs whose bodies stay under ``budget`` bytes (one row at least)."""
+    out: list[list[tuple[Spot, Message]]] = []
+    start = 0
+    while start < len(adds):
+        end, size = start + 1, len(adds[start][1].body)
+        while end < len(adds) and size + len(adds[end][1].body) <= budget:
+            size += len(adds[end][1].body)
+            end += 1
+        out.append(adds[start:end])
+        start = end
+    return out
+
+
+class BatchOptions(TypedDict, total=False):
+    """How a batching store batches (the keyword arguments of every such store)."""
+
+    #: How long a ``batch`` add may wait for others to share its commit.
+    batch_ms: float
+    #: How long removals, delivery counts and transient rows may wait.
+    lazy_ms: float
+    #: A batch this large leaves at once.
+    max_batch: int
+    #: Measures the COMMITs (in the worker; a monotonic clock).
+    timer: Callable[[], float]
 
 
 class Batch:
@@ -166,19 +202,13 @@ class BatchingStore:
     name = "batching"
     statements: Statements
 
-    def __init__(
-        self,
-        clock: Clock,
-        run: Runner,
-        batch_ms: float = 5.0,
-        lazy_ms: float = 50.0,
-        max_batch: int = 20_000,
-    ) -> None:
+    def __init__(self, clock: Clock, run: Runner, **options: Unpack[BatchOptions]) -> None:
         self.clock = clock
         self._run = run
-        self._batch_s = batch_ms / 1000.0
-        self._lazy_s = lazy_ms / 1000.0
-        self._max_batch = max_batch
+        self._batch_s = options.get("batch_ms", 5.0) / 1000.0
+        self._lazy_s = options.get("lazy_ms", 50.0) / 1000.0
+        self._max_batch = options.get("max_batch", 20_000)
+        self._timer_fn = options.get("timer", time.perf_counter)
         self._db: Worker | None = None
         self._pending = Batch()
         self._busy = False
@@ -359,14 +389,16 @@ class BatchingStore:
         assert database is not None, "the store is not open"
         work = self._run(
             database.write,
-            list(batch.first),
-            list(batch.adds.items()),
-            [(count, *spot) for spot, count in batch.counts.items()],
-            batch.deletes,
-            [(spot, limit) for spot, limit, _ in batch.loads],
-            batch.sync,
-            list(batch.scheduled.values()),
-            [(after, limit) for after, limit, _ in batch.scheduled_loads],
+            Work(
+                list(batch.first),
+                list(batch.adds.items()),
+                [(count, *spot) for spot, count in batch.counts.items()],
+                batch.deletes,
+                [(spot, limit) for spot, limit, _ in batch.loads],
+                batch.sync,
+                list(batch.scheduled.values()),
+                [(after, limit) for after, limit, _ in batch.scheduled_loads],
+            ),
         )
         work.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 

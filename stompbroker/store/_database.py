@@ -14,11 +14,10 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
 
-from stompbroker.core import DurableRecord, Message, Recovery, ScheduledRecord, StoredQueue
+from stompbroker.core import DurableRecord, Recovery, StoredQueue
 
-from ._batching import Spot, Statements, Written
+from ._batching import Statements, Work, Written, slices
 from ._rows import messages_from_page, pack_rows, scheduled_from_row, scheduled_row
 
 #: One statement carries at most about this many bytes of bodies: a batch of writes is
@@ -214,34 +213,19 @@ class Database:
             self._conn.execute(f"PRAGMA synchronous={wanted}")
             self._synchronous = wanted
 
-    def write(
-        self,
-        first: list[tuple[str, tuple[Any, ...]]],
-        adds: list[tuple[Spot, Message]],
-        counts: list[tuple[int, str, int, int]],
-        deletes: list[Spot],
-        loads: list[tuple[Spot, int]],
-        sync: bool,
-        scheduled: list[ScheduledRecord],
-        scheduled_loads: list[tuple[tuple[int, int], int]],
-    ) -> Written:
+    def write(self, work: Work) -> Written:
         """Apply one batch in one transaction; return what each load and each scheduled load
         found, and how long the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
+        first, adds, counts, deletes, loads, sync, scheduled, scheduled_loads = work
         self._set_synchronous(sync)
         conn.execute("BEGIN")
         try:
             for sql, parameters in first:
                 conn.execute(sql, parameters)
-            start = 0
-            while start < len(adds):
-                end, size = start + 1, len(adds[start][1].body)
-                while end < len(adds) and size + len(adds[end][1].body) <= STATEMENT_BYTES:
-                    size += len(adds[end][1].body)
-                    end += 1
-                conn.execute(_INSERT, pack_rows(adds[start:end]))
-                start = end
+            for part in slices(adds, STATEMENT_BYTES):
+                conn.execute(_INSERT, pack_rows(part))
             if scheduled:
                 conn.executemany(_SCHEDULE, [scheduled_row(record) for record in scheduled])
             if counts:

@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from stompbroker.core import DurableRecord, Message, Recovery, ScheduledRecord, StoredQueue
+from stompbroker.core import DurableRecord, Message, Recovery, StoredQueue
 
-from ._batching import Spot, Statements, Written
+from ._batching import Spot, Statements, Work, Written, slices
 from ._pg_schema import SCHEMA, StoreRefused, create_or_migrate, lock, one
 from ._rows import _dumps, _loads, message_from_row, scheduled_from_row, scheduled_row
 
@@ -155,20 +155,6 @@ def _columns(adds: list[tuple[Spot, Message]]) -> list[list[Any]]:
     ]
 
 
-def _slices(adds: list[tuple[Spot, Message]]) -> list[list[tuple[Spot, Message]]]:
-    """``adds`` cut into runs whose bodies stay under STATEMENT_BYTES (one row at least)."""
-    out: list[list[tuple[Spot, Message]]] = []
-    start = 0
-    while start < len(adds):
-        end, size = start + 1, len(adds[start][1].body)
-        while end < len(adds) and size + len(adds[end][1].body) <= STATEMENT_BYTES:
-            size += len(adds[end][1].body)
-            end += 1
-        out.append(adds[start:end])
-        start = end
-    return out
-
-
 class PgDatabase:
     """The connection to PostgreSQL, used by one thread at a time (one batch in flight).
 
@@ -259,21 +245,12 @@ class PgDatabase:
         stored = tuple(StoredQueue(k, priorities, sizes[k]) for k, priorities in queues.items())
         return Recovery(durables, stored, last_seq, duplicate_ids, scheduled)
 
-    def write(
-        self,
-        first: list[tuple[str, tuple[Any, ...]]],
-        adds: list[tuple[Spot, Message]],
-        counts: list[tuple[int, str, int, int]],
-        deletes: list[Spot],
-        loads: list[tuple[Spot, int]],
-        sync: bool,
-        scheduled: list[ScheduledRecord],
-        scheduled_loads: list[tuple[tuple[int, int], int]],
-    ) -> Written:
+    def write(self, work: Work) -> Written:
         """Apply one batch in one transaction; return what each load and each scheduled load
         found, and how long the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
+        first, adds, counts, deletes, loads, sync, scheduled, scheduled_loads = work
         if conn.closed:
             # The connection was lost (the batch that found out failed): a new one, which
             # takes the lock again; the schema is there since open.
@@ -333,7 +310,7 @@ class PgDatabase:
         ``transient``, a statement per STATEMENT_BYTES of bodies."""
         for persistent, table in ((True, _M), (False, _T)):
             rows = [add for add in adds if bool(add[1].persistent) is persistent]
-            for part in _slices(rows):
+            for part in slices(rows, STATEMENT_BYTES):
                 conn.execute(_INSERT.format(table=table), _columns(part), binary=True)
 
     def close(self) -> None:

@@ -8,15 +8,14 @@ refuses to open (``StoreRefused``) while another node holds it.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
+from typing import Unpack
 
 from zope.interface import implementer
 
 from stompbroker.core import Clock, IMessageStore
 
-from ._batching import BatchingStore, Runner
+from ._batching import BatchingStore, BatchOptions, Runner
 from ._pg_database import STATEMENTS, PgDatabase
 
 
@@ -34,20 +33,11 @@ class PostgresStore(BatchingStore):
     statements = STATEMENTS
 
     def __init__(
-        self,
-        dsn: str,
-        clock: Clock,
-        run: Runner,
-        node: str = "",
-        batch_ms: float = 5.0,
-        lazy_ms: float = 50.0,
-        max_batch: int = 20_000,
-        timer: Callable[[], float] = time.perf_counter,
+        self, dsn: str, clock: Clock, run: Runner, node: str = "", **options: Unpack[BatchOptions]
     ) -> None:
-        super().__init__(clock, run, batch_ms, lazy_ms, max_batch)
+        super().__init__(clock, run, **options)
         self.dsn = dsn
         self.node = node
-        self._timer_fn = timer
         self._database: PgDatabase | None = None
 
     def _worker(self) -> PgDatabase:

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from stompbroker.core import Clock, DelayedCall, IMessageStore
 
-from ._batching import Batch, BatchingStore, Runner, log
+from ._batching import Batch, BatchingStore, BatchOptions, Runner, log
 from ._database import STATEMENTS, Database
 
 #: The database file's name in the data directory.
@@ -48,18 +46,10 @@ class SqliteStore(BatchingStore):
     statements = STATEMENTS
 
     def __init__(
-        self,
-        path: str,
-        clock: Clock,
-        run: Runner,
-        batch_ms: float = 5.0,
-        lazy_ms: float = 50.0,
-        max_batch: int = 20_000,
-        timer: Callable[[], float] = time.perf_counter,
+        self, path: str, clock: Clock, run: Runner, **options: Unpack[BatchOptions]
     ) -> None:
-        super().__init__(clock, run, batch_ms, lazy_ms, max_batch)
+        super().__init__(clock, run, **options)
         self.path = path
-        self._timer_fn = timer
         #: Whether rows were deleted since free pages were last given back.
         self._freed = False
         self._reclaim_timer: DelayedCall | None = None
