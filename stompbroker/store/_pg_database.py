@@ -65,14 +65,14 @@ _COLUMNS = (
     "qkey, priority, seq, message_id, destination, headers, body, expires, delivery_count, grp"
 )
 _INSERT = (
-    "INSERT INTO {table} AS m (" + _COLUMNS + ") SELECT * FROM unnest(%s::text[],"
-    " %s::smallint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bytea[],"
-    " %s::bigint[], %s::integer[], %s::text[]) ON CONFLICT (qkey, priority, seq) DO UPDATE SET"
+    "INSERT INTO {table} AS m (" + _COLUMNS + ") SELECT * FROM unnest(%b::text[],"
+    " %b::smallint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::bytea[],"
+    " %b::bigint[], %b::integer[], %b::text[]) ON CONFLICT (qkey, priority, seq) DO UPDATE SET"
     " message_id = EXCLUDED.message_id, destination = EXCLUDED.destination,"
     " headers = EXCLUDED.headers, body = EXCLUDED.body, expires = EXCLUDED.expires,"
     " delivery_count = EXCLUDED.delivery_count, grp = EXCLUDED.grp"
 )
-_SPOTS = "SELECT * FROM unnest(%s::text[], %s::smallint[], %s::bigint[])"
+_SPOTS = "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::bigint[])"
 _MATCH = "{t}.qkey = g.qkey AND {t}.priority = g.priority AND {t}.seq = g.seq"
 _DELETE = (
     f"WITH g(qkey, priority, seq) AS ({_SPOTS}),"
@@ -80,8 +80,8 @@ _DELETE = (
     f" DELETE FROM {_T} t USING g WHERE {_MATCH.format(t='t')}"
 )
 _COUNT = (
-    "WITH g(n, qkey, priority, seq) AS (SELECT * FROM unnest(%s::integer[], %s::text[],"
-    " %s::smallint[], %s::bigint[])),"
+    "WITH g(n, qkey, priority, seq) AS (SELECT * FROM unnest(%b::integer[], %b::text[],"
+    " %b::smallint[], %b::bigint[])),"
     f" a AS (UPDATE {_M} m SET delivery_count = g.n FROM g WHERE {_MATCH.format(t='m')})"
     f" UPDATE {_T} t SET delivery_count = g.n FROM g WHERE {_MATCH.format(t='t')}"
 )
@@ -311,7 +311,7 @@ class PgDatabase:
         for persistent, table in ((True, _M), (False, _T)):
             rows = [add for add in adds if bool(add[1].persistent) is persistent]
             for part in slices(rows, STATEMENT_BYTES):
-                conn.execute(_INSERT.format(table=table), _columns(part), binary=True)
+                conn.execute(_INSERT.format(table=table), _columns(part))
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
