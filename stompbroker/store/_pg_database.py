@@ -248,45 +248,15 @@ class PgDatabase:
     def write(self, work: Work) -> Written:
         """Apply one batch in one transaction; return what each load and each scheduled load
         found, and how long the COMMIT took (seconds)."""
-        conn = self._conn
-        assert conn is not None, "the store is closed"
-        first, adds, counts, deletes, loads, sync, scheduled, scheduled_loads = work
-        if conn.closed:
-            # The connection was lost (the batch that found out failed): a new one, which
-            # takes the lock again; the schema is there since open.
-            conn = self._conn = self._connect()
+        conn = self._connection()
         try:
             with conn.pipeline() as pipeline:
-                conn.execute("BEGIN")
-                mode = conn.execute(
-                    "SELECT set_config('synchronous_commit', %s, true)", ("on" if sync else "off",)
-                )
-                for sql, parameters in first:
-                    conn.execute(sql, parameters)
-                self._insert(conn, adds)
-                if scheduled:
-                    conn.cursor().executemany(
-                        _SCHEDULE, [scheduled_row(record) for record in scheduled]
-                    )
-                if counts:
-                    conn.execute(_COUNT, [list(column) for column in zip(*counts, strict=True)])
-                if deletes:
-                    conn.execute(_DELETE, [list(column) for column in zip(*deletes, strict=True)])
-                pages = [
-                    conn.execute(
-                        _LOAD, (*spot, limit, *spot, limit, limit, STATEMENT_BYTES), binary=True
-                    )
-                    for spot, limit in loads
-                ]
-                found = [
-                    conn.execute(_LOAD_SCHEDULED, (*after, limit))
-                    for after, limit in scheduled_loads
-                ]
+                mode, pages, found = self._send(conn, work)
                 pipeline.sync()
                 (setting,) = mode.fetchone()
                 loaded = [
                     [message_from_row(spot[0], row) for row in page.fetchall()]
-                    for (spot, _), page in zip(loads, pages, strict=True)
+                    for (spot, _), page in zip(work.loads, pages, strict=True)
                 ]
                 loaded_scheduled = [
                     [scheduled_from_row(row) for row in cursor.fetchall()] for cursor in found
@@ -304,6 +274,40 @@ class PgDatabase:
         if self._batches % SIZE_EVERY == 0:
             self.size = one(conn, _SIZE, (SCHEMA,))
         return loaded, loaded_scheduled, elapsed
+
+    def _connection(self) -> Any:
+        """The open connection; a new one if it was lost (the batch that found out failed),
+        which takes the lock again (the schema is there since open)."""
+        assert self._conn is not None, "the store is closed"
+        if self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def _send(self, conn: Any, work: Work) -> tuple[Any, list[Any], list[Any]]:
+        """Queue a batch's statements, COMMIT aside, in the pipeline; return the cursors of
+        its synchronous_commit setting, of its loads and of its scheduled loads."""
+        conn.execute("BEGIN")
+        mode = conn.execute(
+            "SELECT set_config('synchronous_commit', %s, true)", ("on" if work.sync else "off",)
+        )
+        for sql, parameters in work.first:
+            conn.execute(sql, parameters)
+        self._insert(conn, work.adds)
+        if work.scheduled:
+            rows = [scheduled_row(record) for record in work.scheduled]
+            conn.cursor().executemany(_SCHEDULE, rows)
+        if work.counts:
+            conn.execute(_COUNT, [list(column) for column in zip(*work.counts, strict=True)])
+        if work.deletes:
+            conn.execute(_DELETE, [list(column) for column in zip(*work.deletes, strict=True)])
+        pages = [
+            conn.execute(_LOAD, (*spot, limit, *spot, limit, limit, STATEMENT_BYTES), binary=True)
+            for spot, limit in work.loads
+        ]
+        found = [
+            conn.execute(_LOAD_SCHEDULED, (*after, limit)) for after, limit in work.scheduled_loads
+        ]
+        return mode, pages, found
 
     def _insert(self, conn: Any, adds: list[tuple[Spot, Message]]) -> None:
         """Queue the inserts of ``adds``: persistent rows to ``messages``, others to
