@@ -44,6 +44,7 @@ from stompbroker.store import (
     SqliteStore,
     StoreRefused,
     dsn_problem,
+    dsn_shown,
     psycopg_missing,
 )
 from stompbroker.transport import (
@@ -312,7 +313,7 @@ class BrokerService(MultiService):
             "stompbroker {version} starting with {source}, data in {data_dir} ({store} store)",
             version=__version__,
             source=self.config.source,
-            data_dir=os.path.abspath(self.config.broker.data_dir),
+            data_dir=data_location(self.config),
             store=self.config.broker.store,
         )
         log_backlog(self.config.limits.listen_backlog, somaxconn())
@@ -435,6 +436,14 @@ def check_store(config: Config) -> None:
         raise ConfigError(
             f"{config.source}: postgresql.dsn: not a libpq connection string: {problem}"
         )
+
+
+def data_location(config: Config) -> str:
+    """Where the data is, for the start's log line: the data directory, or the database."""
+    dsn = config.postgresql.dsn
+    if config.broker.store == "postgresql" and dsn is not None:
+        return f"the PostgreSQL database {dsn_shown(dsn)!r}"
+    return os.path.abspath(config.broker.data_dir)
 
 
 def node_name(config: Config) -> str:

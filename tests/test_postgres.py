@@ -17,7 +17,7 @@ from twisted.python import usage
 
 from stompbroker.config import Config, ConfigError, PostgresqlSection, parse
 from stompbroker.core import DurableRecord, Message, ScheduledRecord
-from stompbroker.service import node_name
+from stompbroker.service import data_location, node_name
 from stompbroker.store import PostgresStore, StoreRefused, _pg_database, _pg_schema, psycopg_missing
 from stompbroker.tap import Options
 
@@ -323,3 +323,11 @@ def test_a_scheduled_body_comes_back_byte_for_byte(postgres_dsn: str) -> None:
     (record,) = h.result(h.store.load_scheduled((0, 0), 10))
     assert (record.message.body, record.message.headers) == (message.body, message.headers)
     h.result(h.store.close())
+
+
+def test_the_start_names_the_database_without_its_password() -> None:
+    """The start's log line says which database holds the data, never its password."""
+    config = parse(
+        "broker:\n  store: postgresql\npostgresql:\n  dsn: host=db1,db2 dbname=stomp password=s3\n"
+    )
+    assert data_location(config) == "the PostgreSQL database 'dbname=stomp host=db1,db2'"

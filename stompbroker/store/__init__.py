@@ -2,7 +2,7 @@
 and ``PostgresStore`` (in a PostgreSQL database; needs the ``postgresql`` extra: psycopg)."""
 
 from ._memory import MemoryStore
-from ._pg_database import dsn_problem, psycopg_missing
+from ._pg_database import dsn_problem, dsn_shown, psycopg_missing
 from ._pg_schema import StoreRefused
 from ._postgres import PostgresStore
 from ._sqlite import FILENAME, SqliteStore
@@ -14,5 +14,6 @@ __all__ = [
     "SqliteStore",
     "StoreRefused",
     "dsn_problem",
+    "dsn_shown",
     "psycopg_missing",
 ]

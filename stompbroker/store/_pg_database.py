@@ -139,6 +139,15 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
+def dsn_shown(dsn: str) -> str:
+    """``dsn`` as a log may show it: without its password."""
+    import psycopg
+
+    parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    parts.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **parts)
+
+
 def _columns(adds: list[tuple[Spot, Message]]) -> list[list[Any]]:
     """The rows of ``adds`` as one list per column (``_INSERT``'s arrays)."""
     return [
