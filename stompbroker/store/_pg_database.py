@@ -4,8 +4,8 @@ uses (``PostgresStore`` in ``_postgres`` does the batching on the reactor's side
 A batch is one transaction, sent in pipeline mode (psycopg's ``Connection.pipeline``): the
 statements go out without waiting for each answer, so a batch costs two round trips to the
 server (its work, then its COMMIT, timed alone). Each kind of work is one statement: the
-batch's rows go in one ``INSERT ... SELECT FROM unnest(arrays)`` per table (bound in
-binary), its deletes and delivery counts in one statement each.
+batch's rows go in one ``INSERT ... SELECT FROM json_array_elements(...)`` per table, its
+deletes and delivery counts in one statement each (``unnest`` of arrays bound in binary).
 
 ``synchronous_commit`` is set for the transaction only (``set_config(..., true)``, which is
 ``SET LOCAL``): ``on`` for a batch that asks to sync (an ``always`` or ``batch`` add, a
@@ -25,7 +25,7 @@ from stompbroker.core import DurableRecord, Message, Recovery, StoredQueue
 
 from ._batching import Spot, Statements, Work, Written, slices
 from ._pg_schema import SCHEMA, StoreRefused, create_or_migrate, lock, one
-from ._rows import _dumps, _loads, message_from_row, scheduled_from_row, scheduled_row
+from ._rows import _loads, message_from_row, pack_rows, scheduled_from_row, scheduled_row
 
 #: One statement carries at most about this many bytes of bodies: a batch of writes is
 #: split into statements of this size, a page of reads stops once it holds this much
@@ -61,13 +61,16 @@ STATEMENTS = Statements(
     remove_durable=f"DELETE FROM {SCHEMA}.durables WHERE client_id = %s AND name = %s",
 )
 
-_COLUMNS = (
-    "qkey, priority, seq, message_id, destination, headers, body, expires, delivery_count, grp"
-)
+# A batch's rows go in one statement per table, packed as for SQLite (``_rows.pack_rows``):
+# their fields as one JSON array of arrays, their bodies concatenated in one bytea (each
+# row holds its body's 1-based offset and length). Measured against arrays bound in binary
+# (``unnest``), as fast for the server and half the worker's CPU (JSON is encoded in C).
 _INSERT = (
-    "INSERT INTO {table} AS m (" + _COLUMNS + ") SELECT * FROM unnest(%b::text[],"
-    " %b::smallint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::bytea[],"
-    " %b::bigint[], %b::integer[], %b::text[]) ON CONFLICT (qkey, priority, seq) DO UPDATE SET"
+    "INSERT INTO {table} AS m (qkey, priority, seq, message_id, destination, headers, body,"
+    " expires, delivery_count, grp) SELECT v->>0, (v->>1)::smallint, (v->>2)::bigint, v->>3,"
+    " v->>4, (v->5)::text, substring(%b::bytea FROM (v->>6)::integer FOR (v->>7)::integer),"
+    " (v->>8)::bigint, (v->>9)::integer, v->>11 FROM json_array_elements(%b::json) AS e(v)"
+    " ON CONFLICT (qkey, priority, seq) DO UPDATE SET"
     " message_id = EXCLUDED.message_id, destination = EXCLUDED.destination,"
     " headers = EXCLUDED.headers, body = EXCLUDED.body, expires = EXCLUDED.expires,"
     " delivery_count = EXCLUDED.delivery_count, grp = EXCLUDED.grp"
@@ -146,22 +149,6 @@ def dsn_shown(dsn: str) -> str:
     parts = psycopg.conninfo.conninfo_to_dict(dsn)
     parts.pop("password", None)
     return psycopg.conninfo.make_conninfo("", **parts)
-
-
-def _columns(adds: list[tuple[Spot, Message]]) -> list[list[Any]]:
-    """The rows of ``adds`` as one list per column (``_INSERT``'s arrays)."""
-    return [
-        [key for (key, _, _), _ in adds],
-        [m.priority for _, m in adds],
-        [m.seq for _, m in adds],
-        [m.message_id for _, m in adds],
-        [m.destination for _, m in adds],
-        [_dumps(m.headers) for _, m in adds],
-        [m.body for _, m in adds],
-        [m.expires for _, m in adds],
-        [m.delivery_count for _, m in adds],
-        [m.group for _, m in adds],
-    ]
 
 
 class PgDatabase:
@@ -324,7 +311,8 @@ class PgDatabase:
         for persistent, table in ((True, _M), (False, _T)):
             rows = [add for add in adds if bool(add[1].persistent) is persistent]
             for part in slices(rows, STATEMENT_BYTES):
-                conn.execute(_INSERT.format(table=table), _columns(part))
+                meta, bodies = pack_rows(part)
+                conn.execute(_INSERT.format(table=table), (bodies, meta))
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
