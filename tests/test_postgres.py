@@ -23,7 +23,7 @@ from stompbroker.tap import Options
 
 from ._postgres import PostgresServer, free_port
 from .helpers import doc_default, doc_section
-from .test_store import Harness, _load, _message, run_now
+from .test_store import Harness, _load, _message, _sized, run_now
 
 LOCKED = "another stompbroker node is using this database; clustering is not supported yet"
 
@@ -270,45 +270,32 @@ def test_a_nodes_name_is_its_host_and_stomp_port_unless_configured() -> None:
 # -- statement budgets and bytes ------------------------------------------------------
 
 
-def _sized(seq: int, size: int) -> Message:
-    return Message(f"ID-{seq}", "/queue/q", {}, bytes([seq % 256]) * size, True, seq)
-
-
-def test_a_page_stops_at_its_byte_budget_across_both_tables(
+def test_the_statement_budget_splits_writes_and_ends_pages_across_both_tables(
     postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A page holds the rows that start under the byte budget (one at least), persistent and
-    transient rows together in seq order."""
+    """A batch whose bodies pass one statement's budget is written whole, in several; a page
+    holds the rows that start under the budget (one at least), persistent and transient rows
+    together in seq order."""
     monkeypatch.setattr(_pg_database, "STATEMENT_BYTES", 2500)
     h = _opened(postgres_dsn)
-    for seq in range(1, 7):
-        message = _sized(seq, 1000)
-        message.persistent = seq % 2 == 0
+    sizes = [1000, 1000, 1000, 1000, 1000, 1000, 5000, 0, 2500, 1]
+    written = [_sized(seq, size) for seq, size in enumerate(sizes, 1)]
+    for message in written:
+        message.persistent = message.seq not in (5, 8)
         h.store.add("/queue/q", message, "never")
-    h.store.add("/queue/q", _sized(7, 5000), "never")
-    assert [m.seq for m in _load(h, "/queue/q")] == [1, 2, 3]
-    assert [(m.seq, m.persistent) for m in _load(h, "/queue/q", from_seq=4)] == [
-        (4, True),
-        (5, False),
-        (6, True),
+    pages = [
+        [(m.seq, m.persistent) for m in _load(h, "/queue/q", from_seq=start)]
+        for start in (1, 4, 7, 8)
     ]
-    assert [m.seq for m in _load(h, "/queue/q", from_seq=7)] == [7]
-    h.result(h.store.close())
-
-
-def test_a_batch_over_the_statement_budget_is_written_whole(
-    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A batch whose bodies pass the budget of one statement goes in several, all of it."""
-    monkeypatch.setattr(_pg_database, "STATEMENT_BYTES", 2500)
-    h = _opened(postgres_dsn)
-    sizes = [1000, 1000, 1000, 5000, 0, 2500, 1, 1200, 1300]
-    expected = [_sized(seq, size) for seq, size in enumerate(sizes, 1)]
-    for message in expected:
-        h.store.add("/queue/q", message, "never")
-    h.restart()
+    assert pages == [
+        [(1, True), (2, True), (3, True)],
+        [(4, True), (5, False), (6, True)],
+        [(7, True)],
+        [(8, False), (9, True)],
+    ]
     monkeypatch.setattr(_pg_database, "STATEMENT_BYTES", 1 << 30)
-    assert [(m.seq, m.body) for m in _load(h, "/queue/q")] == [(m.seq, m.body) for m in expected]
+    loaded = _load(h, "/queue/q")
+    assert [(m.seq, m.body) for m in loaded] == [(m.seq, m.body) for m in written]
     h.result(h.store.close())
 
 
