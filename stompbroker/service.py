@@ -6,6 +6,7 @@ import itertools
 import os
 import secrets
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -37,7 +38,15 @@ from stompbroker.monitor import Monitoring
 from stompbroker.reloading import end_revoked, listener_keys, reload, websocket_key
 from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
-from stompbroker.store import FILENAME, SqliteStore
+from stompbroker.store import (
+    FILENAME,
+    PostgresStore,
+    SqliteStore,
+    StoreRefused,
+    dsn_problem,
+    dsn_shown,
+    psycopg_missing,
+)
 from stompbroker.transport import (
     AcceptInBatches,
     ConnectionLimiter,
@@ -306,7 +315,7 @@ class BrokerService(MultiService):
             version=__version__,
             build="compiled with mypyc" if compiled() else "pure Python, not compiled",
             source=self.config.source,
-            data_dir=os.path.abspath(self.config.broker.data_dir),
+            data_dir=data_location(self.config),
             store=self.config.broker.store,
         )
         log_backlog(self.config.limits.listen_backlog, somaxconn())
@@ -315,6 +324,7 @@ class BrokerService(MultiService):
         outcome: list[object] = []
         opened.addBoth(outcome.append)
         if outcome and isinstance(outcome[0], Failure):
+            refused(outcome[0])
             self.started.errback(outcome[0])
             outcome[0].raiseException()
         elif not outcome:
@@ -391,7 +401,7 @@ def raise_open_files_limit() -> None:
 
 
 def make_store(config: Config, reactor: Any) -> IMessageStore | None:
-    """The configured store: SQLite in the data directory, or none (memory only)."""
+    """The configured store: SQLite in the data directory, PostgreSQL, or none (memory only)."""
     if config.broker.store == "memory":
         return None
 
@@ -401,4 +411,54 @@ def make_store(config: Config, reactor: Any) -> IMessageStore | None:
             return maybeDeferred(function, *args)
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
+    if config.broker.store == "postgresql":
+        check_store(config)
+        dsn = config.postgresql.dsn
+        assert dsn is not None
+        return PostgresStore(dsn, reactor, run, node_name(config))
     return SqliteStore(os.path.join(config.broker.data_dir, FILENAME), reactor, run)
+
+
+def check_store(config: Config) -> None:
+    """ConfigError if the configured store cannot be built: PostgreSQL without a DSN, with
+    one that is no libpq connection string, or without psycopg installed."""
+    if config.broker.store != "postgresql":
+        return
+    missing = psycopg_missing()
+    if missing is not None:
+        raise ConfigError(missing)
+    dsn = config.postgresql.dsn
+    if dsn is None:
+        raise ConfigError(
+            f"{config.source}: postgresql.dsn: required with broker.store: postgresql"
+            " (or give --dsn)"
+        )
+    problem = dsn_problem(dsn)
+    if problem is not None:
+        raise ConfigError(
+            f"{config.source}: postgresql.dsn: not a libpq connection string: {problem}"
+        )
+
+
+def data_location(config: Config) -> str:
+    """Where the data is, for the start's log line: the data directory, or the database."""
+    dsn = config.postgresql.dsn
+    if config.broker.store == "postgresql" and dsn is not None:
+        return f"the PostgreSQL database {dsn_shown(dsn)!r}"
+    return os.path.abspath(config.broker.data_dir)
+
+
+def node_name(config: Config) -> str:
+    """``postgresql.node``, else this host's name and the port of the first listener."""
+    if config.postgresql.node is not None:
+        return config.postgresql.node
+    specs = [*config.listeners.stomp, *(e.endpoint for e in config.listeners.websocket)]
+    ports = [part for spec in specs[:1] for part in spec.split(":")[1:2] if part.isdigit()]
+    return ":".join([socket.gethostname(), *ports])
+
+
+def refused(failure: Failure) -> None:
+    """A store that refused to open at start: say why in one line and exit (no traceback)."""
+    if failure.check(StoreRefused):
+        log.critical("stompbroker cannot start: {why}", why=str(failure.value))
+        raise SystemExit(1)

@@ -10,13 +10,16 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, WebSocketListener, load
-from stompbroker.service import BrokerService, raise_open_files_limit, selectors
+from stompbroker.service import BrokerService, check_store, raise_open_files_limit, selectors
 
 
 class Options(usage.Options):
     """Options override the configuration file."""
 
-    synopsis = "[--config PATH] [--listen ENDPOINT ...] [--listen-ws ENDPOINT ...] [--data-dir DIR]"
+    synopsis = (
+        "[--config PATH] [--listen ENDPOINT ...] [--listen-ws ENDPOINT ...] [--data-dir DIR]"
+        " [--dsn DSN]"
+    )
     longdesc = (
         "Runs a STOMP 1.0/1.1/1.2 message broker. Without --config it reads "
         f"{DEFAULT_CONFIG_PATH} when that file exists, else it uses built-in defaults "
@@ -30,6 +33,12 @@ class Options(usage.Options):
             f"YAML configuration file [default: {DEFAULT_CONFIG_PATH} if present]",
         ],
         ["data-dir", "d", None, "Directory for the broker's data (overrides broker.data_dir)"],
+        [
+            "dsn",
+            None,
+            None,
+            "PostgreSQL connection string for broker.store: postgresql (overrides postgresql.dsn)",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -51,6 +60,7 @@ class Options(usage.Options):
         try:
             self["parsed"] = build_config(self)
             selectors(self["parsed"])
+            check_store(self["parsed"])
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
         from twisted.internet import reactor
@@ -81,6 +91,8 @@ def build_config(options: Any) -> Config:
         config = replace(config, listeners=replace(config.listeners, websocket=websocket))
     if options["data-dir"]:
         config = replace(config, broker=replace(config.broker, data_dir=options["data-dir"]))
+    if options["dsn"]:
+        config = replace(config, postgresql=replace(config.postgresql, dsn=options["dsn"]))
     return config
 
 

@@ -12,6 +12,11 @@ from hypothesis import settings
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from zope.interface import implementer
 
+# A throw-away PostgreSQL server for the tests that need one (tests/_postgres.py).
+from tests._postgres import postgres_dsn, postgres_server
+
+__all__ = ["postgres_dsn", "postgres_server"]
+
 # In CI the property tests run the same examples every time, so that main stays
 # green or red for a reason; locally they explore new examples on every run.
 settings.register_profile("ci", derandomize=True, print_blob=True)

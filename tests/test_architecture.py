@@ -51,7 +51,13 @@ ROOMS: dict[str, Room] = {
     "store": Room(
         ("stompbroker/store/",),
         ("core",),
-        ("zope.interface", "twisted.internet.defer", "twisted.internet.threads", "twisted.logger"),
+        (
+            "zope.interface",
+            "twisted.internet.defer",
+            "twisted.internet.threads",
+            "twisted.logger",
+            "psycopg",
+        ),
     ),
     "config": Room(("stompbroker/config/",), libraries=("yaml",)),
     # wsproto is what twisted[websocket] brings: the sans-IO WebSocket machine the upgrade

@@ -1,4 +1,5 @@
-"""The IMessageStore contract, run against every store; then what only the SQLite store does."""
+"""The IMessageStore contract, run against every store; then what only the SQLite store does
+(the PostgreSQL store's own: tests/test_postgres.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from twisted.logger import LogEvent, formatEvent
 from zope.interface.verify import verifyObject
 
 from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery, ScheduledRecord
-from stompbroker.store import FILENAME, MemoryStore, SqliteStore, _database
+from stompbroker.store import FILENAME, MemoryStore, PostgresStore, SqliteStore, _database
 
 
 def run_now(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
@@ -71,9 +72,19 @@ def _sqlite(tmp_path: Path) -> Harness:
     )
 
 
-@pytest.fixture(params=[_memory, _sqlite], ids=["memory", "sqlite"])
+def _postgres(dsn: str) -> Harness:
+    clock = Clock()
+    return Harness(
+        PostgresStore(dsn, clock, run_now), clock, lambda: PostgresStore(dsn, clock, run_now)
+    )
+
+
+@pytest.fixture(params=[_memory, _sqlite, _postgres], ids=["memory", "sqlite", "postgresql"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    h: Harness = request.param(tmp_path)
+    if request.param is _postgres:
+        h = _postgres(request.getfixturevalue("postgres_dsn"))
+    else:
+        h = request.param(tmp_path)
     h.result(h.store.open())
     yield h
     h.result(h.store.close())

@@ -20,6 +20,7 @@ from ._sections import (
     LimitsSection,
     ListenersSection,
     ManagementSection,
+    PostgresqlSection,
     RuleEntry,
     SecuritySection,
     UserEntry,
@@ -284,7 +285,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
         {
             "name": _text,
             "data_dir": _text,
-            "store": _one_of("sqlite", "memory"),
+            "store": _one_of("sqlite", "memory", "postgresql"),
             "auto_create": _bool,
             "virtual_topics": _virtual_topics,
         },
@@ -346,6 +347,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check | _Entries]]] = {
         ManagementSection,
         {"api": _bool, "stats_interval_ms": _stats_interval},
     ),
+    "postgresql": (PostgresqlSection, {"dsn": _optional_text, "node": _optional_text}),
 }
 
 

@@ -19,7 +19,8 @@ class BrokerSection:
 
     name: str = "stompbroker"
     data_dir: str = "data"
-    #: ``sqlite`` (durable, in data_dir) or ``memory`` (nothing survives a restart).
+    #: ``sqlite`` (durable, in data_dir), ``postgresql`` (durable, in the database of the
+    #: ``postgresql:`` section) or ``memory`` (nothing survives a restart).
     store: str = "sqlite"
     #: Whether a destination not matched by a ``destinations`` entry is created on first use.
     auto_create: bool = True
@@ -184,6 +185,18 @@ class ManagementSection:
 
 
 @dataclass(frozen=True)
+class PostgresqlSection:
+    """``postgresql:`` the database of ``broker.store: postgresql``."""
+
+    #: A libpq connection string (several hosts allowed: ``host=db1,db2
+    #: target_session_attrs=read-write``); required with ``broker.store: postgresql``
+    #: unless ``--dsn`` gives it.
+    dsn: str | None = None
+    #: This node's name, shown by the server (default: the host name and the STOMP port).
+    node: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole file."""
 
@@ -193,6 +206,7 @@ class Config:
     limits: LimitsSection = field(default_factory=LimitsSection)
     security: SecuritySection = field(default_factory=SecuritySection)
     management: ManagementSection = field(default_factory=ManagementSection)
+    postgresql: PostgresqlSection = field(default_factory=PostgresqlSection)
     destinations: tuple[DestinationEntry, ...] = ()
     durable_subscriptions: tuple[DurableEntry, ...] = ()
     source: str = "<defaults>"

@@ -14,10 +14,10 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
 
-from stompbroker.core import DurableRecord, Message, Recovery, ScheduledRecord, StoredQueue
+from stompbroker.core import DurableRecord, Recovery, StoredQueue
 
+from ._batching import Statements, Work, Written, slices
 from ._rows import messages_from_page, pack_rows, scheduled_from_row, scheduled_row
 
 #: One statement carries at most about this many bytes of bodies: a batch of writes is
@@ -60,12 +60,20 @@ _SCHEMA = (
         body BLOB NOT NULL, expires INTEGER NOT NULL, persistent INTEGER NOT NULL, grp TEXT)""",
     "CREATE INDEX IF NOT EXISTS scheduled_by_due ON scheduled (due, seq)",
 )
-#: Remember (or remember again, as the newest) one duplicate id; forget one.
-REMEMBER = "INSERT OR REPLACE INTO duplicate_ids (address, dupl_id, expires) VALUES (?,?,?)"
-FORGET = "DELETE FROM duplicate_ids WHERE address=? AND dupl_id=?"
-#: Take a scheduled message out; move a repeating one on.
-UNSCHEDULE = "DELETE FROM scheduled WHERE seq=?"
-RESCHEDULE = "UPDATE scheduled SET due=?, repeats=? WHERE seq=?"
+#: The statements of the work that goes first in a batch (``_batching.Statements``).
+STATEMENTS = Statements(
+    drop="DELETE FROM messages WHERE qkey=?",
+    drop_from="DELETE FROM messages WHERE qkey=? AND priority=? AND seq>=?",
+    # Remember (or remember again, as the newest) one duplicate id; forget one.
+    remember="INSERT OR REPLACE INTO duplicate_ids (address, dupl_id, expires) VALUES (?,?,?)",
+    forget="DELETE FROM duplicate_ids WHERE address=? AND dupl_id=?",
+    # Take a scheduled message out; move a repeating one on.
+    unschedule="DELETE FROM scheduled WHERE seq=?",
+    reschedule="UPDATE scheduled SET due=?, repeats=? WHERE seq=?",
+    add_durable="INSERT OR REPLACE INTO durables (client_id, name, pattern, selector, no_local)"
+    " VALUES (?,?,?,?,?)",
+    remove_durable="DELETE FROM durables WHERE client_id=? AND name=?",
+)
 _SCHEDULE = (
     "INSERT OR REPLACE INTO scheduled (seq, due, target, repeats, period, priority, message_id,"
     " destination, headers, body, expires, persistent, grp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -114,7 +122,6 @@ _PAGE_ROWS = (
     " AS upto FROM (SELECT seq, length(body) AS size FROM messages"
     " WHERE qkey=? AND priority=? AND seq>=? ORDER BY seq LIMIT ?)) WHERE upto - size < ?"
 )
-Spot = tuple[str, int, int]
 _loads = json.loads
 
 
@@ -206,34 +213,19 @@ class Database:
             self._conn.execute(f"PRAGMA synchronous={wanted}")
             self._synchronous = wanted
 
-    def write(
-        self,
-        first: list[tuple[str, tuple[Any, ...]]],
-        adds: list[tuple[Spot, Message]],
-        counts: list[tuple[int, str, int, int]],
-        deletes: list[Spot],
-        loads: list[tuple[Spot, int]],
-        sync: bool,
-        scheduled: list[ScheduledRecord],
-        scheduled_loads: list[tuple[tuple[int, int], int]],
-    ) -> tuple[list[list[Message]], list[list[ScheduledRecord]], float]:
+    def write(self, work: Work) -> Written:
         """Apply one batch in one transaction; return what each load and each scheduled load
         found, and how long the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
+        first, adds, counts, deletes, loads, sync, scheduled, scheduled_loads = work
         self._set_synchronous(sync)
         conn.execute("BEGIN")
         try:
             for sql, parameters in first:
                 conn.execute(sql, parameters)
-            start = 0
-            while start < len(adds):
-                end, size = start + 1, len(adds[start][1].body)
-                while end < len(adds) and size + len(adds[end][1].body) <= STATEMENT_BYTES:
-                    size += len(adds[end][1].body)
-                    end += 1
-                conn.execute(_INSERT, pack_rows(adds[start:end]))
-                start = end
+            for part in slices(adds, STATEMENT_BYTES):
+                conn.execute(_INSERT, pack_rows(part))
             if scheduled:
                 conn.executemany(_SCHEDULE, [scheduled_row(record) for record in scheduled])
             if counts:

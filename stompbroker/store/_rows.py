@@ -62,7 +62,8 @@ def message_from_row(store_key: str, row: Row | tuple[Any, ...]) -> Message:
 
 
 def pack_rows(adds: list[tuple[tuple[str, int, int], Message]]) -> tuple[str, bytes]:
-    """The rows of ``adds`` ((store key, priority, seq), message) for ``_sqlite._INSERT``:
+    """The rows of ``adds`` ((store key, priority, seq), message) for ``_database._INSERT``
+    and ``_pg_database._INSERT``:
     a JSON array of ``[store key, priority, seq, message_id, destination, headers, body
     offset (from 1), body length, expires, delivery_count, persistent, group]``, and the
     bodies concatenated."""

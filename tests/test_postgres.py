@@ -1,0 +1,320 @@
+"""What only the PostgreSQL store does (its contract is tests/test_store.py's): one node per
+database, the schema's version, synchronous_commit per batch, a lost server, psycopg missing."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections import Counter
+from dataclasses import fields
+from pathlib import Path
+
+import psycopg
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, formatEvent
+from twisted.python import usage
+
+from stompbroker.config import Config, ConfigError, PostgresqlSection, parse
+from stompbroker.core import DurableRecord, Message, ScheduledRecord
+from stompbroker.service import data_location, node_name
+from stompbroker.store import PostgresStore, StoreRefused, _pg_database, _pg_schema, psycopg_missing
+from stompbroker.tap import Options
+
+from ._postgres import PostgresServer, free_port
+from .helpers import doc_default, doc_section
+from .test_store import Harness, _load, _message, _sized, run_now
+
+LOCKED = "another stompbroker node is using this database; clustering is not supported yet"
+
+
+def _harness(dsn: str, node: str = "") -> Harness:
+    clock = Clock()
+    return Harness(
+        PostgresStore(dsn, clock, run_now, node), clock, lambda: PostgresStore(dsn, clock, run_now)
+    )
+
+
+def _opened(dsn: str, node: str = "") -> Harness:
+    h = _harness(dsn, node)
+    h.result(h.store.open())
+    return h
+
+
+def _refusal(h: Harness) -> str:
+    with pytest.raises(StoreRefused) as refused:
+        h.result(h.store.open())
+    return str(refused.value)
+
+
+def _sql(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def test_a_second_node_on_the_same_database_is_refused_while_the_first_runs(
+    postgres_dsn: str,
+) -> None:
+    """Two nodes cannot share a database yet: the second is told so, naming the first; once
+    the first is gone, it opens."""
+    first = _opened(postgres_dsn, "node-a:61613")
+    second = _harness(postgres_dsn, "node-b:61613")
+    assert _refusal(second) == f"{LOCKED} (held by stompbroker node-a:61613 from 127.0.0.1)"
+    first.result(first.store.close())
+    second.result(second.store.open())
+    second.result(second.store.close())
+
+
+def test_a_schema_newer_than_this_code_is_refused(postgres_dsn: str) -> None:
+    """A database written by a newer stompbroker is not opened (nothing is changed in it)."""
+    h = _opened(postgres_dsn)
+    h.result(h.store.close())
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 2")
+    again = _harness(postgres_dsn)
+    assert _refusal(again) == (
+        "the database's stompbroker schema is version 2, newer than this stompbroker knows (1):"
+        " run a stompbroker at least as new as the one that wrote it"
+    )
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 1")
+    again.result(again.store.open())
+    again.result(again.store.close())
+
+
+def test_an_older_schema_is_migrated_at_open_and_keeps_its_rows(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at an older version gets each migration step at open, its data kept."""
+    h = _opened(postgres_dsn)
+    h.result(h.store.add_durable(DurableRecord("c", "d", "news", None)))
+    h.result(h.store.close())
+    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(
+        _pg_schema, "MIGRATIONS", {1: ("ALTER TABLE stompbroker.durables ADD COLUMN note text",)}
+    )
+    recovery = h.restart()
+    h.result(h.store.close())
+    assert recovery.durables == (DurableRecord("c", "d", "news", None),)
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT note FROM stompbroker.durables").fetchall() == [(None,)]
+
+
+def test_synchronous_commit_is_on_only_for_batches_that_ask_to_sync(postgres_dsn: str) -> None:
+    """``always`` and ``batch`` adds and durable definitions commit with synchronous_commit
+    on; ``never`` and transient adds, and removals alone, with it off."""
+    h = _opened(postgres_dsn)
+    store = h.store
+    steps = [
+        ("always", lambda: store.add("/queue/q", _message(1), "always"), "on"),
+        ("batch", lambda: store.add("/queue/q", _message(2), "batch"), "on"),
+        ("never", lambda: store.add("/queue/q", _message(3), "never"), "off"),
+        (
+            "transient",
+            lambda: store.add("/queue/q", _message(4, persistent=False), "transient"),
+            "off",
+        ),
+        ("remove", lambda: store.remove("/queue/q", _message(1)), "off"),
+        ("durable", lambda: store.add_durable(DurableRecord("c", "d", "t", None)), "on"),
+    ]
+    expected: Counter[str] = Counter()
+    for what, step, mode in steps:
+        step()
+        h.settle()
+        expected[mode] += 1
+        assert store.synchronous_commits == expected, what
+    both = [
+        store.add("/queue/q", _message(5), "never"),
+        store.add("/queue/q", _message(6), "always"),
+    ]
+    h.result(both[0])
+    expected["on"] += 1
+    assert store.synchronous_commits == expected, "a batch with one always add syncs"
+    assert store.fsyncs == expected["on"]
+    assert [m.seq for m in _load(h, "/queue/q")] == [2, 3, 4, 5, 6]
+    h.result(store.close())
+
+
+def test_a_crash_of_the_server_keeps_committed_persistent_rows_only(
+    postgres_server: PostgresServer, postgres_dsn: str, logged_failures: list[LogEvent]
+) -> None:
+    """After PostgreSQL crashes (immediate stop), persistent rows come back and transient ones
+    do not; the running store fails the batch that found the server gone, then reconnects."""
+    h = _opened(postgres_dsn)
+    h.result(h.store.add("/queue/q", _message(1), "always"))
+    h.result(h.store.add("/queue/q", _message(2, persistent=False), "transient"))
+    postgres_server.stop("immediate")
+    postgres_server.start()
+    with pytest.raises(psycopg.OperationalError):
+        h.result(h.store.add("/queue/q", _message(3), "always"))
+    (failure,) = logged_failures
+    assert formatEvent(failure) == "the message store failed to write a batch"
+    assert h.result(h.store.add("/queue/q", _message(4), "always")) is None
+    recovery = h.restart()
+    assert recovery.queues[0].priorities == {4: (2, 1)}
+    assert [(m.seq, m.persistent) for m in _load(h, "/queue/q")] == [(1, True), (4, True)]
+    h.result(h.store.close())
+
+
+def test_a_failed_batch_is_rolled_back_and_the_store_goes_on(
+    postgres_dsn: str, logged_failures: list[LogEvent]
+) -> None:
+    """A batch that fails fails its waiters and writes nothing of itself; the next one is kept."""
+    h = _opened(postgres_dsn)
+    bad = _message(1)
+    bad.headers = {"x": object()}  # type: ignore[dict-item]
+    h.store.remember("/queue/q", "in-the-bad-batch", 0)
+    written = h.store.add("/queue/q", bad, "always")
+    with pytest.raises(TypeError):
+        h.result(written)
+    assert len(logged_failures) == 1
+    assert h.result(h.store.add("/queue/q", _message(2), "always")) is None
+    recovery = h.restart()
+    assert recovery.duplicate_ids == ()
+    assert [m.seq for m in _load(h, "/queue/q")] == [2]
+    h.result(h.store.close())
+
+
+def test_a_dsn_of_several_hosts_opens_on_the_one_that_answers(
+    postgres_server: PostgresServer, postgres_dsn: str
+) -> None:
+    """libpq's multi-host strings work: a host that is down is passed over."""
+
+    dbname = postgres_dsn.split("dbname=")[1]
+    dsn = (
+        f"host=127.0.0.1,127.0.0.1 port={free_port()},{postgres_server.port} user=postgres"
+        f" dbname={dbname} target_session_attrs=read-write"
+    )
+    h = _opened(dsn)
+    h.result(h.store.add("/queue/q", _message(1), "always"))
+    h.result(h.store.close())
+
+
+def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    """No server at the DSN: the store refuses to open, saying why in one line."""
+
+    h = _harness(f"host=127.0.0.1 port={free_port()} user=postgres connect_timeout=5")
+    line = _refusal(h)
+    assert line.startswith("cannot connect to PostgreSQL: ") and "\n" not in line, line
+
+
+MISSING = (
+    "broker.store is postgresql but psycopg is not installed: pip install 'stompbroker[postgresql]'"
+)
+
+
+def test_without_psycopg_the_store_and_the_command_line_say_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg not importable: twistd's options refuse the configuration in one line naming
+    the extra to install, and the store refuses to open with the same line."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    assert psycopg_missing() == MISSING
+    path = tmp_path / "broker.yaml"
+    path.write_text("broker:\n  store: postgresql\npostgresql:\n  dsn: host=db\n", encoding="utf-8")
+    with pytest.raises(usage.UsageError) as refused:
+        Options().parseOptions(["--config", str(path)])
+    assert str(refused.value) == MISSING
+    assert _refusal(_harness("host=db")) == MISSING
+
+
+def test_the_command_line_dsn_replaces_the_files_and_one_is_required(tmp_path: Path) -> None:
+    """``--dsn`` overrides ``postgresql.dsn``; with neither, the options name the key."""
+    path = tmp_path / "broker.yaml"
+    path.write_text("broker:\n  store: postgresql\n", encoding="utf-8")
+    with pytest.raises(usage.UsageError) as refused:
+        Options().parseOptions(["--config", str(path)])
+    assert str(refused.value) == (
+        f"{path}: postgresql.dsn: required with broker.store: postgresql (or give --dsn)"
+    )
+    options = Options()
+    options.parseOptions(["--config", str(path), "--dsn", "host=db1,db2 dbname=stomp"])
+    assert options["parsed"].postgresql.dsn == "host=db1,db2 dbname=stomp"
+    with pytest.raises(usage.UsageError) as bad:
+        Options().parseOptions(["--config", str(path), "--dsn", "host=db 'unterminated"])
+    assert str(bad.value).startswith(f"{path}: postgresql.dsn: not a libpq connection string: ")
+
+
+# -- the configuration ----------------------------------------------------------------
+
+
+def test_the_postgresql_section_is_read_and_checked_with_file_and_line() -> None:
+    """``broker.store: postgresql`` and the ``postgresql`` keys are read; a wrong value or an
+    unknown key names the line and the key."""
+    config = parse("broker:\n  store: postgresql\npostgresql:\n  dsn: host=db\n  node: n1\n")
+    assert config.broker.store == "postgresql"
+    assert config.postgresql == PostgresqlSection(dsn="host=db", node="n1")
+    with pytest.raises(ConfigError) as wrong:
+        parse("postgresql:\n  dsn: 5\n")
+    assert str(wrong.value) == "<string>:2: postgresql.dsn: expected a non-empty string, got 5"
+    with pytest.raises(ConfigError) as unknown:
+        parse("postgresql:\n  pool_size: 3\n")
+    assert str(unknown.value) == (
+        "<string>:2: postgresql.pool_size: unknown key (known: dsn, node)"
+    )
+
+
+def test_every_postgresql_key_is_documented() -> None:
+    """docs/configuration.md has a row, with its default, for every key of the section."""
+    text = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    part = doc_section(text, "## `postgresql`")
+    for field in fields(PostgresqlSection):
+        assert doc_default(part, field.name), f"postgresql.{field.name} is not documented"
+
+
+def test_a_nodes_name_is_its_host_and_stomp_port_unless_configured() -> None:
+    """``postgresql.node`` defaults to the host's name and the first listener's port."""
+    assert node_name(Config()) == f"{socket.gethostname()}:61613"
+    assert node_name(parse("postgresql:\n  node: blue\n")) == "blue"
+
+
+# -- statement budgets and bytes ------------------------------------------------------
+
+
+def test_the_statement_budget_splits_writes_and_ends_pages_across_both_tables(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose bodies pass one statement's budget is written whole, in several; a page
+    holds the rows that start under the budget (one at least), persistent and transient rows
+    together in seq order."""
+    monkeypatch.setattr(_pg_database, "STATEMENT_BYTES", 2500)
+    h = _opened(postgres_dsn)
+    sizes = [1000, 1000, 1000, 1000, 1000, 1000, 5000, 0, 2500, 1]
+    written = [_sized(seq, size) for seq, size in enumerate(sizes, 1)]
+    for message in written:
+        message.persistent = message.seq not in (5, 8)
+        h.store.add("/queue/q", message, "never")
+    pages = [
+        [(m.seq, m.persistent) for m in _load(h, "/queue/q", from_seq=start)]
+        for start in (1, 4, 7, 8)
+    ]
+    assert pages == [
+        [(1, True), (2, True), (3, True)],
+        [(4, True), (5, False), (6, True)],
+        [(7, True)],
+        [(8, False), (9, True)],
+    ]
+    monkeypatch.setattr(_pg_database, "STATEMENT_BYTES", 1 << 30)
+    loaded = _load(h, "/queue/q")
+    assert [(m.seq, m.body) for m in loaded] == [(m.seq, m.body) for m in written]
+    h.result(h.store.close())
+
+
+def test_a_scheduled_body_comes_back_byte_for_byte(postgres_dsn: str) -> None:
+    """A scheduled message's body (not UTF-8, NULs) and headers survive a restart exactly."""
+    h = _opened(postgres_dsn)
+    message = Message(
+        "ID-1", "/queue/q", {"ü": "\u2603\n"}, b"\0\xff\xfe" + bytes(range(256)), True, 1
+    )
+    h.result(h.store.schedule(ScheduledRecord(("queue", "q"), message, 1000), "always"))
+    h.restart()
+    (record,) = h.result(h.store.load_scheduled((0, 0), 10))
+    assert (record.message.body, record.message.headers) == (message.body, message.headers)
+    h.result(h.store.close())
+
+
+def test_the_start_names_the_database_without_its_password() -> None:
+    """The start's log line says which database holds the data, never its password."""
+    config = parse(
+        "broker:\n  store: postgresql\npostgresql:\n  dsn: host=db1,db2 dbname=stomp password=s3\n"
+    )
+    assert data_location(config) == "the PostgreSQL database 'dbname=stomp host=db1,db2'"
