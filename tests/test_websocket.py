@@ -641,6 +641,36 @@ def test_several_frames_in_one_message() -> None:
     assert frames[2].body == b"hello"
 
 
+def test_the_messages_of_one_read_reach_the_session_at_once_in_order() -> None:
+    """Three messages in one TCP read are one hand-over to the session, in order; a Ping
+    between messages splits it there."""
+    peer = Peer()
+    peer.open()
+    first = [peer.client.send(TextMessage(data=text)) for text in ("CONNECT\n", "a", "b")]
+    peer.feed(
+        b"".join([*first, peer.client.send(Ping(b"x")), peer.client.send(TextMessage(data="c"))])
+    )
+    assert peer.session.received == [b"CONNECT\nab", b"c"]
+
+
+def test_an_error_midway_through_a_read_stops_the_rest() -> None:
+    """A bad frame among the messages of one read gets its ERROR; a SEND behind it is not
+    delivered, as over TCP."""
+    peer = Peer(real_session=True)
+    peer.connect()
+    peer.send(TextMessage(data=peer.stomp("SUBSCRIBE", id="1", destination="/queue/q").decode()))
+    messages = [
+        peer.stomp("SEND", b"before", destination="/queue/q"),
+        b"NOT-A-COMMAND\n\n\x00",
+        peer.stomp("SEND", b"after", destination="/queue/q"),
+    ]
+    peer.feed(b"".join(peer.client.send(BytesMessage(data=m)) for m in messages))
+    frames = peer.frames()
+    assert [f.command for f in frames] == ["MESSAGE", "ERROR"]
+    assert frames[0].body == b"before"
+    assert peer.broker.queue_depth("q") == 0
+
+
 @pytest.mark.parametrize("piecewise", [False, True])
 def test_one_frame_over_several_messages(piecewise: bool) -> None:
     """A frame split over several messages (and TCP reads of one byte) is one frame."""

@@ -213,12 +213,17 @@ class WebSocketProtocol(SessionProducer, Abortable, Protocol):
         ws = self._ws
         assert ws is not None
         ws.receive_data(data)
+        # The STOMP bytes of this read's messages go to the session at once, as one TCP read's
+        # would (one parse, one pass of the session for the lot), before any other event.
+        stomp: list[bytes] = []
         for event in ws.events():
             if isinstance(event, Message):
-                self._on_message(event)  # its data reaches the session: a heart-beat there
-                if self._done:
+                if not self._take(event, stomp):
                     return
                 continue
+            self._feed(stomp)
+            if self._done:
+                return
             if self.session is not None:
                 self.session.peer_alive()  # any other frame (a Pong too) is a heart-beat
             if isinstance(event, Ping):
@@ -228,18 +233,31 @@ class WebSocketProtocol(SessionProducer, Abortable, Protocol):
                 return
             if self._done:
                 return
+        self._feed(stomp)
 
-    def _on_message(self, event: Message[Any]) -> None:
+    def _take(self, event: Message[Any], stomp: list[bytes]) -> bool:
+        """Keep a message's data for the session; False if it is over the limit (closed)."""
         data = event.data.encode() if isinstance(event, TextMessage) else bytes(event.data)
         self._message_bytes += len(data)
         if self._message_bytes > self._settings.max_message_bytes:
+            self._feed(stomp)  # what came before it is the client's as much as over TCP
             limit = self._settings.max_message_bytes
-            self._ended_because(f"WebSocket message larger than {limit} bytes")
-            self._detach()
-            self.close(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
-            return
+            if not self._done:
+                self._ended_because(f"WebSocket message larger than {limit} bytes")
+                self._detach()
+                self.close(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
+            return False
         if event.message_finished:
             self._message_bytes = 0
+        stomp.append(data)
+        return True
+
+    def _feed(self, stomp: list[bytes]) -> None:
+        """Hand the kept STOMP bytes to the session (its data is a heart-beat there)."""
+        if not stomp:
+            return
+        data = stomp[0] if len(stomp) == 1 else b"".join(stomp)
+        stomp.clear()
         session = self.session
         if session is not None and self._ws_open():
             session.data_received(data)
