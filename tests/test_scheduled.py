@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 
 from stompbroker.core import (
@@ -380,3 +381,47 @@ def test_many_scheduled_messages_keep_only_a_window_in_memory(tmp_path: Path) ->
     got = [int(body) for body in consumer.bodies()]
     assert sorted(got) == list(range(50))
     assert [delays[i] for i in got] == sorted(delays)
+
+
+class _FailingOnce:
+    """A store's scheduled reads, the first of which fails (a store that lost its disk)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def load_scheduled(self, after: tuple[int, int], limit: int) -> Any:
+        if not self.failed:
+            self.failed += 1
+            return fail(OSError("disk gone"))
+        return self.store.load_scheduled(after, limit)
+
+
+def test_a_failed_read_of_the_store_is_tried_again(logged_failures: list[Any]) -> None:
+    """If reading the next scheduled messages fails, the failure is logged, the scheduler
+    reads again a second later, and the message is still delivered."""
+    store = MemoryStore()
+    first = _broker_on(store)
+    first.send("/queue/q", {DELAY: "1000"}, b"later", persistent=True)
+    first.router.scheduled.stop()
+    failing = _FailingOnce(store)
+    broker = _broker_on(failing)
+    consumer = _consumer(broker)
+    _advance(broker, 0.5)
+    assert consumer.bodies() == [] and failing.failed == 1 and len(logged_failures) == 1
+    _advance(broker, 1)
+    assert consumer.bodies() == [b"later"]
+
+
+def _broker_on(store: Any) -> Broker:
+    """A broker started on ``store`` (what it holds recovered), its clock at START."""
+    clock = Clock()
+    clock.advance(START)
+    broker = Broker(clock=clock, store=store)
+    recovered: list[Any] = []
+    store.open().addCallback(recovered.append)
+    broker.recover(recovered[0])
+    return broker

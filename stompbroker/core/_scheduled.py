@@ -26,6 +26,7 @@ from bisect import insort
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -39,6 +40,8 @@ log = Logger(namespace="stompbroker.scheduled")
 WINDOW = 1000
 #: Records released in one reactor turn at most (more due: the next turn).
 RELEASE_BATCH = 500
+#: Seconds before reading the store again after a read failed.
+RETRY_S = 1.0
 
 Key = tuple[int, int]
 #: Hand a due record's message to its target (the session that sent it, None after a restart).
@@ -72,6 +75,7 @@ class ScheduledDeliveries:
         self._changed: dict[int, ScheduledRecord | None] | None = None
         self._timer: DelayedCall | None = None
         self._timer_due = 0.0
+        self._retry: DelayedCall | None = None
         #: Scheduled messages by what they are counted under: (kind, name).
         self.counts: Counter[tuple[str, str]] = Counter()
         self.released = 0
@@ -208,17 +212,19 @@ class ScheduledDeliveries:
                 self._keep(later, None)
         self._arm()
 
-    def _load_failed(self, failure: object) -> None:
+    def _load_failed(self, failure: Any) -> None:
         self._changed = None
-        log.error("reading scheduled messages failed: {failure}", failure=failure)
+        log.failure("reading scheduled messages failed; trying again in {s} s", failure, s=RETRY_S)
+        self._retry = self._clock.callLater(RETRY_S, self._arm)
 
     # -- shutting down ----------------------------------------------------------------
 
     def stop(self) -> None:
         """Release nothing more (the broker is stopping; the store keeps what is due)."""
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        for timer in (self._timer, self._retry):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._retry = None
         self._stopped = True
 
 
