@@ -117,8 +117,7 @@ def describe_all(broker: Broker) -> list[dict[str, Any]]:
     messages to come), by kind and name."""
     described = [describe(d) for d in broker]
     for (kind, name), (stats, _) in broker.statistics.retired.items():
-        address = f"/{kind}/{name}"
-        described.append(_describe(kind, name, address, False, stats))
+        described.append(_describe_gone(broker, kind, name, stats))
     scheduled = broker.router.scheduled.counts
     for entry in described:
         entry["scheduled"] = scheduled.get((entry["kind"], entry["name"]), 0)
@@ -126,14 +125,20 @@ def describe_all(broker: Broker) -> list[dict[str, Any]]:
         named = {(d["kind"], d["name"]) for d in described}
         for (kind, name), count in scheduled.items():
             if (kind, name) not in named:
-                entry = _describe(
-                    kind, name, f"/{kind}/{name}", False, DestinationStats(broker.clock)
-                )
+                entry = _describe_gone(broker, kind, name, None)
                 entry["scheduled"] = count
                 described.append(entry)
     order = {kind: index for index, kind in enumerate(KINDS)}
     described.sort(key=lambda d: (order.get(d["kind"], len(KINDS)), d["name"]))
     return described
+
+
+def _describe_gone(
+    broker: Broker, kind: str, name: str, stats: DestinationStats | None
+) -> dict[str, Any]:
+    """A destination no longer live: its kept statistics (None: none, only scheduled ones)."""
+    kept = stats if stats is not None else DestinationStats(broker.clock)
+    return _describe(kind, name, f"/{kind}/{name}", False, kept)
 
 
 def describe_one(broker: Broker, kind: str, name: str) -> dict[str, Any] | None:
@@ -146,8 +151,7 @@ def describe_one(broker: Broker, kind: str, name: str) -> dict[str, Any] | None:
         kept = broker.statistics.retired.get((kind, name))
         if kept is None and not scheduled:
             return None
-        stats = kept[0] if kept is not None else DestinationStats(broker.clock)
-        out = _describe(kind, name, f"/{kind}/{name}", False, stats)
+        out = _describe_gone(broker, kind, name, kept[0] if kept is not None else None)
     out["scheduled"] = scheduled
     return out
 

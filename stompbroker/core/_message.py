@@ -99,17 +99,12 @@ class Message:
 
     def renumbered(self, message_id: str, seq: int) -> Message:
         """A copy under another id and ``seq``, never delivered, with no store row."""
-        return Message(
-            message_id,
-            self.destination,
-            self.headers,
-            self.body,
-            self.persistent,
-            seq,
-            self.priority,
-            self.expires,
-            self.group,
-        )
+        other = self.copy()
+        other.message_id = message_id
+        other.seq = seq
+        other.delivery_count = 0
+        other.wire = None  # the encoded form names the old id
+        return other
 
     def __repr__(self) -> str:
         return f"<Message {self.message_id} to {self.destination} ({len(self.body)} bytes)>"
