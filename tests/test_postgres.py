@@ -25,13 +25,16 @@ from ._postgres import PostgresServer, free_port
 from .helpers import doc_default, doc_section
 from .test_store import Harness, _load, _message, _sized, run_now
 
-LOCKED = "another stompbroker node is using this database; clustering is not supported yet"
+#: Long enough that no poll runs in a test that does not ask for one.
+NO_POLL = 3600.0
 
 
 def _harness(dsn: str, node: str = "") -> Harness:
     clock = Clock()
     return Harness(
-        PostgresStore(dsn, clock, run_now, node), clock, lambda: PostgresStore(dsn, clock, run_now)
+        PostgresStore(dsn, clock, run_now, node, poll_s=NO_POLL),
+        clock,
+        lambda: PostgresStore(dsn, clock, run_now, node, poll_s=NO_POLL),
     )
 
 
@@ -52,30 +55,44 @@ def _sql(dsn: str, statement: str) -> None:
         conn.execute(statement)
 
 
-def test_a_second_node_on_the_same_database_is_refused_while_the_first_runs(
+def test_nodes_of_other_names_share_a_database_and_a_second_one_of_a_name_is_refused(
     postgres_dsn: str,
 ) -> None:
-    """Two nodes cannot share a database yet: the second is told so, naming the first; once
-    the first is gone, it opens."""
+    """Nodes of different names open the same database together, each with a number and
+    tables of its own; a second process with a live node's name is told so (while the first
+    runs), and opens once it is gone, on the same tables."""
     first = _opened(postgres_dsn, "node-a:61613")
-    second = _harness(postgres_dsn, "node-b:61613")
-    assert _refusal(second) == f"{LOCKED} (held by stompbroker node-a:61613 from 127.0.0.1)"
+    other = _opened(postgres_dsn, "node-b:61613")
+    other.result(other.store.add_durable(DurableRecord("c", "b", "news", None)))
+    again = _harness(postgres_dsn, "node-a:61613")
+    assert _refusal(again) == (
+        "a stompbroker node named 'node-a:61613' is running on this database already"
+        " (from 127.0.0.1): give each node its own postgresql.node"
+    )
+    first.result(first.store.add_durable(DurableRecord("c", "a", "news", None)))
     first.result(first.store.close())
-    second.result(second.store.open())
-    second.result(second.store.close())
+    recovery = again.result(again.store.open())
+    assert recovery.durables == (DurableRecord("c", "a", "news", None),)
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT number, name FROM stompbroker.nodes ORDER BY 1").fetchall() == [
+            (1, "node-a:61613"),
+            (2, "node-b:61613"),
+        ]
+    again.result(again.store.close())
+    other.result(other.store.close())
 
 
 def test_a_schema_newer_than_this_code_is_refused(postgres_dsn: str) -> None:
     """A database written by a newer stompbroker is not opened (nothing is changed in it)."""
     h = _opened(postgres_dsn)
     h.result(h.store.close())
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 2")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 3")
     again = _harness(postgres_dsn)
     assert _refusal(again) == (
-        "the database's stompbroker schema is version 2, newer than this stompbroker knows (1):"
+        "the database's stompbroker schema is version 3, newer than this stompbroker knows (2):"
         " run a stompbroker at least as new as the one that wrote it"
     )
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 1")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 2")
     again.result(again.store.open())
     again.result(again.store.close())
 
@@ -87,16 +104,18 @@ def test_an_older_schema_is_migrated_at_open_and_keeps_its_rows(
     h = _opened(postgres_dsn)
     h.result(h.store.add_durable(DurableRecord("c", "d", "news", None)))
     h.result(h.store.close())
-    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 3)
     monkeypatch.setattr(
-        _pg_schema, "MIGRATIONS", {1: ("ALTER TABLE stompbroker.durables ADD COLUMN note text",)}
+        _pg_schema,
+        "MIGRATIONS",
+        {**_pg_schema.MIGRATIONS, 2: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
     )
     recovery = h.restart()
     h.result(h.store.close())
     assert recovery.durables == (DurableRecord("c", "d", "news", None),)
     with psycopg.connect(postgres_dsn) as conn:
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(2,)]
-        assert conn.execute("SELECT note FROM stompbroker.durables").fetchall() == [(None,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT note FROM stompbroker.nodes").fetchall() == [(None,)]
 
 
 def test_synchronous_commit_is_on_only_for_batches_that_ask_to_sync(postgres_dsn: str) -> None:

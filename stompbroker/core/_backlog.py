@@ -15,10 +15,11 @@ decides the rest, and owns every stored row of the queue::
   and ``done`` when it is finished (acknowledged, dead-lettered, discarded): the backlog, and
   nothing else, deletes rows.
 
-Two backlogs exist today: ``MemoryBacklog`` (nothing stored: temporary destinations, a broker
-without a store) and ``PagedBacklog`` (``_paging``: written behind to the local store, paged
-out beyond the memory window). A queue whose messages live in a shared database would be a
-third: ``holds_back`` always, ``fill`` claiming a batch up to its consumers' credit. Dispatch
+Three backlogs exist: ``MemoryBacklog`` (nothing stored: temporary destinations, a broker
+without a store), ``PagedBacklog`` (``_paging``: written behind to the local store, paged
+out beyond the memory window) and ``SharedBacklog`` (``_shared``: a queue whose messages live
+in a database a cluster shares: ``holds_back`` always, ``fill`` claiming a batch up to its
+consumers' credit). Dispatch
 (round robin, prefetch, exclusive consumers, groups, selectors, redelivery, dead letters)
 is written once, in ``_destination.Queue``, over either.
 """
@@ -36,11 +37,19 @@ from ._subscription import Subscription
 class Backlog(Protocol):
     """Where a queue's messages live beyond its buffer, and the owner of their stored rows."""
 
-    #: Messages held back (not in the buffer, not in flight), and their bodies' size.
-    total: int
-    bytes: int
+    @property
+    def total(self) -> int:
+        """Messages held back (not in the buffer, not in flight)."""
+
+    @property
+    def bytes(self) -> int:
+        """Their bodies' size."""
+
     #: Whether messages are on their way into the buffer now.
     loading: bool
+    #: Whether dispatch should ask for a ``fill`` whenever it leaves credit unused, even
+    #: with nothing counted as held back (a shared backlog: other nodes add messages).
+    refills: bool
 
     def holds_back(self, message: Message) -> bool:
         """Whether the new ``message`` stays out of memory (then ``hold`` it)."""
@@ -59,6 +68,9 @@ class Backlog(Protocol):
 
     def fill(self) -> None:
         """Bring held-back messages into the buffer if it has room."""
+
+    def idle(self) -> None:
+        """The queue's last subscription left (a shared backlog gives its buffer back)."""
 
     def purge(self, dropped: list[Message]) -> int:
         """The buffer's messages ``dropped`` and everything held back go; return how many
@@ -79,6 +91,7 @@ class MemoryBacklog:
     total = 0
     bytes = 0
     loading = False
+    refills = False
 
     def holds_back(self, message: Message) -> bool:
         return False
@@ -96,6 +109,9 @@ class MemoryBacklog:
         pass
 
     def fill(self) -> None:
+        pass
+
+    def idle(self) -> None:
         pass
 
     def purge(self, dropped: list[Message]) -> int:

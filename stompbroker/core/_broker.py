@@ -37,8 +37,9 @@ from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._routing import Router
 from ._selector import compile_selector
+from ._shared import SharedQueues
 from ._stats import Statistics
-from ._store import IMessageStore, Recovery
+from ._store import IMessageStore, ISharedQueues, Recovery
 from ._subscription import Consumer, Selector, Subscription, attach, selector_view
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
@@ -89,6 +90,8 @@ class Broker:
             auto_create,
             virtual_topics,
         )
+        if store is not None and ISharedQueues.providedBy(store):
+            self.destinations.shared = SharedQueues(store)
         self.durables = DurableSubscriptions(self.destinations, store, self.unsubscribe)
         self.temporaries = TemporaryDestinations(self.destinations, self.unsubscribe)
         self._fanout = Fanout(self.destinations, self.durables)

@@ -79,6 +79,12 @@ class PagedBacklog:
         #: When the timed paged messages arrived, by seq.
         self.born: dict[int, float] = {}
 
+    #: Dispatch asks for a fill only while something is paged out.
+    refills = False
+
+    def idle(self) -> None:
+        """The queue's last subscription left: what memory holds stays there."""
+
     def window(self, message: Message) -> int:
         """How many messages like ``message`` the queue may keep in memory."""
         length = len(message.body)

@@ -185,7 +185,7 @@ class Queue(Destination):
         else:
             self._dispatch_in_order()
         backlog = self.backlog
-        if backlog.total:
+        if backlog.total or backlog.refills:
             backlog.fill()
         if self._room:
             self._release_room()
@@ -280,6 +280,8 @@ class Queue(Destination):
     def wake(self, subscription: Subscription) -> None:
         if self.buffer:
             self.dispatch()
+        elif self.backlog.refills:
+            self.backlog.fill()
 
     def sweep_expired(self, now_ms: float) -> int:
         """Dead-letter (or drop) every queued message that has expired; return how many."""
@@ -302,7 +304,9 @@ class Queue(Destination):
         for group in [g for g, owner in self._groups.items() if owner is subscription]:
             del self._groups[group]
         self.give_back(subscription, subscription.take_unacked())
-        if self.buffer and self.subscriptions:
+        if not self.subscriptions:
+            self.backlog.idle()
+        elif self.buffer:
             self.dispatch()
 
     def _requeue(self, subscription: Subscription, messages: list[Message]) -> None:
@@ -312,6 +316,14 @@ class Queue(Destination):
                 self._grouped += 1
         if self.subscriptions:
             self.dispatch()
+        else:
+            self.backlog.idle()
+
+    def let_go(self) -> list[Message]:
+        """Take every message out of the buffer (a shared backlog gives them back, or lost
+        its claim on them); return them."""
+        self._grouped = 0
+        return self.buffer.clear()
 
     def unused(self) -> bool:
         backlog = self.backlog

@@ -22,6 +22,7 @@ from ._destination import Destination, Hooks
 from ._names import GLOBAL_TEMP_PREFIX, DestinationError
 from ._policy import PolicyMap, matches
 from ._queue import Queue
+from ._shared import SharedQueues
 from ._stats import Statistics, StatsKey
 from ._store import IMessageStore
 from ._topic import Topic
@@ -75,6 +76,9 @@ class Destinations:
         self.auto_create = auto_create
         self.statistics = statistics
         self.store = store
+        #: The backlogs of queues whose messages a cluster shares (None: the store keeps
+        #: this node's own; the broker sets it when its store shares queues).
+        self.shared: SharedQueues | None = None
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
         #: Topics subscribed to by wildcard pattern, by pattern.
@@ -97,7 +101,9 @@ class Destinations:
             address = f"/queue/{name}"
             queue = Queue(name, address, self.hooks, self.policies.for_destination(address))
             self.revive(queue)
-            if self.store is not None:
+            if self.shared is not None:
+                queue.backlog = self.shared.backlog(queue)
+            elif self.store is not None:
                 queue.attach_store(self.store)
             self.queues[name] = queue
             virtual = self.virtual_topics

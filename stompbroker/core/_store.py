@@ -37,6 +37,7 @@ the same batch: a crash never loses a due message, nor delivers it twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
@@ -187,3 +188,39 @@ class IMessageStore(Interface):
 
     def size() -> int:
         """Bytes the store uses on disk (0 in memory)."""
+
+
+class ISharedQueues(Interface):
+    """Queues whose messages live in a database every node of a cluster shares (the
+    PostgreSQL store), one row a message. A node dispatches only what it *claimed*; a
+    claimed message is settled (its row goes) or released (it waits again). Every method
+    returns at once; work is done in order of the calls, in the store's batches."""
+
+    def publish(store_key: str, message: Message, sync: str) -> Deferred[None]:
+        """A new message for queue ``store_key``, waiting to be claimed; fires when as safe
+        as ``sync`` (``IMessageStore.add``'s levels)."""
+
+    def claim(store_key: str, limit: int) -> Deferred[list[Message]]:
+        """Claim up to ``limit`` waiting messages of ``store_key``, highest priority first,
+        then oldest; each comes with ``store_key`` set and its row's id as ``seq``. Sees
+        every write asked for before it."""
+
+    def settle(message: Message) -> None:
+        """A claimed message is done (acknowledged, dead-lettered): its row goes, if it is
+        still this node's."""
+
+    def release(message: Message) -> None:
+        """A claimed message waits again for any node, with its delivery count."""
+
+    def purge(store_key: str, claimed_too: bool) -> None:
+        """The waiting messages of ``store_key`` go (with ``claimed_too``, every one: the
+        queue is deleted)."""
+
+    def depth(store_key: str) -> tuple[int, int]:
+        """How many messages of ``store_key`` wait in the whole cluster, and their bodies'
+        bytes, as last read (the store reads them every poll)."""
+
+    def watch(woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
+        """Call ``woken(store_key)`` when messages may wait in a queue (None: in any), and
+        ``fenced()`` when what this node claimed before is not its own any more (it lost
+        its liveness lock, and joined again)."""

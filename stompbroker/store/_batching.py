@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -50,14 +50,18 @@ from stompbroker.core import (
     ScheduledRecord,
 )
 
+if TYPE_CHECKING:
+    from ._pg_shared import SharedBatch, SharedDone, SharedWork
+
 log = Logger(namespace="stompbroker.store")
 
 #: Runs a function in the worker thread and fires with its result on the reactor.
 Runner = Callable[..., "Deferred[Any]"]
 #: Where a row is: (store key, priority, seq).
 Spot = tuple[str, int, int]
-#: What a batch's loads and scheduled loads found, and how long its COMMIT took (s).
-Written = tuple[list[list[Message]], list[list[ScheduledRecord]], float]
+#: What a batch's loads and scheduled loads found, how long its COMMIT took (s), and what
+#: its shared work found (``_pg_shared``; None: it had none).
+Written = tuple[list[list[Message]], list[list[ScheduledRecord]], float, "SharedDone | None"]
 
 
 class Statements(NamedTuple):
@@ -97,6 +101,8 @@ class Work(NamedTuple):
     scheduled: list[ScheduledRecord]
     #: (the first key (due, seq), how many records at most)
     scheduled_loads: list[tuple[tuple[int, int], int]]
+    #: The shared queues' work (``_pg_shared``: the PostgreSQL store's only), applied last.
+    shared: SharedWork | None = None
 
 
 class Worker(Protocol):
@@ -147,6 +153,7 @@ class Batch:
         "loads",
         "scheduled",
         "scheduled_loads",
+        "shared",
         "sync",
         "urgent",
         "waiters",
@@ -165,6 +172,8 @@ class Batch:
             tuple[tuple[int, int], int, Deferred[list[ScheduledRecord]]]
         ] = []
         self.waiters: list[Deferred[None]] = []
+        #: The shared queues' work, made by the first call that asks for some.
+        self.shared: SharedBatch | None = None
         #: Whether to commit durably, and whether to leave on the next reactor turn.
         self.sync = False
         self.urgent = False
@@ -176,6 +185,7 @@ class Batch:
             + len(self.deletes)
             + len(self.first)
             + len(self.scheduled)
+            + (self.shared.size() if self.shared is not None else 0)
         )
 
     def writes(self) -> bool:
@@ -187,6 +197,7 @@ class Batch:
             or self.loads
             or self.scheduled
             or self.scheduled_loads
+            or (self.shared is not None and self.shared.writes())
         )
 
 
@@ -398,12 +409,13 @@ class BatchingStore:
                 batch.sync,
                 list(batch.scheduled.values()),
                 [(after, limit) for after, limit, _ in batch.scheduled_loads],
+                batch.shared.work() if batch.shared is not None else None,
             ),
         )
         work.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
     def _written(self, result: Written, batch: Batch) -> None:
-        loaded, loaded_scheduled, elapsed = result
+        loaded, loaded_scheduled, elapsed, shared = result
         self._busy = False
         self.commits.batches += 1
         if batch.sync:
@@ -416,10 +428,19 @@ class BatchingStore:
             answer.callback(messages)
         for (_, _, found), records in zip(batch.scheduled_loads, loaded_scheduled, strict=True):
             found.callback(records)
+        if shared is not None:
+            assert batch.shared is not None
+            self._shared_done(batch.shared, shared)
         self._next()
 
     def _committed(self, batch: Batch) -> None:
         """A hook: ``batch`` was committed (its waiters fire next)."""
+
+    def _shared_done(self, work: SharedBatch, done: SharedDone) -> None:
+        """A hook: what the batch's shared work found (its waiters and loads have fired)."""
+
+    def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
+        """A hook: the batch that carried ``work`` failed."""
 
     def _failed(self, failure: Any, batch: Batch) -> None:
         self._busy = False
@@ -430,6 +451,8 @@ class BatchingStore:
             answer.errback(failure)
         for _, _, found in batch.scheduled_loads:
             found.errback(failure)
+        if batch.shared is not None:
+            self._shared_failed(batch.shared, failure)
         self._next()
 
     def _next(self) -> None:

@@ -218,7 +218,8 @@ class Database:
         found, and how long the COMMIT took (seconds)."""
         conn = self._conn
         assert conn is not None, "the store is closed"
-        first, adds, counts, deletes, loads, sync, scheduled, scheduled_loads = work
+        first, adds, counts, deletes, loads, sync, scheduled, scheduled_loads, shared = work
+        assert shared is None, "SQLite keeps no shared queues"
         self._set_synchronous(sync)
         conn.execute("BEGIN")
         try:
@@ -254,7 +255,7 @@ class Database:
         self._batches += 1
         if deletes and self._batches % 64 == 0:
             self.reclaim()
-        return loaded, loaded_scheduled, elapsed
+        return loaded, loaded_scheduled, elapsed, None
 
     def reclaim(self) -> bool:
         """Give up to 1024 free pages back once they are a quarter of the file; True if more."""

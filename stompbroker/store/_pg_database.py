@@ -23,8 +23,9 @@ from typing import Any
 
 from stompbroker.core import DurableRecord, Message, Recovery, StoredQueue
 
+from . import _pg_shared
 from ._batching import Spot, Statements, Work, Written, slices
-from ._pg_schema import SCHEMA, StoreRefused, create_or_migrate, lock, one
+from ._pg_schema import SCHEMA, Membership, StoreRefused, one, open_schema
 from ._rows import _loads, message_from_row, pack_rows, scheduled_from_row, scheduled_row
 
 #: One statement carries at most about this many bytes of bodies: a batch of writes is
@@ -35,11 +36,30 @@ STATEMENT_BYTES = 32 * 1024 * 1024
 #: every table's files: cheap, not free).
 SIZE_EVERY = 64
 
+#: TCP keepalives on every connection: a server that went away (or a network that broke)
+#: is noticed in about ten seconds, not the system's two hours.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+#: The same on the server's side of the session: a node whose machine is lost loses its
+#: liveness lock (the server ends its session) in about ten seconds.
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 5,
+    "tcp_keepalives_interval": 2,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
 MISSING = (
     "broker.store is postgresql but psycopg is not installed: pip install 'stompbroker[postgresql]'"
 )
 
-_M, _T = f"{SCHEMA}.messages", f"{SCHEMA}.transient"
+# The node's own tables are named without their schema: the connection's search_path
+# starts with it (``_pg_schema.join``).
+_M, _T = "messages", "transient"
 
 #: The statements of the work that goes first in a batch (``_batching.Statements``). A
 #: drop empties both the persistent and the transient table.
@@ -50,15 +70,15 @@ STATEMENTS = Statements(
     f" a AS (DELETE FROM {_M} m USING p WHERE m.qkey = p.k AND m.priority = p.pr AND m.seq >= p.s)"
     f" DELETE FROM {_T} t USING p WHERE t.qkey = p.k AND t.priority = p.pr AND t.seq >= p.s",
     # Remembered again, an id takes a new place: the newest.
-    remember=f"INSERT INTO {SCHEMA}.duplicate_ids (address, dupl_id, expires) VALUES (%s, %s, %s)"
+    remember="INSERT INTO duplicate_ids (address, dupl_id, expires) VALUES (%s, %s, %s)"
     " ON CONFLICT (address, dupl_id) DO UPDATE SET expires = EXCLUDED.expires, id = DEFAULT",
-    forget=f"DELETE FROM {SCHEMA}.duplicate_ids WHERE address = %s AND dupl_id = %s",
-    unschedule=f"DELETE FROM {SCHEMA}.scheduled WHERE seq = %s",
-    reschedule=f"UPDATE {SCHEMA}.scheduled SET due = %s, repeats = %s WHERE seq = %s",
-    add_durable=f"INSERT INTO {SCHEMA}.durables (client_id, name, pattern, selector, no_local)"
+    forget="DELETE FROM duplicate_ids WHERE address = %s AND dupl_id = %s",
+    unschedule="DELETE FROM scheduled WHERE seq = %s",
+    reschedule="UPDATE scheduled SET due = %s, repeats = %s WHERE seq = %s",
+    add_durable="INSERT INTO durables (client_id, name, pattern, selector, no_local)"
     " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, name) DO UPDATE SET"
     " pattern = EXCLUDED.pattern, selector = EXCLUDED.selector, no_local = EXCLUDED.no_local",
-    remove_durable=f"DELETE FROM {SCHEMA}.durables WHERE client_id = %s AND name = %s",
+    remove_durable="DELETE FROM durables WHERE client_id = %s AND name = %s",
 )
 
 # A batch's rows go in one statement per table, packed as for SQLite (``_rows.pack_rows``):
@@ -102,7 +122,7 @@ _LOAD = (
     ") u ORDER BY seq LIMIT %s) w WHERE before < %s ORDER BY seq"
 )
 _SCHEDULE = (
-    f"INSERT INTO {SCHEMA}.scheduled (seq, due, target, repeats, period, priority, message_id,"
+    "INSERT INTO scheduled (seq, due, target, repeats, period, priority, message_id,"
     " destination, headers, body, expires, persistent, grp)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (seq) DO UPDATE SET"
     " due = EXCLUDED.due, target = EXCLUDED.target, repeats = EXCLUDED.repeats,"
@@ -113,12 +133,13 @@ _SCHEDULE = (
 )
 _LOAD_SCHEDULED = (
     "SELECT seq, due, target, repeats, period, priority, message_id, destination, headers,"
-    f" body, expires, persistent, grp FROM {SCHEMA}.scheduled WHERE (due, seq) >= (%s, %s)"
+    " body, expires, persistent, grp FROM scheduled WHERE (due, seq) >= (%s, %s)"
     " ORDER BY due, seq LIMIT %s"
 )
 _SIZE = (
     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN (%s, %s)"
+    " AND c.relkind = 'r'"
 )
 
 
@@ -154,8 +175,10 @@ def dsn_shown(dsn: str) -> str:
 class PgDatabase:
     """The connection to PostgreSQL, used by one thread at a time (one batch in flight).
 
-    ``node`` names this node to the server (``application_name``: seen by an operator in
-    ``pg_stat_activity``, and in the refusal a second node gets).
+    ``node`` names this node: in the cluster (``nodes``: its number and own tables) and to
+    the server (``application_name``, seen by an operator in ``pg_stat_activity``). Its
+    connection holds the node's liveness lock; a new connection (the old one was lost)
+    joins again under a new incarnation, which the next batch's answer carries.
     """
 
     def __init__(
@@ -166,6 +189,8 @@ class PgDatabase:
         self._timer = timer
         self._conn: Any = None
         self._batches = 0
+        #: What joining gave this node (set at open, renewed at a reconnection).
+        self.membership: Membership | None = None
         #: Bytes the tables take on disk, as last read.
         self.size = 0
         #: The ``synchronous_commit`` each committed batch ran with, as the server said.
@@ -174,9 +199,8 @@ class PgDatabase:
     def open(self) -> Recovery:
         conn = self._connect()
         try:
-            create_or_migrate(conn)
             recovery = self._recover(conn)
-            self.size = one(conn, _SIZE, (SCHEMA,))
+            self.size = self._size(conn)
         except BaseException:
             conn.close()
             raise
@@ -184,7 +208,8 @@ class PgDatabase:
         return recovery
 
     def _connect(self) -> Any:
-        """A new connection holding the node's advisory lock; StoreRefused if none."""
+        """A new connection that joined the cluster (``_pg_schema.open_schema``: the schema
+        created or migrated, the liveness lock taken); StoreRefused if it cannot."""
         missing = psycopg_missing()
         if missing is not None:
             raise StoreRefused(missing)
@@ -192,26 +217,32 @@ class PgDatabase:
 
         name = f"stompbroker {self.node}".strip()[:63]
         try:
-            conn = psycopg.connect(self.dsn, autocommit=True, application_name=name)
+            conn = psycopg.connect(self.dsn, autocommit=True, application_name=name, **KEEPALIVES)
         except psycopg.OperationalError as exc:
             why = " ".join(str(exc).split())
             raise StoreRefused(f"cannot connect to PostgreSQL: {why}") from None
         try:
-            lock(conn)
+            for setting, value in SERVER_KEEPALIVES.items():
+                conn.execute(f"SET {setting} = {value}")
+            self.membership = open_schema(conn, self.node)
         except BaseException:
             conn.close()
             raise
         return conn
 
+    def _size(self, conn: Any) -> int:
+        assert self.membership is not None
+        return int(one(conn, _SIZE, (SCHEMA, self.membership.schema)))
+
     def _recover(self, conn: Any) -> Recovery:
-        """Drop transient rows; read what the broker needs at start."""
+        """Drop transient rows; read what the broker needs at start (of this node's tables)."""
         with conn.transaction():
             conn.execute(f"TRUNCATE {_T}")
-            conn.execute(f"DELETE FROM {SCHEMA}.scheduled WHERE NOT persistent")
+            conn.execute("DELETE FROM scheduled WHERE NOT persistent")
             durables = tuple(
                 DurableRecord(client_id, name, pattern, selector, no_local)
                 for client_id, name, pattern, selector, no_local in conn.execute(
-                    f"SELECT client_id, name, pattern, selector, no_local FROM {SCHEMA}.durables"
+                    "SELECT client_id, name, pattern, selector, no_local FROM durables"
                 )
             )
             queues: dict[str, dict[int, tuple[int, int]]] = {}
@@ -223,31 +254,36 @@ class PgDatabase:
                 queues.setdefault(key, {})[priority] = (count, first)
                 sizes[key] = sizes.get(key, 0) + int(size)
             (last_seq,) = conn.execute(
-                f"SELECT greatest((SELECT max(seq) FROM {_M}),"
-                f" (SELECT max(seq) FROM {SCHEMA}.scheduled), 0)"
+                f"SELECT greatest((SELECT max(seq) FROM {_M}), (SELECT max(seq) FROM scheduled), 0)"
             ).fetchone()
             duplicate_ids = tuple(
                 (address, dupl_id, float(expires))
                 for address, dupl_id, expires in conn.execute(
-                    f"SELECT address, dupl_id, expires FROM {SCHEMA}.duplicate_ids ORDER BY id"
+                    "SELECT address, dupl_id, expires FROM duplicate_ids ORDER BY id"
                 )
             )
             scheduled = tuple(
                 (tuple(_loads(target)), count)
                 for target, count in conn.execute(
-                    f"SELECT target, count(*) FROM {SCHEMA}.scheduled GROUP BY target"
+                    "SELECT target, count(*) FROM scheduled GROUP BY target"
                 )
             )
         stored = tuple(StoredQueue(k, priorities, sizes[k]) for k, priorities in queues.items())
         return Recovery(durables, stored, last_seq, duplicate_ids, scheduled)
 
     def write(self, work: Work) -> Written:
-        """Apply one batch in one transaction; return what each load and each scheduled load
-        found, and how long the COMMIT took (seconds)."""
+        """Apply one batch in one transaction; return what each load, each scheduled load and
+        the shared work found, and how long the COMMIT took (seconds)."""
         conn = self._connection()
+        assert self.membership is not None
+        incarnation = self.membership.incarnation
+        shared = work.shared
         try:
             with conn.pipeline() as pipeline:
                 mode, pages, found = self._send(conn, work)
+                claims, depths = (
+                    _pg_shared.apply(conn, shared, incarnation) if shared else ([], None)
+                )
                 pipeline.sync()
                 (setting,) = mode.fetchone()
                 loaded = [
@@ -257,8 +293,11 @@ class PgDatabase:
                 loaded_scheduled = [
                     [scheduled_from_row(row) for row in cursor.fetchall()] for cursor in found
                 ]
+                done = _pg_shared.answer(shared, claims, depths, incarnation) if shared else None
                 started = self._timer()
                 conn.execute("COMMIT")
+                if shared:
+                    _pg_shared.notify(conn, shared)
                 pipeline.sync()
                 elapsed = self._timer() - started
         except BaseException:
@@ -268,12 +307,12 @@ class PgDatabase:
         self.synchronous_commits[setting] += 1
         self._batches += 1
         if self._batches % SIZE_EVERY == 0:
-            self.size = one(conn, _SIZE, (SCHEMA,))
-        return loaded, loaded_scheduled, elapsed
+            self.size = self._size(conn)
+        return loaded, loaded_scheduled, elapsed, done
 
     def _connection(self) -> Any:
         """The open connection; a new one if it was lost (the batch that found out failed),
-        which takes the lock again (the schema is there since open)."""
+        which joins again, under a new incarnation (the schema is there since open)."""
         assert self._conn is not None, "the store is closed"
         if self._conn.closed:
             self._conn = self._connect()

@@ -1,18 +1,35 @@
 """The PostgreSQL store's schema: its tables, its version, how it is created or migrated, and
-the advisory lock that keeps a second node off a database it cannot share yet.
+how a node joins the cluster (its number, its liveness lock, its incarnation).
 
-Everything lives in the PostgreSQL schema ``stompbroker`` of the configured database:
+Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
 
-* ``messages``: one row per persistent message per holding queue, by (qkey, priority, seq);
-* ``transient``: the same columns, UNLOGGED (no WAL), for paged-out non-persistent
-  messages; emptied at open (PostgreSQL empties it too after a crash);
+* ``schema_version``: one row, the version of this layout;
+* ``nodes``: one row per node name ever seen, with a stable ``number``; the node's current
+  ``incarnation`` (a new one at every connection of its worker: a claim made under an older
+  one is no longer the node's);
+* ``shared``: the messages of every queue, one row each, by ``id`` (the cluster's arrival
+  order); ``owner`` is the incarnation that claimed the row, NULL while it waits. The
+  waiting rows are indexed by (queue, priority desc, id), the order they are claimed in.
+
+Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
+``search_path`` names it first, so the statements say ``messages``, not where):
+
+* ``messages``: one row per persistent message per holding durable subscription, by
+  (qkey, priority, seq); ``transient``: the same, UNLOGGED, for paged-out non-persistent
+  messages, emptied at open;
 * ``durables``, ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by
-  seq, read in (due, seq) order): as the SQLite store's tables;
-* ``schema_version``: one row, the version of this layout.
+  seq, read in (due, seq) order): as the SQLite store's tables.
 
-Opening, in order: take the advisory lock (else refuse: another node uses the database),
-read the version (refuse a newer one than ``SCHEMA_VERSION``), create the tables (a new
-database) or apply ``MIGRATIONS`` from the version found, in one transaction.
+A node is alive while its worker's session holds the advisory lock (``NODE_LOCK``, number):
+PostgreSQL drops it with the session, so a node killed, or cut off from the server, loses it
+at once (or when TCP keepalives give up on it). A second process with the name of a live node
+is refused.
+
+Opening, in order, in one transaction serialised between nodes (a transaction-level advisory
+lock): read the version (refuse a newer one than ``SCHEMA_VERSION``), create the shared tables
+(a new database) or apply ``MIGRATIONS`` from the version found; then join: take the node's
+number (a name seen before keeps its number; the first node after the migration from version
+1 inherits that one node's tables), its liveness lock, a new incarnation, and its own tables.
 """
 
 from __future__ import annotations
@@ -20,43 +37,84 @@ from __future__ import annotations
 from typing import Any
 
 #: The layout this code writes and reads. A database at a newer version is refused.
-SCHEMA_VERSION = 1
-#: The PostgreSQL schema holding the tables.
+SCHEMA_VERSION = 2
+#: The PostgreSQL schema holding the shared tables.
 SCHEMA = "stompbroker"
-#: The session-level advisory lock a node holds while it has the database open
-#: (``pg_try_advisory_lock``): the bytes of "stompbro" as a signed 64-bit number.
-LOCK_KEY = int.from_bytes(b"stompbro", "big", signed=True)
+#: The first key of the advisory locks: a node's liveness lock is (NODE_LOCK, its number);
+#: (NODE_LOCK, 0), held for the transaction, serialises the opening of nodes.
+NODE_LOCK = int.from_bytes(b"stom", "big", signed=True)
+#: The session-level advisory lock a version 1 node held while it had the database open:
+#: the bytes of "stompbro" as a signed 64-bit number. A migration waits for no such node.
+V1_LOCK_KEY = int.from_bytes(b"stompbro", "big", signed=True)
 
-#: One refusal per line, said as it is at start.
-LOCKED = "another stompbroker node is using this database; clustering is not supported yet"
+_S = SCHEMA
 
-#: The tables of version 1, created in a new database.
+#: The shared tables of the current version, created in a new database.
 CREATE = (
-    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"CREATE TABLE {SCHEMA}.schema_version (version integer NOT NULL)",
-    f"""CREATE TABLE {SCHEMA}.messages (
-        qkey text NOT NULL, priority smallint NOT NULL, seq bigint NOT NULL,
+    f"CREATE SCHEMA IF NOT EXISTS {_S}",
+    f"CREATE TABLE {_S}.schema_version (version integer NOT NULL)",
+    f"""CREATE TABLE {_S}.nodes (
+        number serial PRIMARY KEY, name text UNIQUE, incarnation bigint,
+        joined timestamptz)""",
+    f"CREATE SEQUENCE {_S}.incarnations",
+    f"""CREATE TABLE {_S}.shared (
+        id bigserial PRIMARY KEY, qkey text NOT NULL, priority smallint NOT NULL,
         message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
         body bytea NOT NULL, expires bigint NOT NULL, delivery_count integer NOT NULL,
-        grp text, PRIMARY KEY (qkey, priority, seq))""",
-    f"CREATE UNLOGGED TABLE {SCHEMA}.transient (LIKE {SCHEMA}.messages INCLUDING ALL)",
-    f"""CREATE TABLE {SCHEMA}.durables (
-        client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
-        no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
-    f"""CREATE TABLE {SCHEMA}.duplicate_ids (
-        id bigserial NOT NULL, address text NOT NULL, dupl_id text NOT NULL,
-        expires bigint NOT NULL, PRIMARY KEY (address, dupl_id))""",
-    f"""CREATE TABLE {SCHEMA}.scheduled (
-        seq bigint PRIMARY KEY, due bigint NOT NULL, target text NOT NULL,
-        repeats integer NOT NULL, period bigint NOT NULL, priority smallint NOT NULL,
-        message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
-        body bytea NOT NULL, expires bigint NOT NULL, persistent boolean NOT NULL, grp text)""",
-    f"CREATE INDEX scheduled_by_due ON {SCHEMA}.scheduled (due, seq)",
-    f"INSERT INTO {SCHEMA}.schema_version (version) VALUES ({SCHEMA_VERSION})",
+        persistent boolean NOT NULL, grp text, owner bigint)""",
+    f"CREATE INDEX shared_waiting ON {_S}.shared (qkey, priority DESC, id) WHERE owner IS NULL",
+    f"CREATE INDEX shared_claimed ON {_S}.shared (owner) WHERE owner IS NOT NULL",
+    f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
+
 #: From version N to N+1: the statements, by N. A database at an older version is brought
 #: up to SCHEMA_VERSION at open, each step in the transaction of the open.
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Version 1 was one node's: its tables become the tables of node 1 (taken by the first
+    # node to open: its name is NULL until then), and its queues' rows become shared rows.
+    1: (
+        *CREATE[2:-1],
+        f"CREATE SCHEMA {_S}_n1",
+        *(
+            f"ALTER TABLE {_S}.{table} SET SCHEMA {_S}_n1"
+            for table in ("messages", "transient", "durables", "duplicate_ids", "scheduled")
+        ),
+        f"INSERT INTO {_S}.shared (qkey, priority, message_id, destination, headers, body,"
+        " expires, delivery_count, persistent, grp) SELECT qkey, priority, message_id,"
+        f" destination, headers, body, expires, delivery_count, true, grp FROM {_S}_n1.messages"
+        " WHERE qkey NOT LIKE 'durable:%' ORDER BY priority DESC, seq",
+        f"DELETE FROM {_S}_n1.messages WHERE qkey NOT LIKE 'durable:%'",
+        f"INSERT INTO {_S}.nodes (number, name) VALUES (1, NULL)",
+        f"SELECT setval('{_S}.nodes_number_seq', 1)",
+    ),
+}
+
+
+def local_tables(schema: str) -> tuple[str, ...]:
+    """The statements that create one node's tables in ``schema`` (if they are not there)."""
+    return (
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.messages (
+            qkey text NOT NULL, priority smallint NOT NULL, seq bigint NOT NULL,
+            message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
+            body bytea NOT NULL, expires bigint NOT NULL, delivery_count integer NOT NULL,
+            grp text, PRIMARY KEY (qkey, priority, seq))""",
+        f"CREATE UNLOGGED TABLE IF NOT EXISTS {schema}.transient"
+        f" (LIKE {schema}.messages INCLUDING ALL)",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.durables (
+            client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
+            no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.duplicate_ids (
+            id bigserial NOT NULL, address text NOT NULL, dupl_id text NOT NULL,
+            expires bigint NOT NULL, PRIMARY KEY (address, dupl_id))""",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.scheduled (
+            seq bigint PRIMARY KEY, due bigint NOT NULL, target text NOT NULL,
+            repeats integer NOT NULL, period bigint NOT NULL, priority smallint NOT NULL,
+            message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
+            body bytea NOT NULL, expires bigint NOT NULL, persistent boolean NOT NULL,
+            grp text)""",
+        f"CREATE INDEX IF NOT EXISTS scheduled_by_due ON {schema}.scheduled (due, seq)",
+    )
 
 
 class StoreRefused(Exception):
@@ -78,44 +136,110 @@ def newer(found: int) -> str:
     )
 
 
-def lock(conn: Any) -> None:
-    """Take the node's advisory lock on ``conn``'s session; StoreRefused if another holds it."""
-    if one(conn, "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)):
-        return
-    holder = conn.execute(
-        "SELECT a.application_name, host(a.client_addr) FROM pg_locks l"
-        " JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted AND l.database ="
-        " (SELECT oid FROM pg_database WHERE datname = current_database())"
-        # A bigint key shows as its high and low 32 bits, objsubid 1.
-        " AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 1",
-        ((LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF),
-    ).fetchone()
-    line = LOCKED
-    if holder is not None and holder[0]:
-        where = f" from {holder[1]}" if holder[1] else ""
-        line += f" (held by {holder[0]}{where})"
-    raise StoreRefused(line)
+def running(name: str, holder: tuple[Any, ...] | None) -> str:
+    """The refusal of a node whose name a live node has."""
+    line = f"a stompbroker node named {name!r} is running on this database already"
+    if holder is not None and holder[0] is not None:
+        line += f" (from {holder[0]})"
+    return line + ": give each node its own postgresql.node"
+
+
+#: A version 1 node still holds the database: it would not survive the migration.
+OLD_NODE = (
+    "a stompbroker node of an older version (schema 1) is using this database: stop it before"
+    " starting this one, which migrates the schema"
+)
+
+
+class Membership:
+    """What joining gave a node: its number, its own tables' schema, its incarnation."""
+
+    __slots__ = ("incarnation", "number", "schema")
+
+    def __init__(self, number: int, incarnation: int) -> None:
+        self.number = number
+        self.schema = f"{SCHEMA}_n{number}"
+        self.incarnation = incarnation
+
+
+def open_schema(conn: Any, name: str) -> Membership:
+    """Bring the tables to SCHEMA_VERSION and join as node ``name``, in one transaction;
+    StoreRefused if the schema is newer, or a node of that name is alive."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NODE_LOCK,))
+        create_or_migrate(conn)
+        return join(conn, name)
 
 
 def create_or_migrate(conn: Any) -> None:
-    """Bring the tables to SCHEMA_VERSION, in one transaction; StoreRefused if newer."""
-    with conn.transaction():
-        if not one(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.schema_version",)):
-            if not conn.execute(
-                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (SCHEMA,)
-            ).fetchone():
-                conn.execute(CREATE[0])
-            for statement in CREATE[1:]:
-                conn.execute(statement)
-            return
-        found = one(conn, f"SELECT max(version) FROM {SCHEMA}.schema_version")
-        if found is None:
-            raise StoreRefused(f"the table {SCHEMA}.schema_version is empty: it was not ours")
-        if found > SCHEMA_VERSION:
-            raise StoreRefused(newer(found))
-        for version in range(found, SCHEMA_VERSION):
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
-        if found < SCHEMA_VERSION:
-            conn.execute(f"UPDATE {SCHEMA}.schema_version SET version = %s", (SCHEMA_VERSION,))
+    """Bring the shared tables to SCHEMA_VERSION (in the caller's transaction)."""
+    if not one(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.schema_version",)):
+        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (SCHEMA,)).fetchone():
+            conn.execute(CREATE[0])
+        for statement in CREATE[1:]:
+            conn.execute(statement)
+        return
+    found = one(conn, f"SELECT max(version) FROM {SCHEMA}.schema_version")
+    if found is None:
+        raise StoreRefused(f"the table {SCHEMA}.schema_version is empty: it was not ours")
+    if found > SCHEMA_VERSION:
+        raise StoreRefused(newer(found))
+    if found == 1 and not one(conn, "SELECT pg_try_advisory_xact_lock(%s)", (V1_LOCK_KEY,)):
+        raise StoreRefused(OLD_NODE)
+    for version in range(found, SCHEMA_VERSION):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    if found < SCHEMA_VERSION:
+        conn.execute(f"UPDATE {SCHEMA}.schema_version SET version = %s", (SCHEMA_VERSION,))
+
+
+def join(conn: Any, name: str) -> Membership:
+    """Take node ``name``'s number, liveness lock and a new incarnation; make its tables."""
+    row = conn.execute(f"SELECT number FROM {SCHEMA}.nodes WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        row = conn.execute(
+            f"UPDATE {SCHEMA}.nodes SET name = %s WHERE number ="
+            f" (SELECT min(number) FROM {SCHEMA}.nodes WHERE name IS NULL) RETURNING number",
+            (name,),
+        ).fetchone()
+    if row is None:
+        row = conn.execute(
+            f"INSERT INTO {SCHEMA}.nodes (name) VALUES (%s) RETURNING number", (name,)
+        ).fetchone()
+    number = row[0]
+    if not one(conn, "SELECT pg_try_advisory_lock(%s, %s)", (NODE_LOCK, number)):
+        holder = conn.execute(
+            "SELECT host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            f" WHERE {_LIVE_LOCK} AND l.objid = %s::oid",
+            (NODE_LOCK, number),
+        ).fetchone()
+        raise StoreRefused(running(name, holder))
+    incarnation = one(conn, f"SELECT nextval('{SCHEMA}.incarnations')")
+    conn.execute(
+        f"UPDATE {SCHEMA}.nodes SET incarnation = %s, joined = now() WHERE number = %s",
+        (incarnation, number),
+    )
+    membership = Membership(number, incarnation)
+    for statement in local_tables(membership.schema):
+        conn.execute(statement)
+    conn.execute("SELECT set_config('search_path', %s, false)", (f"{membership.schema}, {SCHEMA}",))
+    return membership
+
+
+#: The granted liveness locks of the current database (a two-key advisory lock shows as
+#: classid and objid, objsubid 2). Takes the first key as its parameter.
+_LIVE_LOCK = (
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = %s::oid"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+#: The incarnations of the live nodes (takes NODE_LOCK).
+LIVE_INCARNATIONS = (
+    f"SELECT n.incarnation FROM {SCHEMA}.nodes n JOIN pg_locks l ON l.objid = n.number::oid"
+    f" WHERE {_LIVE_LOCK}"
+)
+#: The live nodes: (number, name, incarnation, joined, client address) (takes NODE_LOCK).
+LIVE_NODES = (
+    "SELECT n.number, n.name, n.incarnation, n.joined, host(a.client_addr)"
+    f" FROM {SCHEMA}.nodes n JOIN pg_locks l ON l.objid = n.number::oid"
+    f" LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_LIVE_LOCK} ORDER BY n.number"
+)

@@ -1,48 +1,91 @@
-"""The PostgreSQL store: the same batches as the SQLite store, in a PostgreSQL database.
+"""The PostgreSQL store: the same batches as the SQLite store, in a PostgreSQL database any
+number of nodes share.
 
 The reactor side is ``_batching.BatchingStore`` (shared with ``SqliteStore``); the worker
-side is ``_pg_database.PgDatabase`` (one connection), over the schema of ``_pg_schema``.
-One node per database for now: at open the store takes a session-level advisory lock and
-refuses to open (``StoreRefused``) while another node holds it.
+side is ``_pg_database.PgDatabase`` (one connection), over the schema of ``_pg_schema``. A
+node keeps its durable subscriptions, scheduled messages and duplicate ids in tables of its
+own; its queues' messages are shared (``ISharedQueues``, ``_pg_shared``): every batch may
+carry shared work, and every ``poll_s`` one sweeps the claims of dead nodes and reads the
+queues' depths, then wakes every queue (the safety net under the notifications).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Unpack
+from collections.abc import Callable
+from typing import Any, Unpack
 
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from zope.interface import implementer
 
-from stompbroker.core import Clock, IMessageStore
+from stompbroker.core import Clock, DelayedCall, IMessageStore, ISharedQueues, Message
 
 from ._batching import BatchingStore, BatchOptions, Runner
 from ._pg_database import STATEMENTS, PgDatabase
+from ._pg_shared import SharedBatch, SharedDone
+
+log = Logger(namespace="stompbroker.store")
+
+#: Seconds between two polls (a sweep of dead nodes' claims, every queue's depth).
+POLL_S = 1.0
 
 
-@implementer(IMessageStore)
+@implementer(IMessageStore, ISharedQueues)
 class PostgresStore(BatchingStore):
     """Messages and durable definitions in the PostgreSQL database ``dsn`` names.
 
     ``dsn`` is a libpq connection string (several hosts allowed: ``host=db1,db2
-    target_session_attrs=read-write``); ``node`` is this node's name, which the server
-    shows in ``pg_stat_activity`` (``application_name``). ``run``, ``clock`` and ``timer``
-    are as for ``SqliteStore``.
+    target_session_attrs=read-write``); ``node`` is this node's name in the cluster, which
+    the server also shows in ``pg_stat_activity`` (``application_name``). ``run``,
+    ``clock`` and ``timer`` are as for ``SqliteStore``; ``poll_s`` is the time between polls.
     """
 
     name = "postgresql"
     statements = STATEMENTS
 
     def __init__(
-        self, dsn: str, clock: Clock, run: Runner, node: str = "", **options: Unpack[BatchOptions]
+        self,
+        dsn: str,
+        clock: Clock,
+        run: Runner,
+        node: str = "",
+        poll_s: float = POLL_S,
+        **options: Unpack[BatchOptions],
     ) -> None:
         super().__init__(clock, run, **options)
         self.dsn = dsn
         self.node = node
+        self.poll_s = poll_s
         self._database: PgDatabase | None = None
+        #: The shared queues' waiting messages and bytes, by store key, as last polled.
+        self._depths: dict[str, tuple[int, int]] = {}
+        self._woken: Callable[[str | None], None] | None = None
+        self._fenced: Callable[[], None] | None = None
+        #: The incarnation the last batch ran under (0: none yet).
+        self.incarnation = 0
+        self._poller: DelayedCall | None = None
+        self._closing = False
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
         return self._database
+
+    def open(self) -> Deferred[Any]:
+        def opened(recovery: Any) -> Any:
+            assert self._database is not None and self._database.membership is not None
+            self.incarnation = self._database.membership.incarnation
+            self._poll_later()
+            return recovery
+
+        return super().open().addCallback(opened)
+
+    def close(self) -> Deferred[None]:
+        self._closing = True
+        if self._poller is not None and self._poller.active():
+            self._poller.cancel()
+        self._poller = None
+        return super().close()
 
     @property
     def synchronous_commits(self) -> Counter[str]:
@@ -52,3 +95,85 @@ class PostgresStore(BatchingStore):
     def size(self) -> int:
         """Bytes the store's tables take in the database (read every few batches)."""
         return self._database.size if self._database is not None else 0
+
+    # -- shared queues (ISharedQueues) ---------------------------------------------
+
+    def _shared(self) -> SharedBatch:
+        batch = self._pending
+        if batch.shared is None:
+            batch.shared = SharedBatch()
+        return batch.shared
+
+    def publish(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
+        self._shared().publishes.append(((store_key, message.priority, message.seq), message))
+        return self._wait(self._pending, sync)
+
+    def claim(self, store_key: str, limit: int) -> Deferred[list[Message]]:
+        answer: Deferred[list[Message]] = Deferred()
+        self._shared().claims.append((store_key, limit, answer))
+        self._pending.urgent = True
+        self._schedule(0.0)
+        return answer
+
+    def settle(self, message: Message) -> None:
+        self._shared().settles.append(message.seq)
+        self._schedule(self._lazy_s)
+
+    def release(self, message: Message) -> None:
+        assert message.store_key is not None
+        self._shared().releases[message.seq] = (message.delivery_count, message.store_key)
+        self._pending.urgent = True
+        self._schedule(0.0)
+
+    def purge(self, store_key: str, claimed_too: bool) -> None:
+        self._shared().purges.append((store_key, claimed_too))
+        self._pending.urgent = True
+        self._schedule(0.0)
+
+    def depth(self, store_key: str) -> tuple[int, int]:
+        return self._depths.get(store_key, (0, 0))
+
+    def watch(self, woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
+        self._woken = woken
+        self._fenced = fenced
+
+    def wake(self, store_key: str | None) -> None:
+        """Messages may wait in ``store_key`` (a notification; None: rescan every queue)."""
+        if self._woken is not None:
+            self._woken(store_key)
+
+    # -- the poll, and what batches found -------------------------------------------
+
+    def _poll_later(self) -> None:
+        if not self._closing:
+            self._poller = self.clock.callLater(self.poll_s, self._poll)
+
+    def _poll(self) -> None:
+        self._poller = None
+        self._shared().poll = True
+        self._pending.urgent = True
+        self._schedule(0.0)
+
+    def _shared_done(self, work: SharedBatch, done: SharedDone) -> None:
+        if done.incarnation != self.incarnation:
+            log.warn(
+                "the connection to PostgreSQL was lost: this node joined again (incarnation"
+                " {incarnation}); what it had claimed goes back to the queues",
+                incarnation=done.incarnation,
+            )
+            self.incarnation = done.incarnation
+            if self._fenced is not None:
+                self._fenced()
+        for (_, _, answer), messages in zip(work.claims, done.claimed, strict=True):
+            answer.callback(messages)
+        if done.depths is not None:
+            self._depths = done.depths
+            self.wake(None)
+        if work.poll:
+            self._poll_later()
+
+    def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
+        for _, _, answer in work.claims:
+            answer.errback(failure)
+        if work.poll:
+            self._poll_later()

@@ -1,6 +1,6 @@
 """``twistd stompbroker`` on PostgreSQL (``broker.store: postgresql``), as a subprocess, against
 the tests' throw-away PostgreSQL server: a receipted message outlives SIGKILL; a second node
-on the same database, and a node without psycopg, are refused in one line."""
+of the name of a running one, and a node without psycopg, are refused in one line."""
 
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ from .test_twistd import free_port, run_twistd
 
 __all__ = ["process"]  # the fixture
 
-LOCKED = "another stompbroker node is using this database; clustering is not supported yet"
 
-
-def _config(directory: Path, dsn: str | None = None) -> Path:
+def _config(directory: Path, dsn: str | None = None, name: str | None = None) -> Path:
     """``conf/stompbroker.yaml`` in ``directory`` (read when no --config is given), naming the
-    PostgreSQL store and ``dsn``."""
+    PostgreSQL store, ``dsn`` and the node's ``name``."""
     path = directory / "conf" / "stompbroker.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "broker:\n  store: postgresql\n"
+    if dsn is not None or name is not None:
+        text += "postgresql:\n"
     if dsn is not None:
-        text += f"postgresql:\n  dsn: '{dsn}'\n"
+        text += f"  dsn: '{dsn}'\n"
+    if name is not None:
+        text += f"  node: '{name}'\n"
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -34,7 +36,7 @@ def _config(directory: Path, dsn: str | None = None) -> Path:
 @pytest.fixture
 def node(process: BrokerProcess, tmp_path: Path, postgres_dsn: str) -> BrokerProcess:
     """A broker process (test_durability's) on a new database, not started yet."""
-    _config(tmp_path, postgres_dsn)
+    _config(tmp_path, postgres_dsn, "pg-node")
     return process
 
 
@@ -49,7 +51,7 @@ def test_a_receipted_persistent_message_survives_sigkill_on_postgresql(
     producer.send("/queue/pg", "kept in postgres", headers={"persistent": "true"}, receipt=True)
     node.kill()
     with psycopg.connect(postgres_dsn) as conn:
-        rows = conn.execute("SELECT qkey, body FROM stompbroker.messages").fetchall()
+        rows = conn.execute("SELECT qkey, body FROM stompbroker.shared").fetchall()
     assert rows == [("/queue/pg", b"kept in postgres")]
     node.start()
     consumer = Client(node.port, "1.2")
@@ -61,14 +63,14 @@ def test_a_receipted_persistent_message_survives_sigkill_on_postgresql(
         consumer.disconnect()
 
 
-def test_a_second_node_on_the_same_database_exits_saying_why(
+def test_a_second_node_of_a_running_nodes_name_exits_saying_why(
     node: BrokerProcess, tmp_path: Path, postgres_dsn: str
 ) -> None:
-    """While one node runs on a database, a second (given it with --dsn) exits non-zero in one
-    line, no traceback."""
+    """While node "pg-node" runs on a database, a second one of that name (given the
+    database with --dsn) exits non-zero in one line, no traceback."""
     node.start()
     second = tmp_path / "second"
-    _config(second)
+    _config(second, name="pg-node")
     result = run_twistd(
         "-n",
         "--pidfile=",
@@ -81,7 +83,10 @@ def test_a_second_node_on_the_same_database_exits_saying_why(
     )
     text = result.stdout + result.stderr
     assert result.returncode != 0, text
-    assert f"stompbroker cannot start: {LOCKED} (held by stompbroker " in text, text
+    assert (
+        "stompbroker cannot start: a stompbroker node named 'pg-node' is running on this"
+        " database already (from 127.0.0.1): give each node its own postgresql.node" in text
+    ), text
     assert "Traceback" not in text, text
 
 

@@ -1,0 +1,204 @@
+"""Shared queues: a queue whose messages live in a database every node of a cluster shares.
+
+A ``SharedBacklog`` is the backlog (``_backlog``) of such a queue. It holds every new
+message back (it is *published* to the database, where any node may claim it) and fills the
+queue's buffer by *claiming* waiting messages, never more than the queue's local
+subscriptions can take now (their free credit); dispatch is the queue's, as for any
+backlog. States of one shared queue on one node::
+
+    drained --woken (a node published; the poll; a reconnection)--> claiming
+       ^                                                              |
+       +--a claim found fewer than it asked--+--it found as many: claim again while credit
+                                                is left (after dispatch, after an ACK)
+
+* A message in the buffer or in flight here was claimed by this node: an ACK (or auto
+  ack, a dead letter, an expiry) *settles* it, its row goes; when the queue's last local
+  subscription leaves, what the buffer holds is *released*: it waits for any node again.
+  A NACK redelivers here, as on one node (the delivery count goes with a release).
+* Fenced (the node lost its liveness lock, and came back under a new incarnation): what
+  the buffer holds is not this node's any more and is dropped; the sweep of another node,
+  or its own, gives it back to the queue. What is in flight stays with its consumer; its
+  late ACK changes nothing in the database (the message comes back, flagged redelivered).
+* ``total`` and ``bytes`` are the cluster's waiting messages, as the store last read them:
+  limits and statistics count the cluster-wide depth.
+
+``SharedQueues`` (one per broker with such a store) makes the backlogs and finds them again,
+by store key, when the store says messages may wait or that the node was fenced.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ._message import Message
+from ._store import ISharedQueues
+
+if TYPE_CHECKING:
+    from ._queue import Queue
+    from ._subscription import Subscription
+
+log = Logger(namespace="stompbroker.shared")
+
+#: A claim asks for at most this many messages (more come with the next claim).
+MAX_CLAIM = 500
+
+
+class SharedQueues:
+    """This node's shared queues' backlogs, by store key, over the store's ``ISharedQueues``."""
+
+    __slots__ = ("backlogs", "store")
+
+    def __init__(self, store: ISharedQueues) -> None:
+        self.store = store
+        self.backlogs: dict[str, SharedBacklog] = {}
+        store.watch(self.woken, self.fenced)
+
+    def backlog(self, queue: Queue) -> SharedBacklog:
+        """The backlog of ``queue`` (its messages shared under its ``store_key``)."""
+        backlog = SharedBacklog(queue, self)
+        self.backlogs[queue.store_key] = backlog
+        return backlog
+
+    def woken(self, store_key: str | None) -> None:
+        """Messages may wait in the queue of ``store_key`` (None: in any queue)."""
+        if store_key is not None:
+            backlog = self.backlogs.get(store_key)
+            if backlog is not None:
+                backlog.woken()
+            return
+        for key, backlog in list(self.backlogs.items()):
+            if backlog.queue.backlog is not backlog:
+                del self.backlogs[key]  # the queue was forgotten, or renewed its backlog
+            else:
+                backlog.woken()
+
+    def fenced(self) -> None:
+        """What this node claimed is not its own any more."""
+        for backlog in list(self.backlogs.values()):
+            if backlog.queue.backlog is backlog:
+                backlog.fenced()
+
+
+class SharedBacklog:
+    """The backlog of one shared queue on this node (see the module's states)."""
+
+    __slots__ = ("drained", "loading", "owner", "queue", "store")
+
+    #: Dispatch asks for a fill whenever it leaves credit unused (``Queue.dispatch``).
+    refills = True
+
+    def __init__(self, queue: Queue, owner: SharedQueues) -> None:
+        self.queue = queue
+        self.owner = owner
+        self.store = owner.store
+        #: A claim is on its way; the last one found fewer messages than it asked.
+        self.loading = False
+        self.drained = False
+
+    @property
+    def total(self) -> int:
+        return self.store.depth(self.queue.store_key)[0]
+
+    @property
+    def bytes(self) -> int:
+        return self.store.depth(self.queue.store_key)[1]
+
+    def holds_back(self, message: Message) -> bool:
+        return True
+
+    def hold(self, message: Message) -> Deferred[None]:
+        """Publish a new message for any node to claim (this one first: ``fill`` follows)."""
+        queue = self.queue
+        self.drained = False
+        sync = queue.policy.fsync if message.persistent else "never"
+        return self.store.publish(queue.store_key, message, sync)
+
+    def keep(self, message: Message) -> Deferred[None] | None:
+        raise AssertionError("a shared backlog holds every message back")
+
+    def handed(self, subscription: Subscription, message: Message) -> None:
+        """A claimed message went out: with auto ack it is done."""
+        if subscription.auto:
+            self.store.settle(message)
+            message.store_key = None
+
+    def done(self, message: Message) -> None:
+        if message.store_key is not None:
+            self.store.settle(message)
+            message.store_key = None
+
+    def credit(self) -> int:
+        """How many more messages the queue's ready subscriptions could take now, beyond
+        what its buffer holds."""
+        queue = self.queue
+        free = 0
+        for subscription in queue.subscriptions:
+            if subscription.paused or subscription.closed:
+                continue
+            if subscription.auto:
+                free += subscription.prefetch
+            else:
+                free += max(0, subscription.prefetch - len(subscription.unacked))
+        return free - len(queue.buffer)
+
+    def fill(self) -> None:
+        """Claim what the local subscriptions can take, unless the queue looked drained."""
+        if self.loading or self.drained:
+            return
+        room = self.credit()
+        if room <= 0:
+            return
+        limit = min(room, MAX_CLAIM)
+        self.loading = True
+        claimed = self.store.claim(self.queue.store_key, limit)
+        claimed.addCallbacks(self._claimed, self._failed, callbackArgs=(limit,))
+
+    def _claimed(self, messages: list[Message], limit: int) -> None:
+        self.loading = False
+        if len(messages) < limit:
+            self.drained = True
+        queue = self.queue
+        if queue.backlog is not self or not queue.subscriptions:
+            for message in messages:
+                self.store.release(message)  # purged, closed, or nobody left to take them
+            return
+        if messages:
+            queue.paged_in(messages)
+
+    def _failed(self, failure: object) -> None:
+        self.loading = False
+        log.error("{queue}: claiming shared messages failed", queue=self.queue.address)
+
+    def woken(self) -> None:
+        """Messages may wait for this queue: claim if the subscriptions have credit."""
+        self.drained = False
+        if self.queue.subscriptions:
+            self.fill()
+
+    def fenced(self) -> None:
+        """The buffer's messages are not this node's any more: they go (unreleased)."""
+        self.queue.let_go()
+        self.drained = False
+
+    def idle(self) -> None:
+        """The queue has no subscription left here: what the buffer holds waits for any node."""
+        for message in self.queue.let_go():
+            self.store.release(message)
+
+    def purge(self, dropped: list[Message]) -> int:
+        """``dropped`` (claimed here) and every waiting message go; return how many waited."""
+        for message in dropped:
+            self.done(message)
+        waiting = self.total
+        self.store.purge(self.queue.store_key, False)
+        return waiting
+
+    def drop_all(self) -> None:
+        """The queue is deleted: every one of its messages goes, wherever claimed."""
+        self.store.purge(self.queue.store_key, True)
+
+    def renewed(self) -> SharedBacklog:
+        return self.owner.backlog(self.queue)

@@ -1,0 +1,173 @@
+"""Shared queues in PostgreSQL: the work a batch carries for them, and its statements.
+
+Every node's queues keep their messages in one table, ``stompbroker.shared`` (``_pg_schema``),
+one row a message. A node never dispatches a row it has not *claimed*::
+
+    published (owner NULL) --claim--> claimed (owner: an incarnation of a node)
+        ^                                |  ACK, auto ack, dead letter: the row goes
+        +---- NACK given up, consumer ---+  (``AND owner =`` its claimer: a fenced
+              gone, node dead (swept)       node's late ACK changes nothing)
+
+* A claim takes the waiting rows of one queue, highest priority then oldest, up to a limit,
+  skipping rows another node is claiming (``FOR UPDATE SKIP LOCKED``), in the batch's
+  transaction: it sees the batch's own publishes.
+* A sweep (every poll) gives back the rows claimed by incarnations that are not alive any
+  more (their node died, or its worker reconnected under a new one), counting one more
+  delivery: they come back flagged redelivered.
+* After the COMMIT, one ``pg_notify`` per queue that got rows wakes the other nodes
+  (outside the transaction: NOTIFY serialises commits). Notifications are a hint; the poll
+  is the safety net.
+
+``SharedBatch`` gathers a batch's shared work on the reactor's side; ``SharedWork`` is what
+the worker applies (``apply``), ``SharedDone`` what it answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from twisted.internet.defer import Deferred
+
+from stompbroker.core import Message
+
+from ._pg_schema import LIVE_INCARNATIONS, NODE_LOCK, SCHEMA
+from ._rows import message_from_row, pack_rows
+
+#: The channel other nodes LISTEN on; a notification's payload is a queue's store key.
+CHANNEL = "stompbroker_queues"
+#: A notification's payload must be shorter than this (PostgreSQL's limit is 8000 bytes).
+PAYLOAD_BYTES = 7900
+
+_SH = f"{SCHEMA}.shared"
+
+_PUBLISH = (
+    f"INSERT INTO {_SH} (qkey, priority, message_id, destination, headers, body, expires,"
+    " delivery_count, persistent, grp) SELECT v->>0, (v->>1)::smallint, v->>3, v->>4,"
+    " (v->5)::text, substring(%b::bytea FROM (v->>6)::integer FOR (v->>7)::integer),"
+    " (v->>8)::bigint, (v->>9)::integer, (v->>10)::boolean, v->>11"
+    " FROM json_array_elements(%b::json) WITH ORDINALITY AS e(v, n) ORDER BY n"
+)
+_SETTLE = f"DELETE FROM {_SH} WHERE id = ANY(%b::bigint[]) AND owner = %b"
+_RELEASE = (
+    f"UPDATE {_SH} s SET owner = NULL, delivery_count = g.n"
+    " FROM unnest(%b::bigint[], %b::integer[]) AS g(id, n) WHERE s.id = g.id AND s.owner = %b"
+)
+_PURGE = f"DELETE FROM {_SH} WHERE qkey = %s AND owner IS NULL"
+_DROP = f"DELETE FROM {_SH} WHERE qkey = %s"
+_CLAIM = (
+    f"UPDATE {_SH} s SET owner = %b FROM (SELECT id FROM {_SH} WHERE qkey = %s AND owner IS NULL"
+    " ORDER BY priority DESC, id LIMIT %b FOR UPDATE SKIP LOCKED) c WHERE s.id = c.id"
+    " RETURNING s.priority, s.id, s.message_id, s.destination, s.headers, s.body, s.expires,"
+    " s.delivery_count, s.persistent, s.grp"
+)
+_SWEEP = (
+    f"UPDATE {_SH} SET owner = NULL, delivery_count = delivery_count + 1"
+    f" WHERE owner IS NOT NULL AND owner <> ALL(ARRAY({LIVE_INCARNATIONS}))"
+)
+_DEPTHS = (
+    f"SELECT qkey, count(*), coalesce(sum(octet_length(body)), 0) FROM {_SH}"
+    " WHERE owner IS NULL GROUP BY qkey"
+)
+_NOTIFY = "SELECT pg_notify(%s, k) FROM unnest(%s::text[]) AS k"
+
+
+class SharedWork(NamedTuple):
+    """A batch's shared work, applied in this order after the node's own tables' work."""
+
+    #: ((store key, priority, seq), message): new rows.
+    publishes: list[tuple[tuple[str, int, int], Message]]
+    #: Claimed rows done with (ACK): their ids.
+    settles: list[int]
+    #: Claimed rows given back: (id, delivery count, store key).
+    releases: list[tuple[int, int, str]]
+    #: (store key, whether claimed rows go too): a purge (waiting rows), a deleted queue (all).
+    purges: list[tuple[str, bool]]
+    #: (store key, how many rows at most).
+    claims: list[tuple[str, int]]
+    #: Whether to sweep the dead incarnations' claims and read every queue's depth.
+    poll: bool
+
+
+class SharedDone(NamedTuple):
+    """What the worker answers for a batch's shared work."""
+
+    #: The rows of each claim, in claim order (priority desc, id).
+    claimed: list[list[Message]]
+    #: Waiting rows and their bodies' bytes, by store key (None: no poll in the batch).
+    depths: dict[str, tuple[int, int]] | None
+    #: The incarnation the batch ran under (a new one: the worker reconnected).
+    incarnation: int
+
+
+class SharedBatch:
+    """The shared work asked for since the last batch left, on the reactor's side."""
+
+    __slots__ = ("claims", "poll", "publishes", "purges", "releases", "settles")
+
+    def __init__(self) -> None:
+        self.publishes: list[tuple[tuple[str, int, int], Message]] = []
+        self.settles: list[int] = []
+        self.releases: dict[int, tuple[int, str]] = {}
+        self.purges: list[tuple[str, bool]] = []
+        self.claims: list[tuple[str, int, Deferred[list[Message]]]] = []
+        self.poll = False
+
+    def size(self) -> int:
+        return len(self.publishes) + len(self.settles) + len(self.releases) + len(self.purges)
+
+    def writes(self) -> bool:
+        return bool(self.size() or self.claims or self.poll)
+
+    def work(self) -> SharedWork:
+        return SharedWork(
+            self.publishes,
+            self.settles,
+            [(id_, count, key) for id_, (count, key) in self.releases.items()],
+            self.purges,
+            [(key, limit) for key, limit, _ in self.claims],
+            self.poll,
+        )
+
+
+def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], Any]:
+    """Queue ``work``'s statements in the pipeline of ``conn``'s open transaction; return the
+    cursors of its claims and of its depths (None)."""
+    if work.publishes:
+        meta, bodies = pack_rows(work.publishes)
+        conn.execute(_PUBLISH, (bodies, meta))
+    if work.settles:
+        conn.execute(_SETTLE, (work.settles, incarnation))
+    if work.releases:
+        ids, counts, _ = zip(*work.releases, strict=True)
+        conn.execute(_RELEASE, (list(ids), list(counts), incarnation))
+    for key, claimed_too in work.purges:
+        conn.execute(_DROP if claimed_too else _PURGE, (key,))
+    if work.poll:
+        conn.execute(_SWEEP, (NODE_LOCK,))
+    claims = [
+        conn.execute(_CLAIM, (incarnation, key, limit), binary=True) for key, limit in work.claims
+    ]
+    depths = conn.execute(_DEPTHS) if work.poll else None
+    return claims, depths
+
+
+def answer(work: SharedWork, claims: list[Any], depths: Any, incarnation: int) -> SharedDone:
+    """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
+    claimed = []
+    for (key, _), cursor in zip(work.claims, claims, strict=True):
+        rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
+        claimed.append([message_from_row(key, row) for row in rows])
+    found = None
+    if depths is not None:
+        found = {key: (int(count), int(size)) for key, count, size in depths.fetchall()}
+    return SharedDone(claimed, found, incarnation)
+
+
+def notify(conn: Any, work: SharedWork) -> None:
+    """Wake the other nodes for the queues ``work`` published to or gave rows back to (after
+    its COMMIT; a store key too long for a payload waits for the poll)."""
+    keys = {key for (key, _, _), _ in work.publishes}
+    keys.update(key for _, _, key in work.releases)
+    keys = {key for key in keys if len(key.encode()) < PAYLOAD_BYTES}
+    if keys:
+        conn.execute(_NOTIFY, (CHANNEL, sorted(keys)))

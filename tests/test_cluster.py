@@ -1,0 +1,205 @@
+"""Shared queues between nodes on one real PostgreSQL database: each message goes to one
+consumer in the cluster; what a node claimed and did not settle goes back when its consumer
+leaves, when the node dies, or when the node lost its claim (fenced)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent
+
+from stompbroker.codec import Frame
+from stompbroker.core import Broker
+from stompbroker.store import PostgresStore
+from stompbroker.testing import Client
+
+from .test_store import run_now
+
+
+class Node:
+    """One broker on the shared database, on the test's clock."""
+
+    def __init__(self, dsn: str, clock: Clock, name: str) -> None:
+        self.clock = clock
+        self.name = name
+        self.store = PostgresStore(dsn, clock, run_now, name, poll_s=1.0)
+        self.broker = Broker(clock, id_prefix=f"ID-{name.replace(':', '-')}", store=self.store)
+        box: list[object] = []
+        self.store.open().addBoth(box.append)
+        settle(clock)
+        assert box and not hasattr(box[0], "raiseException"), box
+        self.broker.recover(box[0])  # type: ignore[arg-type]
+        self._clients = 0
+
+    def client(self) -> Client:
+        self._clients += 1
+        client = Client(self.broker, self.clock, f"{self.name}-{self._clients}")
+        client.connect()
+        return client
+
+    def backend_pid(self) -> int:
+        database = self.store._database
+        assert database is not None and database._conn is not None
+        pid: int = database._conn.info.backend_pid
+        return pid
+
+
+def settle(clock: Clock, seconds: float = 0.5) -> None:
+    """Let the batches (and the polls due in ``seconds``) run."""
+    clock.pump([0.01] * int(seconds / 0.01))
+
+
+def _terminate(dsn: str, pid: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def _bodies(frames: list[Frame]) -> list[bytes]:
+    return [frame.body for frame in frames]
+
+
+def _ack(client: Client, frames: list[Frame]) -> None:
+    for frame in frames:
+        client.send("ACK", {"id": frame.headers["ack"]})
+
+
+@pytest.fixture
+def nodes(postgres_dsn: str) -> list[Node]:
+    clock = Clock()
+    return [Node(postgres_dsn, clock, name) for name in ("a:61613", "b:61613", "c:61613")]
+
+
+def test_a_message_sent_on_one_node_reaches_a_consumer_on_another(nodes: list[Node]) -> None:
+    """A queue is one queue for the cluster: what a producer on node A sends, a consumer on
+    node B receives, in order, and A's broker keeps none of it."""
+    a, b, _ = nodes
+    consumer = b.client()
+    consumer.subscribe("/queue/orders")
+    producer = a.client()
+    for n in range(5):
+        producer.publish("/queue/orders", b"order %d" % n)
+    settle(a.clock, 1.5)
+    assert consumer.bodies() == [b"order %d" % n for n in range(5)]
+    assert a.broker.destinations.queues["orders"].buffer.clear() == []
+
+
+def test_each_message_goes_to_exactly_one_consumer_in_the_cluster(nodes: list[Node]) -> None:
+    """Consumers on three nodes, client acknowledgement, a small prefetch: every one of 300
+    messages is delivered once in the whole cluster, none twice, none lost."""
+    consumers = []
+    for node in nodes:
+        client = node.client()
+        client.subscribe("/queue/work", ack="client-individual", prefetch_count="10")
+        consumers.append(client)
+    producer = nodes[0].client()
+    for n in range(300):
+        producer.publish("/queue/work", b"%d" % n, persistent="true")
+    got: list[bytes] = []
+    for _ in range(60):
+        settle(nodes[0].clock, 0.2)
+        for client in consumers:
+            frames = client.messages()
+            got += _bodies(frames)
+            _ack(client, frames)
+    assert sorted(got, key=int) == [b"%d" % n for n in range(300)]
+
+
+def test_a_consumer_leaving_gives_back_what_its_node_claimed(nodes: list[Node]) -> None:
+    """Messages a consumer on A held unacknowledged go back to the cluster's queue when it
+    leaves: a consumer on B gets them, flagged redelivered."""
+    a, b, _ = nodes
+    holder = a.client()
+    holder.subscribe("/queue/jobs", ack="client-individual", prefetch_count="3")
+    producer = a.client()
+    for n in range(3):
+        producer.publish("/queue/jobs", b"job %d" % n)
+    settle(a.clock)
+    assert holder.bodies() == [b"job 0", b"job 1", b"job 2"]
+    holder.send("DISCONNECT")
+    holder.lose()
+    other = b.client()
+    other.subscribe("/queue/jobs", ack="client-individual")
+    settle(a.clock, 1.5)
+    frames = other.messages()
+    assert _bodies(frames) == [b"job 0", b"job 1", b"job 2"]
+    assert {frame.headers.get("redelivered") for frame in frames} == {"true"}
+
+
+def test_what_a_dead_node_claimed_is_redelivered_by_the_others(
+    postgres_dsn: str, nodes: list[Node], logged_failures: list[LogEvent]
+) -> None:
+    """A node whose database session ends (killed, cut off) loses its liveness lock; within
+    a poll another node gives back what it had claimed, and delivers it flagged
+    redelivered."""
+    a, b, _ = nodes
+    doomed = a.client()
+    doomed.subscribe("/queue/jobs", ack="client", prefetch_count="2")
+    producer = b.client()
+    for n in range(4):
+        producer.publish("/queue/jobs", b"job %d" % n)
+    settle(a.clock, 1.5)
+    assert doomed.bodies() == [b"job 0", b"job 1"]
+    a.store._poll = lambda: None  # type: ignore[method-assign]  # A is dead: it does nothing
+    _terminate(postgres_dsn, a.backend_pid())
+    survivor = b.client()
+    survivor.subscribe("/queue/jobs", ack="client")
+    settle(a.clock, 2.5)
+    flags = {frame.body: frame.headers.get("redelivered") for frame in survivor.messages()}
+    assert flags == {b"job 0": "true", b"job 1": "true", b"job 2": None, b"job 3": None}
+
+
+def test_a_node_that_lost_its_claim_drops_it_and_its_late_ack_changes_nothing(
+    postgres_dsn: str, nodes: list[Node], logged_failures: list[LogEvent]
+) -> None:
+    """A node whose connection was cut joins again under a new incarnation: the messages it
+    held are given back (flagged redelivered) and its consumer's late ACK does not delete
+    them; the node goes on consuming."""
+    a, b, _ = nodes
+    slow = a.client()
+    slow.subscribe("/queue/jobs", ack="client-individual", prefetch_count="1")
+    producer = b.client()
+    producer.publish("/queue/jobs", b"held")
+    settle(a.clock)
+    (held,) = slow.messages()
+    _terminate(postgres_dsn, a.backend_pid())
+    settle(a.clock, 2.5)  # A's next batch fails, the one after joins again
+    assert logged_failures
+    _ack(slow, [held])
+    settle(a.clock, 1.5)
+    (again,) = slow.messages()
+    assert (again.body, again.headers.get("redelivered")) == (b"held", "true")
+    _ack(slow, [again])
+    producer.publish("/queue/jobs", b"next")
+    settle(a.clock, 1.5)
+    assert slow.bodies() == [b"next"]
+
+
+def test_priorities_and_the_depth_hold_across_nodes(nodes: list[Node]) -> None:
+    """Messages wait in the cluster's queue: every node reports its depth after a poll;
+    a consumer gets them highest priority first, then oldest first."""
+    a, _, c = nodes
+    producer = a.client()
+    for n, priority in enumerate([1, 9, 4, 9]):
+        producer.publish("/queue/ranked", b"m%d" % n, priority=str(priority))
+    settle(a.clock, 1.5)
+    for node in nodes:
+        assert node.broker.destinations.queue("ranked").depth() == 4
+    consumer = c.client()
+    consumer.subscribe("/queue/ranked")
+    settle(a.clock)
+    assert consumer.bodies() == [b"m1", b"m3", b"m2", b"m0"]
+
+
+def test_a_purge_on_one_node_empties_the_clusters_queue(nodes: list[Node]) -> None:
+    """PURGE (the management action) on node B drops what waits, whichever node sent it."""
+    a, b, _ = nodes
+    producer = a.client()
+    for n in range(3):
+        producer.publish("/queue/old", b"%d" % n)
+    settle(a.clock, 1.5)
+    assert b.broker.destinations.queue("old").purge() == 3
+    consumer = a.client()
+    consumer.subscribe("/queue/old")
+    settle(a.clock, 1.5)
+    assert consumer.bodies() == []
