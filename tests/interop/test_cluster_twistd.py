@@ -1,0 +1,165 @@
+"""Three real ``twistd stompbroker`` nodes on one PostgreSQL database, driven by stomp.py:
+a queue is one queue for the cluster, and a node killed with SIGKILL loses nothing its
+producers were told was received: what it had delivered unacknowledged comes back through
+the other nodes, flagged redelivered."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Client, poll
+from .test_twistd import Output, free_port, kill_twistd, spawn_twistd
+
+#: Rounds of the kill test: in each, one node dies holding unacknowledged messages while
+#: producers send with receipts through the others.
+ROUNDS = 20
+
+
+class Node:
+    """One ``twistd -n stompbroker`` of the cluster, started and killed at will."""
+
+    def __init__(self, directory: Path, dsn: str, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.port = free_port()
+        config = directory / "conf" / "stompbroker.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f"broker:\n  store: postgresql\npostgresql:\n  dsn: '{dsn}'\n  node: '{name}'\n",
+            encoding="utf-8",
+        )
+        self.process: subprocess.Popen[str] | None = None
+        self.output: Output | None = None
+
+    def start(self) -> None:
+        self.process, self.output = spawn_twistd(
+            "--listen",
+            f"tcp:{self.port}:interface=127.0.0.1",
+            "--data-dir",
+            str(self.directory / "data"),
+            cwd=self.directory,
+        )
+        self.output.wait_for(f"starting on {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
+        if self.process is not None and self.output is not None:
+            kill_twistd(self.process, self.output)
+        self.process = None
+
+    def client(self) -> Client:
+        client = Client(self.port, "1.2")
+        client.connect()
+        return client
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_dsn: str) -> Iterator[list[Node]]:
+    """Three nodes on a new database, started; killed at the end."""
+    nodes = [Node(tmp_path / f"n{i}", postgres_dsn, f"node-{i}") for i in (1, 2, 3)]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def _close(*clients: Client) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+
+
+def test_each_message_goes_to_one_consumer_of_the_cluster(cluster: list[Node]) -> None:
+    """A producer on node 1 sends 60 persistent messages with receipts; consumers on nodes 2
+    and 3, acknowledging each: every message arrives once in the cluster, none twice."""
+    consumers = [node.client() for node in cluster[1:]]
+    for consumer in consumers:
+        consumer.subscribe(
+            "/queue/cluster", ack="client-individual", headers={"activemq.prefetchSize": "5"}
+        )
+    producer = cluster[0].client()
+    sent = [f"m{n}" for n in range(60)]
+    for body in sent:
+        producer.send("/queue/cluster", body, headers={"persistent": "true"}, receipt=True)
+
+    acked = [0, 0]
+
+    def received() -> list[str]:
+        return [m.body for c in consumers for m in c.frames.messages]
+
+    def ack_new() -> bool:
+        for i, consumer in enumerate(consumers):
+            for message in list(consumer.frames.messages)[acked[i] :]:
+                consumer.ack(message)
+                acked[i] += 1
+        return len(received()) >= len(sent)
+
+    poll(ack_new, "every message, on some node, each acknowledged")
+    assert sorted(received(), key=lambda b: int(b[1:])) == sent
+    _close(producer, *consumers)
+
+
+def _produce(node: Node, prefix: str, confirmed: list[str], lock: threading.Lock) -> None:
+    """Send 10 persistent messages through ``node``, each with a receipt waited for."""
+    producer = node.client()
+    for n in range(10):
+        body = f"{prefix}-{n}"
+        producer.send("/queue/survive", body, headers={"persistent": "true"}, receipt=True)
+        with lock:
+            confirmed.append(body)
+    _close(producer)
+
+
+def _kill_round(cluster: list[Node], round_: int) -> None:
+    """One node holds messages unacknowledged while the others' producers send; it dies;
+    a survivor gets every confirmed message, the held ones flagged; the node starts again."""
+    victim = cluster[round_ % 3]
+    others = [node for node in cluster if node is not victim]
+    holder = victim.client()
+    holder.subscribe("/queue/survive", ack="client", headers={"activemq.prefetchSize": "10"})
+    confirmed: list[str] = []
+    lock = threading.Lock()
+    threads = [
+        threading.Thread(target=_produce, args=(node, f"r{round_}-{i}", confirmed, lock))
+        for i, node in enumerate(others)
+    ]
+    for thread in threads:
+        thread.start()
+    holder.frames.wait_messages(10)
+    held = {m.body for m in holder.frames.messages}
+    victim.kill()
+    for thread in threads:
+        thread.join(60)
+    survivor = others[0].client()
+    survivor.subscribe("/queue/survive", ack="client-individual")
+    poll(
+        lambda: {m.body for m in survivor.frames.messages} >= set(confirmed),
+        f"round {round_}: every confirmed message",
+    )
+    messages = list(survivor.frames.messages)
+    for message in messages:
+        survivor.ack(message)
+    flagged = {m.body for m in messages if m.headers.get("redelivered") == "true"}
+    assert held <= flagged, f"round {round_}: {held - flagged} came back unflagged"
+    _close(survivor)
+    victim.start()
+
+
+def test_a_killed_nodes_unacknowledged_messages_come_back_through_the_others(
+    cluster: list[Node],
+) -> None:
+    """Round after round, a consumer on one node holds messages unacknowledged while
+    producers on the other two send with receipts; the node is killed (SIGKILL): every
+    receipted message is delivered by the survivors, those the dead node had delivered
+    flagged redelivered; then the node starts again and rejoins."""
+    for round_ in range(ROUNDS):
+        _kill_round(cluster, round_)
