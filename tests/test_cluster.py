@@ -203,3 +203,39 @@ def test_a_purge_on_one_node_empties_the_clusters_queue(nodes: list[Node]) -> No
     consumer.subscribe("/queue/old")
     settle(a.clock, 1.5)
     assert consumer.bodies() == []
+
+
+def test_selectors_on_different_nodes_each_get_what_they_select(nodes: list[Node]) -> None:
+    """A consumer on A selects red, one on B blue: a node gives back at once what its
+    consumers do not select, so every message reaches the consumer that selects it."""
+    a, b, c = nodes
+    red = a.client()
+    red.subscribe("/queue/paint", selector="color = 'red'")
+    blue = b.client()
+    blue.subscribe("/queue/paint", selector="color = 'blue'")
+    producer = c.client()
+    for n in range(10):
+        producer.publish("/queue/paint", b"%d" % n, color="red" if n % 2 else "blue")
+    settle(a.clock, 3.0)
+    assert red.bodies() == [b"1", b"3", b"5", b"7", b"9"]
+    assert blue.bodies() == [b"0", b"2", b"4", b"6", b"8"]
+
+
+def test_a_transactions_sends_reach_another_node_only_at_commit(nodes: list[Node]) -> None:
+    """SENDs in a transaction on A are in no queue of the cluster until COMMIT; then a
+    consumer on B gets all of them; an aborted transaction's, none."""
+    a, b, _ = nodes
+    consumer = b.client()
+    consumer.subscribe("/queue/tx")
+    producer = a.client()
+    producer.send("BEGIN", {"transaction": "t1"})
+    for n in range(3):
+        producer.send("SEND", {"destination": "/queue/tx", "transaction": "t1"}, b"%d" % n)
+    settle(a.clock, 1.5)
+    assert consumer.bodies() == []
+    producer.send("COMMIT", {"transaction": "t1"})
+    producer.send("BEGIN", {"transaction": "t2"})
+    producer.send("SEND", {"destination": "/queue/tx", "transaction": "t2"}, b"aborted")
+    producer.send("ABORT", {"transaction": "t2"})
+    settle(a.clock, 1.5)
+    assert consumer.bodies() == [b"0", b"1", b"2"]

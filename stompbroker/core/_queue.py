@@ -319,6 +319,11 @@ class Queue(Destination):
         else:
             self.backlog.idle()
 
+    def withdraw(self, message: Message) -> None:
+        """Take a waiting ``message`` out of the buffer, its row kept (a shared backlog gives
+        it back to the cluster)."""
+        self._take(message)
+
     def let_go(self) -> list[Message]:
         """Take every message out of the buffer (a shared backlog gives them back, or lost
         its claim on them); return them."""

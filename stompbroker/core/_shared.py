@@ -15,6 +15,8 @@ backlog. States of one shared queue on one node::
   ack, a dead letter, an expiry) *settles* it, its row goes; when the queue's last local
   subscription leaves, what the buffer holds is *released*: it waits for any node again.
   A NACK redelivers here, as on one node (the delivery count goes with a release).
+* A claimed message that no local subscription's selector accepts is given back at once,
+  and this node's next claims skip it while its subscriptions stay the same.
 * Fenced (the node lost its liveness lock, and came back under a new incarnation): what
   the buffer holds is not this node's any more and is dropped; the sweep of another node,
   or its own, gives it back to the queue. What is in flight stays with its consumer; its
@@ -44,6 +46,8 @@ log = Logger(namespace="stompbroker.shared")
 
 #: A claim asks for at most this many messages (more come with the next claim).
 MAX_CLAIM = 500
+#: Beyond this many skipped messages, a queue forgets them (and may claim them again).
+MAX_SKIPPED = 10_000
 
 
 class SharedQueues:
@@ -85,7 +89,7 @@ class SharedQueues:
 class SharedBacklog:
     """The backlog of one shared queue on this node (see the module's states)."""
 
-    __slots__ = ("drained", "loading", "owner", "queue", "store")
+    __slots__ = ("_skip_for", "drained", "loading", "owner", "queue", "skipped", "store")
 
     #: Dispatch asks for a fill whenever it leaves credit unused (``Queue.dispatch``).
     refills = True
@@ -97,6 +101,10 @@ class SharedBacklog:
         #: A claim is on its way; the last one found fewer messages than it asked.
         self.loading = False
         self.drained = False
+        #: Claimed messages no local subscription accepts (their selectors), given back and
+        #: not claimed again while the subscriptions are the same (``_skip_for``).
+        self.skipped: set[int] = set()
+        self._skip_for: list[Subscription] = []
 
     @property
     def total(self) -> int:
@@ -153,7 +161,12 @@ class SharedBacklog:
             return
         limit = min(room, MAX_CLAIM)
         self.loading = True
-        claimed = self.store.claim(self.queue.store_key, limit)
+        queue = self.queue
+        if self.skipped and (
+            self._skip_for != queue.subscriptions or len(self.skipped) > MAX_SKIPPED
+        ):
+            self.skipped = set()
+        claimed = self.store.claim(queue.store_key, limit, sorted(self.skipped))
         claimed.addCallbacks(self._claimed, self._failed, callbackArgs=(limit,))
 
     def _claimed(self, messages: list[Message], limit: int) -> None:
@@ -166,7 +179,28 @@ class SharedBacklog:
                 self.store.release(message)  # purged, closed, or nobody left to take them
             return
         if messages:
+            counts = [message.delivery_count for message in messages]
             queue.paged_in(messages)
+            self._give_back_unwanted(messages, counts)
+
+    def _give_back_unwanted(self, messages: list[Message], counts: list[int]) -> None:
+        """Claimed messages left in the buffer that no local subscription accepts (while one
+        could take more) go back for the other nodes, and are skipped by the next claims."""
+        queue = self.queue
+        subscriptions = queue.subscriptions
+        if not any(s.selector is not None for s in subscriptions):
+            return
+        if not any(s.ready() for s in subscriptions):
+            return
+        for message, count in zip(messages, counts, strict=True):
+            if message.delivery_count != count or message.store_key is None:
+                continue  # delivered, or expired
+            if any(s.accepts(message) for s in subscriptions):
+                continue  # it waits for its subscription's credit
+            queue.withdraw(message)
+            self.store.release(message)
+            self.skipped.add(message.seq)
+        self._skip_for = list(subscriptions)
 
     def _failed(self, failure: object) -> None:
         self.loading = False

@@ -200,10 +200,10 @@ class ISharedQueues(Interface):
         """A new message for queue ``store_key``, waiting to be claimed; fires when as safe
         as ``sync`` (``IMessageStore.add``'s levels)."""
 
-    def claim(store_key: str, limit: int) -> Deferred[list[Message]]:
+    def claim(store_key: str, limit: int, skip: list[int]) -> Deferred[list[Message]]:
         """Claim up to ``limit`` waiting messages of ``store_key``, highest priority first,
-        then oldest; each comes with ``store_key`` set and its row's id as ``seq``. Sees
-        every write asked for before it."""
+        then oldest, but those whose ``seq`` is in ``skip``; each comes with ``store_key``
+        set and its row's id as ``seq``. Sees every write asked for before it."""
 
     def settle(message: Message) -> None:
         """A claimed message is done (acknowledged, dead-lettered): its row goes, if it is

@@ -56,7 +56,8 @@ _PURGE = f"DELETE FROM {_SH} WHERE qkey = %s AND owner IS NULL"
 _DROP = f"DELETE FROM {_SH} WHERE qkey = %s"
 _CLAIM = (
     f"UPDATE {_SH} s SET owner = %b FROM (SELECT id FROM {_SH} WHERE qkey = %s AND owner IS NULL"
-    " ORDER BY priority DESC, id LIMIT %b FOR UPDATE SKIP LOCKED) c WHERE s.id = c.id"
+    " AND id <> ALL(%b::bigint[]) ORDER BY priority DESC, id LIMIT %b FOR UPDATE SKIP LOCKED) c"
+    " WHERE s.id = c.id"
     " RETURNING s.priority, s.id, s.message_id, s.destination, s.headers, s.body, s.expires,"
     " s.delivery_count, s.persistent, s.grp"
 )
@@ -82,8 +83,8 @@ class SharedWork(NamedTuple):
     releases: list[tuple[int, int, str]]
     #: (store key, whether claimed rows go too): a purge (waiting rows), a deleted queue (all).
     purges: list[tuple[str, bool]]
-    #: (store key, how many rows at most).
-    claims: list[tuple[str, int]]
+    #: (store key, how many rows at most, the ids to skip).
+    claims: list[tuple[str, int, list[int]]]
     #: Whether to sweep the dead incarnations' claims and read every queue's depth.
     poll: bool
 
@@ -109,7 +110,7 @@ class SharedBatch:
         self.settles: list[int] = []
         self.releases: dict[int, tuple[int, str]] = {}
         self.purges: list[tuple[str, bool]] = []
-        self.claims: list[tuple[str, int, Deferred[list[Message]]]] = []
+        self.claims: list[tuple[str, int, list[int], Deferred[list[Message]]]] = []
         self.poll = False
 
     def size(self) -> int:
@@ -124,7 +125,7 @@ class SharedBatch:
             self.settles,
             [(id_, count, key) for id_, (count, key) in self.releases.items()],
             self.purges,
-            [(key, limit) for key, limit, _ in self.claims],
+            [(key, limit, skip) for key, limit, skip, _ in self.claims],
             self.poll,
         )
 
@@ -145,7 +146,8 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], Any
     if work.poll:
         conn.execute(_SWEEP, (NODE_LOCK,))
     claims = [
-        conn.execute(_CLAIM, (incarnation, key, limit), binary=True) for key, limit in work.claims
+        conn.execute(_CLAIM, (incarnation, key, skip, limit), binary=True)
+        for key, limit, skip in work.claims
     ]
     depths = conn.execute(_DEPTHS) if work.poll else None
     return claims, depths
@@ -154,7 +156,7 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], Any
 def answer(work: SharedWork, claims: list[Any], depths: Any, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
     claimed = []
-    for (key, _), cursor in zip(work.claims, claims, strict=True):
+    for (key, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
         claimed.append([message_from_row(key, row) for row in rows])
     found = None

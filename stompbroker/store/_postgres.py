@@ -108,9 +108,9 @@ class PostgresStore(BatchingStore):
         self._shared().publishes.append(((store_key, message.priority, message.seq), message))
         return self._wait(self._pending, sync)
 
-    def claim(self, store_key: str, limit: int) -> Deferred[list[Message]]:
+    def claim(self, store_key: str, limit: int, skip: list[int]) -> Deferred[list[Message]]:
         answer: Deferred[list[Message]] = Deferred()
-        self._shared().claims.append((store_key, limit, answer))
+        self._shared().claims.append((store_key, limit, skip, answer))
         self._pending.urgent = True
         self._schedule(0.0)
         return answer
@@ -164,7 +164,7 @@ class PostgresStore(BatchingStore):
             self.incarnation = done.incarnation
             if self._fenced is not None:
                 self._fenced()
-        for (_, _, answer), messages in zip(work.claims, done.claimed, strict=True):
+        for (_, _, _, answer), messages in zip(work.claims, done.claimed, strict=True):
             answer.callback(messages)
         if done.depths is not None:
             self._depths = done.depths
@@ -173,7 +173,7 @@ class PostgresStore(BatchingStore):
             self._poll_later()
 
     def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
-        for _, _, answer in work.claims:
+        for _, _, _, answer in work.claims:
             answer.errback(failure)
         if work.poll:
             self._poll_later()
