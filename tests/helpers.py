@@ -56,3 +56,13 @@ def pending_runner() -> tuple[Callable[..., Deferred[Any]], list[Any]]:
         return waiting
 
     return run, held
+
+
+def fired(deferred: Deferred[Any]) -> Any:
+    """The result ``deferred`` already has (it must have fired, and not with a failure)."""
+    box: list[Any] = []
+    deferred.addBoth(box.append)
+    assert box, "the Deferred has not fired"
+    if hasattr(box[0], "raiseException"):
+        box[0].raiseException()
+    return box[0]

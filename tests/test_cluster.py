@@ -239,3 +239,24 @@ def test_a_transactions_sends_reach_another_node_only_at_commit(nodes: list[Node
     producer.send("ABORT", {"transaction": "t2"})
     settle(a.clock, 1.5)
     assert consumer.bodies() == [b"0", b"1", b"2"]
+
+
+def test_a_browser_on_any_node_sees_what_waits_in_the_cluster(nodes: list[Node]) -> None:
+    """browser:true on node B lists the messages sent on A that wait in the cluster, in
+    delivery order, with a selector too, and consumes none of them."""
+    a, b, _ = nodes
+    producer = a.client()
+    for n, priority in enumerate([4, 4, 9]):
+        producer.publish("/queue/look", b"%d" % n, priority=str(priority), n=str(n))
+    settle(a.clock)
+    browser = b.client()
+    browser.subscribe("/queue/look", "all", browser="true")
+    browser.subscribe("/queue/look", "some", browser="true", selector="n >= 1")
+    settle(a.clock)
+    frames = browser.messages()
+    seen = [(f.headers["subscription"], f.body) for f in frames if f.body]
+    assert seen == [("all", b"2"), ("all", b"0"), ("all", b"1"), ("some", b"2"), ("some", b"1")]
+    consumer = b.client()
+    consumer.subscribe("/queue/look")
+    settle(a.clock)
+    assert consumer.bodies() == [b"2", b"0", b"1"]

@@ -20,6 +20,8 @@ from stompbroker.core import (
 from stompbroker.store import MemoryStore
 from stompbroker.testing import RecordingConsumer
 
+from .helpers import fired
+
 
 def _stored_broker(**policy: object) -> tuple[Broker, MemoryStore]:
     store = MemoryStore()
@@ -108,7 +110,7 @@ def test_a_nack_without_requeue_dead_letters_and_removes_the_row() -> None:
     assert broker.nack(subscription, bad.message_id, requeue=False)
     assert bad.store_key is None
     assert broker.queue_depth("DLQ") == 1 and store.count() == 1
-    (dead,) = broker.browse("/queue/DLQ")
+    (dead,) = fired(broker.browse("/queue/DLQ"))
     assert dead.headers["dead-letter-reason"] == "nack"
     assert dead.store_key == "/queue/DLQ"
 

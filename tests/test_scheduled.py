@@ -20,6 +20,7 @@ from stompbroker.core import (
 from stompbroker.core._scheduled import ScheduledDeliveries
 from stompbroker.store import FILENAME, MemoryStore
 from stompbroker.testing import RecordingConsumer
+from tests.helpers import fired
 from tests.test_persistence import Node, node_on, sqlite_at
 
 DELAY = "AMQ_SCHEDULED_DELAY"
@@ -155,12 +156,12 @@ def test_a_scheduled_message_is_invisible_to_browsers_and_counted() -> None:
     """Until due, a scheduled message is in no queue (browse, depth) but in ``scheduled``."""
     broker = _broker()
     broker.send("/queue/q", {DELAY: "1000"}, b"later")
-    assert broker.browse("/queue/q") == [] and broker.queue_depth("q") == 0
+    assert fired(broker.browse("/queue/q")) == [] and broker.queue_depth("q") == 0
     described = describe_one(broker, "queue", "q")
     assert described is not None and described["scheduled"] == 1
     assert totals(broker)["scheduled"] == 1
     _advance(broker, 1)
-    assert [m.body for m in broker.browse("/queue/q")] == [b"later"]
+    assert [m.body for m in fired(broker.browse("/queue/q"))] == [b"later"]
     described = describe_one(broker, "queue", "q")
     assert described is not None and described["scheduled"] == 0
 
@@ -216,7 +217,7 @@ def test_a_message_expiring_before_it_is_due_is_dead_lettered() -> None:
     broker.send("/queue/q", {DELAY: "2000", "ttl": "1000"}, b"stale")
     _advance(broker, 2)
     assert consumer.bodies() == []
-    assert [m.body for m in broker.browse("/queue/DLQ")] == [b"stale"]
+    assert [m.body for m in fired(broker.browse("/queue/DLQ"))] == [b"stale"]
 
 
 def test_a_scheduled_send_in_a_transaction_is_held_from_commit() -> None:
@@ -313,7 +314,7 @@ def test_a_message_due_while_down_is_delivered_at_start(node: Node) -> None:
     node.broker.router.scheduled.stop()
     node.clock.advance(60)
     broker = node.crash()
-    assert [m.body for m in broker.browse("/queue/q")] == [b"overdue"]
+    assert [m.body for m in fired(broker.browse("/queue/q"))] == [b"overdue"]
 
 
 def test_a_released_message_is_in_its_queue_not_scheduled_after_a_crash(node: Node) -> None:
@@ -322,7 +323,7 @@ def test_a_released_message_is_in_its_queue_not_scheduled_after_a_crash(node: No
     node.clock.advance(1)
     node.settle()
     broker = _crash(node)
-    assert [m.body for m in broker.browse("/queue/q")] == [b"once"]
+    assert [m.body for m in fired(broker.browse("/queue/q"))] == [b"once"]
     assert len(broker.router.scheduled) == 0
 
 

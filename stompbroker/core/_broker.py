@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from ._clock import Clock
@@ -47,6 +48,9 @@ from ._transaction import Transaction
 from ._virtual import DEFAULT_VIRTUAL_TOPICS, VirtualTopics
 
 log = Logger(namespace="stompbroker.broker")
+
+#: A browser of a shared queue sees at most this many of the messages waiting in the cluster.
+BROWSE_LIMIT = 10_000
 
 
 class Broker:
@@ -273,8 +277,9 @@ class Broker:
 
     def browse(
         self, destination: str, selector: Selector | None = None, owner: str | None = None
-    ) -> list[Message]:
-        """The messages waiting in a queue, in delivery order, without consuming them."""
+    ) -> Deferred[list[Message]]:
+        """The messages waiting in a queue, in delivery order, without consuming them (of a
+        shared queue: those waiting in the cluster, the first ``BROWSE_LIMIT``)."""
         kind, name = parse_destination(destination)
         queue: Destination | None
         if kind == "queue":
@@ -283,10 +288,23 @@ class Broker:
             queue = self.temporaries.for_subscribe(kind, name, destination, owner)
         else:
             raise DestinationError(f"only queues can be browsed, not {destination!r}")
+        shared = self.destinations.shared
+        if kind == "queue" and shared is not None:
+            view = list(queue.buffer) if isinstance(queue, Queue) else []
+            waiting = shared.peek(f"/queue/{name}", BROWSE_LIMIT)
+            return waiting.addCallback(lambda rows: self._browsed(view + rows, selector, True))
         if not isinstance(queue, Queue):
-            return []
+            return succeed([])
+        return succeed(self._browsed(list(queue.buffer), selector, False))
+
+    def _browsed(
+        self, messages: list[Message], selector: Selector | None, merge: bool
+    ) -> list[Message]:
+        """What a browser sees of ``messages``: not expired, selected, in delivery order."""
         now = self.now_ms()
-        view = [m for m in queue.buffer if not m.expired(now)]
+        if merge:
+            messages.sort(key=lambda m: (-m.priority, m.seq))
+        view = [m for m in messages if not m.expired(now)]
         if selector is None:
             return view
         return [m for m in view if selector.matches(selector_view(m))]

@@ -66,6 +66,11 @@ class SharedQueues:
         self.backlogs[queue.store_key] = backlog
         return backlog
 
+    def peek(self, store_key: str, limit: int) -> Deferred[list[Message]]:
+        """Up to ``limit`` of the messages waiting in the cluster for the queue of
+        ``store_key``, in claim order (a browser's view: copies that belong to no one)."""
+        return self.store.peek(store_key, limit)
+
     def woken(self, store_key: str | None) -> None:
         """Messages may wait in the queue of ``store_key`` (None: in any queue)."""
         if store_key is not None:

@@ -205,6 +205,10 @@ class ISharedQueues(Interface):
         then oldest, but those whose ``seq`` is in ``skip``; each comes with ``store_key``
         set and its row's id as ``seq``. Sees every write asked for before it."""
 
+    def peek(store_key: str, limit: int) -> Deferred[list[Message]]:
+        """Up to ``limit`` waiting messages of ``store_key`` in claim order, claimed by no
+        one (what a browser sees). Sees every write asked for before it."""
+
     def settle(message: Message) -> None:
         """A claimed message is done (acknowledged, dead-lettered): its row goes, if it is
         still this node's."""

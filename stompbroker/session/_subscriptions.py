@@ -26,12 +26,15 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stompbroker.core import (
     ACK_MODES,
     Broker,
     DestinationError,
     DurableSubscription,
+    Message,
     Selector,
     Subscription,
     compile_selector,
@@ -40,6 +43,8 @@ from stompbroker.core import SelectorError as _SelectorError
 
 from . import _wire
 from ._errors import ClientError, required
+
+log = Logger(namespace="stompbroker.session")
 
 if TYPE_CHECKING:
     from ._session import StompSession
@@ -269,17 +274,26 @@ class Subscriptions:
         self, subscription_id: str, destination: str, selector: Selector | None
     ) -> Callable[[], None]:
         try:
-            messages = self.broker.browse(destination, selector, self.session.session_id)
+            found = self.broker.browse(destination, selector, self.session.session_id)
         except DestinationError as exc:
             raise ClientError(str(exc)) from None
         self.browsers.add(subscription_id)
 
-        def send() -> None:
+        def write(messages: list[Message]) -> None:
             session = self.session
+            if session.closed:
+                return
             head = _wire.message_head(subscription_id, session.escaping)
             for message in messages:
                 session.write_message(head, message)
             session.write(_wire.browse_end(subscription_id, destination, session.escaping))
+
+        def failed(failure: Failure) -> None:
+            log.failure("browsing {destination} failed", failure, destination=destination)
+            write([])
+
+        def send() -> None:
+            found.addCallbacks(write, failed)
 
         return send
 

@@ -281,9 +281,7 @@ class PgDatabase:
         try:
             with conn.pipeline() as pipeline:
                 mode, pages, found = self._send(conn, work)
-                claims, depths = (
-                    _pg_shared.apply(conn, shared, incarnation) if shared else ([], None)
-                )
+                cursors = _pg_shared.apply(conn, shared, incarnation) if shared else None
                 pipeline.sync()
                 (setting,) = mode.fetchone()
                 loaded = [
@@ -293,7 +291,9 @@ class PgDatabase:
                 loaded_scheduled = [
                     [scheduled_from_row(row) for row in cursor.fetchall()] for cursor in found
                 ]
-                done = _pg_shared.answer(shared, claims, depths, incarnation) if shared else None
+                done = None
+                if shared is not None and cursors is not None:
+                    done = _pg_shared.answer(shared, cursors, incarnation)
                 started = self._timer()
                 conn.execute("COMMIT")
                 if shared:

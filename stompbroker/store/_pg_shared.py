@@ -65,6 +65,11 @@ _SWEEP = (
     f"UPDATE {_SH} SET owner = NULL, delivery_count = delivery_count + 1"
     f" WHERE owner IS NOT NULL AND owner <> ALL(ARRAY({LIVE_INCARNATIONS}))"
 )
+_PEEK = (
+    "SELECT priority, id, message_id, destination, headers, body, expires, delivery_count,"
+    f" persistent, grp FROM {_SH} WHERE qkey = %s AND owner IS NULL"
+    " ORDER BY priority DESC, id LIMIT %b"
+)
 _DEPTHS = (
     f"SELECT qkey, count(*), coalesce(sum(octet_length(body)), 0) FROM {_SH}"
     " WHERE owner IS NULL GROUP BY qkey"
@@ -87,6 +92,8 @@ class SharedWork(NamedTuple):
     claims: list[tuple[str, int, list[int]]]
     #: Whether to sweep the dead incarnations' claims and read every queue's depth.
     poll: bool
+    #: (store key, how many rows at most): waiting rows read, not claimed (a browser's).
+    peeks: list[tuple[str, int]]
 
 
 class SharedDone(NamedTuple):
@@ -98,12 +105,14 @@ class SharedDone(NamedTuple):
     depths: dict[str, tuple[int, int]] | None
     #: The incarnation the batch ran under (a new one: the worker reconnected).
     incarnation: int
+    #: The rows of each peek, in claim order.
+    peeked: list[list[Message]]
 
 
 class SharedBatch:
     """The shared work asked for since the last batch left, on the reactor's side."""
 
-    __slots__ = ("claims", "poll", "publishes", "purges", "releases", "settles")
+    __slots__ = ("claims", "peeks", "poll", "publishes", "purges", "releases", "settles")
 
     def __init__(self) -> None:
         self.publishes: list[tuple[tuple[str, int, int], Message]] = []
@@ -112,12 +121,13 @@ class SharedBatch:
         self.purges: list[tuple[str, bool]] = []
         self.claims: list[tuple[str, int, list[int], Deferred[list[Message]]]] = []
         self.poll = False
+        self.peeks: list[tuple[str, int, Deferred[list[Message]]]] = []
 
     def size(self) -> int:
         return len(self.publishes) + len(self.settles) + len(self.releases) + len(self.purges)
 
     def writes(self) -> bool:
-        return bool(self.size() or self.claims or self.poll)
+        return bool(self.size() or self.claims or self.poll or self.peeks)
 
     def work(self) -> SharedWork:
         return SharedWork(
@@ -127,12 +137,13 @@ class SharedBatch:
             self.purges,
             [(key, limit, skip) for key, limit, skip, _ in self.claims],
             self.poll,
+            [(key, limit) for key, limit, _ in self.peeks],
         )
 
 
-def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], Any]:
+def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], list[Any], Any]:
     """Queue ``work``'s statements in the pipeline of ``conn``'s open transaction; return the
-    cursors of its claims and of its depths (None)."""
+    cursors of its claims, of its peeks and of its depths (None)."""
     if work.publishes:
         meta, bodies = pack_rows(work.publishes)
         conn.execute(_PUBLISH, (bodies, meta))
@@ -149,12 +160,16 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], Any
         conn.execute(_CLAIM, (incarnation, key, skip, limit), binary=True)
         for key, limit, skip in work.claims
     ]
+    peeks = [conn.execute(_PEEK, (key, limit), binary=True) for key, limit in work.peeks]
     depths = conn.execute(_DEPTHS) if work.poll else None
-    return claims, depths
+    return claims, peeks, depths
 
 
-def answer(work: SharedWork, claims: list[Any], depths: Any, incarnation: int) -> SharedDone:
+def answer(
+    work: SharedWork, cursors: tuple[list[Any], list[Any], Any], incarnation: int
+) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
+    claims, peeks, depths = cursors
     claimed = []
     for (key, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
@@ -162,7 +177,13 @@ def answer(work: SharedWork, claims: list[Any], depths: Any, incarnation: int) -
     found = None
     if depths is not None:
         found = {key: (int(count), int(size)) for key, count, size in depths.fetchall()}
-    return SharedDone(claimed, found, incarnation)
+    peeked = []
+    for (key, _), cursor in zip(work.peeks, peeks, strict=True):
+        peeked.append([message_from_row(key, row) for row in cursor.fetchall()])
+    for messages in peeked:
+        for message in messages:
+            message.store_key = None  # a browser's copy: no row of its own
+    return SharedDone(claimed, found, incarnation, peeked)
 
 
 def notify(conn: Any, work: SharedWork) -> None:

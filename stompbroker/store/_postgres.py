@@ -115,6 +115,13 @@ class PostgresStore(BatchingStore):
         self._schedule(0.0)
         return answer
 
+    def peek(self, store_key: str, limit: int) -> Deferred[list[Message]]:
+        answer: Deferred[list[Message]] = Deferred()
+        self._shared().peeks.append((store_key, limit, answer))
+        self._pending.urgent = True
+        self._schedule(0.0)
+        return answer
+
     def settle(self, message: Message) -> None:
         self._shared().settles.append(message.seq)
         self._schedule(self._lazy_s)
@@ -166,6 +173,8 @@ class PostgresStore(BatchingStore):
                 self._fenced()
         for (_, _, _, answer), messages in zip(work.claims, done.claimed, strict=True):
             answer.callback(messages)
+        for (_, _, seen), messages in zip(work.peeks, done.peeked, strict=True):
+            seen.callback(messages)
         if done.depths is not None:
             self._depths = done.depths
             self.wake(None)
@@ -175,5 +184,7 @@ class PostgresStore(BatchingStore):
     def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
         for _, _, _, answer in work.claims:
             answer.errback(failure)
+        for _, _, seen in work.peeks:
+            seen.errback(failure)
         if work.poll:
             self._poll_later()
