@@ -337,3 +337,71 @@ def test_the_start_names_the_database_without_its_password() -> None:
         "broker:\n  store: postgresql\npostgresql:\n  dsn: host=db1,db2 dbname=stomp password=s3\n"
     )
     assert data_location(config) == "the PostgreSQL database 'dbname=stomp host=db1,db2'"
+
+
+#: The tables of schema version 1 (one node per database), as that version made them.
+SCHEMA_1 = (
+    "CREATE SCHEMA stompbroker",
+    "CREATE TABLE stompbroker.schema_version (version integer NOT NULL)",
+    """CREATE TABLE stompbroker.messages (
+        qkey text NOT NULL, priority smallint NOT NULL, seq bigint NOT NULL,
+        message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
+        body bytea NOT NULL, expires bigint NOT NULL, delivery_count integer NOT NULL,
+        grp text, PRIMARY KEY (qkey, priority, seq))""",
+    "CREATE UNLOGGED TABLE stompbroker.transient (LIKE stompbroker.messages INCLUDING ALL)",
+    """CREATE TABLE stompbroker.durables (
+        client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
+        no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
+    """CREATE TABLE stompbroker.duplicate_ids (
+        id bigserial NOT NULL, address text NOT NULL, dupl_id text NOT NULL,
+        expires bigint NOT NULL, PRIMARY KEY (address, dupl_id))""",
+    """CREATE TABLE stompbroker.scheduled (
+        seq bigint PRIMARY KEY, due bigint NOT NULL, target text NOT NULL,
+        repeats integer NOT NULL, period bigint NOT NULL, priority smallint NOT NULL,
+        message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
+        body bytea NOT NULL, expires bigint NOT NULL, persistent boolean NOT NULL, grp text)""",
+    "CREATE INDEX scheduled_by_due ON stompbroker.scheduled (due, seq)",
+    "INSERT INTO stompbroker.schema_version (version) VALUES (1)",
+    "INSERT INTO stompbroker.messages VALUES ('/queue/q', 4, 7, 'ID-1', '/queue/q', '{}',"
+    " 'queued', 0, 0, NULL), ('durable:[\"c\",\"d\"]', 4, 8, 'ID-2', '/topic/t', '{}',"
+    " 'for the durable', 0, 0, NULL)",
+    "INSERT INTO stompbroker.durables VALUES ('c', 'd', 't', NULL, false)",
+)
+
+
+def test_a_one_node_database_of_version_1_becomes_the_first_nodes_of_a_cluster(
+    postgres_dsn: str,
+) -> None:
+    """A version 1 database (one node) is migrated at open: its queues' messages become
+    shared, its durable subscription and that one's messages are the first node's to open,
+    whatever its name."""
+    for statement in SCHEMA_1:
+        _sql(postgres_dsn, statement)
+    h = _harness(postgres_dsn, "renamed:61613")
+    recovery = h.result(h.store.open())
+    assert recovery.durables == (DurableRecord("c", "d", "t", None),)
+    assert [q.store_key for q in recovery.queues] == ['durable:["c","d"]']
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT qkey, body, owner FROM stompbroker.shared").fetchall() == [
+            ("/queue/q", b"queued", None)
+        ]
+        assert conn.execute("SELECT number, name FROM stompbroker.nodes").fetchall() == [
+            (1, "renamed:61613")
+        ]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(2,)]
+    h.result(h.store.close())
+
+
+def test_a_running_version_1_node_keeps_the_database_from_being_migrated(
+    postgres_dsn: str,
+) -> None:
+    """While a version 1 node holds its lock, a node of this version refuses to migrate the
+    database under it, saying so."""
+    for statement in SCHEMA_1:
+        _sql(postgres_dsn, statement)
+    with psycopg.connect(postgres_dsn, autocommit=True) as old:
+        old.execute("SELECT pg_advisory_lock(%s)", (_pg_schema.V1_LOCK_KEY,))
+        assert _refusal(_harness(postgres_dsn, "new:61613")) == (
+            "a stompbroker node of an older version (schema 1) is using this database: stop it"
+            " before starting this one, which migrates the schema"
+        )
