@@ -260,3 +260,57 @@ def test_a_browser_on_any_node_sees_what_waits_in_the_cluster(nodes: list[Node])
     consumer.subscribe("/queue/look")
     settle(a.clock)
     assert consumer.bodies() == [b"2", b"0", b"1"]
+
+
+def test_a_node_delivers_to_its_own_ready_consumer_at_once_writing_what_it_must(
+    postgres_dsn: str, nodes: list[Node]
+) -> None:
+    """A message sent on A while A's consumer can take it goes to that consumer at once:
+    acknowledged before its batch left, it is never written (its RECEIPT still waits for
+    the commit); held unacknowledged, its row is A's claim, and comes back from it."""
+    a, b, _ = nodes
+    consumer = a.client()
+    consumer.subscribe("/queue/near", ack="client-individual", prefetch_count="1")
+    producer = a.client()
+    producer.send(
+        "SEND", {"destination": "/queue/near", "persistent": "true", "receipt": "r1"}, b"m"
+    )
+    (message,) = consumer.messages()
+    assert producer.frames() == []  # no RECEIPT before the commit
+    _ack(consumer, [message])
+    settle(a.clock)
+    assert [f.headers["receipt-id"] for f in producer.frames()] == ["r1"]
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM stompbroker.shared").fetchone() == (0,)
+    producer.publish("/queue/near", b"held", persistent="true")
+    settle(a.clock)
+    assert consumer.bodies() == [b"held"]
+    with psycopg.connect(postgres_dsn) as conn:
+        row = conn.execute("SELECT body, owner FROM stompbroker.shared").fetchone()
+    assert row == (b"held", a.store.incarnation)
+    consumer.send("DISCONNECT")
+    consumer.lose()
+    other = b.client()
+    other.subscribe("/queue/near")
+    settle(a.clock, 1.5)
+    (again,) = other.messages()
+    assert (again.body, again.headers.get("redelivered")) == (b"held", "true")
+
+
+def test_a_non_persistent_message_delivered_at_once_goes_to_the_cluster_when_left_behind(
+    nodes: list[Node],
+) -> None:
+    """A non-persistent message A's consumer took at once (it has no row) and left
+    unacknowledged when it unsubscribed is published for the cluster: B's consumer gets it,
+    flagged redelivered."""
+    a, b, _ = nodes
+    consumer = a.client()
+    consumer.subscribe("/queue/light", ack="client-individual")
+    a.client().publish("/queue/light", b"light", persistent="false")
+    assert consumer.bodies() == [b"light"]
+    consumer.send("UNSUBSCRIBE", {"id": "0"})
+    other = b.client()
+    other.subscribe("/queue/light")
+    settle(a.clock, 1.5)
+    (again,) = other.messages()
+    assert (again.body, again.headers.get("redelivered")) == (b"light", "true")

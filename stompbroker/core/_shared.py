@@ -1,10 +1,14 @@
 """Shared queues: a queue whose messages live in a database every node of a cluster shares.
 
-A ``SharedBacklog`` is the backlog (``_backlog``) of such a queue. It holds every new
-message back (it is *published* to the database, where any node may claim it) and fills the
-queue's buffer by *claiming* waiting messages, never more than the queue's local
-subscriptions can take now (their free credit); dispatch is the queue's, as for any
-backlog. States of one shared queue on one node::
+A ``SharedBacklog`` is the backlog (``_backlog``) of such a queue. A new message sent
+through this node is delivered here when the queue's local subscriptions have room for it in
+their prefetch (counting what the buffer holds; none selects; it is in no group): a
+persistent one's row is written already claimed by this node, and never written at all if
+it is acknowledged before its batch leaves; a non-persistent one has no row. Any other new
+message is held back: *published* to the database, where any node may claim it. The buffer
+is filled by *claiming* waiting messages, never more than the local subscriptions can take
+now (their free credit); dispatch is the queue's, as for any backlog. States of one shared
+queue on one node::
 
     drained --woken (a node published; the poll; a reconnection)--> claiming
        ^                                                              |
@@ -120,7 +124,13 @@ class SharedBacklog:
         return self.store.depth(self.queue.store_key)[1]
 
     def holds_back(self, message: Message) -> bool:
-        return True
+        """Whether a new message is published for the cluster (not delivered here at once):
+        unless this node's subscriptions have room for it in their prefetch, counting what
+        the buffer holds (and none selects, it is in no group), with a row id at hand if it
+        is persistent."""
+        if message.group is not None or self.credit(direct=True) <= 0:
+            return True
+        return message.persistent and not self.store.keeps_now()
 
     def hold(self, message: Message) -> Deferred[None]:
         """Publish a new message for any node to claim (this one first: ``fill`` follows)."""
@@ -130,7 +140,10 @@ class SharedBacklog:
         return self.store.publish(queue.store_key, message, sync)
 
     def keep(self, message: Message) -> Deferred[None] | None:
-        raise AssertionError("a shared backlog holds every message back")
+        """A new persistent message delivered here: its row is written claimed by this node
+        (a non-persistent one has none: it is this node's alone until it goes back)."""
+        queue = self.queue
+        return self.store.publish_claimed(queue.store_key, message, queue.policy.fsync)
 
     def handed(self, subscription: Subscription, message: Message) -> None:
         """A claimed message went out: with auto ack it is done."""
@@ -143,13 +156,16 @@ class SharedBacklog:
             self.store.settle(message)
             message.store_key = None
 
-    def credit(self) -> int:
+    def credit(self, direct: bool = False) -> int:
         """How many more messages the queue's ready subscriptions could take now, beyond
-        what its buffer holds."""
+        what its buffer holds (``direct``: counting paused ones too, as a consumer's
+        prefetch would; 0 if one has a selector)."""
         queue = self.queue
         free = 0
         for subscription in queue.subscriptions:
-            if subscription.paused or subscription.closed:
+            if direct and subscription.selector is not None:
+                return 0
+            if subscription.closed or (subscription.paused and not direct):
                 continue
             if subscription.auto:
                 free += subscription.prefetch
@@ -218,14 +234,21 @@ class SharedBacklog:
             self.fill()
 
     def fenced(self) -> None:
-        """The buffer's messages are not this node's any more: they go (unreleased)."""
-        self.queue.let_go()
+        """The buffer's messages are not this node's any more: they go (unreleased), but
+        those without a row (non-persistent, delivered here at once), which are published."""
+        for message in self.queue.let_go():
+            if message.store_key is None:
+                self.store.publish(self.queue.store_key, message, "never")
         self.drained = False
 
     def idle(self) -> None:
-        """The queue has no subscription left here: what the buffer holds waits for any node."""
+        """The queue has no subscription left here: what the buffer holds waits for any node
+        (published, if it has no row yet)."""
         for message in self.queue.let_go():
-            self.store.release(message)
+            if message.store_key is None:
+                self.store.publish(self.queue.store_key, message, "never")
+            else:
+                self.store.release(message)
 
     def purge(self, dropped: list[Message]) -> int:
         """``dropped`` (claimed here) and every waiting message go; return how many waited."""

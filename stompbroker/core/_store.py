@@ -200,6 +200,14 @@ class ISharedQueues(Interface):
         """A new message for queue ``store_key``, waiting to be claimed; fires when as safe
         as ``sync`` (``IMessageStore.add``'s levels)."""
 
+    def keeps_now() -> bool:
+        """Whether ``publish_claimed`` may be called now (the store has a row id at hand)."""
+
+    def publish_claimed(store_key: str, message: Message, sync: str) -> Deferred[None]:
+        """A new message this node delivers itself: its row is written claimed by this node
+        (``message.seq`` becomes the row's id, ``store_key`` is set); fires as ``publish``.
+        Settled before its batch leaves, it is never written."""
+
     def claim(store_key: str, limit: int, skip: list[int]) -> Deferred[list[Message]]:
         """Claim up to ``limit`` waiting messages of ``store_key``, highest priority first,
         then oldest, but those whose ``seq`` is in ``skip``; each comes with ``store_key``

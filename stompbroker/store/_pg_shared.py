@@ -47,6 +47,16 @@ _PUBLISH = (
     " (v->>8)::bigint, (v->>9)::integer, (v->>10)::boolean, v->>11"
     " FROM json_array_elements(%b::json) WITH ORDINALITY AS e(v, n) ORDER BY n"
 )
+# A message this node delivers itself: its row is written claimed (by the batch's
+# incarnation), with the id the node reserved for it (``seq`` in the packed row).
+_PUBLISH_CLAIMED = (
+    f"INSERT INTO {_SH} (id, owner, qkey, priority, message_id, destination, headers, body,"
+    " expires, delivery_count, persistent, grp) SELECT (v->>2)::bigint, %b, v->>0,"
+    " (v->>1)::smallint, v->>3, v->>4, (v->5)::text,"
+    " substring(%b::bytea FROM (v->>6)::integer FOR (v->>7)::integer), (v->>8)::bigint,"
+    " (v->>9)::integer, (v->>10)::boolean, v->>11 FROM json_array_elements(%b::json) AS e(v)"
+)
+_RESERVE = f"SELECT nextval('{_SH}_id_seq') FROM generate_series(1, %b)"
 _SETTLE = f"DELETE FROM {_SH} WHERE id = ANY(%b::bigint[]) AND owner = %b"
 _RELEASE = (
     f"UPDATE {_SH} s SET owner = NULL, delivery_count = g.n"
@@ -94,6 +104,11 @@ class SharedWork(NamedTuple):
     poll: bool
     #: (store key, how many rows at most): waiting rows read, not claimed (a browser's).
     peeks: list[tuple[str, int]]
+    #: ((store key, priority, id), message): new rows claimed by this node (it delivers
+    #: them itself), under ids it reserved.
+    claimed_publishes: list[tuple[tuple[str, int, int], Message]]
+    #: How many row ids to reserve for such rows (0: none).
+    reserve: int
 
 
 class SharedDone(NamedTuple):
@@ -107,12 +122,24 @@ class SharedDone(NamedTuple):
     incarnation: int
     #: The rows of each peek, in claim order.
     peeked: list[list[Message]]
+    #: The row ids reserved, in order.
+    reserved: list[int]
 
 
 class SharedBatch:
     """The shared work asked for since the last batch left, on the reactor's side."""
 
-    __slots__ = ("claims", "peeks", "poll", "publishes", "purges", "releases", "settles")
+    __slots__ = (
+        "claimed_publishes",
+        "claims",
+        "peeks",
+        "poll",
+        "publishes",
+        "purges",
+        "releases",
+        "reserve",
+        "settles",
+    )
 
     def __init__(self) -> None:
         self.publishes: list[tuple[tuple[str, int, int], Message]] = []
@@ -122,12 +149,21 @@ class SharedBatch:
         self.claims: list[tuple[str, int, list[int], Deferred[list[Message]]]] = []
         self.poll = False
         self.peeks: list[tuple[str, int, Deferred[list[Message]]]] = []
+        #: By id: a row settled before its batch left is never written.
+        self.claimed_publishes: dict[int, tuple[tuple[str, int, int], Message]] = {}
+        self.reserve = 0
 
     def size(self) -> int:
-        return len(self.publishes) + len(self.settles) + len(self.releases) + len(self.purges)
+        return (
+            len(self.publishes)
+            + len(self.claimed_publishes)
+            + len(self.settles)
+            + len(self.releases)
+            + len(self.purges)
+        )
 
     def writes(self) -> bool:
-        return bool(self.size() or self.claims or self.poll or self.peeks)
+        return bool(self.size() or self.claims or self.poll or self.peeks or self.reserve)
 
     def work(self) -> SharedWork:
         return SharedWork(
@@ -138,15 +174,24 @@ class SharedBatch:
             [(key, limit, skip) for key, limit, skip, _ in self.claims],
             self.poll,
             [(key, limit) for key, limit, _ in self.peeks],
+            list(self.claimed_publishes.values()),
+            self.reserve,
         )
 
 
-def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], list[Any], Any]:
+#: The cursors of a batch's claims, peeks, depths (None: no poll) and reserved ids (None).
+Cursors = tuple[list[Any], list[Any], Any, Any]
+
+
+def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     """Queue ``work``'s statements in the pipeline of ``conn``'s open transaction; return the
-    cursors of its claims, of its peeks and of its depths (None)."""
+    cursors of what it reads."""
     if work.publishes:
         meta, bodies = pack_rows(work.publishes)
         conn.execute(_PUBLISH, (bodies, meta))
+    if work.claimed_publishes:
+        meta, bodies = pack_rows(work.claimed_publishes)
+        conn.execute(_PUBLISH_CLAIMED, (incarnation, bodies, meta))
     if work.settles:
         conn.execute(_SETTLE, (work.settles, incarnation))
     if work.releases:
@@ -162,14 +207,13 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> tuple[list[Any], lis
     ]
     peeks = [conn.execute(_PEEK, (key, limit), binary=True) for key, limit in work.peeks]
     depths = conn.execute(_DEPTHS) if work.poll else None
-    return claims, peeks, depths
+    reserved = conn.execute(_RESERVE, (work.reserve,)) if work.reserve else None
+    return claims, peeks, depths, reserved
 
 
-def answer(
-    work: SharedWork, cursors: tuple[list[Any], list[Any], Any], incarnation: int
-) -> SharedDone:
+def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
-    claims, peeks, depths = cursors
+    claims, peeks, depths, reserved = cursors
     claimed = []
     for (key, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
@@ -183,7 +227,8 @@ def answer(
     for messages in peeked:
         for message in messages:
             message.store_key = None  # a browser's copy: no row of its own
-    return SharedDone(claimed, found, incarnation, peeked)
+    ids = [row[0] for row in reserved.fetchall()] if reserved is not None else []
+    return SharedDone(claimed, found, incarnation, peeked, ids)
 
 
 def notify(conn: Any, work: SharedWork) -> None:

@@ -29,6 +29,10 @@ log = Logger(namespace="stompbroker.store")
 
 #: Seconds between two polls (a sweep of dead nodes' claims, every queue's depth).
 POLL_S = 1.0
+#: Row ids reserved at a time for the messages this node delivers itself, and how few left
+#: ask for more.
+RESERVE = 1000
+RESERVE_LOW = 250
 
 
 @implementer(IMessageStore, ISharedQueues)
@@ -66,6 +70,9 @@ class PostgresStore(BatchingStore):
         self.incarnation = 0
         self._poller: DelayedCall | None = None
         self._closing = False
+        #: Row ids reserved for messages this node delivers itself (popped from the end).
+        self._ids: list[int] = []
+        self._reserving = False
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -76,6 +83,7 @@ class PostgresStore(BatchingStore):
             assert self._database is not None and self._database.membership is not None
             self.incarnation = self._database.membership.incarnation
             self._poll_later()
+            self._reserve()
             return recovery
 
         return super().open().addCallback(opened)
@@ -122,8 +130,32 @@ class PostgresStore(BatchingStore):
         self._schedule(0.0)
         return answer
 
+    def keeps_now(self) -> bool:
+        return bool(self._ids)
+
+    def publish_claimed(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
+        ids = self._ids
+        assert ids, "publish_claimed without an id at hand (keeps_now said so)"
+        row = ids.pop()
+        if len(ids) < RESERVE_LOW:
+            self._reserve()
+        message.seq = row
+        message.store_key = store_key
+        self._shared().claimed_publishes[row] = ((store_key, message.priority, row), message)
+        return self._wait(self._pending, sync)
+
+    def _reserve(self) -> None:
+        if not self._reserving and not self._closing:
+            self._reserving = True
+            self._shared().reserve = RESERVE
+            self._pending.urgent = True
+            self._schedule(0.0)
+
     def settle(self, message: Message) -> None:
-        self._shared().settles.append(message.seq)
+        shared = self._shared()
+        if shared.claimed_publishes.pop(message.seq, None) is not None:
+            return  # done before its batch left: never written
+        shared.settles.append(message.seq)
         self._schedule(self._lazy_s)
 
     def release(self, message: Message) -> None:
@@ -180,6 +212,11 @@ class PostgresStore(BatchingStore):
             self.wake(None)
         if work.poll:
             self._poll_later()
+        if work.reserve:
+            self._reserving = False
+            self._ids.extend(reversed(done.reserved))
+            if self._ids:
+                self.wake(None)  # queues that published for want of ids may take directly
 
     def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
         for _, _, _, answer in work.claims:
@@ -188,3 +225,5 @@ class PostgresStore(BatchingStore):
             seen.errback(failure)
         if work.poll:
             self._poll_later()
+        if work.reserve:
+            self._reserving = False
