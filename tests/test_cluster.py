@@ -4,12 +4,15 @@ leaves, when the node dies, or when the node lost its claim (fenced)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 
 from stompbroker.codec import Frame
+from stompbroker.config import load
 from stompbroker.core import Broker
 from stompbroker.store import PostgresStore
 from stompbroker.testing import Client
@@ -314,3 +317,11 @@ def test_a_non_persistent_message_delivered_at_once_goes_to_the_cluster_when_lef
     settle(a.clock, 1.5)
     (again,) = other.messages()
     assert (again.body, again.headers.get("redelivered")) == (b"light", "true")
+
+
+def test_the_shipped_cluster_configuration_is_valid_and_names_postgresql() -> None:
+    """conf/cluster.yaml, the ready file docs/cluster.md points to, loads and names the
+    PostgreSQL store with a multi-host dsn."""
+    config = load(str(Path(__file__).parent.parent / "conf" / "cluster.yaml"))
+    assert config.broker.store == "postgresql"
+    assert config.postgresql.dsn is not None and "host=db1,db2" in config.postgresql.dsn
