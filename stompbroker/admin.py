@@ -199,6 +199,13 @@ def format_status(broker: dict[str, Any]) -> str:
             f" batches, {fsync.get('count', 0):,} fsyncs (p50 {duration(fsync.get('p50_s'))},"
             f" p99 {duration(fsync.get('p99_s'))}, max {duration(fsync.get('max_s'))})"
         )
+    cluster = broker.get("cluster")
+    if cluster is not None:
+        names = ", ".join(node["name"] for node in cluster["nodes"]) or "none read yet"
+        lines.append(
+            f"cluster       node {cluster['node']} (incarnation {cluster['incarnation']});"
+            f" {len(cluster['nodes'])} live: {names}"
+        )
     return "\n".join(lines)
 
 

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client import generate_latest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 
+from stompbroker.admin import format_status
 from stompbroker.codec import Frame
 from stompbroker.config import load
 from stompbroker.core import Broker
 from stompbroker.store import PostgresStore
 from stompbroker.testing import Client
+from stompbroker.transport import Connections, Management
+from stompbroker.transport._prometheus import registry
 
 from .test_store import run_now
 
@@ -325,3 +329,25 @@ def test_the_shipped_cluster_configuration_is_valid_and_names_postgresql() -> No
     config = load(str(Path(__file__).parent.parent / "conf" / "cluster.yaml"))
     assert config.broker.store == "postgresql"
     assert config.postgresql.dsn is not None and "host=db1,db2" in config.postgresql.dsn
+
+
+def test_every_node_lists_the_live_nodes_and_a_dead_one_leaves_the_list(
+    postgres_dsn: str, nodes: list[Node], logged_failures: list[LogEvent]
+) -> None:
+    """The management API's broker (``cluster``), the metrics and stompbroker-admin show
+    this node and the live nodes as last polled; a node whose session ended is gone from
+    the list at the next poll."""
+    a, b, _ = nodes
+    settle(a.clock, 1.5)
+    management = Management(b.broker, Connections(b.clock), b.store)
+    cluster = management.broker_info()["cluster"]
+    assert (cluster["node"], cluster["incarnation"]) == ("b:61613", b.store.incarnation)
+    assert [n["name"] for n in cluster["nodes"]] == ["a:61613", "b:61613", "c:61613"]
+    assert "cluster       node b:61613 (incarnation " in format_status(management.broker_info())
+    a.store._poll = lambda: None  # type: ignore[method-assign]  # A is dead: it does nothing
+    _terminate(postgres_dsn, a.backend_pid())
+    settle(a.clock, 1.5)
+    cluster = management.broker_info()["cluster"]
+    assert [n["name"] for n in cluster["nodes"]] == ["b:61613", "c:61613"]
+    metrics = generate_latest(registry(management)).decode()
+    assert "stompbroker_cluster_nodes 2.0" in metrics

@@ -190,11 +190,26 @@ class IMessageStore(Interface):
         """Bytes the store uses on disk (0 in memory)."""
 
 
+@dataclass(frozen=True)
+class Member:
+    """A live node of a cluster, as the store last read it."""
+
+    name: str
+    #: Its current incarnation (a new one at every connection it opens).
+    incarnation: int
+    #: When that incarnation joined (epoch seconds), and where from (None: a local socket).
+    joined: float
+    address: str | None
+
+
 class ISharedQueues(Interface):
     """Queues whose messages live in a database every node of a cluster shares (the
     PostgreSQL store), one row a message. A node dispatches only what it *claimed*; a
     claimed message is settled (its row goes) or released (it waits again). Every method
     returns at once; work is done in order of the calls, in the store's batches."""
+
+    node = Attribute("This node's name in the cluster.")
+    incarnation = Attribute("This node's incarnation: a number, new at each connection it opens.")
 
     def publish(store_key: str, message: Message, sync: str) -> Deferred[None]:
         """A new message for queue ``store_key``, waiting to be claimed; fires when as safe
@@ -231,6 +246,9 @@ class ISharedQueues(Interface):
     def depth(store_key: str) -> tuple[int, int]:
         """How many messages of ``store_key`` wait in the whole cluster, and their bodies'
         bytes, as last read (the store reads them every poll)."""
+
+    def members() -> list[Member]:
+        """The live nodes of the cluster, this one among them, as last read (every poll)."""
 
     def watch(woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         """Call ``woken(store_key)`` when messages may wait in a queue (None: in any), and

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred
 
-from stompbroker.core import Message
+from stompbroker.core import Member, Message
 
-from ._pg_schema import LIVE_INCARNATIONS, NODE_LOCK, SCHEMA
+from ._pg_schema import LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
 from ._rows import message_from_row, pack_rows
 
 #: The channel other nodes LISTEN on; a notification's payload is a queue's store key.
@@ -124,6 +124,8 @@ class SharedDone(NamedTuple):
     peeked: list[list[Message]]
     #: The row ids reserved, in order.
     reserved: list[int]
+    #: The live nodes (None: no poll in the batch).
+    members: list[Member] | None
 
 
 class SharedBatch:
@@ -179,8 +181,9 @@ class SharedBatch:
         )
 
 
-#: The cursors of a batch's claims, peeks, depths (None: no poll) and reserved ids (None).
-Cursors = tuple[list[Any], list[Any], Any, Any]
+#: The cursors of a batch's claims, peeks, depths and live nodes (None: no poll), and of its
+#: reserved ids (None: none asked).
+Cursors = tuple[list[Any], list[Any], Any, Any, Any]
 
 
 def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
@@ -207,13 +210,14 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     ]
     peeks = [conn.execute(_PEEK, (key, limit), binary=True) for key, limit in work.peeks]
     depths = conn.execute(_DEPTHS) if work.poll else None
+    members = conn.execute(LIVE_NODES, (NODE_LOCK,)) if work.poll else None
     reserved = conn.execute(_RESERVE, (work.reserve,)) if work.reserve else None
-    return claims, peeks, depths, reserved
+    return claims, peeks, depths, members, reserved
 
 
 def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
-    claims, peeks, depths, reserved = cursors
+    claims, peeks, depths, members, reserved = cursors
     claimed = []
     for (key, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
@@ -228,7 +232,13 @@ def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
         for message in messages:
             message.store_key = None  # a browser's copy: no row of its own
     ids = [row[0] for row in reserved.fetchall()] if reserved is not None else []
-    return SharedDone(claimed, found, incarnation, peeked, ids)
+    live = None
+    if members is not None:
+        live = [
+            Member(name, incarnation, joined.timestamp(), address)
+            for _, name, incarnation, joined, address in members.fetchall()
+        ]
+    return SharedDone(claimed, found, incarnation, peeked, ids, live)
 
 
 def notify(conn: Any, work: SharedWork) -> None:

@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from stompbroker.core import Clock, DelayedCall, IMessageStore, ISharedQueues, Message
+from stompbroker.core import Clock, DelayedCall, IMessageStore, ISharedQueues, Member, Message
 
 from ._batching import BatchingStore, BatchOptions, Runner
 from ._pg_database import STATEMENTS, PgDatabase
@@ -73,6 +73,8 @@ class PostgresStore(BatchingStore):
         #: Row ids reserved for messages this node delivers itself (popped from the end).
         self._ids: list[int] = []
         self._reserving = False
+        #: The live nodes, as last polled.
+        self._members: list[Member] = []
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -172,6 +174,9 @@ class PostgresStore(BatchingStore):
     def depth(self, store_key: str) -> tuple[int, int]:
         return self._depths.get(store_key, (0, 0))
 
+    def members(self) -> list[Member]:
+        return list(self._members)
+
     def watch(self, woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         self._woken = woken
         self._fenced = fenced
@@ -207,6 +212,8 @@ class PostgresStore(BatchingStore):
             answer.callback(messages)
         for (_, _, seen), messages in zip(work.peeks, done.peeked, strict=True):
             seen.callback(messages)
+        if done.members is not None:
+            self._members = done.members
         if done.depths is not None:
             self._depths = done.depths
             self.wake(None)

@@ -14,6 +14,7 @@ from stompbroker.core import (
     BOUNDS,
     Broker,
     IMessageStore,
+    ISharedQueues,
     counts,
     delete_destination,
     describe_all,
@@ -84,6 +85,27 @@ class Management:
             "messages": totals(self.broker),
             "memory": {"rss_bytes": self.memory()},
             "store": self._store(),
+            "cluster": self._cluster(),
+        }
+
+    def _cluster(self) -> dict[str, Any] | None:
+        """This node and the live nodes of its cluster (None: the store shares nothing)."""
+        store = self.store
+        if store is None or not ISharedQueues.providedBy(store):
+            return None
+        members = store.members()
+        return {
+            "node": store.node,
+            "incarnation": store.incarnation,
+            "nodes": [
+                {
+                    "name": m.name,
+                    "incarnation": m.incarnation,
+                    "joined": m.joined,
+                    "address": m.address,
+                }
+                for m in members
+            ],
         }
 
     def _store(self) -> dict[str, Any]:

@@ -203,6 +203,13 @@ def _broker_series(broker: dict[str, Any]) -> Iterator[Metric]:
             buckets=_buckets(store["fsync"]),
             sum_value=float(store["fsync"]["sum_s"]),
         )
+    cluster = broker["cluster"]
+    if cluster is not None:
+        yield GaugeMetricFamily(
+            _PREFIX + "cluster_nodes",
+            "Live nodes of the cluster (this one among them), as last polled.",
+            len(cluster["nodes"]),
+        )
 
 
 def registry(management: Management) -> CollectorRegistry:
