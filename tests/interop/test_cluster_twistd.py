@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._postgres import PostgresServer
+
 from .conftest import Client, poll
 from .test_twistd import Output, free_port, kill_twistd, spawn_twistd
 
@@ -163,3 +165,72 @@ def test_a_killed_nodes_unacknowledged_messages_come_back_through_the_others(
     flagged redelivered; then the node starts again and rejoins."""
     for round_ in range(ROUNDS):
         _kill_round(cluster, round_)
+
+
+def _answered(client: Client, body: str, receipt: str) -> bool:
+    """SEND ``body`` persistent asking for ``receipt``; True once the RECEIPT came, False
+    on an ERROR (or the connection closing)."""
+    frames = client.frames
+    client.conn.send("/queue/outage", body, headers={"persistent": "true", "receipt": receipt})
+
+    def received() -> bool:
+        return any(r.headers.get("receipt-id") == receipt for r in frames.receipts)
+
+    frames.wait(
+        lambda: received() or bool(frames.errors) or frames.disconnected,
+        f"the answer to {body}",
+    )
+    return received()
+
+
+def _send_until(
+    node: Node, stop: threading.Event, confirmed: list[str], refused: list[str]
+) -> None:
+    """Send persistent messages through ``node``, each waiting for its RECEIPT or an ERROR
+    (then on a new connection), until ``stop`` is set."""
+    client = node.client()
+    for n in range(5000):
+        if stop.is_set():
+            break
+        body = f"{node.name}-{n}"
+        if _answered(client, body, f"r-{n}"):
+            confirmed.append(body)
+            continue
+        refused.extend(e.headers.get("message", "") for e in client.frames.errors)
+        _close(client)
+        client = node.client()
+    _close(client)
+
+
+def test_a_postgresql_restart_under_load_is_errors_never_silent_loss(
+    cluster: list[Node], postgres_server: PostgresServer
+) -> None:
+    """PostgreSQL crashes and comes back while producers on two nodes send with receipts:
+    sends meanwhile get the ERROR "message not stored", the nodes reconnect by themselves,
+    and every message that got its RECEIPT is delivered afterwards."""
+    stop = threading.Event()
+    confirmed: list[str] = []
+    refused: list[str] = []
+    threads = [
+        threading.Thread(target=_send_until, args=(node, stop, confirmed, refused))
+        for node in cluster[:2]
+    ]
+    for thread in threads:
+        thread.start()
+    poll(lambda: len(confirmed) >= 50, "receipts before the crash")
+    postgres_server.stop("immediate")
+    postgres_server.start()
+    before = len(confirmed)
+    poll(lambda: len(confirmed) >= before + 100, "receipts after the restart", timeout=30)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert refused and set(refused) == {"message not stored"}, refused
+    consumer = cluster[2].client()
+    consumer.subscribe("/queue/outage", ack="auto")
+    poll(
+        lambda: {m.body for m in consumer.frames.messages} >= set(confirmed),
+        "every confirmed message",
+        timeout=30,
+    )
+    _close(consumer)
