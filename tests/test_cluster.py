@@ -351,3 +351,33 @@ def test_every_node_lists_the_live_nodes_and_a_dead_one_leaves_the_list(
     assert [n["name"] for n in cluster["nodes"]] == ["b:61613", "c:61613"]
     metrics = generate_latest(registry(management)).decode()
     assert "stompbroker_cluster_nodes 2.0" in metrics
+
+
+def test_a_reply_to_a_temporary_queue_crosses_nodes_and_one_to_a_gone_one_is_swept(
+    postgres_dsn: str, nodes: list[Node]
+) -> None:
+    """A requester on A asks with reply-to /temp-queue/replies; a responder on B answers
+    to the address it was given: the reply reaches the requester. Once the requester left,
+    a reply to its address is accepted on B and dropped at the next poll."""
+    a, b, _ = nodes
+    responder = b.client()
+    responder.subscribe("/queue/requests")
+    requester = a.client()
+    requester.subscribe("/temp-queue/replies", "r")
+    requester.publish("/queue/requests", b"ping", reply_to="/temp-queue/replies")
+    settle(a.clock, 1.5)
+    (request,) = responder.messages()
+    reply_to = request.headers["reply-to"]
+    assert reply_to.startswith("/remote-temp-queue/")
+    responder.publish(reply_to, b"pong")
+    settle(a.clock, 1.5)
+    assert requester.bodies() == [b"pong"]
+    requester.send("DISCONNECT")
+    requester.lose()
+    settle(a.clock)
+    responder.publish(reply_to, b"too late")
+    settle(a.clock, 1.5)
+    assert responder.frames() == []
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM stompbroker.shared").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM stompbroker.temporaries").fetchone() == (0,)

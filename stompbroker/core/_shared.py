@@ -64,10 +64,12 @@ class SharedQueues:
         self.backlogs: dict[str, SharedBacklog] = {}
         store.watch(self.woken, self.fenced)
 
-    def backlog(self, queue: Queue) -> SharedBacklog:
-        """The backlog of ``queue`` (its messages shared under its ``store_key``)."""
+    def backlog(self, queue: Queue, watched: bool = True) -> SharedBacklog:
+        """The backlog of ``queue`` (its messages shared under its ``store_key``); found
+        again when woken unless not ``watched`` (a queue that only sends: a proxy)."""
         backlog = SharedBacklog(queue, self)
-        self.backlogs[queue.store_key] = backlog
+        if watched:
+            self.backlogs[queue.store_key] = backlog
         return backlog
 
     def peek(self, store_key: str, limit: int) -> Deferred[list[Message]]:

@@ -243,6 +243,10 @@ class ISharedQueues(Interface):
         """The waiting messages of ``store_key`` go (with ``claimed_too``, every one: the
         queue is deleted)."""
 
+    def declare_temporary(address: str, declared: bool) -> None:
+        """This node's temporary queue ``address`` is there (``declared``) or gone: messages
+        other nodes send to one that is not there are dropped (batched, no fsync)."""
+
     def depth(store_key: str) -> tuple[int, int]:
         """How many messages of ``store_key`` wait in the whole cluster, and their bodies'
         bytes, as last read (the store reads them every poll)."""

@@ -3,6 +3,13 @@
 A client names one ``/temp-queue/NAME`` (or ``/temp-topic/NAME``); the broker keeps it under
 a global address, ``/remote-temp-queue/OWNER-NAME``, which other connections can send to
 (a ``reply-to``). Only the owner may consume from it. Temporaries are never stored.
+
+In a cluster (``destinations.shared``), a temporary queue's messages are shared as any
+queue's, under its global address: its node declares it to the store, and a SEND through
+another node to an address it does not hold goes to the cluster (through a *proxy*: a queue
+of that address, known nowhere, holding the message back for the owner's node to claim). A
+message sent to a temporary queue that is not there (its owner left) is then accepted and
+dropped by the next sweep, since no node can tell at once.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ class TemporaryDestinations:
             policy = replace(self._destinations.policies.default, persistent=False)
             if kind == "temp-queue":
                 target = Queue(address, address, hooks, policy)
+                shared = self._destinations.shared
+                if shared is not None:
+                    target.backlog = shared.backlog(target)
+                    shared.store.declare_temporary(address, True)
             else:
                 target = Topic(address, address, hooks, policy)
             target.owner = owner
@@ -65,11 +76,25 @@ class TemporaryDestinations:
         if kind == "dsub":
             raise DestinationError(f"cannot send to the durable subscription {destination!r}")
         target = self._by_address.get(destination)
+        if target is None and kind == "remote-temp-queue":
+            target = self._proxy(destination)
         if target is None:
             raise DestinationError(
                 f"temporary destination {destination!r} does not exist (its owner has left)"
             )
         return target
+
+    def _proxy(self, address: str) -> Queue | None:
+        """In a cluster: a queue for sending to another node's temporary queue ``address``
+        (known nowhere: its messages wait in the cluster for the owner's node)."""
+        shared = self._destinations.shared
+        if shared is None:
+            return None
+        hooks = self._destinations.hooks
+        policy = replace(self._destinations.policies.default, persistent=False)
+        proxy = Queue(address, address, hooks, policy)
+        proxy.backlog = shared.backlog(proxy, watched=False)
+        return proxy
 
     def for_subscribe(
         self, kind: str, name: str, destination: str, owner: str | None
@@ -86,6 +111,9 @@ class TemporaryDestinations:
         """The owner left: delete its temporary destinations and what they held."""
         for address in [a for a, d in self._by_address.items() if d.owner == owner]:
             target = self._by_address.pop(address)
+            shared = self._destinations.shared
+            if shared is not None and isinstance(target, Queue):
+                shared.store.declare_temporary(address, False)
             for subscription in list(target.subscriptions):
                 self._detach(subscription)
             dropped = end(target, self._destinations.statistics)

@@ -9,7 +9,9 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
   one is no longer the node's);
 * ``shared``: the messages of every queue, one row each, by ``id`` (the cluster's arrival
   order); ``owner`` is the incarnation that claimed the row, NULL while it waits. The
-  waiting rows are indexed by (queue, priority desc, id), the order they are claimed in.
+  waiting rows are indexed by (queue, priority desc, id), the order they are claimed in;
+* ``temporaries``: the temporary queues of every node, by global address, with the
+  incarnation of their owner's node (rows sent to one that is not there are swept).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
@@ -64,6 +66,8 @@ CREATE = (
         persistent boolean NOT NULL, grp text, owner bigint)""",
     f"CREATE INDEX shared_waiting ON {_S}.shared (qkey, priority DESC, id) WHERE owner IS NULL",
     f"CREATE INDEX shared_claimed ON {_S}.shared (owner) WHERE owner IS NOT NULL",
+    f"""CREATE TABLE {_S}.temporaries (
+        address text PRIMARY KEY, incarnation bigint NOT NULL)""",
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 

@@ -75,6 +75,21 @@ _SWEEP = (
     f"UPDATE {_SH} SET owner = NULL, delivery_count = delivery_count + 1"
     f" WHERE owner IS NOT NULL AND owner <> ALL(ARRAY({LIVE_INCARNATIONS}))"
 )
+_TEMPORARIES = f"{SCHEMA}.temporaries"
+_DECLARE = (
+    f"INSERT INTO {_TEMPORARIES} (address, incarnation) VALUES (%s, %s)"
+    " ON CONFLICT (address) DO UPDATE SET incarnation = EXCLUDED.incarnation"
+)
+_UNDECLARE = f"DELETE FROM {_TEMPORARIES} WHERE address = %s"
+# The temporary queues of dead incarnations go; then the rows of temporary queues that are
+# not there (sent to after their owner left, or to a dead node's).
+_SWEEP_TEMPORARIES = (
+    f"DELETE FROM {_TEMPORARIES} WHERE incarnation <> ALL(ARRAY({LIVE_INCARNATIONS}))"
+)
+_SWEEP_ORPHANS = (
+    f"DELETE FROM {_SH} s WHERE s.qkey LIKE '/remote-temp-queue/%'"
+    f" AND NOT EXISTS (SELECT 1 FROM {_TEMPORARIES} t WHERE t.address = s.qkey)"
+)
 _PEEK = (
     "SELECT priority, id, message_id, destination, headers, body, expires, delivery_count,"
     f" persistent, grp FROM {_SH} WHERE qkey = %s AND owner IS NULL"
@@ -109,6 +124,8 @@ class SharedWork(NamedTuple):
     claimed_publishes: list[tuple[tuple[str, int, int], Message]]
     #: How many row ids to reserve for such rows (0: none).
     reserve: int
+    #: (global address, True: declared / False: gone): this node's temporary queues.
+    temporaries: list[tuple[str, bool]]
 
 
 class SharedDone(NamedTuple):
@@ -141,6 +158,7 @@ class SharedBatch:
         "releases",
         "reserve",
         "settles",
+        "temporaries",
     )
 
     def __init__(self) -> None:
@@ -154,6 +172,7 @@ class SharedBatch:
         #: By id: a row settled before its batch left is never written.
         self.claimed_publishes: dict[int, tuple[tuple[str, int, int], Message]] = {}
         self.reserve = 0
+        self.temporaries: list[tuple[str, bool]] = []
 
     def size(self) -> int:
         return (
@@ -162,6 +181,7 @@ class SharedBatch:
             + len(self.settles)
             + len(self.releases)
             + len(self.purges)
+            + len(self.temporaries)
         )
 
     def writes(self) -> bool:
@@ -178,6 +198,7 @@ class SharedBatch:
             [(key, limit) for key, limit, _ in self.peeks],
             list(self.claimed_publishes.values()),
             self.reserve,
+            self.temporaries,
         )
 
 
@@ -189,6 +210,11 @@ Cursors = tuple[list[Any], list[Any], Any, Any, Any]
 def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     """Queue ``work``'s statements in the pipeline of ``conn``'s open transaction; return the
     cursors of what it reads."""
+    for address, declared in work.temporaries:
+        if declared:
+            conn.execute(_DECLARE, (address, incarnation))
+        else:
+            conn.execute(_UNDECLARE, (address,))
     if work.publishes:
         meta, bodies = pack_rows(work.publishes)
         conn.execute(_PUBLISH, (bodies, meta))
@@ -204,6 +230,8 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
         conn.execute(_DROP if claimed_too else _PURGE, (key,))
     if work.poll:
         conn.execute(_SWEEP, (NODE_LOCK,))
+        conn.execute(_SWEEP_TEMPORARIES, (NODE_LOCK,))
+        conn.execute(_SWEEP_ORPHANS)
     claims = [
         conn.execute(_CLAIM, (incarnation, key, skip, limit), binary=True)
         for key, limit, skip in work.claims

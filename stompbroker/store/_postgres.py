@@ -171,6 +171,10 @@ class PostgresStore(BatchingStore):
         self._pending.urgent = True
         self._schedule(0.0)
 
+    def declare_temporary(self, address: str, declared: bool) -> None:
+        self._shared().temporaries.append((address, declared))
+        self._schedule(self._lazy_s)
+
     def depth(self, store_key: str) -> tuple[int, int]:
         return self._depths.get(store_key, (0, 0))
 
