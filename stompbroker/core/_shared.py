@@ -85,8 +85,10 @@ class SharedQueues:
                 backlog.woken()
             return
         for key, backlog in list(self.backlogs.items()):
-            if backlog.queue.backlog is not backlog:
-                del self.backlogs[key]  # the queue was forgotten, or renewed its backlog
+            queue = backlog.queue
+            if queue.backlog is not backlog or not queue.subscriptions:
+                # Renewed, forgotten, or idle: found again by its next fill.
+                del self.backlogs[key]
             else:
                 backlog.woken()
 
@@ -185,6 +187,7 @@ class SharedBacklog:
         limit = min(room, MAX_CLAIM)
         self.loading = True
         queue = self.queue
+        self.owner.backlogs.setdefault(queue.store_key, self)
         if self.skipped and (
             self._skip_for != queue.subscriptions or len(self.skipped) > MAX_SKIPPED
         ):
