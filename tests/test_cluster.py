@@ -381,3 +381,34 @@ def test_a_reply_to_a_temporary_queue_crosses_nodes_and_one_to_a_gone_one_is_swe
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM stompbroker.shared").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM stompbroker.temporaries").fetchone() == (0,)
+
+
+def test_an_exclusive_consumer_takes_a_queue_for_the_whole_cluster(nodes: list[Node]) -> None:
+    """An exclusive consumer on A gets every message of the queue, one at a time (its
+    prefetch is 1), though B has a consumer with room; once it leaves, B's consumer gets
+    what follows."""
+    a, b, c = nodes
+    exclusive = a.client()
+    exclusive.subscribe(
+        "/queue/solo", ack="client-individual", prefetch_count="1", **{"activemq.exclusive": "true"}
+    )
+    settle(a.clock, 1.5)
+    other = b.client()
+    other.subscribe("/queue/solo")
+    producer = c.client()
+    for n in range(5):
+        producer.publish("/queue/solo", b"%d" % n)
+    got: list[bytes] = []
+    for _ in range(5):
+        settle(a.clock, 1.5)
+        frames = exclusive.messages()
+        got += _bodies(frames)
+        _ack(exclusive, frames)
+    assert got == [b"%d" % n for n in range(5)]
+    assert other.bodies() == []
+    exclusive.send("DISCONNECT")
+    exclusive.lose()
+    settle(a.clock)
+    producer.publish("/queue/solo", b"after")
+    settle(a.clock, 1.5)
+    assert other.bodies() == [b"after"]

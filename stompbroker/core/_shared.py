@@ -19,6 +19,9 @@ queue on one node::
   ack, a dead letter, an expiry) *settles* it, its row goes; when the queue's last local
   subscription leaves, what the buffer holds is *released*: it waits for any node again.
   A NACK redelivers here, as on one node (the delivery count goes with a release).
+* An exclusive consumer holds its queue for the cluster: its node takes the queue when it
+  claims (if no live node holds it), no other node claims from it or delivers to its own
+  consumers meanwhile, and the node gives it up when its exclusive consumers are gone.
 * A claimed message that no local subscription's selector accepts is given back at once,
   and this node's next claims skip it while its subscriptions stay the same.
 * Fenced (the node lost its liveness lock, and came back under a new incarnation): what
@@ -102,7 +105,16 @@ class SharedQueues:
 class SharedBacklog:
     """The backlog of one shared queue on this node (see the module's states)."""
 
-    __slots__ = ("_skip_for", "drained", "loading", "owner", "queue", "skipped", "store")
+    __slots__ = (
+        "_skip_for",
+        "drained",
+        "exclusive",
+        "loading",
+        "owner",
+        "queue",
+        "skipped",
+        "store",
+    )
 
     #: Dispatch asks for a fill whenever it leaves credit unused (``Queue.dispatch``).
     refills = True
@@ -118,6 +130,8 @@ class SharedBacklog:
         #: not claimed again while the subscriptions are the same (``_skip_for``).
         self.skipped: set[int] = set()
         self._skip_for: list[Subscription] = []
+        #: Whether this node asked to hold the queue for an exclusive consumer of its own.
+        self.exclusive = False
 
     @property
     def total(self) -> int:
@@ -133,6 +147,8 @@ class SharedBacklog:
         the buffer holds (and none selects, it is in no group), with a row id at hand if it
         is persistent."""
         if message.group is not None or self.credit(direct=True) <= 0:
+            return True
+        if self.store.held_elsewhere(self.queue.store_key):
             return True
         return message.persistent and not self.store.keeps_now()
 
@@ -188,11 +204,15 @@ class SharedBacklog:
         self.loading = True
         queue = self.queue
         self.owner.backlogs.setdefault(queue.store_key, self)
+        exclusive = any(s.exclusive for s in queue.subscriptions)
+        if self.exclusive and not exclusive:
+            self.store.give_up_exclusive(queue.store_key)
+        self.exclusive = exclusive
         if self.skipped and (
             self._skip_for != queue.subscriptions or len(self.skipped) > MAX_SKIPPED
         ):
             self.skipped = set()
-        claimed = self.store.claim(queue.store_key, limit, sorted(self.skipped))
+        claimed = self.store.claim(queue.store_key, limit, sorted(self.skipped), exclusive)
         claimed.addCallbacks(self._claimed, self._failed, callbackArgs=(limit,))
 
     def _claimed(self, messages: list[Message], limit: int) -> None:
@@ -248,7 +268,11 @@ class SharedBacklog:
 
     def idle(self) -> None:
         """The queue has no subscription left here: what the buffer holds waits for any node
-        (published, if it has no row yet)."""
+        (published, if it has no row yet), and another node may hold it for its exclusive
+        consumer."""
+        if self.exclusive:
+            self.exclusive = False
+            self.store.give_up_exclusive(self.queue.store_key)
         for message in self.queue.let_go():
             if message.store_key is None:
                 self.store.publish(self.queue.store_key, message, "never")

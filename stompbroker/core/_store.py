@@ -223,10 +223,20 @@ class ISharedQueues(Interface):
         (``message.seq`` becomes the row's id, ``store_key`` is set); fires as ``publish``.
         Settled before its batch leaves, it is never written."""
 
-    def claim(store_key: str, limit: int, skip: list[int]) -> Deferred[list[Message]]:
+    def claim(
+        store_key: str, limit: int, skip: list[int], exclusive: bool
+    ) -> Deferred[list[Message]]:
         """Claim up to ``limit`` waiting messages of ``store_key``, highest priority first,
         then oldest, but those whose ``seq`` is in ``skip``; each comes with ``store_key``
-        set and its row's id as ``seq``. Sees every write asked for before it."""
+        set and its row's id as ``seq``. Nothing while another node's exclusive consumer
+        holds the queue; ``exclusive`` (this node has one): take the queue first if no live
+        node holds it. Sees every write asked for before it."""
+
+    def give_up_exclusive(store_key: str) -> None:
+        """This node's exclusive consumers of ``store_key`` are gone: other nodes may claim."""
+
+    def held_elsewhere(store_key: str) -> bool:
+        """Whether another node's exclusive consumer holds ``store_key`` (as last polled)."""
 
     def peek(store_key: str, limit: int) -> Deferred[list[Message]]:
         """Up to ``limit`` waiting messages of ``store_key`` in claim order, claimed by no

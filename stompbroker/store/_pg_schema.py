@@ -11,7 +11,9 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
   order); ``owner`` is the incarnation that claimed the row, NULL while it waits. The
   waiting rows are indexed by (queue, priority desc, id), the order they are claimed in;
 * ``temporaries``: the temporary queues of every node, by global address, with the
-  incarnation of their owner's node (rows sent to one that is not there are swept).
+  incarnation of their owner's node (rows sent to one that is not there are swept);
+* ``exclusives``: the queues an exclusive consumer holds, by the incarnation of its node
+  (no other node claims from them meanwhile).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
@@ -68,6 +70,8 @@ CREATE = (
     f"CREATE INDEX shared_claimed ON {_S}.shared (owner) WHERE owner IS NOT NULL",
     f"""CREATE TABLE {_S}.temporaries (
         address text PRIMARY KEY, incarnation bigint NOT NULL)""",
+    f"""CREATE TABLE {_S}.exclusives (
+        qkey text PRIMARY KEY, incarnation bigint NOT NULL)""",
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 

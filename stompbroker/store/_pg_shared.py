@@ -64,10 +64,13 @@ _RELEASE = (
 )
 _PURGE = f"DELETE FROM {_SH} WHERE qkey = %s AND owner IS NULL"
 _DROP = f"DELETE FROM {_SH} WHERE qkey = %s"
+_EXCLUSIVES = f"{SCHEMA}.exclusives"
+# A claim takes nothing from a queue whose exclusive consumer is another incarnation's.
 _CLAIM = (
     f"UPDATE {_SH} s SET owner = %b FROM (SELECT id FROM {_SH} WHERE qkey = %s AND owner IS NULL"
-    " AND id <> ALL(%b::bigint[]) ORDER BY priority DESC, id LIMIT %b FOR UPDATE SKIP LOCKED) c"
-    " WHERE s.id = c.id"
+    " AND id <> ALL(%b::bigint[])"
+    f" AND NOT EXISTS (SELECT 1 FROM {_EXCLUSIVES} x WHERE x.qkey = %s AND x.incarnation <> %b)"
+    " ORDER BY priority DESC, id LIMIT %b FOR UPDATE SKIP LOCKED) c WHERE s.id = c.id"
     " RETURNING s.priority, s.id, s.message_id, s.destination, s.headers, s.body, s.expires,"
     " s.delivery_count, s.persistent, s.grp"
 )
@@ -75,6 +78,17 @@ _SWEEP = (
     f"UPDATE {_SH} SET owner = NULL, delivery_count = delivery_count + 1"
     f" WHERE owner IS NOT NULL AND owner <> ALL(ARRAY({LIVE_INCARNATIONS}))"
 )
+# An exclusive consumer's node takes its queue, unless a live incarnation holds it.
+_TAKE_EXCLUSIVE = (
+    f"INSERT INTO {_EXCLUSIVES} AS x (qkey, incarnation) VALUES (%s, %s) ON CONFLICT (qkey)"
+    " DO UPDATE SET incarnation = EXCLUDED.incarnation"
+    f" WHERE x.incarnation <> ALL(ARRAY({LIVE_INCARNATIONS}))"
+)
+_GIVE_UP_EXCLUSIVE = f"DELETE FROM {_EXCLUSIVES} WHERE qkey = %s AND incarnation = %s"
+_SWEEP_EXCLUSIVES = (
+    f"DELETE FROM {_EXCLUSIVES} WHERE incarnation <> ALL(ARRAY({LIVE_INCARNATIONS}))"
+)
+_HELD_ELSEWHERE = f"SELECT qkey FROM {_EXCLUSIVES} WHERE incarnation <> %s"
 _TEMPORARIES = f"{SCHEMA}.temporaries"
 _DECLARE = (
     f"INSERT INTO {_TEMPORARIES} (address, incarnation) VALUES (%s, %s)"
@@ -113,8 +127,9 @@ class SharedWork(NamedTuple):
     releases: list[tuple[int, int, str]]
     #: (store key, whether claimed rows go too): a purge (waiting rows), a deleted queue (all).
     purges: list[tuple[str, bool]]
-    #: (store key, how many rows at most, the ids to skip).
-    claims: list[tuple[str, int, list[int]]]
+    #: (store key, how many rows at most, the ids to skip, whether for an exclusive
+    #: consumer: the queue is taken first, if no live incarnation holds it).
+    claims: list[tuple[str, int, list[int], bool]]
     #: Whether to sweep the dead incarnations' claims and read every queue's depth.
     poll: bool
     #: (store key, how many rows at most): waiting rows read, not claimed (a browser's).
@@ -126,6 +141,8 @@ class SharedWork(NamedTuple):
     reserve: int
     #: (global address, True: declared / False: gone): this node's temporary queues.
     temporaries: list[tuple[str, bool]]
+    #: Queues this node's exclusive consumers left: held no more.
+    give_ups: list[str]
 
 
 class SharedDone(NamedTuple):
@@ -143,6 +160,8 @@ class SharedDone(NamedTuple):
     reserved: list[int]
     #: The live nodes (None: no poll in the batch).
     members: list[Member] | None
+    #: The queues another incarnation's exclusive consumer holds (None: no poll).
+    held_elsewhere: set[str] | None
 
 
 class SharedBatch:
@@ -151,6 +170,7 @@ class SharedBatch:
     __slots__ = (
         "claimed_publishes",
         "claims",
+        "give_ups",
         "peeks",
         "poll",
         "publishes",
@@ -166,13 +186,14 @@ class SharedBatch:
         self.settles: list[int] = []
         self.releases: dict[int, tuple[int, str]] = {}
         self.purges: list[tuple[str, bool]] = []
-        self.claims: list[tuple[str, int, list[int], Deferred[list[Message]]]] = []
+        self.claims: list[tuple[str, int, list[int], bool, Deferred[list[Message]]]] = []
         self.poll = False
         self.peeks: list[tuple[str, int, Deferred[list[Message]]]] = []
         #: By id: a row settled before its batch left is never written.
         self.claimed_publishes: dict[int, tuple[tuple[str, int, int], Message]] = {}
         self.reserve = 0
         self.temporaries: list[tuple[str, bool]] = []
+        self.give_ups: list[str] = []
 
     def size(self) -> int:
         return (
@@ -182,6 +203,7 @@ class SharedBatch:
             + len(self.releases)
             + len(self.purges)
             + len(self.temporaries)
+            + len(self.give_ups)
         )
 
     def writes(self) -> bool:
@@ -193,18 +215,19 @@ class SharedBatch:
             self.settles,
             [(id_, count, key) for id_, (count, key) in self.releases.items()],
             self.purges,
-            [(key, limit, skip) for key, limit, skip, _ in self.claims],
+            [(key, limit, skip, exclusive) for key, limit, skip, exclusive, _ in self.claims],
             self.poll,
             [(key, limit) for key, limit, _ in self.peeks],
             list(self.claimed_publishes.values()),
             self.reserve,
             self.temporaries,
+            self.give_ups,
         )
 
 
-#: The cursors of a batch's claims, peeks, depths and live nodes (None: no poll), and of its
-#: reserved ids (None: none asked).
-Cursors = tuple[list[Any], list[Any], Any, Any, Any]
+#: The cursors of a batch's claims, peeks, depths, live nodes and queues held elsewhere
+#: (None: no poll), and of its reserved ids (None: none asked).
+Cursors = tuple[list[Any], list[Any], Any, Any, Any, Any]
 
 
 def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
@@ -232,22 +255,31 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
         conn.execute(_SWEEP, (NODE_LOCK,))
         conn.execute(_SWEEP_TEMPORARIES, (NODE_LOCK,))
         conn.execute(_SWEEP_ORPHANS)
-    claims = [
-        conn.execute(_CLAIM, (incarnation, key, skip, limit), binary=True)
-        for key, limit, skip in work.claims
-    ]
+        conn.execute(_SWEEP_EXCLUSIVES, (NODE_LOCK,))
+    claims = []
+    for key, limit, skip, exclusive in work.claims:
+        if exclusive:
+            conn.execute(_TAKE_EXCLUSIVE, (key, incarnation, NODE_LOCK))
+        claims.append(
+            conn.execute(_CLAIM, (incarnation, key, skip, key, incarnation, limit), binary=True)
+        )
+    # After the claims: a give-up is asked after the claim that took the queue (its answer
+    # was on its way when the consumer left).
+    for key in work.give_ups:
+        conn.execute(_GIVE_UP_EXCLUSIVE, (key, incarnation))
     peeks = [conn.execute(_PEEK, (key, limit), binary=True) for key, limit in work.peeks]
     depths = conn.execute(_DEPTHS) if work.poll else None
     members = conn.execute(LIVE_NODES, (NODE_LOCK,)) if work.poll else None
+    held = conn.execute(_HELD_ELSEWHERE, (incarnation,)) if work.poll else None
     reserved = conn.execute(_RESERVE, (work.reserve,)) if work.reserve else None
-    return claims, peeks, depths, members, reserved
+    return claims, peeks, depths, members, held, reserved
 
 
 def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
-    claims, peeks, depths, members, reserved = cursors
+    claims, peeks, depths, members, held, reserved = cursors
     claimed = []
-    for (key, _, _), cursor in zip(work.claims, claims, strict=True):
+    for (key, _, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
         claimed.append([message_from_row(key, row) for row in rows])
     found = None
@@ -266,7 +298,8 @@ def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
             Member(name, incarnation, joined.timestamp(), address)
             for _, name, incarnation, joined, address in members.fetchall()
         ]
-    return SharedDone(claimed, found, incarnation, peeked, ids, live)
+    elsewhere = {row[0] for row in held.fetchall()} if held is not None else None
+    return SharedDone(claimed, found, incarnation, peeked, ids, live, elsewhere)
 
 
 def notify(conn: Any, work: SharedWork) -> None:
@@ -274,6 +307,7 @@ def notify(conn: Any, work: SharedWork) -> None:
     its COMMIT; a store key too long for a payload waits for the poll)."""
     keys = {key for (key, _, _), _ in work.publishes}
     keys.update(key for _, _, key in work.releases)
+    keys.update(work.give_ups)
     keys = {key for key in keys if len(key.encode()) < PAYLOAD_BYTES}
     if keys:
         conn.execute(_NOTIFY, (CHANNEL, sorted(keys)))

@@ -73,8 +73,9 @@ class PostgresStore(BatchingStore):
         #: Row ids reserved for messages this node delivers itself (popped from the end).
         self._ids: list[int] = []
         self._reserving = False
-        #: The live nodes, as last polled.
+        #: The live nodes, and the queues other nodes' exclusive consumers hold, as last polled.
         self._members: list[Member] = []
+        self._held_elsewhere: set[str] = set()
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -118,9 +119,11 @@ class PostgresStore(BatchingStore):
         self._shared().publishes.append(((store_key, message.priority, message.seq), message))
         return self._wait(self._pending, sync)
 
-    def claim(self, store_key: str, limit: int, skip: list[int]) -> Deferred[list[Message]]:
+    def claim(
+        self, store_key: str, limit: int, skip: list[int], exclusive: bool
+    ) -> Deferred[list[Message]]:
         answer: Deferred[list[Message]] = Deferred()
-        self._shared().claims.append((store_key, limit, skip, answer))
+        self._shared().claims.append((store_key, limit, skip, exclusive, answer))
         self._pending.urgent = True
         self._schedule(0.0)
         return answer
@@ -171,6 +174,14 @@ class PostgresStore(BatchingStore):
         self._pending.urgent = True
         self._schedule(0.0)
 
+    def give_up_exclusive(self, store_key: str) -> None:
+        self._shared().give_ups.append(store_key)
+        self._pending.urgent = True
+        self._schedule(0.0)
+
+    def held_elsewhere(self, store_key: str) -> bool:
+        return store_key in self._held_elsewhere
+
     def declare_temporary(self, address: str, declared: bool) -> None:
         self._shared().temporaries.append((address, declared))
         self._schedule(self._lazy_s)
@@ -212,12 +223,14 @@ class PostgresStore(BatchingStore):
             self.incarnation = done.incarnation
             if self._fenced is not None:
                 self._fenced()
-        for (_, _, _, answer), messages in zip(work.claims, done.claimed, strict=True):
+        for (*_, answer), messages in zip(work.claims, done.claimed, strict=True):
             answer.callback(messages)
         for (_, _, seen), messages in zip(work.peeks, done.peeked, strict=True):
             seen.callback(messages)
         if done.members is not None:
             self._members = done.members
+        if done.held_elsewhere is not None:
+            self._held_elsewhere = done.held_elsewhere
         if done.depths is not None:
             self._depths = done.depths
             self.wake(None)
@@ -230,7 +243,7 @@ class PostgresStore(BatchingStore):
                 self.wake(None)  # queues that published for want of ids may take directly
 
     def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
-        for _, _, _, answer in work.claims:
+        for *_, answer in work.claims:
             answer.errback(failure)
         for _, _, seen in work.peeks:
             seen.errback(failure)
