@@ -412,3 +412,30 @@ def test_an_exclusive_consumer_takes_a_queue_for_the_whole_cluster(nodes: list[N
     producer.publish("/queue/solo", b"after")
     settle(a.clock, 1.5)
     assert other.bodies() == [b"after"]
+
+
+def test_a_message_group_stays_with_one_node_s_consumer(nodes: list[Node]) -> None:
+    """Consumers on A and B take one message at a time; messages of groups g1 and g2 sent
+    through C: every message of a group goes to the consumer that got its first, in order,
+    and both nodes get work."""
+    a, b, c = nodes
+    consumers = [node.client() for node in (a, b)]
+    for consumer in consumers:
+        consumer.subscribe("/queue/grouped", ack="client-individual", prefetch_count="1")
+    producer = c.client()
+    for n in range(12):
+        producer.publish("/queue/grouped", b"g%d-%d" % (n % 3 + 1, n), JMSXGroupID=f"g{n % 3 + 1}")
+    got: dict[int, list[bytes]] = {0: [], 1: []}
+    for _ in range(20):
+        settle(a.clock, 0.6)
+        for i, consumer in enumerate(consumers):
+            frames = consumer.messages()
+            got[i] += _bodies(frames)
+            _ack(consumer, frames)
+    assert sorted(got[0] + got[1]) == sorted(b"g%d-%d" % (n % 3 + 1, n) for n in range(12))
+    owners = {body.split(b"-")[0]: i for i in (0, 1) for body in got[i]}
+    for i in (0, 1):
+        assert all(owners[body.split(b"-")[0]] == i for body in got[i]), got
+        numbers = [int(body.split(b"-")[1]) for body in got[i]]
+        assert numbers == sorted(numbers)
+    assert got[0] and got[1], got

@@ -22,6 +22,9 @@ queue on one node::
 * An exclusive consumer holds its queue for the cluster: its node takes the queue when it
   claims (if no live node holds it), no other node claims from it or delivers to its own
   consumers meanwhile, and the node gives it up when its exclusive consumers are gone.
+* A message group belongs to the node that claimed its first message (its incarnation),
+  until that node has no subscription of the queue left: no other node claims its messages
+  meanwhile (claims of a queue with grouped messages waiting take turns between nodes).
 * A claimed message that no local subscription's selector accepts is given back at once,
   and this node's next claims skip it while its subscriptions stay the same.
 * Fenced (the node lost its liveness lock, and came back under a new incarnation): what
@@ -206,7 +209,7 @@ class SharedBacklog:
         self.owner.backlogs.setdefault(queue.store_key, self)
         exclusive = any(s.exclusive for s in queue.subscriptions)
         if self.exclusive and not exclusive:
-            self.store.give_up_exclusive(queue.store_key)
+            self.store.give_up(queue.store_key, False)
         self.exclusive = exclusive
         if self.skipped and (
             self._skip_for != queue.subscriptions or len(self.skipped) > MAX_SKIPPED
@@ -268,11 +271,10 @@ class SharedBacklog:
 
     def idle(self) -> None:
         """The queue has no subscription left here: what the buffer holds waits for any node
-        (published, if it has no row yet), and another node may hold it for its exclusive
-        consumer."""
-        if self.exclusive:
-            self.exclusive = False
-            self.store.give_up_exclusive(self.queue.store_key)
+        (published, if it has no row yet); the queue and its message groups are free for
+        other nodes' exclusive consumers and groups."""
+        self.exclusive = False
+        self.store.give_up(self.queue.store_key, True)
         for message in self.queue.let_go():
             if message.store_key is None:
                 self.store.publish(self.queue.store_key, message, "never")

@@ -232,8 +232,10 @@ class ISharedQueues(Interface):
         holds the queue; ``exclusive`` (this node has one): take the queue first if no live
         node holds it. Sees every write asked for before it."""
 
-    def give_up_exclusive(store_key: str) -> None:
-        """This node's exclusive consumers of ``store_key`` are gone: other nodes may claim."""
+    def give_up(store_key: str, groups: bool) -> None:
+        """This node's exclusive consumers of ``store_key`` are gone: other nodes may claim
+        (with ``groups``: it has no consumer of it left, and gives up the message groups it
+        delivered too)."""
 
     def held_elsewhere(store_key: str) -> bool:
         """Whether another node's exclusive consumer holds ``store_key`` (as last polled)."""

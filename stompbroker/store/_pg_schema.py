@@ -13,7 +13,9 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
 * ``temporaries``: the temporary queues of every node, by global address, with the
   incarnation of their owner's node (rows sent to one that is not there are swept);
 * ``exclusives``: the queues an exclusive consumer holds, by the incarnation of its node
-  (no other node claims from them meanwhile).
+  (no other node claims from them meanwhile);
+* ``groups``: the message groups of each queue, by the incarnation of the node that
+  delivers them (no other node claims their messages meanwhile).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
@@ -47,6 +49,9 @@ SCHEMA = "stompbroker"
 #: The first key of the advisory locks: a node's liveness lock is (NODE_LOCK, its number);
 #: (NODE_LOCK, 0), held for the transaction, serialises the opening of nodes.
 NODE_LOCK = int.from_bytes(b"stom", "big", signed=True)
+#: The first key of the transaction-level advisory lock (GROUP_LOCK, hash of a queue) that
+#: serialises the claims of a queue with grouped messages waiting: the bytes of "stog".
+GROUP_LOCK = int.from_bytes(b"stog", "big", signed=True)
 #: The session-level advisory lock a version 1 node held while it had the database open:
 #: the bytes of "stompbro" as a signed 64-bit number. A migration waits for no such node.
 V1_LOCK_KEY = int.from_bytes(b"stompbro", "big", signed=True)
@@ -72,6 +77,10 @@ CREATE = (
         address text PRIMARY KEY, incarnation bigint NOT NULL)""",
     f"""CREATE TABLE {_S}.exclusives (
         qkey text PRIMARY KEY, incarnation bigint NOT NULL)""",
+    f"""CREATE TABLE {_S}.groups (
+        qkey text NOT NULL, grp text NOT NULL, incarnation bigint NOT NULL,
+        PRIMARY KEY (qkey, grp))""",
+    f"CREATE INDEX shared_grouped ON {_S}.shared (qkey) WHERE grp IS NOT NULL AND owner IS NULL",
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 

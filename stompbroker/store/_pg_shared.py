@@ -30,7 +30,7 @@ from twisted.internet.defer import Deferred
 
 from stompbroker.core import Member, Message
 
-from ._pg_schema import LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
+from ._pg_schema import GROUP_LOCK, LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
 from ._rows import message_from_row, pack_rows
 
 #: The channel other nodes LISTEN on; a notification's payload is a queue's store key.
@@ -66,14 +66,32 @@ _PURGE = f"DELETE FROM {_SH} WHERE qkey = %s AND owner IS NULL"
 _DROP = f"DELETE FROM {_SH} WHERE qkey = %s"
 _EXCLUSIVES = f"{SCHEMA}.exclusives"
 # A claim takes nothing from a queue whose exclusive consumer is another incarnation's.
+_GROUPS = f"{SCHEMA}.groups"
+# ... nor a message of a group another incarnation delivers; the groups of what it claims
+# become its incarnation's (those no one had).
 _CLAIM = (
-    f"UPDATE {_SH} s SET owner = %b FROM (SELECT id FROM {_SH} WHERE qkey = %s AND owner IS NULL"
-    " AND id <> ALL(%b::bigint[])"
-    f" AND NOT EXISTS (SELECT 1 FROM {_EXCLUSIVES} x WHERE x.qkey = %s AND x.incarnation <> %b)"
-    " ORDER BY priority DESC, id LIMIT %b FOR UPDATE SKIP LOCKED) c WHERE s.id = c.id"
+    f"WITH c AS (SELECT id, grp FROM {_SH} w WHERE qkey = %(k)s AND owner IS NULL"
+    " AND id <> ALL(%(skip)b::bigint[])"
+    f" AND NOT EXISTS (SELECT 1 FROM {_EXCLUSIVES} x"
+    " WHERE x.qkey = %(k)s AND x.incarnation <> %(inc)b)"
+    f" AND (w.grp IS NULL OR NOT EXISTS (SELECT 1 FROM {_GROUPS} g"
+    " WHERE g.qkey = %(k)s AND g.grp = w.grp AND g.incarnation <> %(inc)b))"
+    " ORDER BY priority DESC, id LIMIT %(n)b FOR UPDATE SKIP LOCKED),"
+    f" o AS (INSERT INTO {_GROUPS} (qkey, grp, incarnation)"
+    " SELECT DISTINCT %(k)s, grp, %(inc)b FROM c WHERE grp IS NOT NULL"
+    " ON CONFLICT (qkey, grp) DO NOTHING)"
+    f" UPDATE {_SH} s SET owner = %(inc)b FROM c WHERE s.id = c.id"
     " RETURNING s.priority, s.id, s.message_id, s.destination, s.headers, s.body, s.expires,"
     " s.delivery_count, s.persistent, s.grp"
 )
+# Claims of a queue with grouped messages waiting take turns between nodes (so that two
+# never take one new group at once): the lock is the transaction's.
+_GROUP_TURN = (
+    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+    f" WHERE EXISTS (SELECT 1 FROM {_SH} WHERE qkey = %s AND grp IS NOT NULL AND owner IS NULL)"
+)
+_GIVE_UP_GROUPS = f"DELETE FROM {_GROUPS} WHERE qkey = %s AND incarnation = %s"
+_SWEEP_GROUPS = f"DELETE FROM {_GROUPS} WHERE incarnation <> ALL(ARRAY({LIVE_INCARNATIONS}))"
 _SWEEP = (
     f"UPDATE {_SH} SET owner = NULL, delivery_count = delivery_count + 1"
     f" WHERE owner IS NOT NULL AND owner <> ALL(ARRAY({LIVE_INCARNATIONS}))"
@@ -141,8 +159,9 @@ class SharedWork(NamedTuple):
     reserve: int
     #: (global address, True: declared / False: gone): this node's temporary queues.
     temporaries: list[tuple[str, bool]]
-    #: Queues this node's exclusive consumers left: held no more.
-    give_ups: list[str]
+    #: (store key, groups too): queues this node holds no more for an exclusive consumer
+    #: (with groups too: nor the message groups it delivered; it has no consumer left).
+    give_ups: list[tuple[str, bool]]
 
 
 class SharedDone(NamedTuple):
@@ -193,7 +212,7 @@ class SharedBatch:
         self.claimed_publishes: dict[int, tuple[tuple[str, int, int], Message]] = {}
         self.reserve = 0
         self.temporaries: list[tuple[str, bool]] = []
-        self.give_ups: list[str] = []
+        self.give_ups: list[tuple[str, bool]] = []
 
     def size(self) -> int:
         return (
@@ -256,17 +275,20 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
         conn.execute(_SWEEP_TEMPORARIES, (NODE_LOCK,))
         conn.execute(_SWEEP_ORPHANS)
         conn.execute(_SWEEP_EXCLUSIVES, (NODE_LOCK,))
+        conn.execute(_SWEEP_GROUPS, (NODE_LOCK,))
     claims = []
     for key, limit, skip, exclusive in work.claims:
         if exclusive:
             conn.execute(_TAKE_EXCLUSIVE, (key, incarnation, NODE_LOCK))
-        claims.append(
-            conn.execute(_CLAIM, (incarnation, key, skip, key, incarnation, limit), binary=True)
-        )
+        conn.execute(_GROUP_TURN, (GROUP_LOCK, key, key))
+        parameters = {"k": key, "skip": skip, "inc": incarnation, "n": limit}
+        claims.append(conn.execute(_CLAIM, parameters, binary=True))
     # After the claims: a give-up is asked after the claim that took the queue (its answer
     # was on its way when the consumer left).
-    for key in work.give_ups:
+    for key, groups in work.give_ups:
         conn.execute(_GIVE_UP_EXCLUSIVE, (key, incarnation))
+        if groups:
+            conn.execute(_GIVE_UP_GROUPS, (key, incarnation))
     peeks = [conn.execute(_PEEK, (key, limit), binary=True) for key, limit in work.peeks]
     depths = conn.execute(_DEPTHS) if work.poll else None
     members = conn.execute(LIVE_NODES, (NODE_LOCK,)) if work.poll else None
@@ -307,7 +329,7 @@ def notify(conn: Any, work: SharedWork) -> None:
     its COMMIT; a store key too long for a payload waits for the poll)."""
     keys = {key for (key, _, _), _ in work.publishes}
     keys.update(key for _, _, key in work.releases)
-    keys.update(work.give_ups)
+    keys.update(key for key, _ in work.give_ups)
     keys = {key for key in keys if len(key.encode()) < PAYLOAD_BYTES}
     if keys:
         conn.execute(_NOTIFY, (CHANNEL, sorted(keys)))

@@ -174,8 +174,8 @@ class PostgresStore(BatchingStore):
         self._pending.urgent = True
         self._schedule(0.0)
 
-    def give_up_exclusive(self, store_key: str) -> None:
-        self._shared().give_ups.append(store_key)
+    def give_up(self, store_key: str, groups: bool) -> None:
+        self._shared().give_ups.append((store_key, groups))
         self._pending.urgent = True
         self._schedule(0.0)
 
