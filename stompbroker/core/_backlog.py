@@ -18,8 +18,8 @@ decides the rest, and owns every stored row of the queue::
 Three backlogs exist: ``MemoryBacklog`` (nothing stored: temporary destinations, a broker
 without a store), ``PagedBacklog`` (``_paging``: written behind to the local store, paged
 out beyond the memory window) and ``SharedBacklog`` (``_shared``: a queue whose messages live
-in a database a cluster shares: ``holds_back`` always, ``fill`` claiming a batch up to its
-consumers' credit). Dispatch
+in a database a cluster shares: ``holds_back`` but what its own consumers have room for,
+``fill`` claiming a batch up to their credit). Dispatch
 (round robin, prefetch, exclusive consumers, groups, selectors, redelivery, dead letters)
 is written once, in ``_destination.Queue``, over either.
 """

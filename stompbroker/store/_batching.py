@@ -24,6 +24,10 @@ How a write travels::
 * The worker times each COMMIT (a monotonic clock: it measures, it never decides);
   ``commits`` counts the batches and holds the times of those that asked to sync.
 
+* A batch of the PostgreSQL store may carry the shared queues' work too (``Batch.shared``:
+  ``_pg_shared``), applied last in the same transaction; its answer goes to the store's
+  ``_shared_done`` once the batch's waiters and loads have fired.
+
 The worker side is a ``Worker`` (``_database.Database`` for SQLite,
 ``_pg_database.PgDatabase`` for PostgreSQL); the statements of the ``first`` list are
 the database's ``Statements``, each taking its parameters in the order given here.
