@@ -406,3 +406,18 @@ def test_a_running_version_1_node_keeps_the_database_from_being_migrated(
             "a stompbroker node of an older version (schema 1) is using this database: stop it"
             " before starting this one, which migrates the schema"
         )
+
+
+def test_a_node_connects_with_keepalives_and_a_bound_unless_the_dsn_sets_its_own(
+    postgres_dsn: str,
+) -> None:
+    """The store's connection has TCP keepalives (5 s idle) and a 5 s connect timeout,
+    and on the server's side of the session keepalives too; a DSN's own values win."""
+    h = _opened(postgres_dsn + " connect_timeout=7")
+    database = h.store._database
+    assert database is not None
+    conn = database._conn
+    parameters = conn.info.get_parameters()
+    assert (parameters["connect_timeout"], parameters["keepalives_idle"]) == ("7", "5")
+    assert conn.execute("SHOW tcp_user_timeout").fetchone() == ("10000",)
+    h.result(h.store.close())

@@ -36,9 +36,11 @@ STATEMENT_BYTES = 32 * 1024 * 1024
 #: every table's files: cheap, not free).
 SIZE_EVERY = 64
 
-#: TCP keepalives on every connection: a server that went away (or a network that broke)
-#: is noticed in about ten seconds, not the system's two hours.
+#: What every connection sets unless the DSN says otherwise: TCP keepalives (a server that
+#: went away, or a network that broke, is noticed in about ten seconds, not the system's two
+#: hours), and a bound on connecting (a server that does not answer holds no batch for long).
 KEEPALIVES: dict[str, Any] = {
+    "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 5,
     "keepalives_interval": 2,
@@ -217,7 +219,9 @@ class PgDatabase:
 
         name = f"stompbroker {self.node}".strip()[:63]
         try:
-            conn = psycopg.connect(self.dsn, autocommit=True, application_name=name, **KEEPALIVES)
+            given = psycopg.conninfo.conninfo_to_dict(self.dsn)
+            defaults = {k: v for k, v in KEEPALIVES.items() if k not in given}
+            conn = psycopg.connect(self.dsn, autocommit=True, application_name=name, **defaults)
         except psycopg.OperationalError as exc:
             why = " ".join(str(exc).split())
             raise StoreRefused(f"cannot connect to PostgreSQL: {why}") from None
