@@ -17,6 +17,7 @@ from stompbroker.codec import Frame
 from stompbroker.config import load
 from stompbroker.core import Broker
 from stompbroker.store import PostgresStore
+from stompbroker.store._pg_shared import woken_by
 from stompbroker.testing import Client
 from stompbroker.transport import Connections, Management
 from stompbroker.transport._prometheus import registry
@@ -439,3 +440,27 @@ def test_a_message_group_stays_with_one_node_s_consumer(nodes: list[Node]) -> No
         numbers = [int(body.split(b"-")[1]) for body in got[i]]
         assert numbers == sorted(numbers)
     assert got[0] and got[1], got
+
+
+def test_a_publish_notifies_the_other_nodes_which_claim_at_once(
+    postgres_dsn: str, nodes: list[Node]
+) -> None:
+    """After committing a message for a queue, a node sends one notification on
+    stompbroker_queues naming its incarnation and the queue; given it, another node claims
+    at once (without its poll); a node ignores its own."""
+    a, b, _ = nodes
+    b.store._poll = lambda: None  # type: ignore[method-assign]  # only the notification wakes B
+    consumer = b.client()
+    consumer.subscribe("/queue/woken")
+    settle(a.clock)
+    with psycopg.connect(postgres_dsn, autocommit=True) as listener:
+        listener.execute("LISTEN stompbroker_queues")
+        a.client().publish("/queue/woken", b"now")
+        settle(a.clock, 0.1)
+        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert payloads == [f"{a.store.incarnation} /queue/woken"]
+    assert consumer.bodies() == []
+    assert woken_by(payloads[0], a.store.incarnation) is None  # its own: ignored
+    b.store.notified(payloads[0])
+    settle(a.clock, 0.1)
+    assert consumer.bodies() == [b"now"]

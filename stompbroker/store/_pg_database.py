@@ -301,7 +301,7 @@ class PgDatabase:
                 started = self._timer()
                 conn.execute("COMMIT")
                 if shared:
-                    _pg_shared.notify(conn, shared)
+                    _pg_shared.notify(conn, shared, incarnation)
                 pipeline.sync()
                 elapsed = self._timer() - started
         except BaseException:

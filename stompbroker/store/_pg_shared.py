@@ -33,7 +33,8 @@ from stompbroker.core import Member, Message
 from ._pg_schema import GROUP_LOCK, LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
 from ._rows import message_from_row, pack_rows
 
-#: The channel other nodes LISTEN on; a notification's payload is a queue's store key.
+#: The channel other nodes LISTEN on; a notification's payload is the sending incarnation
+#: and a queue's store key, a space between (``wake_payload``).
 CHANNEL = "stompbroker_queues"
 #: A notification's payload must be shorter than this (PostgreSQL's limit is 8000 bytes).
 PAYLOAD_BYTES = 7900
@@ -131,7 +132,7 @@ _DEPTHS = (
     f"SELECT qkey, count(*), coalesce(sum(octet_length(body)), 0) FROM {_SH}"
     " WHERE owner IS NULL GROUP BY qkey"
 )
-_NOTIFY = "SELECT pg_notify(%s, k) FROM unnest(%s::text[]) AS k"
+_NOTIFY = "SELECT pg_notify(%s, %s || ' ' || k) FROM unnest(%s::text[]) AS k"
 
 
 class SharedWork(NamedTuple):
@@ -324,7 +325,16 @@ def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     return SharedDone(claimed, found, incarnation, peeked, ids, live, elsewhere)
 
 
-def notify(conn: Any, work: SharedWork) -> None:
+def woken_by(payload: str, incarnation: int) -> str | None:
+    """The store key a notification of ``CHANNEL`` wakes, unless it is this incarnation's
+    own (or not one of ours)."""
+    sender, _, key = payload.partition(" ")
+    if not key or sender == str(incarnation):
+        return None
+    return key
+
+
+def notify(conn: Any, work: SharedWork, incarnation: int) -> None:
     """Wake the other nodes for the queues ``work`` published to or gave rows back to (after
     its COMMIT; a store key too long for a payload waits for the poll)."""
     keys = {key for (key, _, _), _ in work.publishes}
@@ -332,4 +342,4 @@ def notify(conn: Any, work: SharedWork) -> None:
     keys.update(key for key, _ in work.give_ups)
     keys = {key for key in keys if len(key.encode()) < PAYLOAD_BYTES}
     if keys:
-        conn.execute(_NOTIFY, (CHANNEL, sorted(keys)))
+        conn.execute(_NOTIFY, (CHANNEL, str(incarnation), sorted(keys)))

@@ -23,7 +23,7 @@ from stompbroker.core import Clock, DelayedCall, IMessageStore, ISharedQueues, M
 
 from ._batching import BatchingStore, BatchOptions, Runner
 from ._pg_database import STATEMENTS, PgDatabase
-from ._pg_shared import SharedBatch, SharedDone
+from ._pg_shared import SharedBatch, SharedDone, woken_by
 
 log = Logger(namespace="stompbroker.store")
 
@@ -195,6 +195,13 @@ class PostgresStore(BatchingStore):
     def watch(self, woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         self._woken = woken
         self._fenced = fenced
+
+    def notified(self, payload: str) -> None:
+        """A notification of ``_pg_shared.CHANNEL`` (LISTENed to by ``PgListener``): another
+        node published to, or gave back rows of, a queue."""
+        key = woken_by(payload, self.incarnation)
+        if key is not None:
+            self.wake(key)
 
     def wake(self, store_key: str | None) -> None:
         """Messages may wait in ``store_key`` (a notification; None: rescan every queue)."""
