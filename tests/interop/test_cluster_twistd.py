@@ -1,10 +1,12 @@
-"""Three real ``twistd stompbroker`` nodes on one PostgreSQL database, driven by stomp.py:
+"""Three real ``twistd stompbroker`` nodes on one PostgreSQL database, driven by stomp.py
+(and @stomp/stompjs):
 a queue is one queue for the cluster, and a node killed with SIGKILL loses nothing its
 producers were told was received: what it had delivered unacknowledged comes back through
 the other nodes, flagged redelivered."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import subprocess
 import threading
@@ -16,7 +18,11 @@ import pytest
 from tests._postgres import PostgresServer
 
 from .conftest import Client, poll
+from .test_stompjs import node as nodejs
+from .test_stompjs import run_node
 from .test_twistd import Output, free_port, kill_twistd, spawn_twistd
+
+__all__ = ["nodejs"]  # the fixture
 
 #: Rounds of the kill test: in each, one node dies holding unacknowledged messages while
 #: producers send with receipts through the others.
@@ -234,3 +240,21 @@ def test_a_postgresql_restart_under_load_is_errors_never_silent_loss(
         timeout=30,
     )
     _close(consumer)
+
+
+def test_stompjs_clients_on_two_nodes_share_a_queue(cluster: list[Node], nodejs: str) -> None:
+    """Real @stomp/stompjs over TCP: a consumer on node 2, a producer on node 1 sending 20
+    persistent messages: the consumer gets every one, in order."""
+    result = run_node(
+        nodejs,
+        "stompjs_client.mjs",
+        {
+            "scenario": "relay",
+            "transport": "tcp",
+            "port": cluster[1].port,
+            "sendPort": cluster[0].port,
+            "count": 20,
+        },
+    )
+    bodies = [base64.b64decode(m["body"]) for m in result["received"]]
+    assert bodies == [f"m{n}".encode() for n in range(20)]

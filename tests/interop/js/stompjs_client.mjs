@@ -5,7 +5,8 @@
 //
 // spec.transport: "ws" (brokerURL, STOMP.js's own WebSocket path, the `ws` package standing
 //   in for the browser's WebSocket) or "tcp" (@stomp/tcp-wrapper over a plain socket).
-// spec.scenario: "roundtrip" | "heartbeat" | "probe" (a bare WebSocket handshake, no STOMP).
+// spec.scenario: "roundtrip" | "heartbeat" | "probe" (a bare WebSocket handshake, no STOMP)
+//   | "relay" (a consumer on spec.port, a producer on spec.sendPort: two nodes of a cluster).
 import { Client, Versions } from '@stomp/stompjs';
 import { TCPWrapper } from '@stomp/tcp-wrapper';
 import WebSocket from 'ws';
@@ -50,7 +51,8 @@ function makeClient(extra) {
   };
   if (spec.stompVersions) config.stompVersions = new Versions(spec.stompVersions);
   if (spec.transport === 'tcp') {
-    config.webSocketFactory = () => new TCPWrapper('127.0.0.1', spec.port);
+    const port = extra.port ?? spec.port;
+    config.webSocketFactory = () => new TCPWrapper('127.0.0.1', port);
   } else {
     config.brokerURL = spec.url;
   }
@@ -149,4 +151,33 @@ function probe() {
   });
 }
 
-({ roundtrip, heartbeat, probe })[spec.scenario]();
+// A consumer subscribes on spec.port; once its SUBSCRIBE is receipted, a producer on
+// spec.sendPort sends spec.count persistent messages; done when the consumer has them all.
+function relay() {
+  const received = [];
+  const consumer = makeClient({});
+  const producer = makeClient({ port: spec.sendPort });
+  consumer.onConnect = () => {
+    consumer.watchForReceipt('sub', () => producer.activate());
+    consumer.subscribe(
+      '/queue/jsc',
+      (message) => {
+        received.push(describe(message));
+        if (received.length === spec.count) {
+          Promise.all([consumer.deactivate(), producer.deactivate()]).then(() =>
+            finish({ received }),
+          );
+        }
+      },
+      { receipt: 'sub' },
+    );
+  };
+  producer.onConnect = () => {
+    for (let n = 0; n < spec.count; n += 1) {
+      producer.publish({ destination: '/queue/jsc', body: `m${n}`, headers: { persistent: 'true' } });
+    }
+  };
+  consumer.activate();
+}
+
+({ roundtrip, heartbeat, probe, relay })[spec.scenario]();
