@@ -1,8 +1,11 @@
 """Message stores: ``MemoryStore`` (nothing kept across restarts), ``SqliteStore`` (on disk)
-and ``PostgresStore`` (in a PostgreSQL database; needs the ``postgresql`` extra: psycopg)."""
+and ``PostgresStore`` (in a PostgreSQL database; needs the ``postgresql`` extra: psycopg);
+``PgListener`` (LISTEN/NOTIFY) and ``PgTopicBus`` over it, topics across a cluster's nodes."""
 
 from ._memory import MemoryStore
+from ._pg_bus import PgTopicBus
 from ._pg_database import dsn_problem, dsn_shown, psycopg_missing
+from ._pg_listen import PgListener
 from ._pg_schema import StoreRefused
 from ._postgres import PostgresStore
 from ._sqlite import FILENAME, SqliteStore
@@ -10,6 +13,8 @@ from ._sqlite import FILENAME, SqliteStore
 __all__ = [
     "FILENAME",
     "MemoryStore",
+    "PgListener",
+    "PgTopicBus",
     "PostgresStore",
     "SqliteStore",
     "StoreRefused",
