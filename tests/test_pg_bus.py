@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +21,9 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from stompbroker.config import parse
 from stompbroker.core import Broker, ITopicBus, Message
+from stompbroker.service import BrokerService
 from stompbroker.store import PgListener, PgTopicBus, StoreRefused, _pg_bus, _pg_listen
 from stompbroker.testing import RecordingConsumer
 
@@ -211,6 +214,30 @@ def test_delivery_resumes_after_the_server_ends_the_listeners_connection(
     b.broker.send("/topic/news", {}, b"back")
     loop.until(lambda: len(near.deliveries) == 2, "A to get B's publish")
     assert far.bodies() == [b"after", b"back"] and near.bodies() == [b"after", b"back"]
+
+
+def test_a_service_on_postgresql_starts_and_stops_its_bus_with_the_store(
+    nodes: Callable[[str], Node], loop: Loop, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """``broker.store: postgresql``: the service's broker publishes to and hears from the
+    other nodes once started; its listener is gone once stopped."""
+    text = f"broker:\n  store: postgresql\n  data_dir: '{tmp_path}'\n"
+    config = parse(text + f"postgresql:\n  dsn: '{postgres_dsn}'\n  node: svc\n")
+    service = BrokerService(config, loop.reactor, [])
+    other = nodes("other")
+    service.startService()
+    assert service.bus is not None
+    listener = service.bus.listener
+    assert isinstance(listener, PgListener) and listener.connected
+    here, there = RecordingConsumer(), other.consume("/topic/news")
+    service.broker.subscribe(here, "s", "/topic/news")
+    service.broker.send("/topic/news", {}, b"from the service")
+    other.broker.send("/topic/news", {}, b"from the other")
+    loop.until(lambda: len(here.deliveries) == len(there.deliveries) == 2, "both ways")
+    assert here.bodies() == [b"from the service", b"from the other"]
+    assert sorted(there.bodies()) == [b"from the other", b"from the service"]
+    loop.wait(service.stopService())
+    assert not listener.connected
 
 
 # -- the listener ---------------------------------------------------------------------
