@@ -40,6 +40,9 @@ from stompbroker.security import access_control, configure_access
 from stompbroker.session import SessionSettings, StompSession
 from stompbroker.store import (
     FILENAME,
+    QUEUES_CHANNEL,
+    PgListener,
+    PgTopicBus,
     PostgresStore,
     SqliteStore,
     StoreRefused,
@@ -182,6 +185,8 @@ class BrokerService(MultiService):
         self.reactor: Clock = reactor
         node = secrets.token_hex(4)
         self.store = make_store(config, reactor)
+        #: Topics across the nodes that share the PostgreSQL database (None: other stores).
+        self.bus = make_bus(config, reactor, node, self.store)
         self.broker = Broker(
             id_prefix=f"ID-{node}",
             clock=reactor,
@@ -189,6 +194,7 @@ class BrokerService(MultiService):
             store=self.store,
             auto_create=config.broker.auto_create,
             virtual_topics=virtual_topics(config),
+            bus=self.bus,
         )
         #: Fires once the store is open and the listeners listen (or fails why not).
         self.started: Deferred[None] = Deferred()
@@ -320,6 +326,7 @@ class BrokerService(MultiService):
         )
         log_backlog(self.config.limits.listen_backlog, somaxconn())
         opened: Deferred[Any] = self.store.open() if self.store is not None else succeed(None)
+        opened.addCallback(self._start_bus)
         opened.addCallback(self._recovered)
         outcome: list[object] = []
         opened.addBoth(outcome.append)
@@ -331,6 +338,12 @@ class BrokerService(MultiService):
             opened.addCallbacks(self.started.callback, self._failed_to_start)
         else:
             self.started.callback(None)
+
+    def _start_bus(self, recovery: Recovery | None) -> Any:
+        """Once the store is open: start the topic bus, if any, then pass the recovery on."""
+        if self.bus is None:
+            return recovery
+        return self.bus.start().addCallback(lambda _: recovery)
 
     def _recovered(self, recovery: Recovery | None) -> None:
         if recovery is not None:
@@ -348,9 +361,13 @@ class BrokerService(MultiService):
         self.started.errback(failure)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        """Stop listening and releasing scheduled messages, then flush and close the store."""
+        """Stop listening and releasing scheduled messages, then the topic bus, then flush and
+        close the store."""
         stopped: Deferred[Any] = maybeDeferred(super().stopService)
         self.broker.router.scheduled.stop()
+        bus = self.bus
+        if bus is not None:
+            stopped.addCallback(lambda _: bus.stop())
         store = self.store
         if store is None:
             return stopped.addCallback(lambda _: None)
@@ -404,6 +421,35 @@ def make_store(config: Config, reactor: Any) -> IMessageStore | None:
     """The configured store: SQLite in the data directory, PostgreSQL, or none (memory only)."""
     if config.broker.store == "memory":
         return None
+    run = in_worker(reactor)
+    if config.broker.store == "postgresql":
+        check_store(config)
+        dsn = config.postgresql.dsn
+        assert dsn is not None
+        return PostgresStore(dsn, reactor, run, node_name(config))
+    return SqliteStore(os.path.join(config.broker.data_dir, FILENAME), reactor, run)
+
+
+def make_bus(
+    config: Config, reactor: Any, sender: str, store: IMessageStore | None
+) -> PgTopicBus | None:
+    """With the PostgreSQL store: topic publishes between the nodes sharing its database,
+    LISTEN/NOTIFY on a connection of their own (``sender``: this run's node id); the same
+    connection wakes the store's shared queues when another node wrote to them (and all of
+    them after a reconnection, since notifications were lost meanwhile)."""
+    dsn = config.postgresql.dsn
+    if config.broker.store != "postgresql" or dsn is None:
+        return None
+    listener = PgListener(dsn, reactor, in_worker(reactor), node_name(config))
+    if isinstance(store, PostgresStore):
+        listener.listen(QUEUES_CHANNEL, store.notified)
+        shared = store
+        listener.reconnected = lambda: shared.wake(None)
+    return PgTopicBus(listener, reactor, sender)
+
+
+def in_worker(reactor: Any) -> Callable[..., Deferred[Any]]:
+    """Run a blocking function in the reactor's thread pool (at once before it runs)."""
 
     def run(function: Any, *args: Any) -> Deferred[Any]:
         # Before the reactor runs (startup), run at once: nothing else is served yet.
@@ -411,12 +457,7 @@ def make_store(config: Config, reactor: Any) -> IMessageStore | None:
             return maybeDeferred(function, *args)
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
-    if config.broker.store == "postgresql":
-        check_store(config)
-        dsn = config.postgresql.dsn
-        assert dsn is not None
-        return PostgresStore(dsn, reactor, run, node_name(config))
-    return SqliteStore(os.path.join(config.broker.data_dir, FILENAME), reactor, run)
+    return run
 
 
 def check_store(config: Config) -> None:

@@ -54,6 +54,7 @@ ROOMS: dict[str, Room] = {
         (
             "zope.interface",
             "twisted.internet.defer",
+            "twisted.internet.interfaces",
             "twisted.internet.threads",
             "twisted.logger",
             "psycopg",

@@ -15,12 +15,16 @@ part                   owns                                          module
 ACK and NACK are settled by the destination the subscription is attached to
 (``Destination.acknowledge`` and ``refuse``); a queue's stored rows belong to its backlog
 (``_backlog``, ``_paging``).
+
+In a cluster the broker is handed a topic bus (``ITopicBus``): the router gives it what is
+published here, and ``published_elsewhere`` takes what the other nodes published.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -31,7 +35,7 @@ from ._destination import Destination
 from ._durable import DurableSubscription
 from ._durables import DurableSubscriptions
 from ._message import Message
-from ._names import DestinationError, check_subscribe_name, parse_destination
+from ._names import DestinationError, DestinationFull, check_subscribe_name, parse_destination
 from ._paging import PagedBacklog
 from ._policy import PolicyMap
 from ._queue import Queue
@@ -40,7 +44,7 @@ from ._routing import Router
 from ._selector import compile_selector
 from ._shared import SharedQueues
 from ._stats import Statistics
-from ._store import IMessageStore, ISharedQueues, Recovery
+from ._store import IMessageStore, ISharedQueues, ITopicBus, Recovery
 from ._subscription import Consumer, Selector, Subscription, attach, selector_view
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
@@ -65,7 +69,8 @@ class Broker:
     ``recover`` loads what it holds at start. Without ``auto_create``, clients may use only
     the queues and topics ``policies`` name. ``virtual_topics`` says which queues are
     consumer queues of virtual topics (by default ActiveMQ's prefixes, ``VirtualTopic.``
-    and ``Consumer.*.``; None: no virtual topics).
+    and ``Consumer.*.``; None: no virtual topics). ``bus`` carries topic publishes to and
+    from the other nodes of a cluster (None: this broker is alone).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class Broker:
         store: IMessageStore | None = None,
         auto_create: bool = True,
         virtual_topics: VirtualTopics | None = DEFAULT_VIRTUAL_TOPICS,
+        bus: ITopicBus | None = None,
     ) -> None:
         if any(c in id_prefix for c in ":\\\r\n"):
             raise ValueError(f"message id prefix {id_prefix!r} would need escaping")
@@ -118,6 +124,9 @@ class Broker:
         )
         #: What destinations call to dead-letter a message (``Hooks.dead_letter``).
         self.dead_letter = self.dead_letters.dead_letter
+        if bus is not None:
+            self.router.bus = bus
+            bus.attach(self.published_elsewhere)
 
     @property
     def policies(self) -> PolicyMap:
@@ -168,6 +177,35 @@ class Broker:
     def delete_temporaries(self, owner: str) -> None:
         """The owner left: delete its temporary destinations and what they held."""
         self.temporaries.delete_owned(owner)
+
+    def published_elsewhere(self, name: str, message: Message) -> None:
+        """A message another node of the cluster published to topic ``name`` (handed over by
+        the ``ITopicBus``): for this node's subscribers of the topic, plain and wildcard, and
+        its durable subscriptions; not for virtual topics' consumer queues (the publishing
+        node fed those, for the whole cluster), and never back to the bus. It gets a ``seq``
+        of this node's; an expired one is dropped (counted)."""
+        if message.expires and message.expired(self.now_ms()):
+            self.counters["expired"] += 1
+            self.counters["dropped"] += 1
+            return
+        message.seq = self.router.next_seq()
+        wildcards, durables, _ = self._fanout.get(name)
+        topic = self.destinations.topics.get(name)
+        if topic is not None:
+            topic.publish(message)
+        for wildcard in wildcards:
+            wildcard.publish(message)
+        for durable in durables:
+            try:
+                if durable.policy.limited and durable.wants(message):
+                    durable.admit(len(message.body))
+            except DestinationFull:
+                durable.stats.dropped += 1
+                self.counters["dropped"] += 1
+                continue
+            written = durable.offer(message)
+            if written is not None:
+                written.addErrback(_write_failed, message)
 
     # -- consuming ---------------------------------------------------------------
 
@@ -375,3 +413,8 @@ class Broker:
                 store.drop(stored.store_key)
                 continue
             queue.backlog.restore(stored.priorities, stored.bytes)
+
+
+def _write_failed(failure: Any, message: Message) -> None:
+    """A copy of another node's message could not be written: nobody waits for it; say so."""
+    log.failure("could not keep {id} from another node", failure, id=message.message_id)

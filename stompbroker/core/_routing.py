@@ -31,6 +31,9 @@ then *held* (``_scheduled``): a record for a queue; for a topic, one for its sub
 due and one per durable subscription and consumer queue it feeds now. When due, each is
 *released*: a new arrival at its target, with a new ``seq``. A send with none of these
 headers (nor ``_AMQ_DUPL_ID``) takes the fast path: one test of its header names.
+
+In a cluster, a publish to a topic (but the statistics topic, each node's own) also goes to
+the ``bus`` (``ITopicBus``), for the other nodes' subscribers (``Broker.published_elsewhere``).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from ._destination import Destination, Hooks
 from ._duplicates import DUPLICATE_HEADER, Duplicates, check_duplicate_id
 from ._message import Message
 from ._names import DestinationError, check_send_name, parse_destination
-from ._policy import DestinationPolicy, PolicyMap
+from ._policy import STATS_TOPIC, DestinationPolicy, PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._scheduled import ScheduledDeliveries
@@ -61,7 +64,7 @@ from ._send_headers import (
     message_schedule,
     producer_headers,
 )
-from ._store import ScheduledRecord
+from ._store import ITopicBus, ScheduledRecord
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
 
@@ -74,6 +77,9 @@ Route = tuple[str, str, str, DestinationPolicy, "Destination | None"]
 
 #: At most this many destinations' routes are kept.
 ROUTES = 10_000
+
+#: The statistics topic's name: its snapshots describe one node, and stay on it.
+STATS_NAME = STATS_TOPIC.removeprefix("/topic/")
 
 #: The headers that take a send off the fast path: duplicate detection and scheduling.
 SLOW_HEADERS = SCHEDULE_HEADERS | {DUPLICATE_HEADER}
@@ -123,6 +129,8 @@ class Router:
         self.duplicates = Duplicates(hooks.now_ms)
         #: The messages waiting for their delivery time.
         self.scheduled = ScheduledDeliveries(hooks.clock, hooks.now_ms, self.release)
+        #: Where topic publishes go for the other nodes of a cluster (None: one node).
+        self.bus: ITopicBus | None = None
 
     def next_seq(self) -> int:
         """The next message sequence number (broker-wide order)."""
@@ -383,6 +391,8 @@ class Router:
                 topic.publish(message, owner)
             for wildcard in self._fanout.get(name)[0]:
                 wildcard.publish(message, owner)
+            if self.bus is not None:
+                self.bus.publish(name, message)
         else:
             durable = self._fanout.durable(target[1], target[2])
             if durable is not None:
@@ -455,6 +465,9 @@ class Router:
             topic.publish(message, owner)
         for wildcard in wildcards:
             wildcard.publish(message, owner)
+        bus = self.bus
+        if bus is not None and name != STATS_NAME:
+            bus.publish(name, message)
         if not durables and not queues:
             return None
         written = [

@@ -33,6 +33,10 @@ order (``load_scheduled``), so that the broker holds only the earliest in memory
 taken out (``unschedule``, when its message was delivered) or moved on (``reschedule``, a
 repeating one) in the same reactor turn as the delivered message's ``add`` is written in
 the same batch: a crash never loses a due message, nor delivers it twice.
+
+A *topic bus* (``ITopicBus``) carries topic publishes between the nodes of a cluster: what
+one node publishes to a topic reaches the subscribers on the others, at most once, stored
+nowhere (``store._pg_bus`` over PostgreSQL's LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
@@ -270,3 +274,30 @@ class ISharedQueues(Interface):
         """Call ``woken(store_key)`` when messages may wait in a queue (None: in any), and
         ``fenced()`` when what this node claimed before is not its own any more (it lost
         its liveness lock, and joined again)."""
+
+
+#: What a topic bus hands its broker: (topic name, message) for a publish made elsewhere.
+Delivery = Callable[[str, Message], None]
+
+
+class ITopicBus(Interface):
+    """Topic publishes between the nodes of a cluster (non-persistent, at most once).
+
+    The broker hands the bus every message published on this node to a topic; the bus
+    hands the broker what the other nodes published. A message crossing keeps its id,
+    headers, body, persistent flag, priority and expiry; the receiver numbers it (``seq``).
+    """
+
+    def attach(deliver: Delivery) -> None:
+        """Hand what other nodes publish to ``deliver(topic name, message)`` (its ``seq``
+        is 0 and its own to change: the receiver numbers it)."""
+
+    def publish(topic: str, message: Message) -> None:
+        """Send ``message``, published here to topic ``topic``, to the other nodes; returns at
+        once (never blocks, never fails: a message that cannot go now is lost)."""
+
+    def start() -> Deferred[None]:
+        """Start carrying messages; fires once messages from other nodes arrive."""
+
+    def stop() -> Deferred[None]:
+        """Stop carrying messages (what is still waiting to go is dropped)."""
