@@ -31,6 +31,7 @@ sets them) notice a server that went away without closing the connection.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +65,11 @@ CHANNEL = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 @implementer(IReadDescriptor, IWriteDescriptor)
 class _Socket:
-    """The connection's socket as the reactor watches it."""
+    """The connection's socket as the reactor watches it: a duplicate of libpq's descriptor,
+    ours to close. libpq closes its own as soon as it finds the connection broken, before
+    the reactor is told to stop watching; a descriptor number freed that way, taken at once
+    by another socket (a client's, the store's), would leave the reactor watching the wrong
+    one."""
 
     def __init__(self, listener: PgListener, fd: int) -> None:
         self._listener = listener
@@ -209,7 +214,7 @@ class PgListener:
         self._conn = conn
         self.own_pid = conn.pgconn.backend_pid
         self._listening = set(channels)
-        self._socket = _Socket(self, conn.pgconn.socket)
+        self._socket = _Socket(self, os.dup(conn.pgconn.socket))
         self._reactor.addReader(self._socket)
         self._delay = FIRST_DELAY
         if first:
@@ -253,6 +258,7 @@ class PgListener:
             self._reactor.removeReader(socket)
             if self._writing:
                 self._reactor.removeWriter(socket)
+            os.close(socket.fileno())
         self._writing = self._in_flight = False
         if conn is not None:
             conn.close()

@@ -53,7 +53,8 @@ class Node:
             str(self.directory / "data"),
             cwd=self.directory,
         )
-        self.output.wait_for(f"starting on {self.port}")
+        # The port is bound before the store opens: wait for the recovery, which follows it.
+        self.output.wait_for("recovered ")
 
     def kill(self) -> None:
         """SIGKILL: no flush, no goodbye."""
