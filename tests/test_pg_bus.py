@@ -24,7 +24,14 @@ from zope.interface.verify import verifyObject
 from stompbroker.config import parse
 from stompbroker.core import Broker, ITopicBus, Message
 from stompbroker.service import BrokerService
-from stompbroker.store import PgListener, PgTopicBus, StoreRefused, _pg_bus, _pg_listen
+from stompbroker.store import (
+    PgListener,
+    PgTopicBus,
+    StoreRefused,
+    _pg_bus,
+    _pg_database,
+    _pg_listen,
+)
 from stompbroker.testing import RecordingConsumer
 
 from ._postgres import free_port
@@ -295,7 +302,7 @@ def test_keepalives_are_set_unless_the_dsn_sets_them() -> None:
     """The listening connection probes an idle server (libpq keepalives); a DSN's own
     settings win."""
     mine = psycopg.conninfo.conninfo_to_dict(_pg_listen.connection_string("host=db", "n"))
-    assert {k: mine[k] for k in _pg_listen.KEEPALIVES} == _pg_listen.KEEPALIVES
+    assert {k: mine[k] for k in _pg_database.KEEPALIVES} == _pg_database.KEEPALIVES
     theirs = _pg_listen.connection_string("host=db keepalives_idle=60", "n")
     assert psycopg.conninfo.conninfo_to_dict(theirs)["keepalives_idle"] == "60"
 

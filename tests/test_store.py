@@ -22,6 +22,8 @@ from zope.interface.verify import verifyObject
 from stompbroker.core import DurableRecord, IMessageStore, Message, Recovery, ScheduledRecord
 from stompbroker.store import FILENAME, MemoryStore, PostgresStore, SqliteStore, _database
 
+from .helpers import fired
+
 
 def run_now(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """A worker 'thread' that runs at once (the real one is the reactor's thread pool)."""
@@ -44,12 +46,7 @@ class Harness:
     def result(self, deferred: Deferred[Any]) -> Any:
         """The result of ``deferred`` once the batches have run."""
         self.settle()
-        box: list[Any] = []
-        deferred.addBoth(box.append)
-        assert box, "the store never answered"
-        if hasattr(box[0], "raiseException"):
-            box[0].raiseException()
-        return box[0]
+        return fired(deferred)
 
     def restart(self) -> Recovery:
         """Close (flushing) and open a new store on the same data; return its recovery."""

@@ -39,12 +39,12 @@ SIZE_EVERY = 64
 #: What every connection sets unless the DSN says otherwise: TCP keepalives (a server that
 #: went away, or a network that broke, is noticed in about ten seconds, not the system's two
 #: hours), and a bound on connecting (a server that does not answer holds no batch for long).
-KEEPALIVES: dict[str, Any] = {
-    "connect_timeout": 5,
-    "keepalives": 1,
-    "keepalives_idle": 5,
-    "keepalives_interval": 2,
-    "keepalives_count": 3,
+KEEPALIVES: dict[str, str] = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
 }
 #: The same on the server's side of the session: a node whose machine is lost loses its
 #: liveness lock (the server ends its session) in about ten seconds.
@@ -154,6 +154,14 @@ def psycopg_missing() -> str | None:
     return None
 
 
+def connection_settings(dsn: str) -> dict[str, Any]:
+    """``dsn``'s settings, with ``KEEPALIVES`` for those it does not set (every connection
+    of a node: the store's and the listener's)."""
+    import psycopg
+
+    return {**KEEPALIVES, **psycopg.conninfo.conninfo_to_dict(dsn)}
+
+
 def dsn_problem(dsn: str) -> str | None:
     """What is wrong with ``dsn`` as a libpq connection string (None: nothing)."""
     import psycopg
@@ -219,9 +227,10 @@ class PgDatabase:
 
         name = f"stompbroker {self.node}".strip()[:63]
         try:
-            given = psycopg.conninfo.conninfo_to_dict(self.dsn)
-            defaults = {k: v for k, v in KEEPALIVES.items() if k not in given}
-            conn = psycopg.connect(self.dsn, autocommit=True, application_name=name, **defaults)
+            settings = connection_settings(self.dsn)
+            settings["application_name"] = name
+            conninfo = psycopg.conninfo.make_conninfo("", **settings)
+            conn = psycopg.connect(conninfo, autocommit=True)
         except psycopg.OperationalError as exc:
             why = " ".join(str(exc).split())
             raise StoreRefused(f"cannot connect to PostgreSQL: {why}") from None

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ._batching import Runner
+from ._pg_database import connection_settings
 from ._pg_schema import StoreRefused
 
 log = Logger(namespace="stompbroker.store.listen")
@@ -49,14 +50,6 @@ log = Logger(namespace="stompbroker.store.listen")
 #: The first wait before connecting again, and the longest (seconds); doubling between.
 FIRST_DELAY = 0.5
 MAX_DELAY = 10.0
-#: libpq's TCP keepalives: probe after 10 s idle, every 5 s, give up after 3 unanswered
-#: (a lost server is noticed within about 25 s). A DSN that sets them keeps its own.
-KEEPALIVES = {
-    "keepalives": "1",
-    "keepalives_idle": "10",
-    "keepalives_interval": "5",
-    "keepalives_count": "3",
-}
 #: At most this many notifications in one statement (each takes two parameters).
 NOTIFIES_PER_STATEMENT = 1000
 #: A channel name: a plain lower-case identifier (no quoting needed).
@@ -365,10 +358,11 @@ class PgListener:
 
 
 def connection_string(dsn: str, node: str) -> str:
-    """``dsn`` with the keepalives (unless it sets them) and the listener's name."""
+    """``dsn`` with the store's keepalives and connect timeout (unless it sets them:
+    ``_pg_database.KEEPALIVES``) and the listener's name."""
     import psycopg
 
-    settings = {**KEEPALIVES, **psycopg.conninfo.conninfo_to_dict(dsn)}
+    settings = connection_settings(dsn)
     settings["application_name"] = " ".join(["stompbroker", *node.split(), "listen"])[:63]
     return str(psycopg.conninfo.make_conninfo("", **settings))
 

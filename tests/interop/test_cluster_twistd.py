@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,9 @@ import pytest
 from tests._postgres import PostgresServer
 
 from .conftest import Client, poll
+from .test_durability import BrokerProcess
 from .test_stompjs import node as nodejs
 from .test_stompjs import run_node
-from .test_twistd import Output, free_port, kill_twistd, spawn_twistd
 
 __all__ = ["nodejs"]  # the fixture
 
@@ -29,38 +28,24 @@ __all__ = ["nodejs"]  # the fixture
 ROUNDS = 20
 
 
-class Node:
-    """One ``twistd -n stompbroker`` of the cluster, started and killed at will."""
+class Node(BrokerProcess):
+    """One ``twistd -n stompbroker`` of the cluster (test_durability's process, on the
+    cluster's database under its own name), started and killed at will."""
 
     def __init__(self, directory: Path, dsn: str, name: str) -> None:
-        self.directory = directory
+        super().__init__(directory)
         self.name = name
-        self.port = free_port()
         config = directory / "conf" / "stompbroker.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(
             f"broker:\n  store: postgresql\npostgresql:\n  dsn: '{dsn}'\n  node: '{name}'\n",
             encoding="utf-8",
         )
-        self.process: subprocess.Popen[str] | None = None
-        self.output: Output | None = None
-
-    def start(self) -> None:
-        self.process, self.output = spawn_twistd(
-            "--listen",
-            f"tcp:{self.port}:interface=127.0.0.1",
-            "--data-dir",
-            str(self.directory / "data"),
-            cwd=self.directory,
-        )
-        # The port is bound before the store opens: wait for the recovery, which follows it.
-        self.output.wait_for("recovered ")
 
     def kill(self) -> None:
-        """SIGKILL: no flush, no goodbye."""
-        if self.process is not None and self.output is not None:
-            kill_twistd(self.process, self.output)
-        self.process = None
+        """SIGKILL (if it runs): no flush, no goodbye."""
+        if self.process is not None:
+            super().kill()
 
     def client(self) -> Client:
         client = Client(self.port, "1.2")

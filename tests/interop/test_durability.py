@@ -48,7 +48,8 @@ class BrokerProcess:
             str(self.data),
             cwd=self.tmp_path,
         )
-        self.output.wait_for(f"starting on {self.port}")
+        # The port is bound before the store opens: wait for the recovery, which follows it.
+        self.output.wait_for("recovered ")
 
     def kill(self) -> None:
         """SIGKILL: no flush, no goodbye."""
