@@ -59,8 +59,8 @@ def test_nodes_of_other_names_share_a_database_and_a_second_one_of_a_name_is_ref
     postgres_dsn: str,
 ) -> None:
     """Nodes of different names open the same database together, each with a number and
-    tables of its own; a second process with a live node's name is told so (while the first
-    runs), and opens once it is gone, on the same tables."""
+    tables of its own, and the durable subscriptions of all; a second process with a live
+    node's name is told so (while the first runs), and opens once it is gone."""
     first = _opened(postgres_dsn, "node-a:61613")
     other = _opened(postgres_dsn, "node-b:61613")
     other.result(other.store.add_durable(DurableRecord("c", "b", "news", None)))
@@ -72,7 +72,10 @@ def test_nodes_of_other_names_share_a_database_and_a_second_one_of_a_name_is_ref
     first.result(first.store.add_durable(DurableRecord("c", "a", "news", None)))
     first.result(first.store.close())
     recovery = again.result(again.store.open())
-    assert recovery.durables == (DurableRecord("c", "a", "news", None),)
+    assert sorted(recovery.durables, key=lambda r: r.name) == [
+        DurableRecord("c", "a", "news", None),
+        DurableRecord("c", "b", "news", None),
+    ]
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT number, name FROM stompbroker.nodes ORDER BY 1").fetchall() == [
             (1, "node-a:61613"),
@@ -373,18 +376,20 @@ SCHEMA_1 = (
 def test_a_one_node_database_of_version_1_becomes_the_first_nodes_of_a_cluster(
     postgres_dsn: str,
 ) -> None:
-    """A version 1 database (one node) is migrated at open: its queues' messages become
-    shared, its durable subscription and that one's messages are the first node's to open,
-    whatever its name."""
+    """A version 1 database (one node) is migrated at open: its durable subscription becomes
+    the cluster's, every message it kept (its queues' and its durable subscription's) a
+    shared one, and its other tables the first node's to open, whatever its name."""
     for statement in SCHEMA_1:
         _sql(postgres_dsn, statement)
     h = _harness(postgres_dsn, "renamed:61613")
     recovery = h.result(h.store.open())
     assert recovery.durables == (DurableRecord("c", "d", "t", None),)
-    assert [q.store_key for q in recovery.queues] == ['durable:["c","d"]']
+    assert recovery.queues == ()
     with psycopg.connect(postgres_dsn) as conn:
-        assert conn.execute("SELECT qkey, body, owner FROM stompbroker.shared").fetchall() == [
-            ("/queue/q", b"queued", None)
+        rows = conn.execute("SELECT qkey, body, owner FROM stompbroker.shared ORDER BY id")
+        assert rows.fetchall() == [
+            ("/queue/q", b"queued", None),
+            ('durable:["c","d"]', b"for the durable", None),
         ]
         assert conn.execute("SELECT number, name FROM stompbroker.nodes").fetchall() == [
             (1, "renamed:61613")

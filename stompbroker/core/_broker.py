@@ -41,7 +41,6 @@ from ._policy import PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._routing import Router
-from ._selector import compile_selector
 from ._shared import SharedQueues
 from ._stats import Statistics
 from ._store import IMessageStore, ISharedQueues, ITopicBus, Recovery
@@ -181,8 +180,9 @@ class Broker:
     def published_elsewhere(self, name: str, message: Message) -> None:
         """A message another node of the cluster published to topic ``name`` (handed over by
         the ``ITopicBus``): for this node's subscribers of the topic, plain and wildcard, and
-        its durable subscriptions; not for virtual topics' consumer queues (the publishing
-        node fed those, for the whole cluster), and never back to the bus. It gets a ``seq``
+        its node-local durable subscriptions; not for virtual topics' consumer queues nor the
+        cluster's durable subscriptions (the publishing node fed those, for the whole
+        cluster), and never back to the bus. It gets a ``seq``
         of this node's; an expired one is dropped (counted)."""
         if message.expires and message.expired(self.now_ms()):
             self.counters["expired"] += 1
@@ -196,6 +196,8 @@ class Broker:
         for wildcard in wildcards:
             wildcard.publish(message)
         for durable in durables:
+            if durable.cluster_wide:
+                continue  # the publishing node kept its copy, for the whole cluster
             try:
                 if durable.policy.limited and durable.wants(message):
                     durable.admit(len(message.body))
@@ -402,7 +404,7 @@ class Broker:
         for address, dupl_id, expires in recovery.duplicate_ids:
             restore(address, dupl_id, expires)
         self.router.scheduled.recover(recovery.scheduled)
-        self.durables.recover(recovery.durables, compile_selector)
+        self.durables.recover(recovery.durables)
         by_key: dict[str, Queue] = {d.store_key: d for d in self.durables}
         for stored in recovery.queues:
             queue = by_key.get(stored.store_key)

@@ -53,6 +53,9 @@ class DurableSubscription(Queue):
         self.shared = False
         #: Whether it is stored nowhere and goes with its last subscriber (non-durable).
         self.transient = False
+        #: Whether it is the cluster's (``_shared``): defined for every node, its messages
+        #: shared, fed by the node a message is published through.
+        self.cluster_wide = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -95,3 +98,7 @@ class DurableSubscription(Queue):
 
     def unused(self) -> bool:
         return False
+
+    def consumed_alone(self) -> bool:
+        """One subscriber at a time, unless shared: its node holds it for the cluster."""
+        return bool(self.subscriptions) and (not self.shared or super().consumed_alone())

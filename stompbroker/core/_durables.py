@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 
 from twisted.internet.defer import Deferred
 
+from ._backlog import MEMORY
 from ._durable import DurableSubscription
 from ._names import DestinationError, check_subscribe_name, parse_destination
 from ._registry import Destinations, end
+from ._selector import compile_selector
 from ._store import DurableRecord, IMessageStore
 from ._subscription import Consumer, Selector, Subscription, attach
 
@@ -38,6 +40,8 @@ class DurableSubscriptions:
         self._by_key: dict[tuple[str, str], DurableSubscription] = {}
         #: Bumped whenever one is made or deleted (``Fanout`` then forgets what it cached).
         self.version = 0
+        if destinations.shared is not None:
+            destinations.shared.store.follow_durables(self.follow)
 
     def __iter__(self) -> Iterator[DurableSubscription]:
         return iter(list(self._by_key.values()))
@@ -89,10 +93,9 @@ class DurableSubscriptions:
         if shared:
             durable.shared = True
         if durable.attached and not durable.shared:
-            raise DestinationError(
-                f"durable subscription {durable.subscription_name!r} is in use by another"
-                " connection"
-            )
+            raise DestinationError(in_use(durable.subscription_name))
+        if durable.cluster_wide and not durable.shared:
+            written = self._held(durable, written)
         subscription = attach(
             durable,
             consumer,
@@ -106,6 +109,25 @@ class DurableSubscriptions:
             owner=owner,
         )
         return subscription, written
+
+    def _held(self, durable: DurableSubscription, written: Deferred[None] | None) -> Deferred[None]:
+        """What a SUBSCRIBE to ``durable`` (cluster-wide, not shared) waits for: its node
+        holding it for the cluster, once ``written`` (its definition, if new) is; fails with
+        "in use" when another node's subscriber holds it."""
+        shared = self._destinations.shared
+        assert shared is not None
+        key, name = durable.store_key, durable.subscription_name
+
+        def granted(held: bool) -> None:
+            if not held:
+                raise DestinationError(in_use(name))
+
+        def hold(_: object) -> Deferred[None]:
+            return shared.store.hold(key).addCallback(granted)
+
+        if written is None:
+            return hold(None)
+        return written.addCallback(hold)
 
     def _for_subscribe(
         self,
@@ -176,10 +198,16 @@ class DurableSubscriptions:
             destinations.policies.for_destination(f"/topic/{pattern}"),
             no_local,
         )
+        key = durable_store_key(client_id, subscription_name)
+        shared = destinations.shared
         if transient:
             durable.shared = durable.transient = True
+        elif shared is not None:
+            durable.store_key = key
+            durable.backlog = shared.backlog(durable)
+            durable.cluster_wide = True
         elif self._store is not None:
-            durable.attach_store(self._store, durable_store_key(client_id, subscription_name))
+            durable.attach_store(self._store, key)
         destinations.revive(durable)
         self._by_key[durable.key] = durable
         self.version += 1
@@ -196,11 +224,13 @@ class DurableSubscriptions:
         durable = self.get(client_id, subscription_name)
         if durable is None:
             raise DestinationError(f"no durable subscription named {subscription_name!r}")
+        held_elsewhere = durable.cluster_wide and self._store_holds_elsewhere(durable)
         for attached in list(durable.subscriptions):
             if attached is not holder:
-                raise DestinationError(
-                    f"durable subscription {subscription_name!r} is in use by another connection"
-                )
+                raise DestinationError(in_use(subscription_name))
+        if held_elsewhere:
+            raise DestinationError(in_use(subscription_name))
+        for attached in list(durable.subscriptions):
             self._detach(attached)
         del self._by_key[durable.key]
         self.version += 1
@@ -210,20 +240,64 @@ class DurableSubscriptions:
         if self._store is not None and not durable.transient:
             self._store.remove_durable(client_id, subscription_name)
 
-    def recover(
-        self, records: tuple[DurableRecord, ...], compile_: Callable[[str], Selector]
-    ) -> None:
-        """At start: the stored definitions come back (``compile_`` makes their selectors)."""
+    def _store_holds_elsewhere(self, durable: DurableSubscription) -> bool:
+        """Whether another node's subscriber holds ``durable`` (as its store last polled)."""
+        shared = self._destinations.shared
+        return shared is not None and shared.store.held_elsewhere(durable.store_key)
+
+    def recover(self, records: tuple[DurableRecord, ...]) -> None:
+        """At start: the stored definitions come back."""
         for record in records:
             if self.get(record.client_id, record.name) is None:
-                selector = compile_(record.selector) if record.selector else None
-                self._make(record.client_id, record.name, record.pattern, selector, record.no_local)
+                self._recovered(record)
+
+    def _recovered(self, record: DurableRecord) -> DurableSubscription:
+        selector = compile_selector(record.selector) if record.selector else None
+        return self._make(record.client_id, record.name, record.pattern, selector, record.no_local)
+
+    def follow(self, records: tuple[DurableRecord, ...]) -> None:
+        """The cluster's definitions now (another node made, changed or deleted one): those
+        made elsewhere are made here, those gone (or changed) elsewhere are forgotten here
+        (their subscribers here detached; their rows went with the deleting node's
+        ``delete``)."""
+        defined = {(record.client_id, record.name): record for record in records}
+        for key, durable in list(self._by_key.items()):
+            record = defined.get(key)
+            if durable.cluster_wide and (record is None or not _same(durable, record)):
+                self._forget(durable)
+        for key, record in defined.items():
+            if key not in self._by_key:
+                self._recovered(record)
+
+    def _forget(self, durable: DurableSubscription) -> None:
+        """``durable`` was deleted by another node: it goes here, and its subscribers."""
+        for attached in list(durable.subscriptions):
+            self._detach(attached)
+        del self._by_key[durable.key]
+        self.version += 1
+        durable.backlog = MEMORY  # its rows are gone already, or another's now
+        end(durable, self._destinations.statistics)
 
     def set_policies(self) -> None:
         """The destinations' policies changed: take ours from them."""
         policies = self._destinations.policies
         for durable in self._by_key.values():
             durable.policy = policies.for_destination(durable.address)
+
+
+def in_use(name: str) -> str:
+    """The refusal of a second subscriber of durable subscription ``name``."""
+    return f"durable subscription {name!r} is in use by another connection"
+
+
+def _same(durable: DurableSubscription, record: DurableRecord) -> bool:
+    """Whether ``record`` defines ``durable`` as it is."""
+    mine = durable.filter.text if durable.filter is not None else None
+    return (durable.pattern, mine, durable.no_local) == (
+        record.pattern,
+        record.selector,
+        record.no_local,
+    )
 
 
 def durable_store_key(client_id: str, subscription_name: str) -> str:

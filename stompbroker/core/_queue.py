@@ -227,6 +227,11 @@ class Queue(Destination):
             if not any(s.ready() for s in self._candidates()):
                 return
 
+    def consumed_alone(self) -> bool:
+        """Whether one subscription alone consumes the queue now: an exclusive consumer
+        (a shared queue's node then holds it for the cluster)."""
+        return self._exclusive > 0
+
     def _candidates(self) -> list[Subscription]:
         """Who may take messages: the first exclusive subscription if any, else all."""
         if not self._exclusive:

@@ -207,7 +207,7 @@ class SharedBacklog:
         self.loading = True
         queue = self.queue
         self.owner.backlogs.setdefault(queue.store_key, self)
-        exclusive = any(s.exclusive for s in queue.subscriptions)
+        exclusive = queue.consumed_alone()
         if self.exclusive and not exclusive:
             self.store.give_up(queue.store_key, False)
         self.exclusive = exclusive

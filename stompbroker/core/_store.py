@@ -241,6 +241,11 @@ class ISharedQueues(Interface):
         (with ``groups``: it has no consumer of it left, and gives up the message groups it
         delivered too)."""
 
+    def hold(store_key: str) -> Deferred[bool]:
+        """Take ``store_key`` for this node alone (a durable subscription's one subscriber is
+        here), unless a live node holds it: no other node claims from it meanwhile; it goes
+        with ``give_up``. Fires with whether this node holds it now."""
+
     def held_elsewhere(store_key: str) -> bool:
         """Whether another node's exclusive consumer holds ``store_key`` (as last polled)."""
 
@@ -269,6 +274,10 @@ class ISharedQueues(Interface):
 
     def members() -> list[Member]:
         """The live nodes of the cluster, this one among them, as last read (every poll)."""
+
+    def follow_durables(defined: Callable[[tuple[DurableRecord, ...]], None]) -> None:
+        """Call ``defined(records)`` with every durable subscription's definition in the
+        cluster (``add_durable`` writes the cluster's) whenever a node changed one."""
 
     def watch(woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         """Call ``woken(store_key)`` when messages may wait in a queue (None: in any), and

@@ -415,6 +415,9 @@ class StompSession:
             producer()
 
     def _receipt_failed(self, failure: Any, receipt_id: str | None) -> None:
+        if failure.check(DestinationError):  # refused by the cluster (a durable in use)
+            self._fail(str(failure.value), "", receipt_id)
+            return
         log.failure("a durable write failed for {peer}", failure, peer=self.peer)
         self._fail(
             "message not stored",
@@ -505,7 +508,10 @@ class StompSession:
         assert self.version is not None
         start, written = self.subscriptions.subscribe(frame.headers, self.version)
         self._receipt(frame, written)
-        start()
+        if written is None:
+            start()
+        else:  # delivery starts once the subscription is there (a failure closed us)
+            written.addCallback(lambda _: None if self.closed else start())
 
     def _on_unsubscribe(self, frame: Frame) -> None:
         assert self.version is not None

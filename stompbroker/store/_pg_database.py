@@ -77,10 +77,11 @@ STATEMENTS = Statements(
     forget="DELETE FROM duplicate_ids WHERE address = %s AND dupl_id = %s",
     unschedule="DELETE FROM scheduled WHERE seq = %s",
     reschedule="UPDATE scheduled SET due = %s, repeats = %s WHERE seq = %s",
-    add_durable="INSERT INTO durables (client_id, name, pattern, selector, no_local)"
+    # The definitions are the cluster's (``_pg_schema``: ``durables``).
+    add_durable=f"INSERT INTO {SCHEMA}.durables (client_id, name, pattern, selector, no_local)"
     " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, name) DO UPDATE SET"
     " pattern = EXCLUDED.pattern, selector = EXCLUDED.selector, no_local = EXCLUDED.no_local",
-    remove_durable="DELETE FROM durables WHERE client_id = %s AND name = %s",
+    remove_durable=f"DELETE FROM {SCHEMA}.durables WHERE client_id = %s AND name = %s",
 )
 
 # A batch's rows go in one statement per table, packed as for SQLite (``_rows.pack_rows``):
@@ -255,7 +256,7 @@ class PgDatabase:
             durables = tuple(
                 DurableRecord(client_id, name, pattern, selector, no_local)
                 for client_id, name, pattern, selector, no_local in conn.execute(
-                    "SELECT client_id, name, pattern, selector, no_local FROM durables"
+                    f"SELECT client_id, name, pattern, selector, no_local FROM {SCHEMA}.durables"
                 )
             )
             queues: dict[str, dict[int, tuple[int, int]]] = {}

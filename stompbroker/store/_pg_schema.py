@@ -15,16 +15,21 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
 * ``exclusives``: the queues an exclusive consumer holds, by the incarnation of its node
   (no other node claims from them meanwhile);
 * ``groups``: the message groups of each queue, by the incarnation of the node that
-  delivers them (no other node claims their messages meanwhile).
+  delivers them (no other node claims their messages meanwhile);
+* ``durables``: the durable subscriptions' definitions, by (client id, name): the
+  cluster's (their messages are shared rows, by the subscription's store key; the
+  subscriber's node holds it in ``exclusives``); ``durable_changes``: one row, a number
+  bumped by every change of a definition (a node reads the definitions again when it
+  sees a new one).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
 
-* ``messages``: one row per persistent message per holding durable subscription, by
-  (qkey, priority, seq); ``transient``: the same, UNLOGGED, for paged-out non-persistent
-  messages, emptied at open;
-* ``durables``, ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by
-  seq, read in (due, seq) order): as the SQLite store's tables.
+* ``messages``: as the SQLite store's, by (qkey, priority, seq); ``transient``: the same,
+  UNLOGGED, emptied at open. A cluster node keeps its queues and durable subscriptions
+  in ``shared``: these stay empty but for what the node keeps of its own (none today);
+* ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by seq, read in
+  (due, seq) order): as the SQLite store's tables.
 
 A node is alive while its worker's session holds the advisory lock (``NODE_LOCK``, number):
 PostgreSQL drops it with the session, so a node killed, or cut off from the server, loses it
@@ -58,10 +63,9 @@ V1_LOCK_KEY = int.from_bytes(b"stompbro", "big", signed=True)
 
 _S = SCHEMA
 
-#: The shared tables of the current version, created in a new database.
-CREATE = (
-    f"CREATE SCHEMA IF NOT EXISTS {_S}",
-    f"CREATE TABLE {_S}.schema_version (version integer NOT NULL)",
+#: The tables every node shares but the durable subscriptions' (a version 1 database has
+#: that one already: the migration keeps it).
+_CLUSTER = (
     f"""CREATE TABLE {_S}.nodes (
         number serial PRIMARY KEY, name text UNIQUE, incarnation bigint,
         joined timestamptz)""",
@@ -81,26 +85,40 @@ CREATE = (
         qkey text NOT NULL, grp text NOT NULL, incarnation bigint NOT NULL,
         PRIMARY KEY (qkey, grp))""",
     f"CREATE INDEX shared_grouped ON {_S}.shared (qkey) WHERE grp IS NOT NULL AND owner IS NULL",
+    f"CREATE TABLE {_S}.durable_changes (version bigint NOT NULL)",
+    f"INSERT INTO {_S}.durable_changes (version) VALUES (0)",
+)
+
+#: The shared tables of the current version, created in a new database.
+CREATE = (
+    f"CREATE SCHEMA IF NOT EXISTS {_S}",
+    f"CREATE TABLE {_S}.schema_version (version integer NOT NULL)",
+    *_CLUSTER,
+    f"""CREATE TABLE {_S}.durables (
+        client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
+        no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 
 #: From version N to N+1: the statements, by N. A database at an older version is brought
 #: up to SCHEMA_VERSION at open, each step in the transaction of the open.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # Version 1 was one node's: its tables become the tables of node 1 (taken by the first
-    # node to open: its name is NULL until then), and its queues' rows become shared rows.
+    # Version 1 was one node's: its durable subscriptions become the cluster's, and every
+    # stored message (its queues' and its durable subscriptions') a shared row; its other
+    # tables (duplicate ids, scheduled messages) become the tables of node 1 (taken by the
+    # first node to open: its name is NULL until then).
     1: (
-        *CREATE[2:-1],
+        *_CLUSTER,
         f"CREATE SCHEMA {_S}_n1",
         *(
             f"ALTER TABLE {_S}.{table} SET SCHEMA {_S}_n1"
-            for table in ("messages", "transient", "durables", "duplicate_ids", "scheduled")
+            for table in ("messages", "transient", "duplicate_ids", "scheduled")
         ),
         f"INSERT INTO {_S}.shared (qkey, priority, message_id, destination, headers, body,"
         " expires, delivery_count, persistent, grp) SELECT qkey, priority, message_id,"
         f" destination, headers, body, expires, delivery_count, true, grp FROM {_S}_n1.messages"
-        " WHERE qkey NOT LIKE 'durable:%' ORDER BY priority DESC, seq",
-        f"DELETE FROM {_S}_n1.messages WHERE qkey NOT LIKE 'durable:%'",
+        " ORDER BY priority DESC, seq",
+        f"DELETE FROM {_S}_n1.messages",
         f"INSERT INTO {_S}.nodes (number, name) VALUES (1, NULL)",
         f"SELECT setval('{_S}.nodes_number_seq', 1)",
     ),
@@ -118,9 +136,6 @@ def local_tables(schema: str) -> tuple[str, ...]:
             grp text, PRIMARY KEY (qkey, priority, seq))""",
         f"CREATE UNLOGGED TABLE IF NOT EXISTS {schema}.transient"
         f" (LIKE {schema}.messages INCLUDING ALL)",
-        f"""CREATE TABLE IF NOT EXISTS {schema}.durables (
-            client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
-            no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
         f"""CREATE TABLE IF NOT EXISTS {schema}.duplicate_ids (
             id bigserial NOT NULL, address text NOT NULL, dupl_id text NOT NULL,
             expires bigint NOT NULL, PRIMARY KEY (address, dupl_id))""",

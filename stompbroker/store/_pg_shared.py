@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred
 
-from stompbroker.core import Member, Message
+from stompbroker.core import DurableRecord, Member, Message
 
 from ._pg_schema import GROUP_LOCK, LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
 from ._rows import message_from_row, pack_rows
@@ -36,6 +36,9 @@ from ._rows import message_from_row, pack_rows
 #: The channel other nodes LISTEN on; a notification's payload is the sending incarnation
 #: and a queue's store key, a space between (``wake_payload``).
 CHANNEL = "stompbroker_queues"
+#: The key a notification of ``CHANNEL`` carries when a durable subscription was defined or
+#: deleted (no store key starts with "!").
+DEFINITIONS_KEY = "!durables"
 #: A notification's payload must be shorter than this (PostgreSQL's limit is 8000 bytes).
 PAYLOAD_BYTES = 7900
 
@@ -108,6 +111,18 @@ _SWEEP_EXCLUSIVES = (
     f"DELETE FROM {_EXCLUSIVES} WHERE incarnation <> ALL(ARRAY({LIVE_INCARNATIONS}))"
 )
 _HELD_ELSEWHERE = f"SELECT qkey FROM {_EXCLUSIVES} WHERE incarnation <> %s"
+# A durable subscription's subscriber holds it for the cluster: its node takes the
+# subscription as an exclusive consumer's takes its queue, and reads whether it holds it.
+_HOLDS = f"SELECT EXISTS (SELECT 1 FROM {_EXCLUSIVES} WHERE qkey = %s AND incarnation = %s)"
+_CHANGES = f"{SCHEMA}.durable_changes"
+_DEFINED = f"UPDATE {_CHANGES} SET version = version + 1"
+# The definitions, with the number of their last change, unless it is the one known: one
+# row (NULL columns but the number) when there are none.
+_DEFINITIONS = (
+    "SELECT v.version, d.client_id, d.name, d.pattern, d.selector, d.no_local"
+    f" FROM {_CHANGES} v LEFT JOIN {SCHEMA}.durables d ON true WHERE v.version <> %s"
+    " ORDER BY d.client_id, d.name"
+)
 _TEMPORARIES = f"{SCHEMA}.temporaries"
 _DECLARE = (
     f"INSERT INTO {_TEMPORARIES} (address, incarnation) VALUES (%s, %s)"
@@ -163,6 +178,14 @@ class SharedWork(NamedTuple):
     #: (store key, groups too): queues this node holds no more for an exclusive consumer
     #: (with groups too: nor the message groups it delivered; it has no consumer left).
     give_ups: list[tuple[str, bool]]
+    #: Durable subscriptions this node's subscriber takes for itself (``exclusives``).
+    holds: list[str]
+    #: Whether the batch defined or deleted a durable subscription (its definition written
+    #: by the batch's first statements): the change's number is bumped, other nodes told.
+    defined: bool
+    #: The change number of the definitions this node knows: they are read if it is not the
+    #: last (-1: read them; None: not in this batch).
+    definitions: int | None
 
 
 class SharedDone(NamedTuple):
@@ -182,6 +205,11 @@ class SharedDone(NamedTuple):
     members: list[Member] | None
     #: The queues another incarnation's exclusive consumer holds (None: no poll).
     held_elsewhere: set[str] | None
+    #: Whether this node holds each durable subscription it took (in ``holds`` order).
+    held: list[bool]
+    #: (change number, every definition), when they changed since the number known (None:
+    #: unchanged, or not read).
+    definitions: tuple[int, tuple[DurableRecord, ...]] | None
 
 
 class SharedBatch:
@@ -190,7 +218,11 @@ class SharedBatch:
     __slots__ = (
         "claimed_publishes",
         "claims",
+        "defined",
+        "definitions",
         "give_ups",
+        "holds",
+        "known",
         "peeks",
         "poll",
         "publishes",
@@ -201,7 +233,7 @@ class SharedBatch:
         "temporaries",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, known: int = -1) -> None:
         self.publishes: list[tuple[tuple[str, int, int], Message]] = []
         self.settles: list[int] = []
         self.releases: dict[int, tuple[int, str]] = {}
@@ -214,6 +246,13 @@ class SharedBatch:
         self.reserve = 0
         self.temporaries: list[tuple[str, bool]] = []
         self.give_ups: list[tuple[str, bool]] = []
+        self.holds: list[tuple[str, Deferred[bool]]] = []
+        self.defined = False
+        #: Read the definitions (whatever change number is known).
+        self.definitions = False
+        #: The change number of the definitions this node knows: with the poll, they are
+        #: read if it is not the last.
+        self.known = known
 
     def size(self) -> int:
         return (
@@ -224,10 +263,15 @@ class SharedBatch:
             + len(self.purges)
             + len(self.temporaries)
             + len(self.give_ups)
+            + len(self.holds)
+            + self.defined
         )
 
     def writes(self) -> bool:
-        return bool(self.size() or self.claims or self.poll or self.peeks or self.reserve)
+        return (
+            bool(self.size() or self.claims or self.poll or self.peeks or self.reserve)
+            or self.definitions
+        )
 
     def work(self) -> SharedWork:
         return SharedWork(
@@ -242,17 +286,23 @@ class SharedBatch:
             self.reserve,
             self.temporaries,
             self.give_ups,
+            [key for key, _ in self.holds],
+            self.defined,
+            -1 if self.definitions else self.known if self.poll else None,
         )
 
 
 #: The cursors of a batch's claims, peeks, depths, live nodes and queues held elsewhere
-#: (None: no poll), and of its reserved ids (None: none asked).
-Cursors = tuple[list[Any], list[Any], Any, Any, Any, Any]
+#: (None: no poll), of its reserved ids (None: none asked), of its holds, and of the
+#: definitions (None: not read).
+Cursors = tuple[list[Any], list[Any], Any, Any, Any, Any, list[Any], Any]
 
 
 def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     """Queue ``work``'s statements in the pipeline of ``conn``'s open transaction; return the
     cursors of what it reads."""
+    if work.defined:
+        conn.execute(_DEFINED)
     for address, declared in work.temporaries:
         if declared:
             conn.execute(_DECLARE, (address, incarnation))
@@ -284,8 +334,12 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
         conn.execute(_GROUP_TURN, (GROUP_LOCK, key, key))
         parameters = {"k": key, "skip": skip, "inc": incarnation, "n": limit}
         claims.append(conn.execute(_CLAIM, parameters, binary=True))
-    # After the claims: a give-up is asked after the claim that took the queue (its answer
-    # was on its way when the consumer left).
+    holds = []
+    for key in work.holds:
+        conn.execute(_TAKE_EXCLUSIVE, (key, incarnation, NODE_LOCK))
+        holds.append(conn.execute(_HOLDS, (key, incarnation)))
+    # After the claims and holds: a give-up is asked after the claim that took the queue
+    # (its answer was on its way when the consumer left).
     for key, groups in work.give_ups:
         conn.execute(_GIVE_UP_EXCLUSIVE, (key, incarnation))
         if groups:
@@ -295,12 +349,14 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     members = conn.execute(LIVE_NODES, (NODE_LOCK,)) if work.poll else None
     held = conn.execute(_HELD_ELSEWHERE, (incarnation,)) if work.poll else None
     reserved = conn.execute(_RESERVE, (work.reserve,)) if work.reserve else None
-    return claims, peeks, depths, members, held, reserved
+    known = work.definitions
+    definitions = conn.execute(_DEFINITIONS, (known,)) if known is not None else None
+    return claims, peeks, depths, members, held, reserved, holds, definitions
 
 
 def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
-    claims, peeks, depths, members, held, reserved = cursors
+    claims, peeks, depths, members, held, reserved, holds, definitions = cursors
     claimed = []
     for (key, _, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
@@ -322,7 +378,23 @@ def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
             for _, name, incarnation, joined, address in members.fetchall()
         ]
     elsewhere = {row[0] for row in held.fetchall()} if held is not None else None
-    return SharedDone(claimed, found, incarnation, peeked, ids, live, elsewhere)
+    taken = [bool(cursor.fetchone()[0]) for cursor in holds]
+    return SharedDone(
+        claimed, found, incarnation, peeked, ids, live, elsewhere, taken, _defined(definitions)
+    )
+
+
+def _defined(cursor: Any) -> tuple[int, tuple[DurableRecord, ...]] | None:
+    """The change number and the definitions a read found (None: unchanged, or none read)."""
+    rows = cursor.fetchall() if cursor is not None else []
+    if not rows:
+        return None
+    records = tuple(
+        DurableRecord(client_id, name, pattern, selector, no_local)
+        for _, client_id, name, pattern, selector, no_local in rows
+        if client_id is not None
+    )
+    return int(rows[0][0]), records
 
 
 def woken_by(payload: str, incarnation: int) -> str | None:
@@ -340,6 +412,8 @@ def notify(conn: Any, work: SharedWork, incarnation: int) -> None:
     keys = {key for (key, _, _), _ in work.publishes}
     keys.update(key for _, _, key in work.releases)
     keys.update(key for key, _ in work.give_ups)
+    if work.defined:
+        keys.add(DEFINITIONS_KEY)
     keys = {key for key in keys if len(key.encode()) < PAYLOAD_BYTES}
     if keys:
         conn.execute(_NOTIFY, (CHANNEL, str(incarnation), sorted(keys)))

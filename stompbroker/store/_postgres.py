@@ -3,10 +3,11 @@ number of nodes share.
 
 The reactor side is ``_batching.BatchingStore`` (shared with ``SqliteStore``); the worker
 side is ``_pg_database.PgDatabase`` (one connection), over the schema of ``_pg_schema``. A
-node keeps its durable subscriptions, scheduled messages and duplicate ids in tables of its
-own; its queues' messages are shared (``ISharedQueues``, ``_pg_shared``): every batch may
-carry shared work, and every ``poll_s`` one sweeps the claims of dead nodes and reads the
-queues' depths, then wakes every queue (the safety net under the notifications).
+node keeps its scheduled messages and duplicate ids in tables of its own; its queues' and
+durable subscriptions' messages, and those subscriptions' definitions, are the cluster's
+(``ISharedQueues``, ``_pg_shared``): every batch may carry shared work, and every ``poll_s``
+one sweeps the claims of dead nodes, reads the queues' depths (then wakes every queue: the
+safety net under the notifications) and, if they changed, the durable definitions.
 """
 
 from __future__ import annotations
@@ -19,11 +20,19 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from stompbroker.core import Clock, DelayedCall, IMessageStore, ISharedQueues, Member, Message
+from stompbroker.core import (
+    Clock,
+    DelayedCall,
+    DurableRecord,
+    IMessageStore,
+    ISharedQueues,
+    Member,
+    Message,
+)
 
 from ._batching import BatchingStore, BatchOptions, Runner
 from ._pg_database import STATEMENTS, PgDatabase
-from ._pg_shared import SharedBatch, SharedDone, woken_by
+from ._pg_shared import DEFINITIONS_KEY, SharedBatch, SharedDone, woken_by
 
 log = Logger(namespace="stompbroker.store")
 
@@ -76,6 +85,10 @@ class PostgresStore(BatchingStore):
         #: The live nodes, and the queues other nodes' exclusive consumers hold, as last polled.
         self._members: list[Member] = []
         self._held_elsewhere: set[str] = set()
+        #: Who hears of the cluster's durable definitions, and the change number of those
+        #: it last heard (-1: none yet).
+        self._defined: Callable[[tuple[DurableRecord, ...]], None] | None = None
+        self._known = -1
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -112,7 +125,7 @@ class PostgresStore(BatchingStore):
     def _shared(self) -> SharedBatch:
         batch = self._pending
         if batch.shared is None:
-            batch.shared = SharedBatch()
+            batch.shared = SharedBatch(self._known)
         return batch.shared
 
     def publish(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
@@ -179,6 +192,13 @@ class PostgresStore(BatchingStore):
         self._pending.urgent = True
         self._schedule(0.0)
 
+    def hold(self, store_key: str) -> Deferred[bool]:
+        answer: Deferred[bool] = Deferred()
+        self._shared().holds.append((store_key, answer))
+        self._pending.urgent = True
+        self._schedule(0.0)
+        return answer
+
     def held_elsewhere(self, store_key: str) -> bool:
         return store_key in self._held_elsewhere
 
@@ -196,11 +216,27 @@ class PostgresStore(BatchingStore):
         self._woken = woken
         self._fenced = fenced
 
+    def follow_durables(self, defined: Callable[[tuple[DurableRecord, ...]], None]) -> None:
+        self._defined = defined
+
+    def add_durable(self, record: DurableRecord) -> Deferred[None]:
+        self._shared().defined = True
+        return super().add_durable(record)
+
+    def remove_durable(self, client_id: str, name: str) -> None:
+        self._shared().defined = True
+        super().remove_durable(client_id, name)
+
     def notified(self, payload: str) -> None:
         """A notification of ``_pg_shared.CHANNEL`` (LISTENed to by ``PgListener``): another
-        node published to, or gave back rows of, a queue."""
+        node published to, or gave back rows of, a queue; or changed the durable
+        subscriptions' definitions (read them again)."""
         key = woken_by(payload, self.incarnation)
-        if key is not None:
+        if key == DEFINITIONS_KEY:
+            self._shared().definitions = True
+            self._pending.urgent = True
+            self._schedule(0.0)
+        elif key is not None:
             self.wake(key)
 
     def wake(self, store_key: str | None) -> None:
@@ -234,6 +270,10 @@ class PostgresStore(BatchingStore):
             answer.callback(messages)
         for (_, _, seen), messages in zip(work.peeks, done.peeked, strict=True):
             seen.callback(messages)
+        for (_, taken), held in zip(work.holds, done.held, strict=True):
+            taken.callback(held)
+        if done.definitions is not None:
+            self._definitions_read(*done.definitions)
         if done.members is not None:
             self._members = done.members
         if done.held_elsewhere is not None:
@@ -249,9 +289,22 @@ class PostgresStore(BatchingStore):
             if self._ids:
                 self.wake(None)  # queues that published for want of ids may take directly
 
+    def _definitions_read(self, known: int, records: tuple[DurableRecord, ...]) -> None:
+        """The cluster's durable definitions, as of change ``known``: for the broker, unless
+        this node changed one since (in a batch not yet gone): then read again after it."""
+        pending = self._pending.shared
+        if pending is not None and pending.defined:
+            pending.definitions = True
+            return
+        self._known = known
+        if self._defined is not None:
+            self._defined(records)
+
     def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
         for *_, answer in work.claims:
             answer.errback(failure)
+        for _, taken in work.holds:
+            taken.errback(failure)
         for _, _, seen in work.peeks:
             seen.errback(failure)
         if work.poll:
