@@ -201,3 +201,31 @@ def test_a_shared_durable_subscription_lets_subscribers_on_every_node_compete(
             _ack(client, frames)
     assert sorted(got, key=int) == [b"%d" % n for n in range(20)]
     assert all(client.closing is False for client in subscribers)
+
+
+def test_a_subscriber_attached_before_its_node_heard_of_the_deletion_defines_it_again(
+    nodes: list[Node],
+) -> None:
+    """Deleted through B, then subscribed to through A before A heard of the deletion: the
+    subscriber keeps it (A defines it again for the cluster), and what C publishes once it
+    has heard of that reaches the subscriber."""
+    a, b, c = nodes
+    _leave(_subscriber(a))
+    settle(a.clock, 1.5)
+    poller = a.store._poller
+    assert poller is not None
+    poller.cancel()  # A hears nothing of the deletion until it polls again
+    deleter = Client(b.broker, b.clock, "deleter")
+    deleter.connect(client_id="app")
+    deleter.send("UNSUBSCRIBE", {"id": "x", "activemq.subscriptionName": NAME, "receipt": "d"})
+    settle(b.clock, 0.05)
+    assert [f.command for f in deleter.frames()] == ["RECEIPT"]
+    subscriber = _subscriber(a, receipt="r")
+    settle(a.clock, 0.05)
+    assert [f.command for f in subscriber.frames()] == ["RECEIPT"]
+    a.store._poll()
+    settle(a.clock, 2.5)
+    assert [n.broker.durables.get("app", NAME) is not None for n in nodes] == [True] * 3
+    c.client().publish(TOPIC, b"after", persistent="true")
+    settle(a.clock, 1.5)
+    assert _bodies(subscriber.messages()) == [b"after"]

@@ -89,13 +89,13 @@ def test_a_schema_newer_than_this_code_is_refused(postgres_dsn: str) -> None:
     """A database written by a newer stompbroker is not opened (nothing is changed in it)."""
     h = _opened(postgres_dsn)
     h.result(h.store.close())
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 3")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 4")
     again = _harness(postgres_dsn)
     assert _refusal(again) == (
-        "the database's stompbroker schema is version 3, newer than this stompbroker knows (2):"
+        "the database's stompbroker schema is version 4, newer than this stompbroker knows (3):"
         " run a stompbroker at least as new as the one that wrote it"
     )
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 2")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 3")
     again.result(again.store.open())
     again.result(again.store.close())
 
@@ -107,17 +107,17 @@ def test_an_older_schema_is_migrated_at_open_and_keeps_its_rows(
     h = _opened(postgres_dsn)
     h.result(h.store.add_durable(DurableRecord("c", "d", "news", None)))
     h.result(h.store.close())
-    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 4)
     monkeypatch.setattr(
         _pg_schema,
         "MIGRATIONS",
-        {**_pg_schema.MIGRATIONS, 2: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
+        {**_pg_schema.MIGRATIONS, 3: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
     )
     recovery = h.restart()
     h.result(h.store.close())
     assert recovery.durables == (DurableRecord("c", "d", "news", None),)
     with psycopg.connect(postgres_dsn) as conn:
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
         assert conn.execute("SELECT note FROM stompbroker.nodes").fetchall() == [(None,)]
 
 
@@ -394,7 +394,64 @@ def test_a_one_node_database_of_version_1_becomes_the_first_nodes_of_a_cluster(
         assert conn.execute("SELECT number, name FROM stompbroker.nodes").fetchall() == [
             (1, "renamed:61613")
         ]
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(3,)]
+    h.result(h.store.close())
+
+
+def _schema_2(dsn: str) -> None:
+    """A version 2 database of two nodes (their durable subscriptions their own, one name on
+    both), made from this version's layout."""
+    h = _opened(dsn, "one:61613")
+    h.result(h.store.close())
+    h = _opened(dsn, "two:61613")
+    h.result(h.store.close())
+    for statement in (
+        "DROP TABLE stompbroker.durables, stompbroker.durable_changes",
+        "UPDATE stompbroker.schema_version SET version = 2",
+        *(
+            f"""CREATE TABLE stompbroker_n{n}.durables (
+            client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
+            no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))"""
+            for n in (1, 2)
+        ),
+        "INSERT INTO stompbroker_n1.durables VALUES ('c', 'd', 't', NULL, false)",
+        "INSERT INTO stompbroker_n2.durables VALUES ('c', 'd', 'other', NULL, false),"
+        " ('c', 'e', 'u', 'x = 1', true)",
+        "INSERT INTO stompbroker_n1.messages VALUES ('durable:[\"c\",\"d\"]', 4, 8, 'ID-1',"
+        " '/topic/t', '{}', 'kept by one', 0, 1, NULL)",
+        "INSERT INTO stompbroker_n2.messages VALUES ('durable:[\"c\",\"e\"]', 4, 3, 'ID-2',"
+        " '/topic/u', '{}', 'kept by two', 0, 0, NULL)",
+    ):
+        _sql(dsn, statement)
+
+
+def test_the_durable_subscriptions_of_version_2_nodes_become_the_clusters(
+    postgres_dsn: str,
+) -> None:
+    """A version 2 database (durable subscriptions per node) is migrated at open: every node's
+    definitions become the cluster's (of one name on two nodes, the first node's), and what
+    they kept shared rows, waiting, for whichever node their subscriber comes back to."""
+    _schema_2(postgres_dsn)
+    h = _harness(postgres_dsn, "two:61613")
+    recovery = h.result(h.store.open())
+    assert sorted(recovery.durables, key=lambda record: record.name) == [
+        DurableRecord("c", "d", "t", None),
+        DurableRecord("c", "e", "u", "x = 1", True),
+    ]
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute("SELECT qkey, body, delivery_count, owner FROM stompbroker.shared")
+        assert sorted(rows.fetchall()) == [
+            ('durable:["c","d"]', b"kept by one", 1, None),
+            ('durable:["c","e"]', b"kept by two", 0, None),
+        ]
+        for n in (1, 2):
+            assert conn.execute(f"SELECT count(*) FROM stompbroker_n{n}.messages").fetchone() == (
+                0,
+            )
+            assert conn.execute(
+                "SELECT to_regclass(%s)", (f"stompbroker_n{n}.durables",)
+            ).fetchone() == (None,)
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(3,)]
     h.result(h.store.close())
 
 

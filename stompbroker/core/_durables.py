@@ -94,8 +94,6 @@ class DurableSubscriptions:
             durable.shared = True
         if durable.attached and not durable.shared:
             raise DestinationError(in_use(durable.subscription_name))
-        if durable.cluster_wide and not durable.shared:
-            written = self._held(durable, written)
         subscription = attach(
             durable,
             consumer,
@@ -108,9 +106,13 @@ class DurableSubscriptions:
             False,
             owner=owner,
         )
+        if durable.cluster_wide and not durable.shared:
+            written = self._held(durable, written)
         return subscription, written
 
-    def _held(self, durable: DurableSubscription, written: Deferred[None] | None) -> Deferred[None]:
+    def _held(
+        self, durable: DurableSubscription, written: Deferred[None] | None
+    ) -> Deferred[None] | None:
         """What a SUBSCRIBE to ``durable`` (cluster-wide, not shared) waits for: its node
         holding it for the cluster, once ``written`` (its definition, if new) is; fails with
         "in use" when another node's subscriber holds it."""
@@ -122,7 +124,9 @@ class DurableSubscriptions:
             if not held:
                 raise DestinationError(in_use(name))
 
-        def hold(_: object) -> Deferred[None]:
+        def hold(_: object) -> Deferred[None] | None:
+            if not durable.subscriptions:  # gone already: its give-up went before
+                return None
             return shared.store.hold(key).addCallback(granted)
 
         if written is None:
@@ -175,9 +179,7 @@ class DurableSubscriptions:
         durable = self._make(client_id, subscription_name, pattern, selector, no_local)
         if self._store is None:
             return durable, None
-        text = selector.text if selector is not None else None
-        record = DurableRecord(client_id, subscription_name, pattern, text, no_local)
-        return durable, self._store.add_durable(record)
+        return durable, self._store.add_durable(_record(durable))
 
     def _make(
         self,
@@ -258,13 +260,18 @@ class DurableSubscriptions:
     def follow(self, records: tuple[DurableRecord, ...]) -> None:
         """The cluster's definitions now (another node made, changed or deleted one): those
         made elsewhere are made here, those gone (or changed) elsewhere are forgotten here
-        (their subscribers here detached; their rows went with the deleting node's
-        ``delete``)."""
+        (their rows went with the deleting node's ``delete``). One deleted elsewhere that a
+        subscriber here attached to since (before this node heard of the deletion) is defined
+        again, for the cluster; one changed elsewhere detaches its subscribers here."""
         defined = {(record.client_id, record.name): record for record in records}
         for key, durable in list(self._by_key.items()):
             record = defined.get(key)
-            if durable.cluster_wide and (record is None or not _same(durable, record)):
-                self._forget(durable)
+            if not durable.cluster_wide or (record is not None and _same(durable, record)):
+                continue
+            if record is None and durable.subscriptions and self._store is not None:
+                self._store.add_durable(_record(durable))
+                continue
+            self._forget(durable)
         for key, record in defined.items():
             if key not in self._by_key:
                 self._recovered(record)
@@ -290,14 +297,16 @@ def in_use(name: str) -> str:
     return f"durable subscription {name!r} is in use by another connection"
 
 
+def _record(durable: DurableSubscription) -> DurableRecord:
+    """``durable``'s definition, as stored."""
+    selector = durable.filter.text if durable.filter is not None else None
+    client_id, name = durable.key
+    return DurableRecord(client_id, name, durable.pattern, selector, durable.no_local)
+
+
 def _same(durable: DurableSubscription, record: DurableRecord) -> bool:
     """Whether ``record`` defines ``durable`` as it is."""
-    mine = durable.filter.text if durable.filter is not None else None
-    return (durable.pattern, mine, durable.no_local) == (
-        record.pattern,
-        record.selector,
-        record.no_local,
-    )
+    return _record(durable) == record
 
 
 def durable_store_key(client_id: str, subscription_name: str) -> str:

@@ -48,7 +48,7 @@ from __future__ import annotations
 from typing import Any
 
 #: The layout this code writes and reads. A database at a newer version is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The PostgreSQL schema holding the shared tables.
 SCHEMA = "stompbroker"
 #: The first key of the advisory locks: a node's liveness lock is (NODE_LOCK, its number);
@@ -63,8 +63,7 @@ V1_LOCK_KEY = int.from_bytes(b"stompbro", "big", signed=True)
 
 _S = SCHEMA
 
-#: The tables every node shares but the durable subscriptions' (a version 1 database has
-#: that one already: the migration keeps it).
+#: The tables every node shares (since version 2) but the durable subscriptions'.
 _CLUSTER = (
     f"""CREATE TABLE {_S}.nodes (
         number serial PRIMARY KEY, name text UNIQUE, incarnation bigint,
@@ -85,34 +84,59 @@ _CLUSTER = (
         qkey text NOT NULL, grp text NOT NULL, incarnation bigint NOT NULL,
         PRIMARY KEY (qkey, grp))""",
     f"CREATE INDEX shared_grouped ON {_S}.shared (qkey) WHERE grp IS NOT NULL AND owner IS NULL",
+)
+
+#: The cluster's durable subscriptions (since version 3; each node had its own before).
+_DURABLES = (
+    f"""CREATE TABLE {_S}.durables (
+        client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
+        no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
     f"CREATE TABLE {_S}.durable_changes (version bigint NOT NULL)",
     f"INSERT INTO {_S}.durable_changes (version) VALUES (0)",
 )
+
+#: Version 2 to 3, for each node's schema: its durable subscriptions become the cluster's
+#: (of two nodes' of one client id and name, the lower node number's definition stays, and
+#: both backlogs go to it), its stored durable messages shared rows, waiting.
+_DURABLES_SHARED = f"""DO $$
+DECLARE
+    n integer;
+BEGIN
+    FOR n IN SELECT number FROM {_S}.nodes ORDER BY number LOOP
+        CONTINUE WHEN to_regclass(format('{_S}_n%s.durables', n)) IS NULL;
+        EXECUTE format('INSERT INTO {_S}.durables SELECT client_id, name, pattern, selector,'
+            ' no_local FROM {_S}_n%s.durables ON CONFLICT DO NOTHING', n);
+        EXECUTE format('INSERT INTO {_S}.shared (qkey, priority, message_id, destination,'
+            ' headers, body, expires, delivery_count, persistent, grp) SELECT qkey, priority,'
+            ' message_id, destination, headers, body, expires, delivery_count, true, grp'
+            ' FROM {_S}_n%s.messages ORDER BY priority DESC, seq', n);
+        EXECUTE format('DELETE FROM {_S}_n%s.messages', n);
+        EXECUTE format('DROP TABLE {_S}_n%s.durables', n);
+    END LOOP;
+END $$"""
 
 #: The shared tables of the current version, created in a new database.
 CREATE = (
     f"CREATE SCHEMA IF NOT EXISTS {_S}",
     f"CREATE TABLE {_S}.schema_version (version integer NOT NULL)",
     *_CLUSTER,
-    f"""CREATE TABLE {_S}.durables (
-        client_id text NOT NULL, name text NOT NULL, pattern text NOT NULL, selector text,
-        no_local boolean NOT NULL DEFAULT false, PRIMARY KEY (client_id, name))""",
+    *_DURABLES,
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 
 #: From version N to N+1: the statements, by N. A database at an older version is brought
 #: up to SCHEMA_VERSION at open, each step in the transaction of the open.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # Version 1 was one node's: its durable subscriptions become the cluster's, and every
-    # stored message (its queues' and its durable subscriptions') a shared row; its other
-    # tables (duplicate ids, scheduled messages) become the tables of node 1 (taken by the
-    # first node to open: its name is NULL until then).
+    # Version 1 was one node's: every stored message (its queues' and its durable
+    # subscriptions') becomes a shared row; its other tables (durable subscriptions,
+    # duplicate ids, scheduled messages) become the tables of node 1 (taken by the first node
+    # to open: its name is NULL until then).
     1: (
         *_CLUSTER,
         f"CREATE SCHEMA {_S}_n1",
         *(
             f"ALTER TABLE {_S}.{table} SET SCHEMA {_S}_n1"
-            for table in ("messages", "transient", "duplicate_ids", "scheduled")
+            for table in ("messages", "transient", "durables", "duplicate_ids", "scheduled")
         ),
         f"INSERT INTO {_S}.shared (qkey, priority, message_id, destination, headers, body,"
         " expires, delivery_count, persistent, grp) SELECT qkey, priority, message_id,"
@@ -122,6 +146,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"INSERT INTO {_S}.nodes (number, name) VALUES (1, NULL)",
         f"SELECT setval('{_S}.nodes_number_seq', 1)",
     ),
+    # Version 2 kept durable subscriptions per node: they become the cluster's.
+    2: (*_DURABLES, _DURABLES_SHARED),
 }
 
 

@@ -47,9 +47,16 @@ class Node(BrokerProcess):
         if self.process is not None:
             super().kill()
 
-    def client(self) -> Client:
+    def client(self, client_id: str | None = None) -> Client:
+        """A stomp.py 1.2 connection, connected (with ``client_id`` as its ``client-id``)."""
         client = Client(self.port, "1.2")
-        client.connect()
+        if client_id is None:
+            client.connect()
+            return client
+        client.conn.connect(wait=False, headers={"client-id": client_id})
+        frames = client.frames
+        frames.wait(lambda: bool(frames.connected or frames.errors), "CONNECTED")
+        assert frames.connected, [e.headers for e in frames.errors]
         return client
 
 
@@ -100,6 +107,66 @@ def test_each_message_goes_to_one_consumer_of_the_cluster(cluster: list[Node]) -
     poll(ack_new, "every message, on some node, each acknowledged")
     assert sorted(received(), key=lambda b: int(b[1:])) == sent
     _close(producer, *consumers)
+
+
+#: The durable subscription of the durable test: its SUBSCRIBE headers.
+ARCHIVE = {"activemq.subscriptionName": "archive"}
+
+
+def test_a_durable_subscriber_comes_back_on_another_node_and_gets_what_it_missed(
+    cluster: list[Node],
+) -> None:
+    """A durable subscriber (client-id "billing") made on node 1 leaves; a producer on node 2
+    publishes 10 persistent messages with receipts; the subscriber comes back on node 3 and
+    gets all 10, in order. Meanwhile a second subscriber of the name, on node 1, gets the
+    "in use" ERROR. Deleted through node 2, it keeps nothing more: a new one, made on node
+    1, gets only what is published after it."""
+    first = cluster[0].client("billing")
+    first.subscribe("/topic/invoices", headers=ARCHIVE)
+    first.disconnect()
+    producer = cluster[1].client()
+    sent = [f"invoice-{n}" for n in range(10)]
+
+    def published() -> bool:  # node 2 knows the subscription at its next poll, at worst
+        producer.send("/topic/invoices", "probe", headers={"persistent": "true"}, receipt=True)
+        return "probe" in [m.body for m in probe.frames.messages]
+
+    probe = cluster[2].client("billing")
+    probe.subscribe("/topic/invoices", ack="client-individual", headers=ARCHIVE)
+    poll(published, "node 2 feeding the durable subscription made on node 1")
+    _close(probe)  # unacknowledged probes stay kept
+    for body in sent:
+        producer.send("/topic/invoices", body, headers={"persistent": "true"}, receipt=True)
+
+    back = cluster[2].client("billing")
+    back.subscribe("/topic/invoices", ack="client-individual", headers=ARCHIVE)
+    poll(
+        lambda: [m.body for m in back.frames.messages if m.body != "probe"] == sent,
+        "the ten missed messages, in order",
+    )
+    second = cluster[0].client("billing")
+    second.conn.subscribe("/topic/invoices", id="s", headers={**ARCHIVE, "receipt": "taken"})
+    second.error("durable subscription 'archive' is in use by another connection")
+    for message in back.frames.messages:
+        back.ack(message)
+    _close(back)
+
+    deleter = cluster[1].client("billing")
+    deleter.subscribe("/topic/invoices", headers=ARCHIVE)
+    deleter.conn.unsubscribe(id="sub-1", headers={**ARCHIVE, "receipt": "deleted"})
+    deleter.frames.wait_receipt("deleted")
+    _close(deleter)
+    producer.send("/topic/invoices", "unkept", headers={"persistent": "true"}, receipt=True)
+    fresh = cluster[0].client("billing")
+    fresh.subscribe("/topic/invoices", headers=ARCHIVE)
+
+    def fed() -> bool:
+        producer.send("/topic/invoices", "new", headers={"persistent": "true"}, receipt=True)
+        return bool(fresh.frames.messages)
+
+    poll(fed, "node 2 feeding the subscription made anew on node 1")
+    assert {m.body for m in fresh.frames.messages} == {"new"}
+    _close(producer, fresh)
 
 
 def _produce(node: Node, prefix: str, confirmed: list[str], lock: threading.Lock) -> None:
