@@ -7,7 +7,9 @@ producers and consumers over the nodes (producer i on node i mod N, consumer j o
 (j + 1) mod N, so that with more than one node every message crosses nodes), and reports
 delivered msg/s, each node's CPU per message and PostgreSQL's (every ``postgres`` process
 of the machine, from /proc). The ``failover`` scenario kills (SIGKILL) a node whose consumer
-holds messages unacknowledged and times the first redelivery through another node.
+holds messages unacknowledged and times the first redelivery through another node. The
+``fanout`` scenario (``--fanout``) publishes non-persistent messages to a topic through node 1
+and counts what subscribers spread over every node receive.
 
     python3 -m tests._postgres          # a server with fsync on; prints its DSN
     python3 bench/cluster.py --dsn 'host=127.0.0.1 port=5432 user=postgres dbname=postgres'
@@ -71,6 +73,8 @@ class Node:
         config = directory / f"{name}.yaml"
         config.write_text(
             "destinations:\n  - name: /queue/>\n    persistent: false\n"
+            # The generator's readers may fall behind the fan-out: they are not cut off.
+            "  - name: /topic/fan\n    max_pending: 1000000\n"
             f"broker:\n  store: postgresql\npostgresql:\n  dsn: '{dsn}'\n  node: '{name}'\n"
         )
         self.process = subprocess.Popen(
@@ -164,6 +168,83 @@ def consume(port: int, expected: list[int], lock: threading.Lock, done: threadin
                 expected[0] -= 1
                 if expected[0] <= 0:
                     done.set()
+
+
+def publish(port: int, count: int, size: int) -> None:
+    """Non-persistent SENDs to /topic/fan, a receipt every 1,000 and at most 5 outstanding."""
+    client = Stomp(port)
+    body = b"x" * size
+    outstanding = 0
+    for n in range(1, count + 1):
+        headers = {"destination": "/topic/fan"}
+        if n % 1000 == 0 or n == count:
+            headers["receipt"] = str(n)
+            outstanding += 1
+        client.send(b"SEND", headers, body)
+        while outstanding >= 5 or (n == count and outstanding):
+            if client.frame()[0] == b"RECEIPT":
+                outstanding -= 1
+
+
+def count_frames(port: int, counts: list[int], index: int, done: threading.Event) -> None:
+    """Subscribe to /topic/fan and count the frames received (each ends with a NUL)."""
+    client = Stomp(port)
+    client.send(b"SUBSCRIBE", {"destination": "/topic/fan", "id": "0", "receipt": "in"})
+    assert client.frame()[0] == b"RECEIPT"
+    client.sock.settimeout(0.5)
+    while not done.is_set():
+        try:
+            data = client.sock.recv(1 << 18)
+        except TimeoutError:
+            continue
+        if not data:
+            return
+        counts[index] += data.count(b"\0")
+
+
+def fanout(dsn: str, nodes: int, messages: int, subscribers: int) -> None:
+    """One publisher on node 1, ``subscribers`` spread over the nodes (subscriber j on node
+    j mod N): delivered msg/s from the first SEND to the last delivery."""
+    reset(dsn)
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = [Node(dsn, f"fan-{i + 1}", Path(tmp)) for i in range(nodes)]
+        try:
+            counts, done = [0] * subscribers, threading.Event()
+            readers = [
+                threading.Thread(
+                    target=count_frames, args=(cluster[j % nodes].port, counts, j, done)
+                )
+                for j in range(subscribers)
+            ]
+            for reader in readers:
+                reader.start()
+            time.sleep(0.5)  # every subscriber is in (a benchmark, not a test)
+            before = [cpu_seconds(n.process.pid) for n in cluster], postgres_cpu()
+            started = time.monotonic()
+            publish(cluster[0].port, messages, 100)
+            last, last_at = -1, time.monotonic()
+            while sum(counts) != last:  # until nothing arrived for a second
+                last, last_at = sum(counts), time.monotonic()
+                time.sleep(1.0)
+            elapsed = last_at - started
+            nodes_cpu = [
+                cpu_seconds(n.process.pid) - b for n, b in zip(cluster, before[0], strict=True)
+            ]
+            pg_cpu = postgres_cpu() - before[1]
+            done.set()
+            for thread in readers:
+                thread.join(30)
+        finally:
+            for node in cluster:
+                node.kill()
+    delivered = sum(counts)
+    per_node = " ".join(f"{c / delivered * 1e6:.1f}" for c in nodes_cpu)
+    print(
+        f"| {nodes} | {delivered:,} of {messages * subscribers:,} | {delivered / elapsed:,.0f}"
+        f" | {sum(nodes_cpu) / delivered * 1e6:.2f} ({per_node})"
+        f" | {pg_cpu / delivered * 1e6:.2f} |",
+        flush=True,
+    )
 
 
 def reset(dsn: str) -> None:
@@ -267,7 +348,22 @@ def main() -> None:
     parser.add_argument("--producers", type=int, default=3)
     parser.add_argument("--consumers", type=int, default=3)
     parser.add_argument("--no-failover", action="store_true")
+    parser.add_argument(
+        "--fanout",
+        type=int,
+        metavar="SUBSCRIBERS",
+        help="run the topic fan-out instead: this many subscribers spread over the nodes",
+    )
     args = parser.parse_args()
+    if args.fanout:
+        print(
+            "| nodes | delivered (of sent times subscribers) | delivered msg/s"
+            " | broker CPU µs/delivered: total (per node) | PostgreSQL µs/delivered |"
+        )
+        print("|---|---|---|---|---|")
+        for count in (int(n) for n in args.nodes.split(",")):
+            fanout(args.dsn, count, args.messages, args.fanout)
+        return
     print("| nodes | delivered msg/s | broker CPU µs/msg: total (per node) | PostgreSQL µs/msg |")
     print("|---|---|---|---|")
     for count in (int(n) for n in args.nodes.split(",")):
