@@ -138,18 +138,27 @@ class Stomp:
         return head[0], headers
 
 
-def produce(port: int, count: int, size: int) -> None:
-    """Persistent SENDs, a receipt every 100 and at most 10 outstanding."""
+def produce(
+    port: int,
+    count: int,
+    size: int,
+    headers: dict[str, str] | None = None,
+    every: int = 100,
+    window: int = 10,
+) -> None:
+    """SENDs of ``headers`` (persistent ones to /queue/cluster unless given), a receipt
+    every ``every`` and at most ``window`` outstanding."""
     client = Stomp(port)
     body = b"x" * size
+    sent = headers or {"destination": "/queue/cluster", "persistent": "true"}
     outstanding = 0
     for n in range(1, count + 1):
-        headers = {"destination": "/queue/cluster", "persistent": "true"}
-        if n % 100 == 0 or n == count:
-            headers["receipt"] = str(n)
+        frame = dict(sent)
+        if n % every == 0 or n == count:
+            frame["receipt"] = str(n)
             outstanding += 1
-        client.send(b"SEND", headers, body)
-        while outstanding >= 10 or (n == count and outstanding):
+        client.send(b"SEND", frame, body)
+        while outstanding >= window or (n == count and outstanding):
             if client.frame()[0] == b"RECEIPT":
                 outstanding -= 1
 
@@ -168,22 +177,6 @@ def consume(port: int, expected: list[int], lock: threading.Lock, done: threadin
                 expected[0] -= 1
                 if expected[0] <= 0:
                     done.set()
-
-
-def publish(port: int, count: int, size: int) -> None:
-    """Non-persistent SENDs to /topic/fan, a receipt every 1,000 and at most 5 outstanding."""
-    client = Stomp(port)
-    body = b"x" * size
-    outstanding = 0
-    for n in range(1, count + 1):
-        headers = {"destination": "/topic/fan"}
-        if n % 1000 == 0 or n == count:
-            headers["receipt"] = str(n)
-            outstanding += 1
-        client.send(b"SEND", headers, body)
-        while outstanding >= 5 or (n == count and outstanding):
-            if client.frame()[0] == b"RECEIPT":
-                outstanding -= 1
 
 
 def count_frames(port: int, counts: list[int], index: int, done: threading.Event) -> None:
@@ -221,7 +214,8 @@ def fanout(dsn: str, nodes: int, messages: int, subscribers: int) -> None:
             time.sleep(0.5)  # every subscriber is in (a benchmark, not a test)
             before = [cpu_seconds(n.process.pid) for n in cluster], postgres_cpu()
             started = time.monotonic()
-            publish(cluster[0].port, messages, 100)
+            # Non-persistent, a receipt every 1,000 and at most 5 outstanding.
+            produce(cluster[0].port, messages, 100, {"destination": "/topic/fan"}, 1000, 5)
             last, last_at = -1, time.monotonic()
             while sum(counts) != last:  # until nothing arrived for a second
                 last, last_at = sum(counts), time.monotonic()

@@ -72,6 +72,19 @@ def _ack(client: Client, frames: list[Frame]) -> None:
         client.send("ACK", {"id": frame.headers["ack"]})
 
 
+def gather(clock: Clock, consumers: list[Client], rounds: int, seconds: float) -> list[bytes]:
+    """The bodies ``consumers`` receive over ``rounds`` settles of ``seconds``, each
+    acknowledged as it comes."""
+    got: list[bytes] = []
+    for _ in range(rounds):
+        settle(clock, seconds)
+        for client in consumers:
+            frames = client.messages()
+            got += _bodies(frames)
+            _ack(client, frames)
+    return got
+
+
 @pytest.fixture
 def nodes(postgres_dsn: str) -> list[Node]:
     clock = Clock()
@@ -103,13 +116,7 @@ def test_each_message_goes_to_exactly_one_consumer_in_the_cluster(nodes: list[No
     producer = nodes[0].client()
     for n in range(300):
         producer.publish("/queue/work", b"%d" % n, persistent="true")
-    got: list[bytes] = []
-    for _ in range(60):
-        settle(nodes[0].clock, 0.2)
-        for client in consumers:
-            frames = client.messages()
-            got += _bodies(frames)
-            _ack(client, frames)
+    got = gather(nodes[0].clock, consumers, 60, 0.2)
     assert sorted(got, key=int) == [b"%d" % n for n in range(300)]
 
 

@@ -12,7 +12,7 @@ from twisted.logger import LogEvent
 from stompbroker.core import Broker
 from stompbroker.testing import Client
 
-from .test_cluster import Node, _ack, _bodies, _terminate, settle
+from .test_cluster import Node, _bodies, _terminate, gather, settle
 from .test_topic_bus import FakeBus
 
 NAME = "audit"
@@ -192,13 +192,7 @@ def test_a_shared_durable_subscription_lets_subscribers_on_every_node_compete(
     producer = nodes[2].client()
     for n in range(20):
         producer.publish(TOPIC, b"%d" % n, persistent="true")
-    got: list[bytes] = []
-    for _ in range(10):
-        settle(nodes[0].clock, 0.3)
-        for client in subscribers:
-            frames = client.messages()
-            got += _bodies(frames)
-            _ack(client, frames)
+    got = gather(nodes[0].clock, subscribers, 10, 0.3)
     assert sorted(got, key=int) == [b"%d" % n for n in range(20)]
     assert all(client.closing is False for client in subscribers)
 
