@@ -283,6 +283,11 @@ function renderBroker(broker) {
     ['memory', bytes(broker.memory.rss_bytes)],
     ['store', `${broker.store.kind}, ${bytes(broker.store.size_bytes)}`],
   ];
+  const cluster = broker.cluster;
+  if (cluster) {
+    const names = cluster.nodes.map((n) => n.name).join(', ') || 'none read yet';
+    items.push(['cluster', `node ${cluster.node}; ${integer.format(cluster.nodes.length)} live: ${names}`]);
+  }
   const list = $('broker');
   list.replaceChildren();
   for (const [name, value] of items) {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stompbroker.config import Config
+from stompbroker.config import BrokerSection, Config, PostgresqlSection
 
 from . import _listeners, test_console
 from ._listeners import Listeners
@@ -241,3 +241,30 @@ def test_the_scheduled_column_shows_the_messages_waiting_for_their_time(
     assert result["results"]["stats"] == "0"
     no_browser_complaints(result["console"])
     producer.disconnect()
+
+
+def test_the_overview_names_the_live_nodes_of_a_cluster(
+    node: str, chromium: Path, start_console: StartConsole, tmp_path: Path, postgres_dsn: str
+) -> None:
+    """On PostgreSQL, the overview has a "cluster" line: this node's name and the live nodes
+    (here two: the console's broker and another on the same database)."""
+    start_console(
+        Config(
+            broker=BrokerSection(store="postgresql"),
+            postgresql=PostgresqlSection(dsn=postgres_dsn, node="other:61613"),
+        )
+    )
+    broker = start_console(
+        Config(
+            broker=BrokerSection(store="postgresql"),
+            postgresql=PostgresqlSection(dsn=postgres_dsn, node="console:61613"),
+        )
+    )
+    line = text('#broker div[data-field="cluster"] dd')
+    steps = [{"wait": f"{line}.includes('2 live')"}, {"read": line, "as": "cluster"}]
+    result = run_console(node, f"http://127.0.0.1:{broker.ws_port()}/", steps, tmp_path)
+    assert result["results"]["cluster"] in (
+        "node console:61613; 2 live: console:61613, other:61613",
+        "node console:61613; 2 live: other:61613, console:61613",
+    )
+    no_browser_complaints(result["console"])
