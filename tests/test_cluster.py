@@ -23,6 +23,7 @@ from stompbroker.transport import Connections, Management
 from stompbroker.transport._prometheus import registry
 
 from .test_store import run_now
+from .test_topic_bus import FakeBus
 
 
 class Node:
@@ -389,6 +390,41 @@ def test_a_reply_to_a_temporary_queue_crosses_nodes_and_one_to_a_gone_one_is_swe
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM stompbroker.shared").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM stompbroker.temporaries").fetchone() == (0,)
+
+
+def test_a_reply_to_a_temporary_topic_crosses_nodes_through_the_bus(nodes: list[Node]) -> None:
+    """A requester on A asks with reply-to /temp-topic/replies; a responder on B answers to
+    the address it was given: the reply crosses the topic bus to A, reaches the requester
+    (and nobody on C). Once the requester left, a reply is accepted and goes nowhere."""
+    ends: list[FakeBus] = []
+    for node in nodes:
+        bus = FakeBus(ends)
+        node.broker.router.bus = bus
+        bus.attach(node.broker.published_elsewhere)
+    a, b, c = nodes
+    responder = b.client()
+    responder.subscribe("/queue/requests")
+    watcher = c.client()
+    watcher.subscribe("/topic/>", "w")
+    requester = a.client()
+    requester.subscribe("/temp-topic/replies", "r")
+    requester.publish("/queue/requests", b"ping", reply_to="/temp-topic/replies")
+    settle(a.clock, 1.5)
+    (request,) = responder.messages()
+    reply_to = request.headers["reply-to"]
+    assert reply_to.startswith("/remote-temp-topic/")
+    responder.publish(reply_to, b"pong", receipt="p")
+    settle(a.clock)
+    assert [f.command for f in responder.frames()] == ["RECEIPT"]
+    (reply,) = requester.messages()
+    assert (reply.body, reply.headers["destination"]) == (b"pong", reply_to)
+    assert watcher.frames() == []
+    requester.send("DISCONNECT")
+    requester.lose()
+    responder.publish(reply_to, b"too late", receipt="q")
+    settle(a.clock)
+    assert [f.command for f in responder.frames()] == ["RECEIPT"]
+    assert a.broker.temporaries.get(reply_to) is None
 
 
 def test_an_exclusive_consumer_takes_a_queue_for_the_whole_cluster(nodes: list[Node]) -> None:

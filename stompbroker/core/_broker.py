@@ -35,7 +35,13 @@ from ._destination import Destination
 from ._durable import DurableSubscription
 from ._durables import DurableSubscriptions
 from ._message import Message
-from ._names import DestinationError, DestinationFull, check_subscribe_name, parse_destination
+from ._names import (
+    GLOBAL_TEMP_PREFIX,
+    DestinationError,
+    DestinationFull,
+    check_subscribe_name,
+    parse_destination,
+)
 from ._paging import PagedBacklog
 from ._policy import PolicyMap
 from ._queue import Queue
@@ -182,13 +188,19 @@ class Broker:
         the ``ITopicBus``): for this node's subscribers of the topic, plain and wildcard, and
         its node-local durable subscriptions; not for virtual topics' consumer queues nor the
         cluster's durable subscriptions (the publishing node fed those, for the whole
-        cluster), and never back to the bus. It gets a ``seq``
+        cluster), and never back to the bus. A message for a temporary topic (``name`` is
+        its global address) goes to it if it is this node's, else nowhere. It gets a ``seq``
         of this node's; an expired one is dropped (counted)."""
         if message.expires and message.expired(self.now_ms()):
             self.counters["expired"] += 1
             self.counters["dropped"] += 1
             return
         message.seq = self.router.next_seq()
+        if name.startswith(GLOBAL_TEMP_PREFIX["temp-topic"]):  # sent to a temporary topic
+            temporary = self.temporaries.get(name)
+            if isinstance(temporary, Topic):
+                temporary.publish(message)
+            return
         wildcards, durables, _ = self._fanout.get(name)
         topic = self.destinations.topics.get(name)
         if topic is not None:

@@ -446,6 +446,8 @@ class Router:
                 written = target.enqueue(message)
             elif isinstance(target, Topic):
                 target.publish(message, owner)
+                if self.bus is not None and self._temporaries.elsewhere(target):
+                    self.bus.publish(target.address, message)  # to its owner's node
         return Sent(message, written, room)
 
     def _expired(self, message: Message) -> bool:

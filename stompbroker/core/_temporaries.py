@@ -9,7 +9,11 @@ queue's, under its global address: its node declares it to the store, and a SEND
 another node to an address it does not hold goes to the cluster (through a *proxy*: a queue
 of that address, known nowhere, holding the message back for the owner's node to claim). A
 message sent to a temporary queue that is not there (its owner left) is then accepted and
-dropped by the next sweep, since no node can tell at once.
+dropped by the next sweep, since no node can tell at once. A temporary topic stays on its
+node; a SEND through another node to one it does not hold goes to a proxy topic (known
+nowhere, subscribed to by none) that the router hands the topic bus, as any topic's publish,
+and the owner's node delivers it to its subscribers (``Broker.published_elsewhere``): at most
+once, accepted and dropped when its owner left.
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class TemporaryDestinations:
         target = self._by_address.get(destination)
         if target is None and kind == "remote-temp-queue":
             target = self._proxy(destination)
+        elif target is None and kind == "remote-temp-topic":
+            target = self._proxy_topic(destination)
         if target is None:
             raise DestinationError(
                 f"temporary destination {destination!r} does not exist (its owner has left)"
@@ -95,6 +101,18 @@ class TemporaryDestinations:
         proxy = Queue(address, address, hooks, policy)
         proxy.backlog = shared.backlog(proxy, watched=False)
         return proxy
+
+    def _proxy_topic(self, address: str) -> Topic | None:
+        """In a cluster: a topic for sending to another node's temporary topic ``address``
+        (known nowhere, subscribed to by none: the bus carries its messages)."""
+        if self._destinations.shared is None:
+            return None
+        policy = replace(self._destinations.policies.default, persistent=False)
+        return Topic(address, address, self._destinations.hooks, policy)
+
+    def elsewhere(self, target: Destination) -> bool:
+        """Whether ``target`` stands for another node's temporary destination (a proxy)."""
+        return self._by_address.get(target.address) is not target
 
     def for_subscribe(
         self, kind: str, name: str, destination: str, owner: str | None
