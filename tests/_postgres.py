@@ -81,8 +81,8 @@ class PostgresServer:
             cwd=self.root,
         )
 
-    def start(self) -> None:
-        """initdb (first time only) and start; return once it accepts connections."""
+    def initdb(self) -> None:
+        """Make the data directory (first time only: a standby's is a base backup)."""
         if not self.data.exists():
             self._run(
                 str(self.bin / "initdb"),
@@ -96,6 +96,10 @@ class PostgresServer:
                 "UTF8",
                 "--locale=C",
             )
+
+    def start(self) -> None:
+        """initdb (first time only) and start; return once it accepts connections."""
+        self.initdb()
         options = " ".join(
             [
                 f"-p {self.port}",

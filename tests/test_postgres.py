@@ -178,6 +178,52 @@ def test_a_crash_of_the_server_keeps_committed_persistent_rows_only(
     h.result(h.store.close())
 
 
+def test_after_a_failed_reconnection_batches_fail_at_once_for_a_while_that_doubles(
+    postgres_server: PostgresServer, postgres_dsn: str, logged_failures: list[LogEvent]
+) -> None:
+    """PostgreSQL down: the batch that finds the connection lost fails, the next tries to
+    connect and fails; the batches of the next 0.1 s fail at once, saying when the next
+    attempt is, without trying (even once the server is back); the next attempt fails too
+    while it is down, and then 0.2 s go by without trying; the first batch after that,
+    the server back, connects and is written."""
+    now = [0.0]
+    clock = Clock()
+
+    def store() -> PostgresStore:
+        return PostgresStore(postgres_dsn, clock, run_now, poll_s=NO_POLL, timer=lambda: now[0])
+
+    h = Harness(store(), clock, store)
+    h.result(h.store.open())
+
+    def refusal(seq: int) -> str:
+        with pytest.raises(StoreRefused) as refused:
+            h.result(h.store.add("/queue/q", _message(seq), "always"))
+        return str(refused.value)
+
+    postgres_server.stop("immediate")
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            h.result(h.store.add("/queue/q", _message(1), "always"))
+        tried = refusal(2)
+        assert tried.startswith("cannot connect to PostgreSQL: ") and "\n" not in tried, tried
+        now[0] = 0.09
+        assert refusal(3) == f"{tried} (the next attempt in 0.01 s)"
+        now[0] = 0.1
+        tried_again = refusal(4)
+        assert not tried_again.endswith(" s)"), tried_again
+        now[0] = 0.25
+        assert refusal(5) == f"{tried_again} (the next attempt in 0.05 s)"
+    finally:
+        postgres_server.start()
+    now[0] = 0.29
+    assert refusal(6).endswith("(the next attempt in 0.01 s)")
+    now[0] = 0.31
+    assert h.result(h.store.add("/queue/q", _message(7), "always")) is None
+    assert [m.seq for m in _load(h, "/queue/q")] == [7]
+    assert len(logged_failures) == 6
+    h.result(h.store.close())
+
+
 def test_a_failed_batch_is_rolled_back_and_the_store_goes_on(
     postgres_dsn: str, logged_failures: list[LogEvent]
 ) -> None:

@@ -55,6 +55,11 @@ SERVER_KEEPALIVES = {
     "tcp_user_timeout": 10_000,
 }
 
+#: After a failed attempt to connect again, batches fail at once, without trying, for this
+#: long; each further failure doubles it, up to RECONNECT_MAX_S. A connection made resets it.
+RECONNECT_FIRST_S = 0.1
+RECONNECT_MAX_S = 5.0
+
 MISSING = (
     "broker.store is postgresql but psycopg is not installed: pip install 'stompbroker[postgresql]'"
 )
@@ -200,6 +205,11 @@ class PgDatabase:
         self._timer = timer
         self._conn: Any = None
         self._batches = 0
+        #: Failed attempts to connect again in a row, the last one's reason, and until when
+        #: (``timer``'s time) batches fail without trying.
+        self._failures = 0
+        self._refusal = ""
+        self._retry_at = 0.0
         #: What joining gave this node (set at open, renewed at a reconnection).
         self.membership: Membership | None = None
         #: Bytes the tables take on disk, as last read.
@@ -326,10 +336,26 @@ class PgDatabase:
 
     def _connection(self) -> Any:
         """The open connection; a new one if it was lost (the batch that found out failed),
-        which joins again, under a new incarnation (the schema is there since open)."""
+        which joins again, under a new incarnation (the schema is there since open).
+
+        After a failed attempt, the batches of the next RECONNECT_FIRST_S seconds fail at once
+        (StoreRefused) without trying, twice as long after each further failure."""
         assert self._conn is not None, "the store is closed"
         if self._conn.closed:
-            self._conn = self._connect()
+            now = self._timer()
+            if now < self._retry_at:
+                wait = self._retry_at - now
+                raise StoreRefused(f"{self._refusal} (the next attempt in {wait:.2f} s)")
+            try:
+                self._conn = self._connect()
+            except Exception as exc:
+                self._failures += 1
+                backoff = RECONNECT_FIRST_S * 2.0 ** min(self._failures - 1, 16)
+                self._retry_at = now + min(backoff, RECONNECT_MAX_S)
+                self._refusal = " ".join(str(exc).split())
+                raise
+            self._failures = 0
+            self._retry_at = 0.0
         return self._conn
 
     def _send(self, conn: Any, work: Work) -> tuple[Any, list[Any], list[Any]]:
