@@ -362,6 +362,29 @@ def test_every_node_lists_the_live_nodes_and_a_dead_one_leaves_the_list(
     assert "stompbroker_cluster_nodes 2.0" in metrics
 
 
+def linked(nodes: list[Node]) -> None:
+    """Join ``nodes`` by an in-memory topic bus."""
+    ends: list[FakeBus] = []
+    for node in nodes:
+        bus = FakeBus(ends)
+        node.broker.router.bus = bus
+        bus.attach(node.broker.published_elsewhere)
+
+
+def _request(requesting: Node, responding: Node, temporary: str) -> tuple[Client, Client, str]:
+    """A responder on ``responding`` gets a request from a requester on ``requesting``
+    subscribed to ``temporary`` (its reply-to): the responder, the requester and the
+    address the responder was given."""
+    responder = responding.client()
+    responder.subscribe("/queue/requests")
+    requester = requesting.client()
+    requester.subscribe(temporary, "r")
+    requester.publish("/queue/requests", b"ping", reply_to=temporary)
+    settle(requesting.clock, 1.5)
+    (request,) = responder.messages()
+    return responder, requester, request.headers["reply-to"]
+
+
 def test_a_reply_to_a_temporary_queue_crosses_nodes_and_one_to_a_gone_one_is_swept(
     postgres_dsn: str, nodes: list[Node]
 ) -> None:
@@ -369,14 +392,7 @@ def test_a_reply_to_a_temporary_queue_crosses_nodes_and_one_to_a_gone_one_is_swe
     to the address it was given: the reply reaches the requester. Once the requester left,
     a reply to its address is accepted on B and dropped at the next poll."""
     a, b, _ = nodes
-    responder = b.client()
-    responder.subscribe("/queue/requests")
-    requester = a.client()
-    requester.subscribe("/temp-queue/replies", "r")
-    requester.publish("/queue/requests", b"ping", reply_to="/temp-queue/replies")
-    settle(a.clock, 1.5)
-    (request,) = responder.messages()
-    reply_to = request.headers["reply-to"]
+    responder, requester, reply_to = _request(a, b, "/temp-queue/replies")
     assert reply_to.startswith("/remote-temp-queue/")
     responder.publish(reply_to, b"pong")
     settle(a.clock, 1.5)
@@ -396,22 +412,11 @@ def test_a_reply_to_a_temporary_topic_crosses_nodes_through_the_bus(nodes: list[
     """A requester on A asks with reply-to /temp-topic/replies; a responder on B answers to
     the address it was given: the reply crosses the topic bus to A, reaches the requester
     (and nobody on C). Once the requester left, a reply is accepted and goes nowhere."""
-    ends: list[FakeBus] = []
-    for node in nodes:
-        bus = FakeBus(ends)
-        node.broker.router.bus = bus
-        bus.attach(node.broker.published_elsewhere)
+    linked(nodes)
     a, b, c = nodes
-    responder = b.client()
-    responder.subscribe("/queue/requests")
     watcher = c.client()
     watcher.subscribe("/topic/>", "w")
-    requester = a.client()
-    requester.subscribe("/temp-topic/replies", "r")
-    requester.publish("/queue/requests", b"ping", reply_to="/temp-topic/replies")
-    settle(a.clock, 1.5)
-    (request,) = responder.messages()
-    reply_to = request.headers["reply-to"]
+    responder, requester, reply_to = _request(a, b, "/temp-topic/replies")
     assert reply_to.startswith("/remote-temp-topic/")
     responder.publish(reply_to, b"pong", receipt="p")
     settle(a.clock)

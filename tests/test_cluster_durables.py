@@ -12,8 +12,7 @@ from twisted.logger import LogEvent
 from stompbroker.core import Broker
 from stompbroker.testing import Client
 
-from .test_cluster import Node, _bodies, _terminate, gather, settle
-from .test_topic_bus import FakeBus
+from .test_cluster import Node, _bodies, _terminate, gather, linked, settle
 
 NAME = "audit"
 TOPIC = "/topic/orders"
@@ -74,11 +73,7 @@ def test_a_publish_through_any_node_reaches_the_subscriber_once(
     """With the topic bus between the nodes, a message published on A to the topic of a
     durable subscription whose subscriber is on B reaches it once (A kept the copy for the
     cluster; B does not keep the bus's too); a plain subscriber on B gets its own copy."""
-    ends: list[FakeBus] = []
-    for node in nodes:
-        bus = FakeBus(ends)
-        node.broker.router.bus = bus
-        bus.attach(node.broker.published_elsewhere)
+    linked(nodes)
     a, b, _ = nodes
     subscriber = _subscriber(b)
     plain = b.client()

@@ -70,6 +70,7 @@ from ._store import (
     Recovery,
     ScheduledRecord,
     StoredQueue,
+    StoreUnavailable,
 )
 from ._subscription import (
     ACK_MODES,
@@ -154,6 +155,7 @@ __all__ = [
     "Sent",
     "Statistics",
     "StatsPublisher",
+    "StoreUnavailable",
     "StoredQueue",
     "Subscription",
     "TemporaryDestinations",

@@ -54,6 +54,11 @@ SYNC_LEVELS = ("always", "batch", "never")
 TRANSIENT = "transient"
 
 
+class StoreUnavailable(Exception):
+    """The store cannot reach its database now (a batch failed without being tried, or its
+    connection could not be made); ``str()`` says why in one line."""
+
+
 @dataclass(frozen=True)
 class DurableRecord:
     """A durable subscription's definition, as stored."""

@@ -46,6 +46,7 @@ from stompbroker.core import (
     DestinationError,
     Message,
     MessageError,
+    StoreUnavailable,
     Subscription,
     parse_destination,
 )
@@ -418,7 +419,8 @@ class StompSession:
         if failure.check(DestinationError):  # refused by the cluster (a durable in use)
             self._fail(str(failure.value), "", receipt_id)
             return
-        log.failure("a durable write failed for {peer}", failure, peer=self.peer)
+        if not failure.check(StoreUnavailable):  # the store logged that one already
+            log.failure("a durable write failed for {peer}", failure, peer=self.peer)
         self._fail(
             "message not stored",
             "the broker could not store the message; it was not accepted",

@@ -52,6 +52,7 @@ from stompbroker.core import (
     Message,
     Recovery,
     ScheduledRecord,
+    StoreUnavailable,
 )
 
 if TYPE_CHECKING:
@@ -227,6 +228,8 @@ class BatchingStore:
         self._db: Worker | None = None
         self._pending = Batch()
         self._busy = False
+        #: The last batch failed for want of the database (logged once, until one is written).
+        self._unavailable = False
         self._timer: DelayedCall | None = None
         self._due = 0.0
         self._idle: list[Deferred[None]] = []
@@ -421,6 +424,9 @@ class BatchingStore:
     def _written(self, result: Written, batch: Batch) -> None:
         loaded, loaded_scheduled, elapsed, shared = result
         self._busy = False
+        if self._unavailable:
+            self._unavailable = False
+            log.info("the message store writes again")
         self.commits.batches += 1
         if batch.sync:
             self.fsyncs += 1
@@ -448,7 +454,15 @@ class BatchingStore:
 
     def _failed(self, failure: Any, batch: Batch) -> None:
         self._busy = False
-        log.failure("the message store failed to write a batch", failure)
+        if not failure.check(StoreUnavailable):
+            log.failure("the message store failed to write a batch", failure)
+        elif not self._unavailable:  # one line until a batch is written again
+            self._unavailable = True
+            log.warn(
+                "the message store cannot write: {why}; the batches meanwhile fail (their"
+                " producers get an ERROR), and are not logged until one is written",
+                why=failure.getErrorMessage(),
+            )
         for waiter in batch.waiters:
             waiter.errback(failure)
         for _, _, answer in batch.loads:

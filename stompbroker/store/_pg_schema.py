@@ -47,6 +47,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stompbroker.core import StoreUnavailable
+
 #: The layout this code writes and reads. A database at a newer version is refused.
 SCHEMA_VERSION = 3
 #: The PostgreSQL schema holding the shared tables.
@@ -175,8 +177,9 @@ def local_tables(schema: str) -> tuple[str, ...]:
     )
 
 
-class StoreRefused(Exception):
-    """The store will not open this database; ``str()`` is the one line to tell the operator."""
+class StoreRefused(StoreUnavailable):
+    """The store will not open this database (at start), or cannot now (a reconnection);
+    ``str()`` is the one line to tell the operator."""
 
 
 def one(conn: Any, sql: str, parameters: tuple[Any, ...] = ()) -> Any:

@@ -6,7 +6,6 @@ themselves: sends meanwhile get ERRORs, and every message that got its RECEIPT i
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from tests._standby import StandbyPair, standby_pair
 
 from .conftest import TIMEOUT, Client, poll
-from .test_cluster_twistd import Node
+from .test_cluster_twistd import Node, close, drop, started
 
 __all__ = ["standby_pair"]  # the fixture
 
@@ -32,44 +31,18 @@ OUTAGE_ERRORS = 10
 PRODUCER_S = 40.0
 
 
-def _nodes(tmp_path: Path, dsn: str, count: int) -> list[Node]:
-    return [Node(tmp_path / f"n{i}", dsn, f"node-{i}") for i in range(1, count + 1)]
-
-
 @pytest.fixture
 def one_node(tmp_path: Path, standby_pair: StandbyPair) -> Iterator[Node]:
     """A node on the pair's multi-host dsn, started; killed at the end."""
-    (node,) = _nodes(tmp_path, standby_pair.dsn, 1)
-    try:
-        node.start()
+    with started(tmp_path, standby_pair.dsn, 1) as (node,):
         yield node
-    finally:
-        node.kill()
 
 
 @pytest.fixture
 def two_nodes(tmp_path: Path, standby_pair: StandbyPair) -> Iterator[list[Node]]:
     """Two nodes on the pair's multi-host dsn, started; killed at the end."""
-    nodes = _nodes(tmp_path, standby_pair.dsn, 2)
-    try:
-        for node in nodes:
-            node.start()
+    with started(tmp_path, standby_pair.dsn, 2) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.kill()
-
-
-def _close(*clients: Client) -> None:
-    for client in clients:
-        with contextlib.suppress(Exception):
-            client.disconnect()
-
-
-def _drop(client: Client) -> None:
-    """Close a connection the broker may have closed already (after an ERROR)."""
-    with contextlib.suppress(Exception):
-        client.conn.transport.disconnect_socket()
 
 
 def _waiting_for_the_standby(pair: StandbyPair, node: Node) -> bool:
@@ -109,7 +82,7 @@ def test_a_receipt_for_a_persistent_send_waits_for_the_standby(
     consumer = one_node.client()
     consumer.subscribe("/queue/sync")
     assert [m.body for m in consumer.wait_messages(1)] == ["held"]
-    _close(producer, consumer)
+    close(producer, consumer)
 
 
 def _answer(client: Client, body: str, receipt: str) -> bool:
@@ -149,10 +122,10 @@ def _produce(node: Node, confirmed: list[str], refused: list[str], lock: threadi
                 break
             with lock:
                 refused.extend(e.headers.get("message", "") for e in client.frames.errors)
-            _drop(client)
+            drop(client)
             assert time.monotonic() < deadline, f"{body}: no RECEIPT within {PRODUCER_S} s"
             client = node.client()
-    _close(client)
+    close(client)
 
 
 def test_after_the_primary_dies_and_the_standby_is_promoted_nothing_receipted_is_lost(
@@ -200,4 +173,4 @@ def test_after_the_primary_dies_and_the_standby_is_promoted_nothing_receipted_is
         return {m.body for c in consumers for m in list(c.frames.messages)}
 
     poll(lambda: consumed() >= set(confirmed), "every receipted message", timeout=3 * TIMEOUT)
-    _close(*consumers)
+    close(*consumers)

@@ -60,10 +60,10 @@ class Node(BrokerProcess):
         return client
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, postgres_dsn: str) -> Iterator[list[Node]]:
-    """Three nodes on a new database, started; killed at the end."""
-    nodes = [Node(tmp_path / f"n{i}", postgres_dsn, f"node-{i}") for i in (1, 2, 3)]
+@contextlib.contextmanager
+def started(tmp_path: Path, dsn: str, count: int) -> Iterator[list[Node]]:
+    """``count`` nodes on ``dsn`` (node-1, node-2, ...), started; killed at the end."""
+    nodes = [Node(tmp_path / f"n{i}", dsn, f"node-{i}") for i in range(1, count + 1)]
     try:
         for node in nodes:
             node.start()
@@ -73,10 +73,24 @@ def cluster(tmp_path: Path, postgres_dsn: str) -> Iterator[list[Node]]:
             node.kill()
 
 
-def _close(*clients: Client) -> None:
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_dsn: str) -> Iterator[list[Node]]:
+    """Three nodes on a new database, started; killed at the end."""
+    with started(tmp_path, postgres_dsn, 3) as nodes:
+        yield nodes
+
+
+def close(*clients: Client) -> None:
+    """DISCONNECT each of ``clients`` that is still open."""
     for client in clients:
         with contextlib.suppress(Exception):
             client.disconnect()
+
+
+def drop(client: Client) -> None:
+    """Close a connection the broker may have closed already (after an ERROR)."""
+    with contextlib.suppress(Exception):
+        client.conn.transport.disconnect_socket()
 
 
 def test_each_message_goes_to_one_consumer_of_the_cluster(cluster: list[Node]) -> None:
@@ -106,7 +120,7 @@ def test_each_message_goes_to_one_consumer_of_the_cluster(cluster: list[Node]) -
 
     poll(ack_new, "every message, on some node, each acknowledged")
     assert sorted(received(), key=lambda b: int(b[1:])) == sent
-    _close(producer, *consumers)
+    close(producer, *consumers)
 
 
 #: The durable subscription of the durable test: its SUBSCRIBE headers.
@@ -134,7 +148,7 @@ def test_a_durable_subscriber_comes_back_on_another_node_and_gets_what_it_missed
     probe = cluster[2].client("billing")
     probe.subscribe("/topic/invoices", ack="client-individual", headers=ARCHIVE)
     poll(published, "node 2 feeding the durable subscription made on node 1")
-    _close(probe)  # unacknowledged probes stay kept
+    close(probe)  # unacknowledged probes stay kept
     for body in sent:
         producer.send("/topic/invoices", body, headers={"persistent": "true"}, receipt=True)
 
@@ -149,13 +163,13 @@ def test_a_durable_subscriber_comes_back_on_another_node_and_gets_what_it_missed
     second.error("durable subscription 'archive' is in use by another connection")
     for message in back.frames.messages:
         back.ack(message)
-    _close(back)
+    close(back)
 
     deleter = cluster[1].client("billing")
     deleter.subscribe("/topic/invoices", headers=ARCHIVE)
     deleter.conn.unsubscribe(id="sub-1", headers={**ARCHIVE, "receipt": "deleted"})
     deleter.frames.wait_receipt("deleted")
-    _close(deleter)
+    close(deleter)
     producer.send("/topic/invoices", "unkept", headers={"persistent": "true"}, receipt=True)
     fresh = cluster[0].client("billing")
     fresh.subscribe("/topic/invoices", headers=ARCHIVE)
@@ -166,7 +180,7 @@ def test_a_durable_subscriber_comes_back_on_another_node_and_gets_what_it_missed
 
     poll(fed, "node 2 feeding the subscription made anew on node 1")
     assert {m.body for m in fresh.frames.messages} == {"new"}
-    _close(producer, fresh)
+    close(producer, fresh)
 
 
 def _produce(node: Node, prefix: str, confirmed: list[str], lock: threading.Lock) -> None:
@@ -177,7 +191,7 @@ def _produce(node: Node, prefix: str, confirmed: list[str], lock: threading.Lock
         producer.send("/queue/survive", body, headers={"persistent": "true"}, receipt=True)
         with lock:
             confirmed.append(body)
-    _close(producer)
+    close(producer)
 
 
 def _kill_round(cluster: list[Node], round_: int) -> None:
@@ -211,7 +225,7 @@ def _kill_round(cluster: list[Node], round_: int) -> None:
         survivor.ack(message)
     flagged = {m.body for m in messages if m.headers.get("redelivered") == "true"}
     assert held <= flagged, f"round {round_}: {held - flagged} came back unflagged"
-    _close(survivor)
+    close(survivor)
     victim.start()
 
 
@@ -256,9 +270,9 @@ def _send_until(
             confirmed.append(body)
             continue
         refused.extend(e.headers.get("message", "") for e in client.frames.errors)
-        _close(client)
+        drop(client)
         client = node.client()
-    _close(client)
+    close(client)
 
 
 def test_a_postgresql_restart_under_load_is_errors_never_silent_loss(
@@ -292,7 +306,7 @@ def test_a_postgresql_restart_under_load_is_errors_never_silent_loss(
         "every confirmed message",
         timeout=30,
     )
-    _close(consumer)
+    close(consumer)
 
 
 def test_stompjs_clients_on_two_nodes_share_a_queue(cluster: list[Node], nodejs: str) -> None:
