@@ -12,14 +12,13 @@ replication by polling a condition against a deadline.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from ._postgres import TIMEOUT, PostgresServer
+from .helpers import wait_until
 
 #: The standby's name, as the primary sees it (its ``application_name``).
 STANDBY = "standby1"
@@ -28,12 +27,7 @@ PAUSE = 0.05
 
 
 def _poll(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        pause.wait(PAUSE)
+    wait_until(condition, what, timeout, PAUSE)
 
 
 class StandbyPair:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from stompbroker.core import Broker
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float, pause: float) -> None:
+    """Return once ``condition()`` is true, looking every ``pause`` seconds; fail naming
+    ``what`` after ``timeout`` seconds (a bounded wait, for tests across processes)."""
+    deadline = time.monotonic() + timeout
+    waiting = threading.Event()
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        waiting.wait(pause)
 
 
 class RecordingObserver:

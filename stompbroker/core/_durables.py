@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from ._backlog import MEMORY
 from ._durable import DurableSubscription
+from ._message import Message
 from ._names import DestinationError, check_subscribe_name, parse_destination
 from ._registry import Destinations, end
 from ._selector import compile_selector
@@ -221,31 +222,36 @@ class DurableSubscriptions:
         """Delete a durable subscription and what it kept.
 
         Raises DestinationError when there is none, or when a subscription other
-        than ``holder`` is attached to it.
+        than ``holder`` is attached to it (in a cluster: on another node too, as this
+        node's store last polled).
         """
         durable = self.get(client_id, subscription_name)
         if durable is None:
             raise DestinationError(f"no durable subscription named {subscription_name!r}")
-        held_elsewhere = durable.cluster_wide and self._store_holds_elsewhere(durable)
-        for attached in list(durable.subscriptions):
-            if attached is not holder:
-                raise DestinationError(in_use(subscription_name))
-        if held_elsewhere:
+        shared = self._destinations.shared
+        if any(attached is not holder for attached in durable.subscriptions) or (
+            durable.cluster_wide
+            and shared is not None
+            and shared.store.held_elsewhere(durable.store_key)
+        ):
             raise DestinationError(in_use(subscription_name))
-        for attached in list(durable.subscriptions):
-            self._detach(attached)
-        del self._by_key[durable.key]
-        self.version += 1
-        dropped = end(durable, self._destinations.statistics)
+        dropped = self._remove(durable)
         if dropped:
             self._destinations.hooks.counters["dropped"] += len(dropped)
         if self._store is not None and not durable.transient:
             self._store.remove_durable(client_id, subscription_name)
 
-    def _store_holds_elsewhere(self, durable: DurableSubscription) -> bool:
-        """Whether another node's subscriber holds ``durable`` (as its store last polled)."""
-        shared = self._destinations.shared
-        return shared is not None and shared.store.held_elsewhere(durable.store_key)
+    def _remove(self, durable: DurableSubscription, elsewhere: bool = False) -> list[Message]:
+        """``durable`` goes, with its subscribers; what it held (ended). ``elsewhere``: it
+        was deleted by another node, whose delete took its rows (its subscribers here gave
+        back what they held first)."""
+        for attached in list(durable.subscriptions):
+            self._detach(attached)
+        if elsewhere:
+            durable.backlog = MEMORY
+        del self._by_key[durable.key]
+        self.version += 1
+        return end(durable, self._destinations.statistics)
 
     def recover(self, records: tuple[DurableRecord, ...]) -> None:
         """At start: the stored definitions come back."""
@@ -278,12 +284,7 @@ class DurableSubscriptions:
 
     def _forget(self, durable: DurableSubscription) -> None:
         """``durable`` was deleted by another node: it goes here, and its subscribers."""
-        for attached in list(durable.subscriptions):
-            self._detach(attached)
-        del self._by_key[durable.key]
-        self.version += 1
-        durable.backlog = MEMORY  # its rows are gone already, or another's now
-        end(durable, self._destinations.statistics)
+        self._remove(durable, elsewhere=True)
 
     def set_policies(self) -> None:
         """The destinations' policies changed: take ours from them."""

@@ -14,7 +14,6 @@ import functools
 import itertools
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from zope.interface import implementer
 from stompbroker.config import Config
 from stompbroker.core import Broker
 from stompbroker.service import BrokerService
+from tests.helpers import wait_until
 
 reactor: Any = _global_reactor
 
@@ -49,12 +49,7 @@ _CONNECTIONS = {"1.0": stomp.Connection10, "1.1": stomp.Connection11, "1.2": sto
 
 def poll(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
     """Return once ``condition()`` is true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        pause.wait(POLL_INTERVAL)
+    wait_until(condition, what, timeout, POLL_INTERVAL)
 
 
 # -- the reactor and the broker ---------------------------------------------------
