@@ -9,6 +9,7 @@ delivered. ``bench/run.py`` measures the whole broker over real sockets.
     python3 bench/hotpath.py --scenario queue --messages 200000
     python3 bench/hotpath.py --scenario client-ack
     python3 bench/hotpath.py --scenario topic      # 10 subscribers
+    python3 bench/hotpath.py --scenario persistent # persistent:true, a receipt every 100
 
 It runs the stompbroker found first on ``sys.path`` (this tree's, when run from it; a
 compiled build's, from a tree built in place: see docs/performance.md) and says which.
@@ -67,6 +68,7 @@ def run(service: BrokerService, scenario: str, messages: int, size: int) -> floa
     """CPU seconds per delivered message of one run."""
     producer, _ = _connect(service)
     topic = scenario == "topic"
+    persistent = scenario == "persistent"
     destination = "/topic/hotpath" if topic else "/queue/hotpath"
     ack = "client-individual" if scenario == "client-ack" else "auto"
     consumers = [_connect(service) for _ in range(10 if topic else 1)]
@@ -77,10 +79,23 @@ def run(service: BrokerService, scenario: str, messages: int, size: int) -> floa
     body = b"x" * size
     send = b"SEND\ndestination:%s\ncontent-length:%d\n\n%s\0" % (destination.encode(), size, body)
     read = send * PER_READ
+    if persistent:  # rows the consumer mostly takes before they are written; one receipt a read
+        head = b"SEND\ndestination:%s\npersistent:true\ncontent-length:%d\n" % (
+            destination.encode(),
+            size,
+        )
+        frame = head + b"\n" + body + b"\0"
+        read = frame * (PER_READ - 1) + head + b"receipt:r\n\n" + body + b"\0"
+    producer_transport = producer.transport
     gc.collect()
     start = time.process_time()
     for _ in range(messages // PER_READ):
         producer.dataReceived(read)
+        if persistent:  # the store's batch leaves (due now); wait for its RECEIPT
+            reactor.iterate(0)  # type: ignore[attr-defined]
+            while b"RECEIPT" not in producer_transport.value():
+                reactor.iterate(0.05)  # type: ignore[attr-defined]
+            producer_transport.clear()
         for protocol, transport in consumers:
             written = transport.value()
             transport.clear()
@@ -95,7 +110,9 @@ def run(service: BrokerService, scenario: str, messages: int, size: int) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=["queue", "client-ack", "topic"], default="queue")
+    parser.add_argument(
+        "--scenario", choices=["queue", "client-ack", "topic", "persistent"], default="queue"
+    )
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)

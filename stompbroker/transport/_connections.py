@@ -28,6 +28,8 @@ from twisted.python.failure import Failure
 from stompbroker.core import Clock
 from stompbroker.session import StompSession
 
+from ._outbox import Gathered, Outbox
+
 log = Logger(namespace="stompbroker.connection")
 
 
@@ -38,11 +40,13 @@ class Output:
 
 
 class CountingTransport(Output):
-    """A TCP transport as the session sees it: every write counted, the rest passed through."""
+    """A TCP transport as the session sees it: every write counted (and gathered in
+    ``outbox``'s brackets, ``_outbox``), the rest passed through."""
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, outbox: Outbox | None = None) -> None:
         self._transport = transport
-        self._write = transport.write
+        self._gathered = Gathered(transport, outbox) if outbox is not None else None
+        self._write = self._gathered.write if self._gathered is not None else transport.write
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -50,6 +54,11 @@ class CountingTransport(Output):
 
     def writeSequence(self, data: Any) -> None:  # noqa: N802 (Twisted's name)
         self.write(b"".join(data))
+
+    def loseConnection(self) -> None:  # noqa: N802 (Twisted's name)
+        if self._gathered is not None:  # what the session wrote last (an ERROR) goes first
+            self._gathered.close()
+        self._transport.loseConnection()
 
     def __getattr__(self, name: str) -> Any:
         # loseConnection, pauseProducing, getPeer, ...: the transport's own.

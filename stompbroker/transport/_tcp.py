@@ -23,6 +23,7 @@ from zope.interface import implementer
 from stompbroker.session import StompSession, refuse_connection
 
 from ._connections import Connection, Connections, CountingTransport
+from ._outbox import Outbox
 
 #: Builds the session for a new connection: (transport, peer description) -> session.
 SessionFactory = Callable[[ITransport, str], StompSession]
@@ -285,10 +286,13 @@ class StompProtocol(SessionProducer, Counted, Protocol):
         make_session: SessionFactory,
         limiter: ConnectionLimiter | None = None,
         connections: Connections | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._make_session = make_session
         self.limiter = limiter
         self.connections = connections
+        #: Gathers the writes of each read (``_outbox``); None: each write goes at once.
+        self.outbox = outbox
 
     def connectionMade(self) -> None:  # noqa: N802
         transport: Any = self.transport
@@ -305,7 +309,7 @@ class StompProtocol(SessionProducer, Counted, Protocol):
         if connections is None:
             self.session = self._make_session(transport, described)
         else:
-            output = CountingTransport(transport)
+            output = CountingTransport(transport, self.outbox)
             self.session = self._make_session(output, described)  # type: ignore[arg-type]
             self.connection = connections.add(self.session, described, kind, output)
         transport.registerProducer(self, True)
@@ -313,9 +317,18 @@ class StompProtocol(SessionProducer, Counted, Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         session = self.session
         if session is not None:  # None: refused, closing
-            session.data_received(data)
+            if self.outbox is not None:
+                self.outbox.gathering(session.data_received, data)
+            else:
+                session.data_received(data)
             if self.connection is not None and self.connections is not None:
                 self.connections.received(self.connection, len(data))
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self.outbox is not None:
+            self.outbox.gathering(super().resumeProducing)
+        else:
+            super().resumeProducing()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self.give_place_back()
@@ -341,9 +354,11 @@ class StompFactory(Factory):
         self.limiter = limiter
         #: The registry of open connections, shared likewise; None: not tracked.
         self.connections = connections
+        #: The writes made while one of this factory's connections is read go out at its end.
+        self.outbox = Outbox()
 
     def buildProtocol(self, addr: Any) -> StompProtocol:  # noqa: N802
-        protocol = StompProtocol(self.make_session, self.limiter, self.connections)
+        protocol = StompProtocol(self.make_session, self.limiter, self.connections, self.outbox)
         protocol.factory = self
         return protocol
 
