@@ -59,6 +59,7 @@ def _connect(service: BrokerService) -> tuple[Any, StringTransport]:
     transport = StringTransport(peerAddress=PEER)
     protocol.makeConnection(transport)
     protocol.dataReceived(b"CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0")
+    reactor.iterate(0)  # type: ignore[attr-defined]  # the turn ends: CONNECTED leaves
     assert transport.value().startswith(b"CONNECTED"), transport.value()[:200]
     transport.clear()
     return protocol, transport
@@ -76,6 +77,7 @@ def run(service: BrokerService, scenario: str, messages: int, size: int) -> floa
         protocol.dataReceived(
             f"SUBSCRIBE\nid:s{n}\ndestination:{destination}\nack:{ack}\n\n\0".encode()
         )
+    reactor.iterate(0)  # type: ignore[attr-defined]
     body = b"x" * size
     send = b"SEND\ndestination:%s\ncontent-length:%d\n\n%s\0" % (destination.encode(), size, body)
     read = send * PER_READ
@@ -91,8 +93,10 @@ def run(service: BrokerService, scenario: str, messages: int, size: int) -> floa
     start = time.process_time()
     for _ in range(messages // PER_READ):
         producer.dataReceived(read)
-        if persistent:  # the store's batch leaves (due now); wait for its RECEIPT
-            reactor.iterate(0)  # type: ignore[attr-defined]
+        # The turn ends: the writes it held leave (transport/_outbox.py), the store's
+        # batch too (persistent: then wait for its RECEIPT).
+        reactor.iterate(0)  # type: ignore[attr-defined]
+        if persistent:
             while b"RECEIPT" not in producer_transport.value():
                 reactor.iterate(0.05)  # type: ignore[attr-defined]
             producer_transport.clear()
@@ -102,6 +106,7 @@ def run(service: BrokerService, scenario: str, messages: int, size: int) -> floa
             if ack != "auto":
                 ids = ACK_ID.findall(written)
                 protocol.dataReceived(b"".join(b"ACK\nid:%s\n\n\0" % i for i in ids))
+                reactor.iterate(0)  # type: ignore[attr-defined]
     spent = time.process_time() - start
     for protocol in [producer, *(protocol for protocol, _ in consumers)]:
         protocol.connectionLost(None)

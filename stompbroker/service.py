@@ -53,6 +53,7 @@ from stompbroker.store import (
 from stompbroker.transport import (
     AcceptInBatches,
     ConnectionLimiter,
+    Outbox,
     StompFactory,
     WebSocketFactory,
     WebSocketSettings,
@@ -212,7 +213,9 @@ class BrokerService(MultiService):
         #: Open connections, statistics, the management API (docs/operations.md).
         self.monitoring = Monitoring(config, self.broker, self.store, self.access, reactor)
         self.monitoring.timer.setServiceParent(self)
-        self.factory = StompFactory(self.make_session, self.limiter, self.monitoring.connections)
+        self.factory = StompFactory(
+            self.make_session, self.limiter, self.monitoring.connections, Outbox(reactor)
+        )
         self.listeners: list[StreamServerEndpointService] = []
         #: How ``reload`` reads the configuration again and builds endpoints (set by the tap),
         #: and whether SIGHUP triggers it (installed at start, before listening).

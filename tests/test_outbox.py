@@ -1,16 +1,17 @@
-"""The writes of one read go out at its end, once per connection, straight to the socket when
-Twisted holds nothing for it (``transport/_outbox.py``)."""
+"""The TCP writes of one reactor turn go out at its end, once per connection, straight to the
+socket when Twisted holds nothing for it (``transport/_outbox.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.internet import tcp
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from stompbroker.codec import encode_frame
-from stompbroker.transport import CountingTransport
-from stompbroker.transport._outbox import Gathered, Outbox
+from stompbroker.transport import CountingTransport, Outbox, StompFactory
+from stompbroker.transport._outbox import Gathered
 from tests.test_connections import CONNECT, Listener
 
 
@@ -55,23 +56,19 @@ class PlainTcp(tcp.Connection):
         self.calls.append(("loseConnection", b""))
 
 
-def _gathered(transport: Any, *chunks: bytes) -> Outbox:
-    """Write ``chunks`` to ``transport`` within one bracket."""
-    outbox = Outbox()
-    writer = Gathered(transport, outbox)
-
-    def read() -> None:
-        for chunk in chunks:
-            writer.write(chunk)
-        assert transport.calls == []  # nothing left before the read's end
-        if isinstance(getattr(transport, "fake", None), FakeSocket):
-            assert transport.fake.sent == []
-
-    outbox.gathering(read)
-    return outbox
+def _gathered(transport: Any, *chunks: bytes) -> None:
+    """Write ``chunks`` to ``transport`` in one turn of a reactor, then end the turn."""
+    clock = Clock()
+    writer = Gathered(transport, Outbox(clock))
+    for chunk in chunks:
+        writer.write(chunk)
+    assert transport.calls == []  # nothing leaves before the turn ends
+    if isinstance(getattr(transport, "fake", None), FakeSocket):
+        assert transport.fake.sent == []
+    clock.advance(0)
 
 
-def test_a_reads_writes_go_to_the_socket_in_one_send_at_its_end() -> None:
+def test_a_turns_writes_go_to_the_socket_in_one_send_at_its_end() -> None:
     transport = PlainTcp(FakeSocket())
     _gathered(transport, b"MESSAGE 1\0", b"MESSAGE 2\0")
     assert transport.fake.sent == [b"MESSAGE 1\0MESSAGE 2\0"]
@@ -137,41 +134,31 @@ def test_a_tls_wrapper_is_written_through_even_though_it_shows_the_tcp_connectio
     assert wrapper.calls == [("write", b"ab")]
 
 
-def test_outside_a_bracket_a_write_goes_to_twisted_at_once() -> None:
-    transport = PlainTcp(FakeSocket())
-    Gathered(transport, Outbox()).write(b"heart-beat\n")
-    assert transport.calls == [("write", b"heart-beat\n")]
-
-
-def test_brackets_nest_and_the_outermost_sends() -> None:
-    transport = PlainTcp(FakeSocket())
-    outbox = Outbox()
-    writer = Gathered(transport, outbox)
-
-    def inner() -> None:
-        writer.write(b"b")
-
-    def outer() -> None:
-        writer.write(b"a")
-        outbox.gathering(inner)
-        assert transport.fake.sent == []
-
-    outbox.gathering(outer)
-    assert transport.fake.sent == [b"ab"]
+def test_one_call_ends_the_turn_for_every_writer() -> None:
+    clock = Clock()
+    outbox = Outbox(clock)
+    first, second = PlainTcp(FakeSocket()), PlainTcp(FakeSocket())
+    writers = [Gathered(first, outbox), Gathered(second, outbox)]
+    for n in range(3):
+        for writer in writers:
+            writer.write(b"%d" % n)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(0)
+    assert (first.fake.sent, second.fake.sent) == ([b"012"], [b"012"])
+    writers[0].write(b"next turn")
+    assert len(clock.getDelayedCalls()) == 1
 
 
 def test_an_error_frame_leaves_before_the_connection_closes() -> None:
+    clock = Clock()
     transport = PlainTcp(FakeSocket(error=BlockingIOError()))
-    outbox = Outbox()
-    counting = CountingTransport(transport, outbox)
-
-    def read() -> None:
-        counting.write(b"ERROR\n\nbad frame\0")
-        counting.loseConnection()
-
-    outbox.gathering(read)
+    counting = CountingTransport(transport, Outbox(clock))
+    counting.write(b"ERROR\n\nbad frame\0")
+    counting.loseConnection()
     assert transport.calls == [("write", b"ERROR\n\nbad frame\0"), ("loseConnection", b"")]
     assert counting.bytes_out == len(b"ERROR\n\nbad frame\0")
+    clock.advance(0)  # the turn's end finds nothing left
+    assert len(transport.calls) == 2
 
 
 class CountedWrites(StringTransport):
@@ -184,21 +171,28 @@ class CountedWrites(StringTransport):
         super().write(data)
 
 
-def test_a_consumer_gets_the_messages_of_one_read_in_one_write() -> None:
-    """A producer's read of three SENDs reaches the consumer's connection as one write."""
+def test_a_consumer_gets_the_messages_of_one_turn_in_one_write() -> None:
+    """Three SENDs read in one turn reach the consumer's connection as one write, at its end."""
     listener = Listener()
-    consumer = listener.tcp.buildProtocol(None)
+    factory = StompFactory(listener.tcp.make_session, None, listener.connections)
+    factory.outbox = Outbox(listener.clock)
+    consumer = factory.buildProtocol(None)
     consumer_transport = CountedWrites()
     consumer.makeConnection(consumer_transport)
     consumer.dataReceived(CONNECT)
     consumer.dataReceived(encode_frame("SUBSCRIBE", {"id": "s", "destination": "/queue/q"}))
-    producer, _ = listener.accept()
+    producer = factory.buildProtocol(None)
+    producer.makeConnection(StringTransport())
     producer.dataReceived(CONNECT)
+    listener.clock.advance(0)
     before = consumer_transport.writes
     sends = b"".join(
         encode_frame("SEND", {"destination": "/queue/q"}, b"m%d" % n) for n in range(3)
     )
-    producer.dataReceived(sends)
+    producer.dataReceived(sends[:-40])
+    producer.dataReceived(sends[-40:])
+    assert consumer_transport.writes == before
+    listener.clock.advance(0)
     assert consumer_transport.writes == before + 1
     assert consumer_transport.value().count(b"MESSAGE\n") == 3
     assert [

@@ -14,6 +14,7 @@ from ._handshake import (
 )
 from ._listening import ACCEPT_BATCH, AcceptInBatches, accept_in_batches
 from ._management import MAX_LISTED, SCHEMA, Management
+from ._outbox import Outbox
 from ._prometheus import exposition as metrics_exposition
 from ._tcp import (
     BEFORE_CONNECT,
@@ -46,6 +47,7 @@ __all__ = [
     "Management",
     "ManagementApi",
     "Metrics",
+    "Outbox",
     "SessionFactory",
     "StompFactory",
     "StompProtocol",

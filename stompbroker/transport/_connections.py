@@ -40,8 +40,8 @@ class Output:
 
 
 class CountingTransport(Output):
-    """A TCP transport as the session sees it: every write counted (and gathered in
-    ``outbox``'s brackets, ``_outbox``), the rest passed through."""
+    """A TCP transport as the session sees it: every write counted (and held to the end of
+    the reactor turn with an ``outbox``: ``_outbox``), the rest passed through."""
 
     def __init__(self, transport: Any, outbox: Outbox | None = None) -> None:
         self._transport = transport
@@ -57,7 +57,7 @@ class CountingTransport(Output):
 
     def loseConnection(self) -> None:  # noqa: N802 (Twisted's name)
         if self._gathered is not None:  # what the session wrote last (an ERROR) goes first
-            self._gathered.close()
+            self._gathered.send()
         self._transport.loseConnection()
 
     def __getattr__(self, name: str) -> Any:

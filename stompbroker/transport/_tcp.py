@@ -291,7 +291,8 @@ class StompProtocol(SessionProducer, Counted, Protocol):
         self._make_session = make_session
         self.limiter = limiter
         self.connections = connections
-        #: Gathers the writes of each read (``_outbox``); None: each write goes at once.
+        #: Holds this connection's writes to the end of the reactor turn (``_outbox``);
+        #: None: each goes to Twisted at once.
         self.outbox = outbox
 
     def connectionMade(self) -> None:  # noqa: N802
@@ -317,18 +318,9 @@ class StompProtocol(SessionProducer, Counted, Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         session = self.session
         if session is not None:  # None: refused, closing
-            if self.outbox is not None:
-                self.outbox.gathering(session.data_received, data)
-            else:
-                session.data_received(data)
+            session.data_received(data)
             if self.connection is not None and self.connections is not None:
                 self.connections.received(self.connection, len(data))
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        if self.outbox is not None:
-            self.outbox.gathering(super().resumeProducing)
-        else:
-            super().resumeProducing()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self.give_place_back()
@@ -348,14 +340,15 @@ class StompFactory(Factory):
         make_session: SessionFactory,
         limiter: ConnectionLimiter | None = None,
         connections: Connections | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.make_session = make_session
         #: Shared with the other listeners' factories; None: no limit.
         self.limiter = limiter
         #: The registry of open connections, shared likewise; None: not tracked.
         self.connections = connections
-        #: The writes made while one of this factory's connections is read go out at its end.
-        self.outbox = Outbox()
+        #: Holds the connections' writes to the end of the reactor turn; None: not held.
+        self.outbox = outbox
 
     def buildProtocol(self, addr: Any) -> StompProtocol:  # noqa: N802
         protocol = StompProtocol(self.make_session, self.limiter, self.connections, self.outbox)
