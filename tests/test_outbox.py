@@ -149,6 +149,22 @@ def test_one_call_ends_the_turn_for_every_writer() -> None:
     assert len(clock.getDelayedCalls()) == 1
 
 
+def test_a_writer_holding_64_kib_sends_at_once() -> None:
+    """So that Twisted's buffer fills and pauses the session mid-turn, as without the outbox."""
+    clock = Clock()
+    transport = PlainTcp(FakeSocket(error=BlockingIOError()))
+    writer = Gathered(transport, Outbox(clock))
+    chunk = b"x" * 16_384
+    for _ in range(3):
+        writer.write(chunk)
+    assert transport.calls == []
+    writer.write(chunk)
+    assert transport.calls == [("write", chunk * 4)]
+    writer.write(b"tail")
+    clock.advance(0)
+    assert transport.calls[1:] == [("write", b"tail")]
+
+
 def test_an_error_frame_leaves_before_the_connection_closes() -> None:
     clock = Clock()
     transport = PlainTcp(FakeSocket(error=BlockingIOError()))

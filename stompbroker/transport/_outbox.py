@@ -18,7 +18,8 @@ paused and resumed (a push producer) for bytes the kernel would have taken at on
   behind). The socket taking part of them, or none (its buffer is full), leaves the rest to
   Twisted's ``write``, which buffers it and applies back-pressure as before. Any other error
   is left to Twisted's write to find.
-* A writer closing sends what it holds first (an ERROR frame before the close).
+* A writer closing sends what it holds first (an ERROR frame before the close); a writer
+  holding ``HOLD_BYTES`` sends at once, so what a turn holds stays bounded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from typing import Any
 from twisted.internet import tcp
 
 from stompbroker.core import Clock, DelayedCall
+
+#: A writer holding this many bytes sends them at once, mid-turn: Twisted's buffer then fills
+#: and pauses the session as it would without the outbox (Twisted's own ``bufferSize``), so a
+#: turn that delivers a whole backlog does not hold all of it in memory first.
+HOLD_BYTES = 65_536
 
 
 class Outbox:
@@ -60,6 +66,7 @@ class Gathered:
         self._write = transport.write
         self._outbox = outbox
         self._pending: list[bytes] = []
+        self._held = 0
         # Only Twisted's own TCP connection itself (a wrapper such as TLS's hands unknown
         # attributes to the TCP connection beneath, whose socket must not see clear text),
         # TLS not started on it. ``send`` reads its socket and its buffer (dataBuffer,
@@ -76,6 +83,9 @@ class Gathered:
         if not pending:
             self._outbox.add(self)
         pending.append(data)
+        self._held += len(data)
+        if self._held >= HOLD_BYTES:
+            self.send()
 
     def send(self) -> None:
         """Send what is held: to the socket if Twisted holds nothing, the rest to Twisted."""
@@ -84,6 +94,7 @@ class Gathered:
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
+        self._held = 0
         transport = self._transport
         if (
             self._direct
