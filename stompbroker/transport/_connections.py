@@ -61,7 +61,7 @@ class CountingTransport(Output):
         self._transport.loseConnection()
 
     def __getattr__(self, name: str) -> Any:
-        # loseConnection, pauseProducing, getPeer, ...: the transport's own.
+        # abortConnection, pauseProducing, getPeer, ...: the transport's own.
         return getattr(self._transport, name)
 
 

@@ -30,9 +30,9 @@ from twisted.internet import tcp
 
 from stompbroker.core import Clock, DelayedCall
 
-#: A writer holding this many bytes sends them at once, mid-turn: Twisted's buffer then fills
-#: and pauses the session as it would without the outbox (Twisted's own ``bufferSize``), so a
-#: turn that delivers a whole backlog does not hold all of it in memory first.
+#: A writer holding this many bytes (Twisted's own ``bufferSize``) sends them at once,
+#: mid-turn: to the socket, or to Twisted's buffer, which pauses the session once full as
+#: without the outbox; so a turn that delivers a whole backlog does not hold all of it first.
 HOLD_BYTES = 65_536
 
 
