@@ -130,6 +130,16 @@ VALID = [
         [frame("SEND", {"destination": "/q", "id": "1"})],
     ),
     Valid(
+        "crlf-frame-then-lf-frame",
+        b"SEND\r\ndestination:/a\r\n\r\nx\0SEND\ndestination:/b\n\ny\0",
+        [frame("SEND", {"destination": "/a"}, b"x"), frame("SEND", {"destination": "/b"}, b"y")],
+    ),
+    Valid(
+        "crlf-head-then-lf-lf-in-body",
+        b"SEND\r\n\r\nx\n\ny\0",
+        [frame("SEND", body=b"x\n\ny")],
+    ),
+    Valid(
         "content-length-allows-nul-in-body",
         b"SEND\ncontent-length:5\n\na\0b\0c\0",
         [frame("SEND", {"content-length": "5"}, b"a\0b\0c")],

@@ -29,6 +29,8 @@ from ._frame import CLIENT_COMMANDS, Frame, FrameTooLarge, ProtocolError
 from ._limits import DEFAULT_LIMITS, Limits
 
 _HEADER_END = re.compile(rb"\n\r?\n")
+#: Bodies up to this many bytes are copied out of the buffer by slicing.
+SMALL_BODY = 4096
 _RECEIPT_LINE = re.compile(rb"\nreceipt:([^\r\n]*)\r?\n")
 
 
@@ -91,7 +93,13 @@ class FrameParser:
                 end = self._find_body_end(buf)
                 if end < 0:
                     break
-                body = bytes(memoryview(buf)[self._body_start : end])
+                start = self._body_start
+                # A slice copies, bytes() copies again: cheaper than a memoryview for a
+                # small body, dearer for a large one.
+                if end - start <= SMALL_BODY:
+                    body = bytes(buf[start:end])
+                else:
+                    body = bytes(memoryview(buf)[start:end])
                 frames.append(Frame(self._command, self._headers, body))
                 self._in_body = False
                 pos = end + 1
@@ -126,31 +134,39 @@ class FrameParser:
     def _read_head(self, buf: bytearray, pos: int) -> bool:
         """Parse the header block starting at ``pos``; False if it is incomplete."""
         limits = self.limits
-        match = _HEADER_END.search(buf, max(pos, self._head_scan - 2))
-        if match is None:
-            self._check_partial_head(buf, pos)
-            self._head_scan = len(buf)
-            return False
-        head_end = match.start()
+        scan = max(pos, self._head_scan - 2)
+        # The block ends at the first LF LF or LF CR LF. Most clients send LF alone, so
+        # one find() of LF LF settles it when the block holds no CR; else (or when no LF
+        # LF is buffered) the regular expression finds whichever comes first.
+        head_end = buf.find(b"\n\n", scan)
+        body_start = head_end + 2
+        if head_end < 0 or buf.find(b"\r", scan, head_end) >= 0:
+            match = _HEADER_END.search(buf, scan)
+            if match is None:
+                self._check_partial_head(buf, pos)
+                self._head_scan = len(buf)
+                return False
+            head_end = match.start()
+            body_start = match.end()
         size = head_end - pos
         if size > limits.max_header_bytes:
             raise FrameTooLarge(
                 "header block too large",
                 f"the limit is {limits.max_header_bytes} bytes",
-                self._receipt_in(buf, pos, match.end()),
+                self._receipt_in(buf, pos, body_start),
             )
         # A block no longer than one line cannot hold a line over the limit.
         long_block = size > limits.max_line_bytes
         first_eol = buf.find(b"\n", pos, head_end) if long_block else -1
         if long_block and self._line_over_limit(buf, pos, head_end if first_eol < 0 else first_eol):
-            raise self._line_too_long(buf, pos, match.end())
+            raise self._line_too_long(buf, pos, body_start)
         try:
-            text = str(memoryview(buf)[pos:head_end], "utf-8")
+            text = buf[pos:head_end].decode("utf-8")
         except UnicodeDecodeError:
             # Judge the command line first, as a partial block would be judged.
             self._check_partial_head(buf[: buf.find(b"\n", pos) + 1], pos)
             raise ProtocolError(
-                "frame header is not valid UTF-8", "", self._receipt_in(buf, pos, match.end())
+                "frame header is not valid UTF-8", "", self._receipt_in(buf, pos, body_start)
             ) from None
         lines = text.split("\n")
         if "\r" in text:
@@ -158,22 +174,22 @@ class FrameParser:
         command = lines[0]
         self._check_command(command)
         if first_eol >= 0 and self._line_over_limit(buf, first_eol + 1, head_end):
-            raise self._line_too_long(buf, pos, match.end())
+            raise self._line_too_long(buf, pos, body_start)
         if len(lines) - 1 > limits.max_headers:
             raise FrameTooLarge(
                 "too many headers",
                 f"the limit is {limits.max_headers} headers",
-                self._receipt_in(buf, pos, match.end()),
+                self._receipt_in(buf, pos, body_start),
             )
         try:
             headers = self._parse_headers(command, lines, "\\" in text)
         except ProtocolError as exc:
             if exc.receipt is None:
-                exc.receipt = self._receipt_in(buf, pos, match.end())
+                exc.receipt = self._receipt_in(buf, pos, body_start)
             raise
         self._command = command
         self._headers = headers
-        self._body_start = match.end()
+        self._body_start = body_start
         self._body_scan = self._body_start
         self._body_length = self._content_length(headers)
         self._in_body = True
