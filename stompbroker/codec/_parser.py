@@ -134,20 +134,36 @@ class FrameParser:
     def _read_head(self, buf: bytearray, pos: int) -> bool:
         """Parse the header block starting at ``pos``; False if it is incomplete."""
         limits = self.limits
-        scan = max(pos, self._head_scan - 2)
-        # The block ends at the first LF LF or LF CR LF. Most clients send LF alone, so
-        # one find() of LF LF settles it when the block holds no CR; else (or when no LF
-        # LF is buffered) the regular expression finds whichever comes first.
+        scan = self._head_scan - 2
+        if scan < pos:
+            scan = pos
+        # Most clients end their lines with LF alone: a block that ends at the first LF LF
+        # and holds no CR, no longer than one line may be, is decoded at once. Any other
+        # block ends at the first LF LF or LF CR LF, and is judged line by line.
         head_end = buf.find(b"\n\n", scan)
-        body_start = head_end + 2
-        if head_end < 0 or buf.find(b"\r", scan, head_end) >= 0:
-            match = _HEADER_END.search(buf, scan)
-            if match is None:
-                self._check_partial_head(buf, pos)
-                self._head_scan = len(buf)
-                return False
-            head_end = match.start()
-            body_start = match.end()
+        size = head_end - pos
+        if 0 <= size <= limits.max_line_bytes and size <= limits.max_header_bytes:
+            try:
+                text = buf[pos:head_end].decode("utf-8")
+            except UnicodeDecodeError:
+                text = "\r"
+            if "\r" not in text:
+                lines = text.split("\n")
+                command = lines[0]
+                self._check_command(command)
+                return self._read_headers(buf, pos, head_end + 2, command, lines, text)
+        return self._read_long_head(buf, pos, scan)
+
+    def _read_long_head(self, buf: bytearray, pos: int, scan: int) -> bool:
+        """``_read_head`` for a block with CRs, long lines or bad UTF-8, or incomplete."""
+        limits = self.limits
+        match = _HEADER_END.search(buf, scan)
+        if match is None:
+            self._check_partial_head(buf, pos)
+            self._head_scan = len(buf)
+            return False
+        head_end = match.start()
+        body_start = match.end()
         size = head_end - pos
         if size > limits.max_header_bytes:
             raise FrameTooLarge(
@@ -175,6 +191,13 @@ class FrameParser:
         self._check_command(command)
         if first_eol >= 0 and self._line_over_limit(buf, first_eol + 1, head_end):
             raise self._line_too_long(buf, pos, body_start)
+        return self._read_headers(buf, pos, body_start, command, lines, text)
+
+    def _read_headers(
+        self, buf: bytearray, pos: int, body_start: int, command: str, lines: list[str], text: str
+    ) -> bool:
+        """The header lines of a block whose command and line lengths are checked."""
+        limits = self.limits
         if len(lines) - 1 > limits.max_headers:
             raise FrameTooLarge(
                 "too many headers",
@@ -190,7 +213,7 @@ class FrameParser:
         self._command = command
         self._headers = headers
         self._body_start = body_start
-        self._body_scan = self._body_start
+        self._body_scan = body_start
         self._body_length = self._content_length(headers)
         self._in_body = True
         return True
