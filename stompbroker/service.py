@@ -213,8 +213,10 @@ class BrokerService(MultiService):
         #: Open connections, statistics, the management API (docs/operations.md).
         self.monitoring = Monitoring(config, self.broker, self.store, self.access, reactor)
         self.monitoring.timer.setServiceParent(self)
+        #: Holds every connection's writes to the end of the reactor turn (``_outbox``).
+        self.outbox = Outbox(reactor)
         self.factory = StompFactory(
-            self.make_session, self.limiter, self.monitoring.connections, Outbox(reactor)
+            self.make_session, self.limiter, self.monitoring.connections, self.outbox
         )
         self.listeners: list[StreamServerEndpointService] = []
         #: How ``reload`` reads the configuration again and builds endpoints (set by the tap),
@@ -250,6 +252,7 @@ class BrokerService(MultiService):
             resource=self.monitoring.http_resource(entry),
             limiter=self.limiter,
             connections=self.monitoring.connections,
+            outbox=self.outbox,
         )
 
     def _listen(self, endpoint: Any, factory: Any) -> StreamServerEndpointService:

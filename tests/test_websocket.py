@@ -40,6 +40,7 @@ from stompbroker.session import SessionSettings, StompSession
 from stompbroker.transport import (
     BEFORE_CONNECT,
     LOGGED_IN,
+    Outbox,
     WebSocketFactory,
     WebSocketProtocol,
     WebSocketSettings,
@@ -88,12 +89,17 @@ class Peer:
         settings: WebSocketSettings | None = None,
         real_session: bool = False,
         resource: Any = None,
+        outbox: bool = False,
     ) -> None:
         self.clock = Clock()
         self.broker = Broker(clock=self.clock)
         self.sessions: list[Any] = []
         factory = WebSocketFactory(
-            self._real if real_session else self._recording, self.clock, settings, resource
+            self._real if real_session else self._recording,
+            self.clock,
+            settings,
+            resource,
+            outbox=Outbox(self.clock) if outbox else None,
         )
         #: twisted.web's HTTP channel, which hands the connection over when it upgrades.
         self.channel = factory.buildProtocol(None)
@@ -639,6 +645,48 @@ def test_several_frames_in_one_message() -> None:
     frames = peer.frames()
     assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "MESSAGE", "RECEIPT"]
     assert frames[2].body == b"hello"
+
+
+def test_with_an_outbox_the_frames_of_a_turn_leave_at_its_end_in_order() -> None:
+    """What the session writes while one read is handled waits for the end of the reactor
+    turn, then goes out in one write, each frame still its own WebSocket message."""
+    peer = Peer(real_session=True, outbox=True)
+    peer.open()
+    peer.clock.advance(0)
+    peer.output()
+    data = b"".join(
+        [
+            peer.stomp("CONNECT", accept_version="1.2"),
+            peer.stomp("SUBSCRIBE", id="1", destination="/queue/a", receipt="r1"),
+            peer.stomp("SEND", b"hello", destination="/queue/a", receipt="r2"),
+        ]
+    )
+    peer.send(BytesMessage(data=data))
+    assert peer.transport.value()[peer._read :] == b""
+    writes = len(peer.transport.io.getvalue())
+    peer.clock.advance(0)
+    assert len(peer.transport.io.getvalue()) > writes
+    events = peer.events()
+    assert len(events) == 4
+    frames = peer.frames(events)
+    assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "MESSAGE", "RECEIPT"]
+
+
+def test_with_an_outbox_a_close_sends_what_the_turn_wrote_first() -> None:
+    """A frame written in the turn that ends the connection goes out before it closes."""
+    peer = Peer(real_session=True, outbox=True)
+    peer.open()
+    peer.send(BytesMessage(data=peer.stomp("CONNECT", accept_version="1.2")))
+    peer.clock.advance(0)
+    assert [f.command for f in peer.frames()] == ["CONNECTED"]
+    peer.send(BytesMessage(data=peer.stomp("NOPE")))
+    peer.send(CloseConnection(code=1000))
+    assert peer.transport.disconnecting
+    events = peer.events()
+    (error,) = peer.frames(events)
+    assert error.command == "ERROR"
+    assert error.headers["message"] == "unknown command"
+    assert isinstance(events[-1], CloseConnection)
 
 
 def test_the_messages_of_one_read_reach_the_session_at_once_in_order() -> None:

@@ -52,6 +52,7 @@ from stompbroker.session import StompSession
 
 from ._connections import Connection, Output
 from ._handshake import SUBPROTOCOL_VERSIONS, choose_subprotocol, origin_allowed
+from ._outbox import Gathered, Outbox
 from ._tcp import SessionProducer, describe_peer
 from ._web import Abortable, ListenerSite, text
 
@@ -105,11 +106,14 @@ class _MessageTransport(Output):
 
 class WebSocketFactory(ListenerSite):
     """One WebSocket listener: twisted.web serves ``resource`` (the console, the API,
-    ``/metrics``); ``settings.path`` upgrades to STOMP over WebSocket (``WebSocketUpgrade``)."""
+    ``/metrics``); ``settings.path`` upgrades to STOMP over WebSocket (``WebSocketUpgrade``).
+    With an ``outbox``, what a connection writes in a reactor turn leaves at its end, as on
+    TCP (``_outbox``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, outbox: Outbox | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.upgrade = WebSocketUpgrade(self)
+        self.outbox = outbox
 
 
 # -- the upgrade ----------------------------------------------------------------------
@@ -176,6 +180,9 @@ class WebSocketProtocol(SessionProducer, Abortable, Protocol):
         #: The negotiated subprotocol (None when the client offered none of ours).
         self.subprotocol = subprotocol
         self._message_bytes = 0
+        self._outbox = factory.outbox
+        #: The WebSocket frames written this turn, held to its end (None: no outbox).
+        self._gathered: Gathered | None = None
 
     @property
     def _wire(self) -> Any:
@@ -186,6 +193,8 @@ class WebSocketProtocol(SessionProducer, Abortable, Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802
         transport = self._wire
+        if self._outbox is not None:
+            self._gathered = Gathered(transport, self._outbox)
         peer = describe_peer(transport)
         messages: Any = _MessageTransport(self)
         self.session = self._make_session(messages, f"{peer} (websocket)")
@@ -312,7 +321,10 @@ class WebSocketProtocol(SessionProducer, Abortable, Protocol):
     def _send(self, event: Any) -> None:
         ws = self._ws
         assert ws is not None
-        self._wire.write(ws.send(event))
+        if self._gathered is not None:
+            self._gathered.write(ws.send(event))
+        else:
+            self._wire.write(ws.send(event))
 
     # -- ending -----------------------------------------------------------------
 
@@ -331,4 +343,6 @@ class WebSocketProtocol(SessionProducer, Abortable, Protocol):
     def _lose(self) -> None:
         self._done = True
         self._cancel_timer()
+        if self._gathered is not None:  # a Close written this turn goes first
+            self._gathered.send()
         self._wire.loseConnection()
