@@ -20,7 +20,11 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
   cluster's (their messages are shared rows, by the subscription's store key; the
   subscriber's node holds it in ``exclusives``); ``durable_changes``: one row, a number
   bumped by every change of a definition (a node reads the definitions again when it
-  sees a new one).
+  sees a new one);
+* ``duplicates`` (since version 4): the ``_AMQ_DUPL_ID`` values each queue took, by (qkey,
+  dupl_id), with their expiry (epoch ms, 0: none), the message and the incarnation that took
+  them, and ``id``, their order (a take, or a take again, is the newest): the window of
+  duplicate detection for the whole cluster (``_pg_shared``).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
@@ -29,7 +33,8 @@ Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the 
   UNLOGGED, emptied at open. A cluster node keeps its queues and durable subscriptions
   in ``shared``: these stay empty but for what the node keeps of its own (none today);
 * ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by seq, read in
-  (due, seq) order): as the SQLite store's tables.
+  (due, seq) order): as the SQLite store's tables (``duplicate_ids`` stays empty since
+  version 4: a cluster node's queues remember their ids in ``duplicates``).
 
 A node is alive while its worker's session holds the advisory lock (``NODE_LOCK``, number):
 PostgreSQL drops it with the session, so a node killed, or cut off from the server, loses it
@@ -50,7 +55,7 @@ from typing import Any
 from stompbroker.core import StoreUnavailable
 
 #: The layout this code writes and reads. A database at a newer version is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The PostgreSQL schema holding the shared tables.
 SCHEMA = "stompbroker"
 #: The first key of the advisory locks: a node's liveness lock is (NODE_LOCK, its number);
@@ -117,12 +122,38 @@ BEGIN
     END LOOP;
 END $$"""
 
+#: The ids duplicate detection remembers, for the whole cluster (since version 4; each node
+#: had its own before, in ``duplicate_ids``).
+_DUPLICATES = (
+    f"""CREATE TABLE {_S}.duplicates (
+        qkey text NOT NULL, dupl_id text NOT NULL, expires bigint NOT NULL,
+        message_id text NOT NULL, incarnation bigint NOT NULL, id bigserial NOT NULL,
+        PRIMARY KEY (qkey, dupl_id))""",
+    f"CREATE INDEX duplicates_by_age ON {_S}.duplicates (qkey, id)",
+)
+
+#: Version 3 to 4, for each node's schema: the ids it remembered become the cluster's (oldest
+#: first, node by node; an id two nodes remembered for one queue stays once).
+_DUPLICATES_SHARED = f"""DO $$
+DECLARE
+    n integer;
+BEGIN
+    FOR n IN SELECT number FROM {_S}.nodes ORDER BY number LOOP
+        CONTINUE WHEN to_regclass(format('{_S}_n%s.duplicate_ids', n)) IS NULL;
+        EXECUTE format('INSERT INTO {_S}.duplicates (qkey, dupl_id, expires, message_id,'
+            ' incarnation) SELECT address, dupl_id, expires, '''', 0'
+            ' FROM {_S}_n%s.duplicate_ids ORDER BY id ON CONFLICT DO NOTHING', n);
+        EXECUTE format('DELETE FROM {_S}_n%s.duplicate_ids', n);
+    END LOOP;
+END $$"""
+
 #: The shared tables of the current version, created in a new database.
 CREATE = (
     f"CREATE SCHEMA IF NOT EXISTS {_S}",
     f"CREATE TABLE {_S}.schema_version (version integer NOT NULL)",
     *_CLUSTER,
     *_DURABLES,
+    *_DUPLICATES,
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 
@@ -150,6 +181,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Version 2 kept durable subscriptions per node: they become the cluster's.
     2: (*_DURABLES, _DURABLES_SHARED),
+    # Version 3 kept duplicate ids per node: they become the cluster's.
+    3: (*_DUPLICATES, _DUPLICATES_SHARED),
 }
 
 
