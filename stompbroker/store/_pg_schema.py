@@ -102,25 +102,36 @@ _DURABLES = (
     f"INSERT INTO {_S}.durable_changes (version) VALUES (0)",
 )
 
-#: Version 2 to 3, for each node's schema: its durable subscriptions become the cluster's
-#: (of two nodes' of one client id and name, the lower node number's definition stays, and
-#: both backlogs go to it), its stored durable messages shared rows, waiting.
-_DURABLES_SHARED = f"""DO $$
+
+def _each_node(table: str, *statements: str) -> str:
+    """A block that runs ``statements`` for each node whose schema has ``table``, in the
+    order of their numbers: each is the text of a SQL string literal (quotes doubled), its
+    ``%s`` the node's number."""
+    executes = "".join(f"\n        EXECUTE format('{statement}', n);" for statement in statements)
+    return f"""DO $$
 DECLARE
     n integer;
 BEGIN
     FOR n IN SELECT number FROM {_S}.nodes ORDER BY number LOOP
-        CONTINUE WHEN to_regclass(format('{_S}_n%s.durables', n)) IS NULL;
-        EXECUTE format('INSERT INTO {_S}.durables SELECT client_id, name, pattern, selector,'
-            ' no_local FROM {_S}_n%s.durables ON CONFLICT DO NOTHING', n);
-        EXECUTE format('INSERT INTO {_S}.shared (qkey, priority, message_id, destination,'
-            ' headers, body, expires, delivery_count, persistent, grp) SELECT qkey, priority,'
-            ' message_id, destination, headers, body, expires, delivery_count, true, grp'
-            ' FROM {_S}_n%s.messages ORDER BY priority DESC, seq', n);
-        EXECUTE format('DELETE FROM {_S}_n%s.messages', n);
-        EXECUTE format('DROP TABLE {_S}_n%s.durables', n);
+        CONTINUE WHEN to_regclass(format('{_S}_n%s.{table}', n)) IS NULL;{executes}
     END LOOP;
 END $$"""
+
+
+#: Version 2 to 3, for each node's schema: its durable subscriptions become the cluster's
+#: (of two nodes' of one client id and name, the lower node number's definition stays, and
+#: both backlogs go to it), its stored durable messages shared rows, waiting.
+_DURABLES_SHARED = _each_node(
+    "durables",
+    f"INSERT INTO {_S}.durables SELECT client_id, name, pattern, selector, no_local"
+    f" FROM {_S}_n%s.durables ON CONFLICT DO NOTHING",
+    f"INSERT INTO {_S}.shared (qkey, priority, message_id, destination, headers, body,"
+    " expires, delivery_count, persistent, grp) SELECT qkey, priority, message_id,"
+    " destination, headers, body, expires, delivery_count, true, grp"
+    f" FROM {_S}_n%s.messages ORDER BY priority DESC, seq",
+    f"DELETE FROM {_S}_n%s.messages",
+    f"DROP TABLE {_S}_n%s.durables",
+)
 
 #: The ids duplicate detection remembers, for the whole cluster (since version 4; each node
 #: had its own before, in ``duplicate_ids``).
@@ -134,18 +145,13 @@ _DUPLICATES = (
 
 #: Version 3 to 4, for each node's schema: the ids it remembered become the cluster's (oldest
 #: first, node by node; an id two nodes remembered for one queue stays once).
-_DUPLICATES_SHARED = f"""DO $$
-DECLARE
-    n integer;
-BEGIN
-    FOR n IN SELECT number FROM {_S}.nodes ORDER BY number LOOP
-        CONTINUE WHEN to_regclass(format('{_S}_n%s.duplicate_ids', n)) IS NULL;
-        EXECUTE format('INSERT INTO {_S}.duplicates (qkey, dupl_id, expires, message_id,'
-            ' incarnation) SELECT address, dupl_id, expires, '''', 0'
-            ' FROM {_S}_n%s.duplicate_ids ORDER BY id ON CONFLICT DO NOTHING', n);
-        EXECUTE format('DELETE FROM {_S}_n%s.duplicate_ids', n);
-    END LOOP;
-END $$"""
+_DUPLICATES_SHARED = _each_node(
+    "duplicate_ids",
+    f"INSERT INTO {_S}.duplicates (qkey, dupl_id, expires, message_id, incarnation)"
+    f" SELECT address, dupl_id, expires, '''', 0 FROM {_S}_n%s.duplicate_ids ORDER BY id"
+    " ON CONFLICT DO NOTHING",
+    f"DELETE FROM {_S}_n%s.duplicate_ids",
+)
 
 #: The shared tables of the current version, created in a new database.
 CREATE = (
