@@ -15,7 +15,7 @@ from twisted.logger import LogEvent
 from stompbroker.admin import format_status
 from stompbroker.codec import Frame
 from stompbroker.config import load
-from stompbroker.core import Broker
+from stompbroker.core import Broker, PolicyMap
 from stompbroker.store import PostgresStore
 from stompbroker.store._pg_shared import woken_by
 from stompbroker.testing import Client
@@ -29,11 +29,14 @@ from .test_topic_bus import FakeBus
 class Node:
     """One broker on the shared database, on the test's clock."""
 
-    def __init__(self, dsn: str, clock: Clock, name: str) -> None:
+    def __init__(
+        self, dsn: str, clock: Clock, name: str, policies: PolicyMap | None = None
+    ) -> None:
         self.clock = clock
         self.name = name
         self.store = PostgresStore(dsn, clock, run_now, name, poll_s=1.0)
-        self.broker = Broker(clock, id_prefix=f"ID-{name.replace(':', '-')}", store=self.store)
+        prefix = f"ID-{name.replace(':', '-')}"
+        self.broker = Broker(clock, id_prefix=prefix, store=self.store, policies=policies)
         box: list[object] = []
         self.store.open().addBoth(box.append)
         settle(clock)

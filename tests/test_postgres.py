@@ -89,13 +89,13 @@ def test_a_schema_newer_than_this_code_is_refused(postgres_dsn: str) -> None:
     """A database written by a newer stompbroker is not opened (nothing is changed in it)."""
     h = _opened(postgres_dsn)
     h.result(h.store.close())
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 4")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 5")
     again = _harness(postgres_dsn)
     assert _refusal(again) == (
-        "the database's stompbroker schema is version 4, newer than this stompbroker knows (3):"
+        "the database's stompbroker schema is version 5, newer than this stompbroker knows (4):"
         " run a stompbroker at least as new as the one that wrote it"
     )
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 3")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 4")
     again.result(again.store.open())
     again.result(again.store.close())
 
@@ -107,17 +107,17 @@ def test_an_older_schema_is_migrated_at_open_and_keeps_its_rows(
     h = _opened(postgres_dsn)
     h.result(h.store.add_durable(DurableRecord("c", "d", "news", None)))
     h.result(h.store.close())
-    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 5)
     monkeypatch.setattr(
         _pg_schema,
         "MIGRATIONS",
-        {**_pg_schema.MIGRATIONS, 3: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
+        {**_pg_schema.MIGRATIONS, 4: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
     )
     recovery = h.restart()
     h.result(h.store.close())
     assert recovery.durables == (DurableRecord("c", "d", "news", None),)
     with psycopg.connect(postgres_dsn) as conn:
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
         assert conn.execute("SELECT note FROM stompbroker.nodes").fetchall() == [(None,)]
 
 
@@ -441,7 +441,7 @@ def test_a_one_node_database_of_version_1_becomes_the_first_nodes_of_a_cluster(
         assert conn.execute("SELECT number, name FROM stompbroker.nodes").fetchall() == [
             (1, "renamed:61613")
         ]
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
     h.result(h.store.close())
 
 
@@ -453,7 +453,7 @@ def _schema_2(dsn: str) -> None:
     h = _opened(dsn, "two:61613")
     h.result(h.store.close())
     for statement in (
-        "DROP TABLE stompbroker.durables, stompbroker.durable_changes",
+        "DROP TABLE stompbroker.durables, stompbroker.durable_changes, stompbroker.duplicates",
         "UPDATE stompbroker.schema_version SET version = 2",
         *(
             f"""CREATE TABLE stompbroker_n{n}.durables (
@@ -498,7 +498,55 @@ def test_the_durable_subscriptions_of_version_2_nodes_become_the_clusters(
             assert conn.execute(
                 "SELECT to_regclass(%s)", (f"stompbroker_n{n}.durables",)
             ).fetchone() == (None,)
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
+    h.result(h.store.close())
+
+
+def _schema_3(dsn: str) -> None:
+    """A version 3 database of two nodes (their duplicate ids their own, one id of one queue
+    on both), made from this version's layout."""
+    for name in ("one:61613", "two:61613"):
+        h = _opened(dsn, name)
+        h.result(h.store.close())
+    for statement in (
+        "DROP TABLE stompbroker.duplicates",
+        "UPDATE stompbroker.schema_version SET version = 3",
+        "INSERT INTO stompbroker_n1.duplicate_ids (address, dupl_id, expires) VALUES"
+        " ('/queue/q', 'a', 0), ('/queue/q', 'b', 0), ('/queue/r', 'a', 99)",
+        "INSERT INTO stompbroker_n2.duplicate_ids (address, dupl_id, expires) VALUES"
+        " ('/queue/q', 'c', 0), ('/queue/q', 'a', 5)",
+    ):
+        _sql(dsn, statement)
+
+
+def test_the_duplicate_ids_of_version_3_nodes_become_the_clusters(postgres_dsn: str) -> None:
+    """A version 3 database (duplicate ids per node) is migrated at open: every node's ids
+    become the cluster's, oldest first node by node (an id both nodes had stays once, the
+    first node's), the nodes' own tables are emptied, and a send of a migrated id is a
+    duplicate whichever node sends it."""
+    _schema_3(postgres_dsn)
+    h = _harness(postgres_dsn, "two:61613")
+    h.result(h.store.open())
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT qkey, dupl_id, expires, incarnation FROM stompbroker.duplicates ORDER BY id"
+        )
+        assert rows.fetchall() == [
+            ("/queue/q", "a", 0, 0),
+            ("/queue/q", "b", 0, 0),
+            ("/queue/r", "a", 99, 0),
+            ("/queue/q", "c", 0, 0),
+        ]
+        for n in (1, 2):
+            count = conn.execute(f"SELECT count(*) FROM stompbroker_n{n}.duplicate_ids")
+            assert count.fetchone() == (0,)
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
+    again = h.store.publish_once("/queue/q", _message(1, body=b"again"), "c", 100, 0, "never")
+    new = h.store.publish_once("/queue/q", _message(2, body=b"new"), "d", 100, 0, "never")
+    assert (h.result(again), h.result(new)) == (False, True)
+    with psycopg.connect(postgres_dsn) as conn:
+        bodies = conn.execute("SELECT body FROM stompbroker.shared ORDER BY id").fetchall()
+        assert bodies == [(b"new",)]
     h.result(h.store.close())
 
 

@@ -15,14 +15,29 @@ took, oldest first, in a ``DuplicateWindow``:
 
 The windows belong to the ``Router`` by queue address, not to the ``Queue``: a queue the
 broker forgets when it is empty keeps its window.
+
+In a cluster (a store with ``ISharedQueues``), a shared queue's window is the cluster's,
+in the database: a send with an id is not checked here but published with it
+(``deliver_once``, ``SharedBacklog.hold_once``); the batch that writes it says whether it
+took the id, and the message is delivered (claimed) only then, or counted as a duplicate.
+A scheduled send's id is checked against this node's window, as on one node.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
+
+from ._message import Message
 from ._send_headers import MessageError
+from ._shared import SharedBacklog
+
+if TYPE_CHECKING:
+    from ._registry import Destinations
+    from ._routing import Route
 
 #: The header naming a message's id for duplicate detection.
 DUPLICATE_HEADER = "_AMQ_DUPL_ID"
@@ -70,13 +85,84 @@ class DuplicateWindow:
 
 class Duplicates:
     """The windows of every queue, by address; ``persist(address, id, expires)`` and
-    ``forget(address, id)`` tell the store (None: no store)."""
+    ``forget(address, id)`` tell the store (None: no store). Duplicates found are counted
+    in ``counters`` and the queue's statistics."""
 
-    def __init__(self, now_ms: Callable[[], float]) -> None:
+    def __init__(
+        self, now_ms: Callable[[], float], destinations: Destinations, counters: Counter[str]
+    ) -> None:
         self._now_ms = now_ms
+        self._destinations = destinations
+        self._counters = counters
         self.windows: dict[str, DuplicateWindow] = {}
         self.persist: Callable[[str, str, float], None] | None = None
         self.forget: Callable[[str, str], None] | None = None
+
+    # -- a send's routes ---------------------------------------------------------------
+
+    def shared(self, route: Route, scheduled: bool) -> bool:
+        """Whether the cluster's database decides for ``route``: a shared queue that
+        detects duplicates, and a send that is not scheduled."""
+        return (
+            not scheduled
+            and route[0] == "queue"
+            and bool(route[3].duplicate_window)
+            and self._destinations.shared is not None
+        )
+
+    def refused(self, route: Route, dupl_id: str, scheduled: bool) -> bool:
+        """Whether the queue of ``route`` took ``dupl_id`` lately, by this node's window
+        (counted if so); never for a shared queue (``deliver_once`` finds out later)."""
+        kind, name, address, policy, _ = route
+        if kind != "queue" or not policy.duplicate_window or self.shared(route, scheduled):
+            return False
+        if not self.seen(address, dupl_id):
+            return False
+        self._count(name)
+        return True
+
+    def remember(self, route: Route, message: Message, dupl_id: str, scheduled: bool) -> None:
+        """The queue of ``route`` took ``message`` with ``dupl_id``: into its window (not a
+        shared queue's: its batch wrote it)."""
+        kind, _, address, policy, _ = route
+        if kind == "queue" and policy.duplicate_window and not self.shared(route, scheduled):
+            self.took(
+                address,
+                dupl_id,
+                policy.duplicate_window,
+                policy.duplicate_ttl_ms,
+                message.persistent,
+            )
+
+    def deliver_once(
+        self, route: Route, message: Message, dupl_id: str, owner: str | None
+    ) -> Deferred[None]:
+        """Publish ``message`` to the shared queue of ``route`` if no node's send took
+        ``dupl_id`` lately; fires once its batch committed (counted as a duplicate, or as
+        an arrival)."""
+        _, name, _, policy, _ = route
+        queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+        queue.senders.add(owner)
+        backlog = queue.backlog
+        assert isinstance(backlog, SharedBacklog), "a queue of a cluster has a shared backlog"
+        window, ttl_ms = policy.duplicate_window, policy.duplicate_ttl_ms
+        taken = backlog.hold_once(message, dupl_id, window, ttl_ms)
+        backlog.fill()
+        return taken.addCallback(self._answered, name)
+
+    def _answered(self, taken: bool, name: str) -> None:
+        if taken:
+            queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+            queue.arrived += 1
+        else:
+            self._count(name)
+
+    def _count(self, name: str) -> None:
+        queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+        queue.stats.duplicates += 1
+        self._counters["duplicates"] += 1
+
+    # -- the windows -------------------------------------------------------------------
 
     def seen(self, address: str, dupl_id: str) -> bool:
         """Whether queue ``address`` took a message with ``dupl_id`` within its window."""

@@ -24,7 +24,9 @@ without a per-message admission, so that a COMMIT is applied whole or not at all
 
 A send carrying ``_AMQ_DUPL_ID`` (``_duplicates``) is checked against the window of each queue
 it goes to: a queue that took that id lately gets no copy (counted as a duplicate); a send
-every queue of which refuses so is a ``Sent`` with nothing to wait for.
+every queue of which refuses so is a ``Sent`` with nothing to wait for. A shared queue's
+window is the cluster's: its copy is published with the id (``Duplicates.deliver_once``),
+and its ``written`` fires once the database said whether it took it.
 
 A send with a delivery delay (``AMQ_SCHEDULED_*``, ``x-delay``) is routed, made and admitted,
 then *held* (``_scheduled``): a record for a queue; for a topic, one for its subscribers when
@@ -126,7 +128,7 @@ class Router:
         self._routes: dict[str, Route] = {}
         self._routes_under: PolicyMap | None = None
         #: The ids each queue took lately (duplicate detection).
-        self.duplicates = Duplicates(hooks.now_ms)
+        self.duplicates = Duplicates(hooks.now_ms, destinations, hooks.counters)
         #: The messages waiting for their delivery time.
         self.scheduled = ScheduledDeliveries(hooks.clock, hooks.now_ms, self.release)
         #: Where topic publishes go for the other nodes of a cluster (None: one node).
@@ -290,13 +292,15 @@ class Router:
             schedule = self._schedule(routes, headers)
         messages = [self.make(route, headers, body, persistent, user) for route in routes]
         dupl_id = headers.get(DUPLICATE_HEADER)
+        duplicates = self.duplicates
+        scheduled = schedule is not None
         if dupl_id is not None:
             check_duplicate_id(dupl_id)
             first = messages[0]
             fresh = [
                 (route, message)
                 for route, message in zip(routes, messages, strict=True)
-                if not self._duplicate(route, dupl_id)
+                if not duplicates.refused(route, dupl_id, scheduled)
             ]
             if not fresh:
                 return Sent(first, None, None)
@@ -311,16 +315,31 @@ class Router:
         written: list[Deferred[None]] = []
         room = None
         for route, message in zip(routes, messages, strict=True):
-            if schedule is None:
-                sent = self.deliver(route, message, owner)
-            else:
+            if schedule is not None:
                 sent = self.hold(route, message, schedule, owner)
+            elif (
+                dupl_id is not None
+                and duplicates.shared(route, False)
+                and not self._expired(message)
+            ):
+                sent = self._deliver_once(route, message, dupl_id, owner)
+            else:
+                sent = self.deliver(route, message, owner)
             if sent.written is not None:
                 written.append(sent.written)
             room = room or sent.room
             if dupl_id is not None:
-                self._took(route, message, dupl_id)
+                duplicates.remember(route, message, dupl_id, scheduled)
         return Sent(messages[0], _all(written), room)
+
+    def _deliver_once(
+        self, route: Route, message: Message, dupl_id: str, owner: str | None
+    ) -> Sent:
+        """A copy for a shared queue that detects duplicates: published if the cluster's
+        database finds ``dupl_id`` new for it (``Duplicates.deliver_once``)."""
+        written = self.duplicates.deliver_once(route, message, dupl_id, owner)
+        room = self._destinations.queue(route[1]).wait_room() if route[3].limited else None
+        return Sent(message, written, room)
 
     # -- scheduled delivery ----------------------------------------------------------
 
@@ -397,29 +416,6 @@ class Router:
             durable = self._fanout.durable(target[1], target[2])
             if durable is not None:
                 durable.offer(message, owner)
-
-    def _duplicate(self, route: Route, dupl_id: str) -> bool:
-        """Whether the queue of ``route`` took ``dupl_id`` lately (counted if so)."""
-        kind, name, address, policy, _ = route
-        if kind != "queue" or not policy.duplicate_window:
-            return False
-        if not self.duplicates.seen(address, dupl_id):
-            return False
-        queue = self._destinations.queues.get(name) or self._destinations.queue(name)
-        queue.stats.duplicates += 1
-        self._hooks.counters["duplicates"] += 1
-        return True
-
-    def _took(self, route: Route, message: Message, dupl_id: str) -> None:
-        kind, _, address, policy, _ = route
-        if kind == "queue" and policy.duplicate_window:
-            self.duplicates.took(
-                address,
-                dupl_id,
-                policy.duplicate_window,
-                policy.duplicate_ttl_ms,
-                message.persistent,
-            )
 
     # ``deliver`` is the hot path of every message: the expiry test and the queue lookup are
     # written out in it rather than called.

@@ -13,7 +13,8 @@ queue on one node::
     drained --woken (a node published; the poll; a reconnection)--> claiming
        ^                                                              |
        +--a claim found fewer than it asked--+--it found as many: claim again while credit
-                                                is left (after dispatch, after an ACK)
+          (and this node published nothing       is left (after dispatch, after an ACK)
+          since it asked: else claim again)
 
 * A message in the buffer or in flight here was claimed by this node: an ACK (or auto
   ack, a dead letter, an expiry) *settles* it, its row goes; when the queue's last local
@@ -31,6 +32,10 @@ queue on one node::
   the buffer holds is not this node's any more and is dropped; the sweep of another node,
   or its own, gives it back to the queue. What is in flight stays with its consumer; its
   late ACK changes nothing in the database (the message comes back, flagged redelivered).
+* A new message with an ``_AMQ_DUPL_ID`` (``hold_once``: duplicate detection for the whole
+  cluster) is always published, written only if the database finds its id new for the
+  queue; it reaches this node's consumers by a claim, once its batch committed. While one
+  is on its way, the queue's new messages are published too (claimed in order after it).
 * ``total`` and ``bytes`` are the cluster's waiting messages, as the store last read them:
   limits and statistics count the cluster-wide depth.
 
@@ -113,7 +118,9 @@ class SharedBacklog:
         "drained",
         "exclusive",
         "loading",
+        "once",
         "owner",
+        "published",
         "queue",
         "skipped",
         "store",
@@ -135,6 +142,11 @@ class SharedBacklog:
         self._skip_for: list[Subscription] = []
         #: Whether this node asked to hold the queue for an exclusive consumer of its own.
         self.exclusive = False
+        #: Whether this node published a message since its last claim was asked (a claim
+        #: that comes back short then does not mean drained: it may not have seen it).
+        self.published = False
+        #: Messages with a duplicate id on their way (``hold_once``), not answered yet.
+        self.once = 0
 
     @property
     def total(self) -> int:
@@ -148,8 +160,8 @@ class SharedBacklog:
         """Whether a new message is published for the cluster (not delivered here at once):
         unless this node's subscriptions have room for it in their prefetch, counting what
         the buffer holds (and none selects, it is in no group), with a row id at hand if it
-        is persistent."""
-        if message.group is not None or self.credit(direct=True) <= 0:
+        is persistent; nor while a message with a duplicate id is on its way."""
+        if self.once or message.group is not None or self.credit(direct=True) <= 0:
             return True
         if self.store.held_elsewhere(self.queue.store_key):
             return True
@@ -159,8 +171,25 @@ class SharedBacklog:
         """Publish a new message for any node to claim (this one first: ``fill`` follows)."""
         queue = self.queue
         self.drained = False
+        self.published = True
         sync = queue.policy.fsync if message.persistent else "never"
         return self.store.publish(queue.store_key, message, sync)
+
+    def hold_once(self, message: Message, dupl_id: str, window: int, ttl_ms: int) -> Deferred[bool]:
+        """Publish a new message unless its queue took ``dupl_id`` lately, through any node
+        (the database decides, in the batch that writes it); fires with whether it was
+        taken (written), once committed. A non-persistent one is published too."""
+        queue = self.queue
+        self.drained = False
+        self.published = True
+        self.once += 1
+        sync = queue.policy.fsync if message.persistent else "never"
+        taken = self.store.publish_once(queue.store_key, message, dupl_id, window, ttl_ms, sync)
+        return taken.addBoth(self._answered)
+
+    def _answered(self, taken: object) -> object:
+        self.once -= 1
+        return taken
 
     def keep(self, message: Message) -> Deferred[None] | None:
         """A new persistent message delivered here: its row is written claimed by this node
@@ -215,12 +244,13 @@ class SharedBacklog:
             self._skip_for != queue.subscriptions or len(self.skipped) > MAX_SKIPPED
         ):
             self.skipped = set()
+        self.published = False
         claimed = self.store.claim(queue.store_key, limit, sorted(self.skipped), exclusive)
         claimed.addCallbacks(self._claimed, self._failed, callbackArgs=(limit,))
 
     def _claimed(self, messages: list[Message], limit: int) -> None:
         self.loading = False
-        if len(messages) < limit:
+        if len(messages) < limit and not self.published:
             self.drained = True
         queue = self.queue
         if queue.backlog is not self or not queue.subscriptions:
@@ -231,6 +261,8 @@ class SharedBacklog:
             counts = [message.delivery_count for message in messages]
             queue.paged_in(messages)
             self._give_back_unwanted(messages, counts)
+        elif self.published:
+            self.fill()  # what was published meanwhile, in the next batch
 
     def _give_back_unwanted(self, messages: list[Message], counts: list[int]) -> None:
         """Claimed messages left in the buffer that no local subscription accepts (while one

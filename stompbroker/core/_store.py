@@ -224,6 +224,15 @@ class ISharedQueues(Interface):
         """A new message for queue ``store_key``, waiting to be claimed; fires when as safe
         as ``sync`` (``IMessageStore.add``'s levels)."""
 
+    def publish_once(
+        store_key: str, message: Message, dupl_id: str, window: int, ttl_ms: int, sync: str
+    ) -> Deferred[bool]:
+        """A new message for queue ``store_key``, as ``publish``, written only if it takes
+        ``dupl_id``: no send through any node took that id for the queue within its last
+        ``window`` ids and ``ttl_ms`` (0: no limit), nor earlier in this batch. Fires once
+        the batch is committed (as safe as ``sync``), with whether it took the id (False: a
+        duplicate, not written)."""
+
     def keeps_now() -> bool:
         """Whether ``publish_claimed`` may be called now (the store has a row id at hand)."""
 

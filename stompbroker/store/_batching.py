@@ -259,6 +259,11 @@ class BatchingStore:
         """A waiter for a write at level ``sync`` in ``batch``, which leaves in time for it."""
         waiter: Deferred[None] = Deferred()
         batch.waiters.append(waiter)
+        self._leave_for(batch, sync)
+        return waiter
+
+    def _leave_for(self, batch: Batch, sync: str) -> None:
+        """Have ``batch`` leave in time for, and commit as durably as, a write at ``sync``."""
         if sync == "always" or sync == "never":
             batch.sync = batch.sync or sync == "always"
             batch.urgent = True
@@ -268,7 +273,6 @@ class BatchingStore:
         else:
             batch.sync = True
             self._schedule(self._batch_s)
-        return waiter
 
     def _first(self, sql: str, parameters: tuple[Any, ...]) -> None:
         """Apply ``sql`` first in the next batch, which leaves within ``lazy_ms``."""

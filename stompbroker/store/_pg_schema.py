@@ -20,7 +20,11 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
   cluster's (their messages are shared rows, by the subscription's store key; the
   subscriber's node holds it in ``exclusives``); ``durable_changes``: one row, a number
   bumped by every change of a definition (a node reads the definitions again when it
-  sees a new one).
+  sees a new one);
+* ``duplicates`` (since version 4): the ``_AMQ_DUPL_ID`` values each queue took, by (qkey,
+  dupl_id), with their expiry (epoch ms, 0: none), the message and the incarnation that took
+  them, and ``id``, their order (a take, or a take again, is the newest): the window of
+  duplicate detection for the whole cluster (``_pg_shared``).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
@@ -29,7 +33,8 @@ Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the 
   UNLOGGED, emptied at open. A cluster node keeps its queues and durable subscriptions
   in ``shared``: these stay empty but for what the node keeps of its own (none today);
 * ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by seq, read in
-  (due, seq) order): as the SQLite store's tables.
+  (due, seq) order): as the SQLite store's tables (``duplicate_ids`` stays empty since
+  version 4: a cluster node's queues remember their ids in ``duplicates``).
 
 A node is alive while its worker's session holds the advisory lock (``NODE_LOCK``, number):
 PostgreSQL drops it with the session, so a node killed, or cut off from the server, loses it
@@ -50,7 +55,7 @@ from typing import Any
 from stompbroker.core import StoreUnavailable
 
 #: The layout this code writes and reads. A database at a newer version is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The PostgreSQL schema holding the shared tables.
 SCHEMA = "stompbroker"
 #: The first key of the advisory locks: a node's liveness lock is (NODE_LOCK, its number);
@@ -97,25 +102,56 @@ _DURABLES = (
     f"INSERT INTO {_S}.durable_changes (version) VALUES (0)",
 )
 
-#: Version 2 to 3, for each node's schema: its durable subscriptions become the cluster's
-#: (of two nodes' of one client id and name, the lower node number's definition stays, and
-#: both backlogs go to it), its stored durable messages shared rows, waiting.
-_DURABLES_SHARED = f"""DO $$
+
+def _each_node(table: str, *statements: str) -> str:
+    """A block that runs ``statements`` for each node whose schema has ``table``, in the
+    order of their numbers: each is the text of a SQL string literal (quotes doubled), its
+    ``%s`` the node's number."""
+    executes = "".join(f"\n        EXECUTE format('{statement}', n);" for statement in statements)
+    return f"""DO $$
 DECLARE
     n integer;
 BEGIN
     FOR n IN SELECT number FROM {_S}.nodes ORDER BY number LOOP
-        CONTINUE WHEN to_regclass(format('{_S}_n%s.durables', n)) IS NULL;
-        EXECUTE format('INSERT INTO {_S}.durables SELECT client_id, name, pattern, selector,'
-            ' no_local FROM {_S}_n%s.durables ON CONFLICT DO NOTHING', n);
-        EXECUTE format('INSERT INTO {_S}.shared (qkey, priority, message_id, destination,'
-            ' headers, body, expires, delivery_count, persistent, grp) SELECT qkey, priority,'
-            ' message_id, destination, headers, body, expires, delivery_count, true, grp'
-            ' FROM {_S}_n%s.messages ORDER BY priority DESC, seq', n);
-        EXECUTE format('DELETE FROM {_S}_n%s.messages', n);
-        EXECUTE format('DROP TABLE {_S}_n%s.durables', n);
+        CONTINUE WHEN to_regclass(format('{_S}_n%s.{table}', n)) IS NULL;{executes}
     END LOOP;
 END $$"""
+
+
+#: Version 2 to 3, for each node's schema: its durable subscriptions become the cluster's
+#: (of two nodes' of one client id and name, the lower node number's definition stays, and
+#: both backlogs go to it), its stored durable messages shared rows, waiting.
+_DURABLES_SHARED = _each_node(
+    "durables",
+    f"INSERT INTO {_S}.durables SELECT client_id, name, pattern, selector, no_local"
+    f" FROM {_S}_n%s.durables ON CONFLICT DO NOTHING",
+    f"INSERT INTO {_S}.shared (qkey, priority, message_id, destination, headers, body,"
+    " expires, delivery_count, persistent, grp) SELECT qkey, priority, message_id,"
+    " destination, headers, body, expires, delivery_count, true, grp"
+    f" FROM {_S}_n%s.messages ORDER BY priority DESC, seq",
+    f"DELETE FROM {_S}_n%s.messages",
+    f"DROP TABLE {_S}_n%s.durables",
+)
+
+#: The ids duplicate detection remembers, for the whole cluster (since version 4; each node
+#: had its own before, in ``duplicate_ids``).
+_DUPLICATES = (
+    f"""CREATE TABLE {_S}.duplicates (
+        qkey text NOT NULL, dupl_id text NOT NULL, expires bigint NOT NULL,
+        message_id text NOT NULL, incarnation bigint NOT NULL, id bigserial NOT NULL,
+        PRIMARY KEY (qkey, dupl_id))""",
+    f"CREATE INDEX duplicates_by_age ON {_S}.duplicates (qkey, id)",
+)
+
+#: Version 3 to 4, for each node's schema: the ids it remembered become the cluster's (oldest
+#: first, node by node; an id two nodes remembered for one queue stays once).
+_DUPLICATES_SHARED = _each_node(
+    "duplicate_ids",
+    f"INSERT INTO {_S}.duplicates (qkey, dupl_id, expires, message_id, incarnation)"
+    f" SELECT address, dupl_id, expires, '''', 0 FROM {_S}_n%s.duplicate_ids ORDER BY id"
+    " ON CONFLICT DO NOTHING",
+    f"DELETE FROM {_S}_n%s.duplicate_ids",
+)
 
 #: The shared tables of the current version, created in a new database.
 CREATE = (
@@ -123,6 +159,7 @@ CREATE = (
     f"CREATE TABLE {_S}.schema_version (version integer NOT NULL)",
     *_CLUSTER,
     *_DURABLES,
+    *_DUPLICATES,
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 
@@ -150,6 +187,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Version 2 kept durable subscriptions per node: they become the cluster's.
     2: (*_DURABLES, _DURABLES_SHARED),
+    # Version 3 kept duplicate ids per node: they become the cluster's.
+    3: (*_DUPLICATES, _DUPLICATES_SHARED),
 }
 
 

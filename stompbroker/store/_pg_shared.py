@@ -14,6 +14,8 @@ one row a message. A node never dispatches a row it has not *claimed*::
 * A sweep (every poll) gives back the rows claimed by incarnations that are not alive any
   more (their node died, or its worker reconnected under a new one), counting one more
   delivery: they come back flagged redelivered.
+* A new row with an ``_AMQ_DUPL_ID`` (``publish_once``) is written only if its send takes
+  the id (``_pg_duplicates``: the take goes first in the transaction).
 * After the COMMIT, one ``pg_notify`` per queue that got rows wakes the other nodes
   (outside the transaction: NOTIFY serialises commits). Notifications are a hint; the poll
   is the safety net.
@@ -30,6 +32,8 @@ from twisted.internet.defer import Deferred
 
 from stompbroker.core import DurableRecord, Member, Message
 
+from . import _pg_duplicates
+from ._pg_duplicates import WRITTEN_IF_TAKEN, Once
 from ._pg_schema import GROUP_LOCK, LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
 from ._rows import message_from_row, pack_rows
 
@@ -44,12 +48,21 @@ PAYLOAD_BYTES = 7900
 
 _SH = f"{SCHEMA}.shared"
 
-_PUBLISH = (
+_PUBLISH_ROWS = (
     f"INSERT INTO {_SH} (qkey, priority, message_id, destination, headers, body, expires,"
     " delivery_count, persistent, grp) SELECT v->>0, (v->>1)::smallint, v->>3, v->>4,"
     " (v->5)::text, substring(%b::bytea FROM (v->>6)::integer FOR (v->>7)::integer),"
     " (v->>8)::bigint, (v->>9)::integer, (v->>10)::boolean, v->>11"
-    " FROM json_array_elements(%b::json) WITH ORDINALITY AS e(v, n) ORDER BY n"
+    " FROM json_array_elements(%b::json) WITH ORDINALITY AS e(v, n)"
+)
+_PUBLISH = _PUBLISH_ROWS + " ORDER BY n"
+# With rows that are written only if they take their duplicate id: each row's id to take
+# (NULL: none), by place; the incarnation.
+_PUBLISH_ONCE = (
+    _PUBLISH_ROWS
+    + " JOIN unnest(%b::text[]) WITH ORDINALITY AS o(k, i) ON o.i = e.n WHERE"
+    + WRITTEN_IF_TAKEN
+    + " ORDER BY n"
 )
 # A message this node delivers itself: its row is written claimed (by the batch's
 # incarnation), with the id the node reserved for it (``seq`` in the packed row).
@@ -186,6 +199,12 @@ class SharedWork(NamedTuple):
     #: The change number of the definitions this node knows: they are read if it is not the
     #: last (-1: read them; None: not in this batch).
     definitions: int | None
+    #: The publishes written only if they take their duplicate id, in the order asked.
+    once: list[Once]
+    #: (store key, window): queues whose old and expired duplicate ids go.
+    prunes: list[tuple[str, int]]
+    #: The time (epoch ms) duplicate ids are found expired at.
+    now_ms: int
 
 
 class SharedDone(NamedTuple):
@@ -210,6 +229,8 @@ class SharedDone(NamedTuple):
     #: (change number, every definition), when they changed since the number known (None:
     #: unchanged, or not read).
     definitions: tuple[int, tuple[DurableRecord, ...]] | None
+    #: Whether each publish of ``once`` took its duplicate id (and was written).
+    once: list[bool]
 
 
 class SharedBatch:
@@ -223,13 +244,17 @@ class SharedBatch:
         "give_ups",
         "holds",
         "known",
+        "now_ms",
+        "once",
         "peeks",
         "poll",
+        "prunes",
         "publishes",
         "purges",
         "releases",
         "reserve",
         "settles",
+        "taking",
         "temporaries",
     )
 
@@ -253,6 +278,12 @@ class SharedBatch:
         #: The change number of the definitions this node knows: with the poll, they are
         #: read if it is not the last.
         self.known = known
+        #: Publishes that take a duplicate id (each with its answer), the (store key, id)
+        #: pairs they name, the queues to prune (store key -> window) and the time.
+        self.once: list[tuple[Once, Deferred[bool]]] = []
+        self.taking: set[tuple[str, str]] = set()
+        self.prunes: dict[str, int] = {}
+        self.now_ms = 0
 
     def size(self) -> int:
         return (
@@ -289,13 +320,16 @@ class SharedBatch:
             [key for key, _ in self.holds],
             self.defined,
             -1 if self.definitions else self.known if self.poll else None,
+            [entry for entry, _ in self.once],
+            list(self.prunes.items()),
+            self.now_ms,
         )
 
 
 #: The cursors of a batch's claims, peeks, depths, live nodes and queues held elsewhere
-#: (None: no poll), of its reserved ids (None: none asked), of its holds, and of the
-#: definitions (None: not read).
-Cursors = tuple[list[Any], list[Any], Any, Any, Any, Any, list[Any], Any]
+#: (None: no poll), of its reserved ids (None: none asked), of its holds, of the
+#: definitions (None: not read), and of its duplicate ids' takes.
+Cursors = tuple[list[Any], list[Any], Any, Any, Any, Any, list[Any], Any, list[Any]]
 
 
 def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
@@ -308,9 +342,15 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
             conn.execute(_DECLARE, (address, incarnation))
         else:
             conn.execute(_UNDECLARE, (address,))
+    takes = _pg_duplicates.take(conn, work.once, work.now_ms, incarnation)
     if work.publishes:
         meta, bodies = pack_rows(work.publishes)
-        conn.execute(_PUBLISH, (bodies, meta))
+        if work.once:
+            once = _pg_duplicates.marks(len(work.publishes), work.once)
+            conn.execute(_PUBLISH_ONCE, (bodies, meta, once, incarnation))
+        else:
+            conn.execute(_PUBLISH, (bodies, meta))
+    _pg_duplicates.prune(conn, work.prunes, work.now_ms)
     if work.claimed_publishes:
         meta, bodies = pack_rows(work.claimed_publishes)
         conn.execute(_PUBLISH_CLAIMED, (incarnation, bodies, meta))
@@ -351,12 +391,12 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     reserved = conn.execute(_RESERVE, (work.reserve,)) if work.reserve else None
     known = work.definitions
     definitions = conn.execute(_DEFINITIONS, (known,)) if known is not None else None
-    return claims, peeks, depths, members, held, reserved, holds, definitions
+    return claims, peeks, depths, members, held, reserved, holds, definitions, takes
 
 
 def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
-    claims, peeks, depths, members, held, reserved, holds, definitions = cursors
+    claims, peeks, depths, members, held, reserved, holds, definitions, takes = cursors
     claimed = []
     for (key, _, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
@@ -379,8 +419,18 @@ def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
         ]
     elsewhere = {row[0] for row in held.fetchall()} if held is not None else None
     taken = [bool(cursor.fetchone()[0]) for cursor in holds]
+    once = _pg_duplicates.answers(work.once, takes)
     return SharedDone(
-        claimed, found, incarnation, peeked, ids, live, elsewhere, taken, _defined(definitions)
+        claimed,
+        found,
+        incarnation,
+        peeked,
+        ids,
+        live,
+        elsewhere,
+        taken,
+        _defined(definitions),
+        once,
     )
 
 

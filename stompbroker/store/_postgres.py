@@ -3,8 +3,9 @@ number of nodes share.
 
 The reactor side is ``_batching.BatchingStore`` (shared with ``SqliteStore``); the worker
 side is ``_pg_database.PgDatabase`` (one connection), over the schema of ``_pg_schema``. A
-node keeps its scheduled messages and duplicate ids in tables of its own; its queues' and
-durable subscriptions' messages, and those subscriptions' definitions, are the cluster's
+node keeps its scheduled messages in tables of its own; its queues' and durable
+subscriptions' messages, those subscriptions' definitions and the duplicate ids its queues
+took (``_pg_duplicates``) are the cluster's
 (``ISharedQueues``, ``_pg_shared``): every batch may carry shared work, and every ``poll_s``
 one sweeps the claims of dead nodes, reads the queues' depths (then wakes every queue: the
 safety net under the notifications) and, if they changed, the durable definitions.
@@ -32,6 +33,7 @@ from stompbroker.core import (
 
 from ._batching import BatchingStore, BatchOptions, Runner
 from ._pg_database import STATEMENTS, PgDatabase
+from ._pg_duplicates import Once
 from ._pg_shared import DEFINITIONS_KEY, SharedBatch, SharedDone, woken_by
 
 log = Logger(namespace="stompbroker.store")
@@ -42,6 +44,9 @@ POLL_S = 1.0
 #: ask for more.
 RESERVE = 1000
 RESERVE_LOW = 250
+#: A queue's old and expired duplicate ids are pruned every ``window // PRUNE_PARTS`` of its
+#: sends that take one (on this node).
+PRUNE_PARTS = 16
 
 
 @implementer(IMessageStore, ISharedQueues)
@@ -89,6 +94,8 @@ class PostgresStore(BatchingStore):
         #: it last heard (-1: none yet).
         self._defined: Callable[[tuple[DurableRecord, ...]], None] | None = None
         self._known = -1
+        #: Sends with a duplicate id since each queue's last prune, by store key.
+        self._takes: dict[str, int] = {}
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -131,6 +138,34 @@ class PostgresStore(BatchingStore):
     def publish(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
         self._shared().publishes.append(((store_key, message.priority, message.seq), message))
         return self._wait(self._pending, sync)
+
+    def publish_once(
+        self, store_key: str, message: Message, dupl_id: str, window: int, ttl_ms: int, sync: str
+    ) -> Deferred[bool]:
+        shared = self._shared()
+        now = int(self.clock.seconds() * 1000)
+        pair = (store_key, dupl_id)
+        entry = Once(
+            len(shared.publishes),
+            store_key,
+            dupl_id,
+            now + ttl_ms if ttl_ms else 0,
+            window,
+            message.message_id,
+            pair not in shared.taking,
+        )
+        shared.taking.add(pair)
+        answer: Deferred[bool] = Deferred()
+        shared.once.append((entry, answer))
+        shared.publishes.append(((store_key, message.priority, message.seq), message))
+        shared.now_ms = now
+        takes = self._takes.get(store_key, 0) + 1
+        if takes >= max(1, window // PRUNE_PARTS):
+            shared.prunes[store_key] = window
+            takes = 0
+        self._takes[store_key] = takes
+        self._leave_for(self._pending, sync)
+        return answer
 
     def claim(
         self, store_key: str, limit: int, skip: list[int], exclusive: bool
@@ -266,6 +301,8 @@ class PostgresStore(BatchingStore):
             self.incarnation = done.incarnation
             if self._fenced is not None:
                 self._fenced()
+        for (_, once), new in zip(work.once, done.once, strict=True):
+            once.callback(new)
         for (*_, answer), messages in zip(work.claims, done.claimed, strict=True):
             answer.callback(messages)
         for (_, _, seen), messages in zip(work.peeks, done.peeked, strict=True):
@@ -301,6 +338,8 @@ class PostgresStore(BatchingStore):
             self._defined(records)
 
     def _shared_failed(self, work: SharedBatch, failure: Any) -> None:
+        for _, once in work.once:
+            once.errback(failure)
         for *_, answer in work.claims:
             answer.errback(failure)
         for _, taken in work.holds:

@@ -240,6 +240,63 @@ def test_a_killed_nodes_unacknowledged_messages_come_back_through_the_others(
         _kill_round(cluster, round_)
 
 
+#: Messages the producer of the duplicate test may send before its node is killed.
+DUPLICATE_MESSAGES = 5_000
+DUPL = "_AMQ_DUPL_ID"
+
+
+def _send_with_ids(client: Client, sent: list[str], stop: threading.Event) -> None:
+    """Send persistent messages, each with a receipt and its body as its _AMQ_DUPL_ID, until
+    the broker dies (or ``stop``)."""
+    for n in range(DUPLICATE_MESSAGES):
+        if stop.is_set():
+            break
+        body = f"m-{n}"
+        sent.append(body)
+        try:
+            client.conn.send(
+                "/queue/once",
+                body,
+                headers={"persistent": "true", "receipt": f"r{n}", DUPL: body},
+            )
+        except Exception:  # the broker is gone: stomp.py says so in several ways
+            break
+
+
+def test_a_resend_through_another_node_after_a_kill_is_delivered_once(
+    cluster: list[Node],
+) -> None:
+    """A producer sends through node 1 with an _AMQ_DUPL_ID each; node 1 is killed (SIGKILL)
+    mid-stream; the producer resends everything through node 2, with the same ids: a RECEIPT
+    for each, and a consumer on node 3 gets every message exactly once (those node 1 had
+    stored, answered or not, are duplicates; those it had not are taken)."""
+    consumer = cluster[2].client()
+    consumer.subscribe("/queue/once", ack="auto")
+    producer = cluster[0].client()
+    stop = threading.Event()
+    sent: list[str] = []
+    thread = threading.Thread(target=_send_with_ids, args=(producer, sent, stop), daemon=True)
+    thread.start()
+    poll(lambda: len(producer.frames.receipts) >= 200, "receipts before the kill")
+    cluster[0].kill()
+    stop.set()
+    thread.join(60)
+    with producer.frames._changed:
+        receipted = len(producer.frames.receipts)
+    assert receipted < len(sent), "the kill came after node 1 had answered everything"
+    again = cluster[1].client()
+    for n, body in enumerate(sent):
+        again.conn.send(
+            "/queue/once", body, headers={"persistent": "true", "receipt": f"a{n}", DUPL: body}
+        )
+    again.frames.wait(lambda: len(again.frames.receipts) >= len(sent), "every resend's RECEIPT")
+    again.send("/queue/once", "end", receipt=True)
+    poll(lambda: any(m.body == "end" for m in consumer.frames.messages), "the end marker")
+    bodies = [m.body for m in consumer.frames.messages if m.body != "end"]
+    assert sorted(bodies) == sorted(sent)
+    close(again, consumer)
+
+
 def _answered(client: Client, body: str, receipt: str) -> bool:
     """SEND ``body`` persistent asking for ``receipt``; True once the RECEIPT came, False
     on an ERROR (or the connection closing)."""
