@@ -493,6 +493,29 @@ def test_a_message_group_stays_with_one_node_s_consumer(nodes: list[Node]) -> No
     assert got[0] and got[1], got
 
 
+def test_a_group_its_producer_closed_is_free_for_another_node(nodes: list[Node]) -> None:
+    """A message with JMSXGroupSeq -1 closes its group for the whole cluster: while the
+    consumer on A that had the group is busy, the group's next message goes to B's."""
+    a, b, c = nodes
+    first = a.client()
+    first.subscribe("/queue/closing", ack="client-individual", prefetch_count="1")
+    producer = c.client()
+    for n, seq in ((1, "1"), (2, "-1")):
+        producer.publish("/queue/closing", b"g-%d" % n, JMSXGroupID="g", JMSXGroupSeq=seq)
+        settle(a.clock, 1.5)
+        frames = first.messages()
+        assert _bodies(frames) == [b"g-%d" % n]
+        _ack(first, frames)
+    producer.publish("/queue/closing", b"x")
+    settle(a.clock, 1.5)
+    assert first.bodies() == [b"x"]  # unacknowledged: A's consumer takes nothing more
+    second = b.client()
+    second.subscribe("/queue/closing", ack="client-individual", prefetch_count="1")
+    producer.publish("/queue/closing", b"g-3", JMSXGroupID="g")
+    settle(a.clock, 1.5)
+    assert second.bodies() == [b"g-3"]
+
+
 def test_a_publish_notifies_the_other_nodes_which_claim_at_once(
     postgres_dsn: str, nodes: list[Node]
 ) -> None:

@@ -66,6 +66,10 @@ class Backlog(Protocol):
     def done(self, message: Message) -> None:
         """A message is finished (acknowledged, dead-lettered, discarded): its row goes."""
 
+    def group_closed(self, group: str) -> None:
+        """The producer closed message group ``group`` (``JMSXGroupSeq: -1``), whose last
+        message just went out: the group is nobody's now."""
+
     def fill(self) -> None:
         """Bring held-back messages into the buffer if it has room."""
 
@@ -106,6 +110,9 @@ class MemoryBacklog:
         pass
 
     def done(self, message: Message) -> None:
+        pass
+
+    def group_closed(self, group: str) -> None:
         pass
 
     def fill(self) -> None:

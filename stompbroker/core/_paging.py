@@ -126,6 +126,9 @@ class PagedBacklog:
             self.store.remove(message.store_key, message)
             message.store_key = None
 
+    def group_closed(self, group: str) -> None:
+        """One node's groups are the queue's alone: nothing is stored of them."""
+
     def drop_all(self) -> None:
         """The queue is deleted: every row goes."""
         self.store.drop(self.queue.store_key)

@@ -278,6 +278,7 @@ class Queue(Destination):
         message.delivery_count += 1
         if message.group is not None and message.headers.get("JMSXGroupSeq") == "-1":
             self._groups.pop(message.group, None)  # the producer closed the group
+            self.backlog.group_closed(message.group)
         subscription.send(message)
         if message.store_key is not None:
             self.backlog.handed(subscription, message)

@@ -208,6 +208,11 @@ class SharedBacklog:
             self.store.settle(message)
             message.store_key = None
 
+    def group_closed(self, group: str) -> None:
+        """The group this node delivered is free for any node's next claim (the database's
+        owner row goes)."""
+        self.store.close_group(self.queue.store_key, group)
+
     def credit(self, direct: bool = False) -> int:
         """How many more messages the queue's ready subscriptions could take now, beyond
         what its buffer holds (``direct``: counting paused ones too, as a consumer's

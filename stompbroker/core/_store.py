@@ -255,6 +255,10 @@ class ISharedQueues(Interface):
         (with ``groups``: it has no consumer of it left, and gives up the message groups it
         delivered too)."""
 
+    def close_group(store_key: str, group: str) -> None:
+        """The producer of message group ``group`` of ``store_key`` closed it (``JMSXGroupSeq:
+        -1``) as this node delivered its last message: any node may take its next ones."""
+
     def hold(store_key: str) -> Deferred[bool]:
         """Take ``store_key`` for this node alone (a durable subscription's one subscriber is
         here), unless a live node holds it: no other node claims from it meanwhile; it goes

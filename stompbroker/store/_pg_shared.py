@@ -108,6 +108,8 @@ _GROUP_TURN = (
     f" WHERE EXISTS (SELECT 1 FROM {_SH} WHERE qkey = %s AND grp IS NOT NULL AND owner IS NULL)"
 )
 _GIVE_UP_GROUPS = f"DELETE FROM {_GROUPS} WHERE qkey = %s AND incarnation = %s"
+# A group its producer closed (JMSXGroupSeq -1) is free for any node's next claim.
+_CLOSE_GROUP = f"DELETE FROM {_GROUPS} WHERE qkey = %s AND grp = %s AND incarnation = %s"
 _SWEEP_GROUPS = f"DELETE FROM {_GROUPS} WHERE incarnation <> ALL(ARRAY({LIVE_INCARNATIONS}))"
 _SWEEP = (
     f"UPDATE {_SH} SET owner = NULL, delivery_count = delivery_count + 1"
@@ -205,6 +207,8 @@ class SharedWork(NamedTuple):
     prunes: list[tuple[str, int]]
     #: The time (epoch ms) duplicate ids are found expired at.
     now_ms: int
+    #: (store key, group): message groups this node delivered that their producer closed.
+    closed_groups: list[tuple[str, str]]
 
 
 class SharedDone(NamedTuple):
@@ -239,6 +243,7 @@ class SharedBatch:
     __slots__ = (
         "claimed_publishes",
         "claims",
+        "closed_groups",
         "defined",
         "definitions",
         "give_ups",
@@ -271,6 +276,7 @@ class SharedBatch:
         self.reserve = 0
         self.temporaries: list[tuple[str, bool]] = []
         self.give_ups: list[tuple[str, bool]] = []
+        self.closed_groups: list[tuple[str, str]] = []
         self.holds: list[tuple[str, Deferred[bool]]] = []
         self.defined = False
         #: Read the definitions (whatever change number is known).
@@ -294,6 +300,7 @@ class SharedBatch:
             + len(self.purges)
             + len(self.temporaries)
             + len(self.give_ups)
+            + len(self.closed_groups)
             + len(self.holds)
             + self.defined
         )
@@ -323,6 +330,7 @@ class SharedBatch:
             [entry for entry, _ in self.once],
             list(self.prunes.items()),
             self.now_ms,
+            self.closed_groups,
         )
 
 
@@ -384,6 +392,8 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
         conn.execute(_GIVE_UP_EXCLUSIVE, (key, incarnation))
         if groups:
             conn.execute(_GIVE_UP_GROUPS, (key, incarnation))
+    for key, group in work.closed_groups:
+        conn.execute(_CLOSE_GROUP, (key, group, incarnation))
     peeks = [conn.execute(_PEEK, (key, limit), binary=True) for key, limit in work.peeks]
     depths = conn.execute(_DEPTHS) if work.poll else None
     members = conn.execute(LIVE_NODES, (NODE_LOCK,)) if work.poll else None

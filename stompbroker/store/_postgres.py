@@ -227,6 +227,10 @@ class PostgresStore(BatchingStore):
         self._pending.urgent = True
         self._schedule(0.0)
 
+    def close_group(self, store_key: str, group: str) -> None:
+        self._shared().closed_groups.append((store_key, group))
+        self._schedule(self._lazy_s)
+
     def hold(self, store_key: str) -> Deferred[bool]:
         answer: Deferred[bool] = Deferred()
         self._shared().holds.append((store_key, answer))
