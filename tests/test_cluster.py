@@ -493,6 +493,52 @@ def test_a_message_group_stays_with_one_node_s_consumer(nodes: list[Node]) -> No
     assert got[0] and got[1], got
 
 
+def test_a_consumer_coming_back_after_the_poll_forgot_its_idle_queue_is_fed(
+    nodes: list[Node],
+) -> None:
+    """A queue drained, then left idle long enough for the poll to stop watching it: a new
+    consumer on that node is still woken by what another node publishes."""
+    a, b, _ = nodes
+    first = a.client()
+    first.subscribe("/queue/again")
+    producer = b.client()
+    producer.publish("/queue/again", b"one")
+    settle(a.clock, 1.5)
+    assert first.bodies() == [b"one"]
+    first.send("DISCONNECT")
+    first.lose()
+    settle(a.clock, 2.5)  # polls: the idle queue is watched no more
+    second = a.client()
+    second.subscribe("/queue/again")
+    settle(a.clock, 0.5)  # its claim finds nothing
+    producer.publish("/queue/again", b"two")
+    settle(a.clock, 2.5)
+    assert second.bodies() == [b"two"]
+
+
+def test_a_consumer_coming_back_claims_at_once_what_was_sent_while_its_queue_was_idle(
+    nodes: list[Node],
+) -> None:
+    """What another node published while this node's queue had no consumer (and the poll
+    watched it no more) is claimed as soon as a consumer subscribes here, not a poll later."""
+    a, b, _ = nodes
+    first = a.client()
+    first.subscribe("/queue/idle")
+    producer = b.client()
+    producer.publish("/queue/idle", b"one")
+    settle(a.clock, 1.5)
+    assert first.bodies() == [b"one"]
+    first.send("DISCONNECT")
+    first.lose()
+    settle(a.clock, 2.5)
+    producer.publish("/queue/idle", b"two")
+    settle(b.clock, 0.1)
+    second = a.client()
+    second.subscribe("/queue/idle")
+    settle(a.clock, 0.2)
+    assert second.bodies() == [b"two"]
+
+
 def test_a_group_its_producer_closed_is_free_for_another_node(nodes: list[Node]) -> None:
     """A message with JMSXGroupSeq -1 closes its group for the whole cluster: while the
     consumer on A that had the group is busy, the group's next message goes to B's."""

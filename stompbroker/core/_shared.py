@@ -98,8 +98,10 @@ class SharedQueues:
         for key, backlog in list(self.backlogs.items()):
             queue = backlog.queue
             if queue.backlog is not backlog or not queue.subscriptions:
-                # Renewed, forgotten, or idle: found again by its next fill.
+                # Renewed, forgotten, or idle: found again by its next fill, which claims
+                # (what it last saw drained may have been published to since).
                 del self.backlogs[key]
+                backlog.drained = False
             else:
                 backlog.woken()
 
@@ -231,7 +233,11 @@ class SharedBacklog:
         return free - len(queue.buffer)
 
     def fill(self) -> None:
-        """Claim what the local subscriptions can take, unless the queue looked drained."""
+        """Claim what the local subscriptions can take, unless the queue looked drained;
+        either way, be found again when woken (the poll forgets an idle queue's backlog)."""
+        queue = self.queue
+        if queue.backlog is self and queue.subscriptions:
+            self.owner.backlogs[queue.store_key] = self
         if self.loading or self.drained:
             return
         room = self.credit()
@@ -239,8 +245,6 @@ class SharedBacklog:
             return
         limit = min(room, MAX_CLAIM)
         self.loading = True
-        queue = self.queue
-        self.owner.backlogs.setdefault(queue.store_key, self)
         exclusive = queue.consumed_alone()
         if self.exclusive and not exclusive:
             self.store.give_up(queue.store_key, False)
