@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import replace
 from typing import Any
 
 from twisted.internet import endpoints
+from twisted.logger import Logger
 from twisted.python import usage
 
 from stompbroker.config import DEFAULT_CONFIG_PATH, Config, ConfigError, WebSocketListener, load
 from stompbroker.service import BrokerService, check_store, raise_open_files_limit, selectors
+
+log = Logger(namespace="stompbroker")
 
 
 class Options(usage.Options):
@@ -133,4 +137,23 @@ def makeService(options: Options) -> BrokerService:  # noqa: N802
     )
     raise_open_files_limit()
     service.reload_on_sighup = True
+    reactor.callWhenRunning(freeze_startup_heap)
     return service
+
+
+def freeze_startup_heap() -> None:
+    """Leave what the start made out of the garbage collector's work from now on.
+
+    Once the reactor runs, the heap holds what stays for the life of the process: modules,
+    classes, the configuration, the listeners (about 300,000 objects). Python's full
+    collections walk every tracked object, and under load one came every ten thousand
+    messages or so, at about 30 ms each: a tenth of the broker's CPU. Frozen (after one
+    last collection of the start's garbage), they are skipped; what is made later is
+    collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info(
+        "{count} objects made at start are left out of garbage collection",
+        count=gc.get_freeze_count(),
+    )

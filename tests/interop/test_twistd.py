@@ -171,6 +171,7 @@ def test_twistd_serves_stomp_until_sigterm(
     """`twistd -n stompbroker --listen ... --data-dir ...` serves STOMP; SIGTERM ends it cleanly."""
     process, output, port = started
     output.wait_for(f"starting on {port}")
+    output.wait_for("objects made at start are left out of garbage collection")
     client = Client(port, "1.2")
     client.connect()
     client.subscribe("/queue/cli")
