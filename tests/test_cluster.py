@@ -493,21 +493,27 @@ def test_a_message_group_stays_with_one_node_s_consumer(nodes: list[Node]) -> No
     assert got[0] and got[1], got
 
 
+def _left_idle(a: Node, producer: Client, destination: str) -> None:
+    """A consumer on ``a`` gets one message from ``producer`` (on another node) and leaves;
+    the polls that follow stop watching the idle queue."""
+    first = a.client()
+    first.subscribe(destination)
+    producer.publish(destination, b"one")
+    settle(a.clock, 1.5)
+    assert first.bodies() == [b"one"]
+    first.send("DISCONNECT")
+    first.lose()
+    settle(a.clock, 2.5)
+
+
 def test_a_consumer_coming_back_after_the_poll_forgot_its_idle_queue_is_fed(
     nodes: list[Node],
 ) -> None:
     """A queue drained, then left idle long enough for the poll to stop watching it: a new
     consumer on that node is still woken by what another node publishes."""
     a, b, _ = nodes
-    first = a.client()
-    first.subscribe("/queue/again")
     producer = b.client()
-    producer.publish("/queue/again", b"one")
-    settle(a.clock, 1.5)
-    assert first.bodies() == [b"one"]
-    first.send("DISCONNECT")
-    first.lose()
-    settle(a.clock, 2.5)  # polls: the idle queue is watched no more
+    _left_idle(a, producer, "/queue/again")
     second = a.client()
     second.subscribe("/queue/again")
     settle(a.clock, 0.5)  # its claim finds nothing
@@ -522,15 +528,8 @@ def test_a_consumer_coming_back_claims_at_once_what_was_sent_while_its_queue_was
     """What another node published while this node's queue had no consumer (and the poll
     watched it no more) is claimed as soon as a consumer subscribes here, not a poll later."""
     a, b, _ = nodes
-    first = a.client()
-    first.subscribe("/queue/idle")
     producer = b.client()
-    producer.publish("/queue/idle", b"one")
-    settle(a.clock, 1.5)
-    assert first.bodies() == [b"one"]
-    first.send("DISCONNECT")
-    first.lose()
-    settle(a.clock, 2.5)
+    _left_idle(a, producer, "/queue/idle")
     producer.publish("/queue/idle", b"two")
     settle(b.clock, 0.1)
     second = a.client()
