@@ -3,12 +3,12 @@ number of nodes share.
 
 The reactor side is ``_batching.BatchingStore`` (shared with ``SqliteStore``); the worker
 side is ``_pg_database.PgDatabase`` (one connection), over the schema of ``_pg_schema``. A
-node keeps its scheduled messages in tables of its own; its queues' and durable
-subscriptions' messages, those subscriptions' definitions and the duplicate ids its queues
-took (``_pg_duplicates``) are the cluster's
-(``ISharedQueues``, ``_pg_shared``): every batch may carry shared work, and every ``poll_s``
-one sweeps the claims of dead nodes, reads the queues' depths (then wakes every queue: the
-safety net under the notifications) and, if they changed, the durable definitions.
+node's queues' and durable subscriptions' messages, those subscriptions' definitions, the
+duplicate ids its queues took (``_pg_duplicates``) and its scheduled messages
+(``_pg_scheduled``) are the cluster's (``ISharedQueues``, ``_pg_shared``): every batch may
+carry shared work, and every ``poll_s`` one sweeps the claims of dead nodes, reads the
+queues' depths (then wakes every queue: the safety net under the notifications), the
+earliest due time of the scheduled messages and, if they changed, the durable definitions.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from stompbroker.core import (
     ISharedQueues,
     Member,
     Message,
+    Released,
+    ScheduledRecord,
 )
 
 from ._batching import BatchingStore, BatchOptions, Runner
@@ -96,6 +98,8 @@ class PostgresStore(BatchingStore):
         self._known = -1
         #: Sends with a duplicate id since each queue's last prune, by store key.
         self._takes: dict[str, int] = {}
+        #: Who hears of the cluster's scheduled messages at each poll.
+        self._scheduled: Callable[[int | None, Any], None] | None = None
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -247,6 +251,25 @@ class PostgresStore(BatchingStore):
     def members(self) -> list[Member]:
         return list(self._members)
 
+    def schedule_shared(
+        self, record: ScheduledRecord, into: str | None, sync: str
+    ) -> Deferred[None]:
+        self._shared().scheduled.adds.append((record, into))
+        return self._wait(self._pending, sync)
+
+    def release_due(self, now_ms: int, limit: int, id_prefix: str) -> Deferred[Released]:
+        scheduled = self._shared().scheduled
+        assert scheduled.answer is None, "one release at a time"
+        answer: Deferred[Released] = Deferred()
+        scheduled.release = (now_ms, limit, id_prefix)
+        scheduled.answer = answer
+        self._pending.urgent = True
+        self._schedule(0.0)
+        return answer
+
+    def follow_scheduled(self, known: Callable[[int | None, Any], None]) -> None:
+        self._scheduled = known
+
     def watch(self, woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         self._woken = woken
         self._fenced = fenced
@@ -309,6 +332,7 @@ class PostgresStore(BatchingStore):
             seen.callback(messages)
         for (_, taken), held in zip(work.holds, done.held, strict=True):
             taken.callback(held)
+        self._scheduled_done(work, done)
         if done.definitions is not None:
             self._definitions_read(*done.definitions)
         if done.members is not None:
@@ -325,6 +349,18 @@ class PostgresStore(BatchingStore):
             self._ids.extend(reversed(done.reserved))
             if self._ids:
                 self.wake(None)  # queues that published for want of ids may take directly
+
+    def _scheduled_done(self, work: SharedBatch, done: SharedDone) -> None:
+        """The scheduled messages' answer: the release's, the queues it gave messages to
+        (woken here: notifications skip their sender), what the poll read."""
+        scheduled = done.scheduled
+        if work.scheduled.answer is not None:
+            assert scheduled.released is not None
+            work.scheduled.answer.callback(scheduled.released)
+        for key in scheduled.woken:
+            self.wake(key)
+        if scheduled.known is not None and self._scheduled is not None:
+            self._scheduled(*scheduled.known)
 
     def _definitions_read(self, known: int, records: tuple[DurableRecord, ...]) -> None:
         """The cluster's durable definitions, as of change ``known``: for the broker, unless
@@ -346,6 +382,8 @@ class PostgresStore(BatchingStore):
             taken.errback(failure)
         for _, _, seen in work.peeks:
             seen.errback(failure)
+        if work.scheduled.answer is not None:
+            work.scheduled.answer.errback(failure)
         if work.poll:
             self._poll_later()
         if work.reserve:
