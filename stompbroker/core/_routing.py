@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
@@ -69,6 +70,9 @@ from ._send_headers import (
 from ._store import ITopicBus, ScheduledRecord
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
+
+if TYPE_CHECKING:
+    from ._scheduled_shared import SharedSchedule
 
 log = Logger(namespace="stompbroker.router")
 
@@ -129,8 +133,10 @@ class Router:
         self._routes_under: PolicyMap | None = None
         #: The ids each queue took lately (duplicate detection).
         self.duplicates = Duplicates(hooks.now_ms, destinations, hooks.counters)
-        #: The messages waiting for their delivery time.
-        self.scheduled = ScheduledDeliveries(hooks.clock, hooks.now_ms, self.release)
+        #: The messages waiting for their delivery time (a cluster's: ``SharedSchedule``).
+        self.scheduled: ScheduledDeliveries | SharedSchedule = ScheduledDeliveries(
+            hooks.clock, hooks.now_ms, self.release
+        )
         #: Where topic publishes go for the other nodes of a cluster (None: one node).
         self.bus: ITopicBus | None = None
 
