@@ -16,6 +16,7 @@ from stompbroker.testing import Client
 from .test_cluster import Node, _terminate, linked, settle
 
 DELAY = "AMQ_SCHEDULED_DELAY"
+DUP = "_AMQ_DUPL_ID"
 QUEUE = "/queue/orders"
 TOPIC = "/topic/news"
 
@@ -242,3 +243,31 @@ def test_scheduled_messages_survive_a_restart_and_are_released_in_due_order(
     assert consumer.bodies() == [b"1", b"2", b"3", b"4"]
     assert again.broker.router.scheduled.released == 4
     assert _rows(postgres_dsn) == []
+
+
+def test_a_scheduled_sends_duplicate_id_is_the_clusters(
+    postgres_dsn: str, nodes: list[Node]
+) -> None:
+    """A scheduled send with _AMQ_DUPL_ID x through A takes x for the queue at the send:
+    its resend through B, scheduled or not, is a duplicate (its RECEIPT, counted on B, not
+    kept); an id taken by a plain send through C refuses a scheduled send of it through A.
+    Only the first of each is delivered, once, when due."""
+    a, b, c = nodes
+    consumer = _consumer(c)
+    _schedule(a.client(), b"first x", 2000, "r1", **{DUP: "x"})
+    settle(a.clock, 0.5)
+    resender = b.client()
+    _schedule(resender, b"x again, scheduled", 1000, "r2", **{DUP: "x"})
+    resender.send("SEND", {"destination": QUEUE, DUP: "x", "receipt": "r3"}, b"x now")
+    c.client().send("SEND", {"destination": QUEUE, DUP: "y"}, b"first y")
+    settle(a.clock, 0.5)
+    late = a.client()
+    _schedule(late, b"y again, scheduled", 500, "r4", **{DUP: "y"})
+    settle(a.clock, 0.5)
+    assert _receipts(resender.frames()) == ["r2", "r3"]
+    assert _receipts(late.frames()) == ["r4"]
+    assert [body for _, _, body in _rows(postgres_dsn)] == [b"first x"]
+    settle(a.clock, 2.5)
+    assert consumer.bodies() == [b"first y", b"first x"]
+    duplicates = [n.broker.destinations.queue("orders").stats.duplicates for n in nodes]
+    assert duplicates == [1, 2, 0]

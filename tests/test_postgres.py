@@ -604,17 +604,20 @@ def _schema_4(dsn: str) -> None:
         " (1, 2000, '[\"topic\",\"t\"]', 0, 0, 6, 'ID-3', '/topic/t', '{\"h\":\"v\"}',"
         " 'to t', 0, true, 'g'), (2, 500, '[\"queue\",\"q\"]', 0, 0, 4, 'ID-4', '/queue/q',"
         " '{}', 'gone', 0, false, NULL)",
+        "INSERT INTO stompbroker_n1.duplicate_ids (address, dupl_id, expires) VALUES"
+        " ('/queue/q', 'x', 0)",
     ):
         _sql(dsn, statement)
 
 
 def test_the_scheduled_messages_of_version_4_nodes_become_the_clusters(postgres_dsn: str) -> None:
-    """A version 4 database (scheduled messages per node) is migrated at open: every node's
-    persistent scheduled messages become the cluster's, in due order, each with the shared
-    queue it is released into (a queue's, a durable subscription's store key; none for a
-    topic's), the nodes' own tables emptied (a non-persistent one dropped, as at its node's
-    start); a release through any node then puts them into their shared queues, hands the
-    topic's back, and moves the repeating one on."""
+    """A version 4 database (scheduled messages and scheduled sends' ids per node) is
+    migrated at open: every node's persistent scheduled messages become the cluster's, in
+    due order, each with the shared queue it is released into (a queue's, a durable
+    subscription's store key; none for a topic's), its ids the cluster's, the nodes' own
+    tables emptied (a non-persistent one dropped, as at its node's start); a release
+    through any node then puts them into their shared queues, hands the topic's back, and
+    moves the repeating one on."""
     _schema_4(postgres_dsn)
     h = _harness(postgres_dsn, "two:61613")
     recovery = h.result(h.store.open())
@@ -629,9 +632,12 @@ def test_the_scheduled_messages_of_version_4_nodes_become_the_clusters(postgres_
             (3000, '["queue","q"]', "/queue/q", 0, b"to q", 0),
             (2000, '["topic","t"]', None, 0, b"to t", 0),
         ]
+        ids = conn.execute("SELECT qkey, dupl_id FROM stompbroker.duplicates").fetchall()
+        assert ids == [("/queue/q", "x")]
         for n in (1, 2):
-            count = conn.execute(f"SELECT count(*) FROM stompbroker_n{n}.scheduled")
-            assert count.fetchone() == (0,)
+            for table in ("scheduled", "duplicate_ids"):
+                count = conn.execute(f"SELECT count(*) FROM stompbroker_n{n}.{table}")
+                assert count.fetchone() == (0,)
         assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
     released = h.result(h.store.release_due(5000, 10, "ID-x-"))
     ((target, message),) = [(r.target, r.message) for r in released.handed]

@@ -134,6 +134,7 @@ class Broker:
                     shared.store,
                     self._fanout,
                     id_prefix + "-",
+                    self.router.duplicates.count,
                 )
             else:
                 deliveries = self.router.scheduled

@@ -86,8 +86,16 @@ class ScheduledDeliveries:
 
     # -- holding --------------------------------------------------------------------
 
-    def hold(self, record: ScheduledRecord, owner: str | None, sync: str) -> Deferred[None] | None:
-        """Keep ``record`` until due; the Deferred of its write (None: nothing to wait for)."""
+    def hold(
+        self,
+        record: ScheduledRecord,
+        owner: str | None,
+        sync: str,
+        once: tuple[str, int, int] | None = None,
+    ) -> Deferred[None] | None:
+        """Keep ``record`` until due; the Deferred of its write (None: nothing to wait for).
+        ``once`` is a cluster's (``SharedSchedule``): on one node, ``Duplicates`` checked
+        the send's id before."""
         self.counts[count_key(record.target)] += 1
         written = None
         store = self.store

@@ -43,7 +43,8 @@ log = Logger(namespace="stompbroker.scheduled")
 
 class SharedSchedule:
     """Scheduled messages kept by the cluster's store, released by one node when due; a
-    message's ids there start with ``id_prefix``."""
+    message's ids there start with ``id_prefix``; ``duplicate(queue name)`` counts a
+    scheduled send whose ``_AMQ_DUPL_ID`` the queue had taken."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class SharedSchedule:
         store: ISharedQueues,
         fanout: Fanout,
         id_prefix: str,
+        duplicate: Callable[[str], None],
     ) -> None:
         self._clock = clock
         self._now_ms = now_ms
@@ -60,6 +62,8 @@ class SharedSchedule:
         self.store = store
         self._fanout = fanout
         self._id_prefix = id_prefix
+        #: Counts a scheduled send to a queue (by name) that was a duplicate.
+        self._duplicate = duplicate
         self._timer: DelayedCall | None = None
         self._timer_due = 0.0
         #: A release is on its way; the earliest due time learnt meanwhile (None: none).
@@ -77,10 +81,19 @@ class SharedSchedule:
 
     # -- holding --------------------------------------------------------------------
 
-    def hold(self, record: ScheduledRecord, owner: str | None, sync: str) -> Deferred[None] | None:
+    def hold(
+        self,
+        record: ScheduledRecord,
+        owner: str | None,
+        sync: str,
+        once: tuple[str, int, int] | None = None,
+    ) -> Deferred[None] | None:
         """Keep ``record`` for the cluster until due; the Deferred of its write (None:
         nothing to wait for: non-persistent, or a durable subscription's copy it does not
-        select). ``owner`` is not kept: a release anywhere is nobody's send."""
+        select). ``owner`` is not kept: a release anywhere is nobody's send. With ``once``
+        (a queue's record: its ``_AMQ_DUPL_ID``, the queue's window and TTL), it is kept
+        only if the cluster's database finds the id new for the queue (else counted as a
+        duplicate); the Deferred fires once that is known, persistent or not."""
         target = record.target
         into: str | None = None
         if target[0] == "queue":
@@ -93,9 +106,21 @@ class SharedSchedule:
                 into = durable.store_key
         self.counts[count_key(target)] += 1
         persistent = record.message.persistent
-        written = self.store.schedule_shared(record, into, sync if persistent else TRANSIENT)
+        level = sync if persistent else TRANSIENT
         self._arm(record.due)
+        if once is not None:
+            assert into is not None, "only a queue's record takes an id"
+            taken = self.store.schedule_once(record, into, *once, level)
+            return taken.addCallback(self._taken, target)
+        written = self.store.schedule_shared(record, into, level)
         return written if persistent else None
+
+    def _taken(self, taken: bool, target: tuple[str, ...]) -> None:
+        """Whether a scheduled send to queue ``target`` took its duplicate id (else it was
+        not kept: a duplicate)."""
+        if not taken:
+            self._forget(target)
+            self._duplicate(target[1])
 
     def recover(self, counts: tuple[tuple[tuple[str, ...], int], ...]) -> None:
         """At start: release what is due now (whoever scheduled it), and learn what comes
@@ -150,11 +175,7 @@ class SharedSchedule:
             except Exception:
                 log.failure("releasing a scheduled message to {to} failed", to=record.target)
         for target in released.ended:
-            key = count_key(target)
-            if self.counts[key] > 1:
-                self.counts[key] -= 1
-            else:
-                del self.counts[key]
+            self._forget(target)
         self.released += released.count
         if released.count >= RELEASE_BATCH:
             self._arm(0)  # more may be due
@@ -162,6 +183,14 @@ class SharedSchedule:
             self._arm(released.next_due)
         if meanwhile is not None:
             self._arm(meanwhile)
+
+    def _forget(self, target: tuple[str, ...]) -> None:
+        """One record of ``target`` fewer in the counts."""
+        key = count_key(target)
+        if self.counts[key] > 1:
+            self.counts[key] -= 1
+        else:
+            del self.counts[key]
 
     def _failed(self, failure: Any) -> None:
         self._asking = False

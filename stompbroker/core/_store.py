@@ -315,6 +315,13 @@ class ISharedQueues(Interface):
         transaction that takes it out or moves it on, or (None) to itself, for a topic's
         subscribers (``release_due``). Fires when as safe as ``sync``."""
 
+    def schedule_once(
+        record: ScheduledRecord, into: str, dupl_id: str, window: int, ttl_ms: int, sync: str
+    ) -> Deferred[bool]:
+        """A scheduled message for queue ``into``, as ``schedule_shared``, kept only if it
+        takes ``dupl_id`` (``publish_once``'s rule, in the same table of ids). Fires once
+        the batch is committed, with whether it took the id (False: a duplicate, not kept)."""
+
     def release_due(now_ms: int, limit: int, id_prefix: str) -> Deferred[Released]:
         """Release up to ``limit`` of the cluster's scheduled records due at ``now_ms``, in
         due order, but those another node is releasing: each goes into its shared queue

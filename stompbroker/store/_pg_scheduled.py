@@ -3,7 +3,9 @@
 
 * A scheduled message is one row per target (``ISharedQueues.schedule_shared``), with the
   shared queue it goes into when due (``qkey``: a queue's or a durable subscription's store
-  key) or NULL (a topic's subscribers: handed to the node that releases it).
+  key) or NULL (a topic's subscribers: handed to the node that releases it). A send with
+  an ``_AMQ_DUPL_ID`` to a queue (``schedule_once``) writes its row only if the batch took
+  the id (``_pg_duplicates``: the take goes first in the transaction), as a new message's.
 * A *release* (``release_due``), in one statement: the rows due at the node's time
   (``now``, the node's clock, a parameter: not the server's), earliest first, up to a limit,
   skipping the rows another node's batch holds (``FOR UPDATE SKIP LOCKED``); the last
@@ -31,10 +33,15 @@ from ._rows import _dumps, _loads, message_from_row
 _SC = f"{SCHEMA}.scheduled"
 _SH = f"{SCHEMA}.shared"
 
+# A row with a duplicate id to take is written only if the id's row names its message and
+# this incarnation (after the row's columns: the id (NULL: none), then the queue, the id,
+# the message id and the incarnation).
 _SCHEDULE = (
     f"INSERT INTO {_SC} (due, target, qkey, repeats, period, priority, message_id, destination,"
     " headers, body, expires, persistent, grp, incarnation)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE %s::text IS NULL"
+    f" OR EXISTS (SELECT 1 FROM {SCHEMA}.duplicates d WHERE d.qkey = %s AND d.dupl_id = %s"
+    " AND d.message_id = %s AND d.incarnation = %s)"
 )
 _COLUMNS = "priority, message_id, destination, headers, body, expires, persistent, grp"
 _RELEASE = (
@@ -64,8 +71,9 @@ Known = tuple[int | None, tuple[tuple[tuple[str, ...], int], ...]]
 class ScheduledWork(NamedTuple):
     """A batch's work on the cluster's scheduled messages, as the worker applies it."""
 
-    #: (record, the shared queue it goes into when due; None: handed to a node): new rows.
-    adds: list[tuple[ScheduledRecord, str | None]]
+    #: (record, the shared queue it goes into when due (None: handed to a node), the
+    #: duplicate id it must take to be written (None: none)): new rows.
+    adds: list[tuple[ScheduledRecord, str | None, str | None]]
     #: (now in epoch ms, how many at most, the message ids' prefix): a release (None: none).
     release: tuple[int, int, str] | None
     #: Whether to read the earliest due time and the counts (the poll).
@@ -89,7 +97,7 @@ class ScheduledBatch:
     __slots__ = ("adds", "answer", "release")
 
     def __init__(self) -> None:
-        self.adds: list[tuple[ScheduledRecord, str | None]] = []
+        self.adds: list[tuple[ScheduledRecord, str | None, str | None]] = []
         self.release: tuple[int, int, str] | None = None
         self.answer: Deferred[Released] | None = None
 
@@ -111,7 +119,17 @@ def apply(conn: Any, work: ScheduledWork, incarnation: int) -> Cursors:
     """Queue ``work``'s statements in the pipeline of ``conn``'s open transaction (the new
     rows first: a release in the same batch sees them)."""
     if work.adds:
-        rows = [_row(record, into, incarnation) for record, into in work.adds]
+        rows = [
+            (
+                *_row(record, into, incarnation),
+                dupl_id,
+                into,
+                dupl_id,
+                record.message.message_id,
+                incarnation,
+            )
+            for record, into, dupl_id in work.adds
+        ]
         conn.cursor().executemany(_SCHEDULE, rows)
     released = next_due = due = counts = None
     if work.release is not None:

@@ -38,10 +38,9 @@ Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the 
   UNLOGGED, emptied at open. A cluster node keeps its queues and durable subscriptions
   in ``shared``: these stay empty but for what the node keeps of its own (none today);
 * ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by seq, read in
-  (due, seq) order): as the SQLite store's tables (``duplicate_ids`` holds only the ids of
-  scheduled sends since version 4: a cluster node's queues remember their ids in
-  ``duplicates``; ``scheduled`` stays empty since version 5: a cluster node's scheduled
-  messages are the cluster's).
+  (due, seq) order): as the SQLite store's tables, empty since version 5 (``duplicate_ids``
+  held the ids of scheduled sends only in version 4): a cluster node's queues remember their
+  ids in ``duplicates``, its scheduled messages are the cluster's ``scheduled``.
 
 A node is alive while its worker's session holds the advisory lock (``NODE_LOCK``, number):
 PostgreSQL drops it with the session, so a node killed, or cut off from the server, loses it
@@ -226,8 +225,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (*_DURABLES, _DURABLES_SHARED),
     # Version 3 kept duplicate ids per node: they become the cluster's.
     3: (*_DUPLICATES, _DUPLICATES_SHARED),
-    # Version 4 kept scheduled messages per node: they become the cluster's.
-    4: (*_SCHEDULED, _SCHEDULED_SHARED),
+    # Version 4 kept scheduled messages, and the ids of scheduled sends, per node: they
+    # become the cluster's.
+    4: (*_SCHEDULED, _SCHEDULED_SHARED, _DUPLICATES_SHARED),
 }
 
 

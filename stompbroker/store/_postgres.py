@@ -147,10 +147,22 @@ class PostgresStore(BatchingStore):
         self, store_key: str, message: Message, dupl_id: str, window: int, ttl_ms: int, sync: str
     ) -> Deferred[bool]:
         shared = self._shared()
+        answer = self._take(store_key, dupl_id, window, ttl_ms, message, len(shared.publishes))
+        shared.publishes.append(((store_key, message.priority, message.seq), message))
+        self._leave_for(self._pending, sync)
+        return answer
+
+    def _take(
+        self, store_key: str, dupl_id: str, window: int, ttl_ms: int, message: Message, place: int
+    ) -> Deferred[bool]:
+        """The batch takes ``dupl_id`` for ``store_key`` (``_pg_duplicates``) for the new
+        row at ``place`` of its publishes (-1: a scheduled record's); fires with whether
+        it took it."""
+        shared = self._shared()
         now = int(self.clock.seconds() * 1000)
         pair = (store_key, dupl_id)
         entry = Once(
-            len(shared.publishes),
+            place,
             store_key,
             dupl_id,
             now + ttl_ms if ttl_ms else 0,
@@ -161,14 +173,12 @@ class PostgresStore(BatchingStore):
         shared.taking.add(pair)
         answer: Deferred[bool] = Deferred()
         shared.once.append((entry, answer))
-        shared.publishes.append(((store_key, message.priority, message.seq), message))
         shared.now_ms = now
         takes = self._takes.get(store_key, 0) + 1
         if takes >= max(1, window // PRUNE_PARTS):
             shared.prunes[store_key] = window
             takes = 0
         self._takes[store_key] = takes
-        self._leave_for(self._pending, sync)
         return answer
 
     def claim(
@@ -254,8 +264,22 @@ class PostgresStore(BatchingStore):
     def schedule_shared(
         self, record: ScheduledRecord, into: str | None, sync: str
     ) -> Deferred[None]:
-        self._shared().scheduled.adds.append((record, into))
+        self._shared().scheduled.adds.append((record, into, None))
         return self._wait(self._pending, sync)
+
+    def schedule_once(
+        self,
+        record: ScheduledRecord,
+        into: str,
+        dupl_id: str,
+        window: int,
+        ttl_ms: int,
+        sync: str,
+    ) -> Deferred[bool]:
+        answer = self._take(into, dupl_id, window, ttl_ms, record.message, -1)
+        self._shared().scheduled.adds.append((record, into, dupl_id))
+        self._leave_for(self._pending, sync)
+        return answer
 
     def release_due(self, now_ms: int, limit: int, id_prefix: str) -> Deferred[Released]:
         scheduled = self._shared().scheduled
