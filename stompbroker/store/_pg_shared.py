@@ -189,6 +189,8 @@ class SharedWork(NamedTuple):
     reserve: int
     #: (global address, True: declared / False: gone): this node's temporary queues.
     temporaries: list[tuple[str, bool]]
+    #: The cluster's scheduled messages: new ones, a release (``_pg_scheduled``).
+    scheduled: ScheduledWork
     #: (store key, groups too): queues this node holds no more for an exclusive consumer
     #: (with groups too: nor the message groups it delivered; it has no consumer left).
     give_ups: list[tuple[str, bool]]
@@ -206,8 +208,6 @@ class SharedWork(NamedTuple):
     prunes: list[tuple[str, int]]
     #: The time (epoch ms) duplicate ids are found expired at.
     now_ms: int
-    #: The cluster's scheduled messages: new ones, a release (``_pg_scheduled``).
-    scheduled: ScheduledWork
 
 
 class SharedDone(NamedTuple):
@@ -325,6 +325,7 @@ class SharedBatch:
             list(self.claimed_publishes.values()),
             self.reserve,
             self.temporaries,
+            self.scheduled.work(self.poll),
             self.give_ups,
             [key for key, _ in self.holds],
             self.defined,
@@ -332,7 +333,6 @@ class SharedBatch:
             [entry for entry, _ in self.once],
             list(self.prunes.items()),
             self.now_ms,
-            self.scheduled.work(self.poll),
         )
 
 
