@@ -17,7 +17,9 @@ are read in key order (``load_scheduled``). One timer is armed, for the earliest
 memory. A release writes the target's row and takes the scheduled record out (or moves it
 on) in the same reactor turn, so in the same store batch.
 
-Without a store, every scheduled record is in memory.
+Without a store, every scheduled record is in memory. In a cluster (a store with
+``ISharedQueues``), ``SharedSchedule`` (``_scheduled_shared``) takes this one's place: the
+records are the cluster's, kept by the store alone.
 """
 
 from __future__ import annotations
