@@ -5,8 +5,14 @@ that died or stopped."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 
@@ -14,6 +20,8 @@ from stompbroker.codec import Frame
 from stompbroker.testing import Client
 
 from .test_cluster import Node, _terminate, linked, settle
+from .test_cluster_duplicates import Held, Threads
+from .test_store import run_now
 
 DELAY = "AMQ_SCHEDULED_DELAY"
 DUP = "_AMQ_DUPL_ID"
@@ -52,11 +60,13 @@ def _receipts(frames: list[Frame]) -> list[str | None]:
     return [f.headers.get("receipt-id") for f in frames if f.command == "RECEIPT"]
 
 
-def _rows(dsn: str) -> list[tuple[int, str, bytes]]:
-    """The cluster's scheduled rows: (due, target, body), in due order."""
+def _rows(dsn: str, column: str = "body") -> list[tuple[int, str, Any]]:
+    """The cluster's scheduled rows: (due, target, ``column``), in due order."""
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT due, target, body FROM stompbroker.scheduled ORDER BY due, id")
-        return [(due, target, body) for due, target, body in rows.fetchall()]
+        rows = conn.execute(
+            f"SELECT due, target, {column} FROM stompbroker.scheduled ORDER BY due, id"
+        )
+        return [(due, target, value) for due, target, value in rows.fetchall()]
 
 
 def _gone(node: Node) -> None:
@@ -102,6 +112,31 @@ def test_a_message_scheduled_through_one_node_is_released_once_through_another(
     assert [n.broker.router.scheduled.counts[("queue", "orders")] for n in nodes] == [0, 0, 0]
 
 
+def test_a_persistent_scheduled_sends_receipt_waits_for_its_row(
+    postgres_dsn: str, nodes: list[Node]
+) -> None:
+    """While A's batch is held in its worker, a persistent scheduled SEND has no RECEIPT;
+    it comes once the batch (its row) is committed. A non-persistent one's comes at once."""
+    a, _, _ = nodes
+    held = Held()
+    a.store._run = held.run
+    producer = a.client()
+    _schedule(producer, b"kept", 2000, "r1", persistent="true")
+    a.clock.advance(0)
+    assert _receipts(producer.frames()) == []
+    assert _rows(postgres_dsn) == []
+    held.release()
+    a.clock.advance(0)
+    assert _receipts(producer.frames()) == ["r1"]
+    assert [body for _, _, body in _rows(postgres_dsn)] == [b"kept"]
+    _schedule(producer, b"light", 2000, "r2", persistent="false")
+    a.clock.advance(0)
+    assert _receipts(producer.frames()) == ["r2"]
+    while held.batches:
+        held.release()
+    a.store._run = run_now
+
+
 @pytest.mark.parametrize("persistent", ["true", "false"])
 def test_a_dead_nodes_scheduled_messages_are_released_by_another(
     postgres_dsn: str, nodes: list[Node], logged_failures: list[LogEvent], persistent: str
@@ -112,6 +147,7 @@ def test_a_dead_nodes_scheduled_messages_are_released_by_another(
     does not wait for it)."""
     a, b, c = nodes
     consumer = _consumer(b)
+    settle(a.clock)  # the nodes' releases at start are done: B and C learn of it by polling
     producer = a.client()
     _schedule(producer, b"orphan", 2000, "r1", persistent=persistent)
     settle(a.clock, 1.2)
@@ -136,6 +172,7 @@ def test_a_stopped_nodes_scheduled_messages_are_released_by_another(
     consumer on B)."""
     a, b, _ = nodes
     consumer = _consumer(b)
+    settle(a.clock)  # the nodes' releases at start are done: B and C learn of it by polling
     _schedule(a.client(), b"left behind", 3000, "r1")
     settle(a.clock, 1.2)
     _stopped(a)
@@ -185,9 +222,9 @@ def test_a_topic_message_reaches_the_subscribers_of_every_node_once(
     subscribers = [_consumer(node, TOPIC) for node in nodes]
     _schedule(a.client(), b"news", 2000, "r1", TOPIC)
     settle(a.clock, 1.5)
-    assert sorted(target for _, target, _ in _rows(postgres_dsn)) == [
-        '["durable","app","audit"]',
-        '["topic","news"]',
+    assert sorted((target, qkey) for _, target, qkey in _rows(postgres_dsn, "qkey")) == [
+        ('["durable","app","audit"]', 'durable:["app", "audit"]'),  # released into it there
+        ('["topic","news"]', None),  # handed to the node that releases it
     ]
     assert [s.bodies() for s in subscribers] == [[], [], []]
     settle(a.clock, 1.5)
@@ -271,3 +308,72 @@ def test_a_scheduled_sends_duplicate_id_is_the_clusters(
     assert consumer.bodies() == [b"first y", b"first x"]
     duplicates = [n.broker.destinations.queue("orders").stats.duplicates for n in nodes]
     assert duplicates == [1, 2, 0]
+
+
+def _waits_for_a_lock(dsn: str, pid: int) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+    return found is not None and found[0] == "Lock"
+
+
+def test_two_nodes_releasing_at_once_release_a_repeat_once(
+    postgres_dsn: str, nodes: list[Node]
+) -> None:
+    """A and B release at the same time: while A's transaction holds the due row of a
+    message that repeats twice (A released it, not committed yet), B's release skips it,
+    without waiting for A, and releases nothing; A's commit moves it on once: one message
+    in the shared queue, the row due a period later with one repeat left."""
+    a, b, _ = nodes
+    settle(a.clock)
+    repeat = {"AMQ_SCHEDULED_PERIOD": "1000", "AMQ_SCHEDULED_REPEAT": "2"}
+    _schedule(a.client(), b"tick", 5000, "r1", **repeat)
+    settle(a.clock, 0.1)
+    (due,) = [due for due, _, _ in _rows(postgres_dsn)]
+    for node in nodes:
+        node.broker.router.scheduled.stop()  # only the two releases asked here
+    threads = Threads()
+    a_db = a.store._database
+    assert a_db is not None
+    b_pid = b.backend_pid()
+    measure = a_db._timer
+    a_holds, b_done = threading.Event(), threading.Event()
+    b_waited: list[bool] = []
+
+    def commit_after_b() -> float:
+        """A's worker, before its COMMIT: B's release runs meanwhile, to its end."""
+        a_db._timer = measure
+        a_holds.set()
+        deadline = time.monotonic() + 30
+        while not b_done.is_set() and time.monotonic() < deadline:
+            if _waits_for_a_lock(postgres_dsn, b_pid):
+                b_waited.append(True)
+                break
+            threading.Event().wait(0.005)
+        return measure()
+
+    def b_after_a(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        def run(*args: Any) -> Any:
+            a_holds.wait(30)
+            try:
+                return function(*args)
+            finally:
+                b_done.set()
+
+        return threads.run(run, *args)
+
+    a_db._timer = commit_after_b
+    a.store._run, b.store._run = threads.run, b_after_a
+    released: dict[str, int] = {}
+    for node in (a, b):
+        asked = node.store.release_due(due, 500, f"ID-{node.name}-")
+        asked.addCallback(lambda done, name: released.update({name: done.count}), node.name)
+        a.clock.advance(0)  # A's batch releases and stops before its COMMIT; B's runs then
+    threads.finish()
+    a.store._run = b.store._run = run_now
+    assert (released, b_waited) == ({a.name: 1, b.name: 0}, [])
+    with psycopg.connect(postgres_dsn) as conn:
+        shared = conn.execute("SELECT body FROM stompbroker.shared").fetchall()
+        left = conn.execute("SELECT due, repeats FROM stompbroker.scheduled").fetchall()
+    assert (shared, left) == ([(b"tick",)], [(due + 1000, 1)])
