@@ -19,20 +19,17 @@ from twisted.logger import LogEvent
 from stompbroker.codec import Frame
 from stompbroker.testing import Client
 
-from .test_cluster import Node, _terminate, linked, settle
+from .test_cluster import Node, _terminate, linked, nodes, settle
 from .test_cluster_duplicates import Held, Threads
+from .test_cluster_durables import TOPIC
+from .test_cluster_durables import _subscriber as _durable
 from .test_store import run_now
+
+__all__ = ["nodes"]  # the fixture: three nodes on one database, one clock
 
 DELAY = "AMQ_SCHEDULED_DELAY"
 DUP = "_AMQ_DUPL_ID"
 QUEUE = "/queue/orders"
-TOPIC = "/topic/news"
-
-
-@pytest.fixture
-def nodes(postgres_dsn: str) -> list[Node]:
-    clock = Clock()
-    return [Node(postgres_dsn, clock, name) for name in ("a:61613", "b:61613", "c:61613")]
 
 
 def _schedule(
@@ -44,15 +41,6 @@ def _schedule(
 def _consumer(node: Node, destination: str = QUEUE) -> Client:
     client = node.client()
     client.subscribe(destination, ack="auto")
-    return client
-
-
-def _durable(node: Node) -> Client:
-    """A client of ``node`` with client id "app", its durable subscription "audit" to TOPIC."""
-    node._clients += 1
-    client = Client(node.broker, node.clock, f"{node.name}-{node._clients}")
-    client.connect(client_id="app")
-    client.subscribe(TOPIC, "d", **{"activemq.subscriptionName": "audit"})
     return client
 
 
@@ -224,7 +212,7 @@ def test_a_topic_message_reaches_the_subscribers_of_every_node_once(
     settle(a.clock, 1.5)
     assert sorted((target, qkey) for _, target, qkey in _rows(postgres_dsn, "qkey")) == [
         ('["durable","app","audit"]', 'durable:["app", "audit"]'),  # released into it there
-        ('["topic","news"]', None),  # handed to the node that releases it
+        ('["topic","orders"]', None),  # handed to the node that releases it
     ]
     assert [s.bodies() for s in subscribers] == [[], [], []]
     settle(a.clock, 1.5)

@@ -33,9 +33,9 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ._clock import Clock, DelayedCall
+from ._clock import Clock
 from ._registry import Fanout
-from ._scheduled import RELEASE_BATCH, RETRY_S, Release, count_key
+from ._scheduled import RELEASE_BATCH, RETRY_S, EarliestTimer, Release, count_key
 from ._store import TRANSIENT, ISharedQueues, Released, ScheduledRecord
 
 log = Logger(namespace="stompbroker.scheduled")
@@ -64,8 +64,7 @@ class SharedSchedule:
         self._id_prefix = id_prefix
         #: Counts a scheduled send to a queue (by name) that was a duplicate.
         self._duplicate = duplicate
-        self._timer: DelayedCall | None = None
-        self._timer_due = 0.0
+        self._timer = EarliestTimer(clock, self._fire)
         #: A release is on its way; the earliest due time learnt meanwhile (None: none).
         self._asking = False
         self._meanwhile: float | None = None
@@ -147,18 +146,9 @@ class SharedSchedule:
             if self._meanwhile is None or due_ms < self._meanwhile:
                 self._meanwhile = due_ms
             return
-        delay = max(0.0, (due_ms - self._now_ms()) / 1000.0)
-        at = self._clock.seconds() + delay
-        timer = self._timer
-        if timer is not None and timer.active():
-            if self._timer_due <= at:
-                return
-            timer.cancel()
-        self._timer_due = at
-        self._timer = self._clock.callLater(delay, self._fire)
+        self._timer.within(max(0.0, (due_ms - self._now_ms()) / 1000.0))
 
     def _fire(self) -> None:
-        self._timer = None
         if self._stopped:
             return
         self._asking = True
@@ -202,7 +192,5 @@ class SharedSchedule:
 
     def stop(self) -> None:
         """Release nothing more (the broker is stopping; the cluster keeps what is due)."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         self._stopped = True

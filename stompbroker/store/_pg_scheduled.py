@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from stompbroker.core import Released, ScheduledRecord
 
 from ._pg_schema import SCHEMA
-from ._rows import _dumps, _loads, message_from_row
+from ._rows import _loads, message_from_row, scheduled_row
 
 _SC = f"{SCHEMA}.scheduled"
 _SH = f"{SCHEMA}.shared"
@@ -37,8 +37,8 @@ _SH = f"{SCHEMA}.shared"
 # this incarnation (after the row's columns: the id (NULL: none), then the queue, the id,
 # the message id and the incarnation).
 _SCHEDULE = (
-    f"INSERT INTO {_SC} (due, target, qkey, repeats, period, priority, message_id, destination,"
-    " headers, body, expires, persistent, grp, incarnation)"
+    f"INSERT INTO {_SC} (due, target, repeats, period, priority, message_id, destination,"
+    " headers, body, expires, persistent, grp, qkey, incarnation)"
     " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE %s::text IS NULL"
     f" OR EXISTS (SELECT 1 FROM {SCHEMA}.duplicates d WHERE d.qkey = %s AND d.dupl_id = %s"
     " AND d.message_id = %s AND d.incarnation = %s)"
@@ -180,21 +180,5 @@ def _due(value: Any) -> int | None:
 
 
 def _row(record: ScheduledRecord, into: str | None, incarnation: int) -> tuple[Any, ...]:
-    """The columns of ``_SCHEDULE`` for ``record``."""
-    m = record.message
-    return (
-        record.due,
-        _dumps(list(record.target)),
-        into,
-        record.repeats,
-        record.period,
-        m.priority,
-        m.message_id,
-        m.destination,
-        _dumps(m.headers),
-        m.body,
-        m.expires,
-        m.persistent,
-        m.group,
-        incarnation,
-    )
+    """The columns of ``_SCHEDULE`` for ``record``: the single-node table's but ``seq``."""
+    return (*scheduled_row(record)[1:], into, incarnation)
