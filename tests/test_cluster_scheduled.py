@@ -365,3 +365,25 @@ def test_two_nodes_releasing_at_once_release_a_repeat_once(
         shared = conn.execute("SELECT body FROM stompbroker.shared").fetchall()
         left = conn.execute("SELECT due, repeats FROM stompbroker.scheduled").fetchall()
     assert (shared, left) == ([(b"tick",)], [(due + 1000, 1)])
+
+
+def test_a_release_whose_batch_failed_is_found_due_at_the_next_poll(
+    postgres_dsn: str, nodes: list[Node], logged_failures: list[LogEvent]
+) -> None:
+    """A's connection is cut just before its message is due: the batch of its release fails
+    (nothing released); A's next poll, on its new connection, finds it due, and its consumer
+    gets the message, once."""
+    a, b, c = nodes
+    for node in (b, c):
+        node.broker.router.scheduled.stop()  # A alone releases
+    consumer = _consumer(a)
+    settle(a.clock)
+    _schedule(a.client(), b"retried", 1000, "r1")
+    settle(a.clock, 0.95)
+    _terminate(postgres_dsn, a.backend_pid())
+    settle(a.clock, 0.1)  # due: A's release fails
+    assert logged_failures
+    assert (consumer.bodies(), a.broker.router.scheduled.released) == ([], 0)
+    settle(a.clock, 1.5)
+    assert consumer.bodies() == [b"retried"]
+    assert a.broker.router.scheduled.released == 1

@@ -18,6 +18,7 @@ States::
                                        \\-- fewer: armed at the next due time after now,
                                            else idle (due ones are another node's: the
                                            poll tells if they are still waiting)
+                               --failed: idle (the poll tells what is due)
 
 A node that dies while releasing rolls its transaction back: its records wait, due, for the
 next node's timer or poll. ``counts`` are the cluster's as last polled, plus what was
@@ -35,7 +36,7 @@ from twisted.logger import Logger
 
 from ._clock import Clock
 from ._registry import Fanout
-from ._scheduled import RELEASE_BATCH, RETRY_S, EarliestTimer, Release, count_key
+from ._scheduled import RELEASE_BATCH, EarliestTimer, Release, count_key
 from ._store import TRANSIENT, ISharedQueues, Released, ScheduledRecord
 
 log = Logger(namespace="stompbroker.scheduled")
@@ -183,10 +184,12 @@ class SharedSchedule:
             del self.counts[key]
 
     def _failed(self, failure: Any) -> None:
+        """The release's batch failed (the store logged why): nothing was released; the
+        next poll finds it due (and what was learnt meanwhile is armed)."""
         self._asking = False
-        self._meanwhile = None
-        log.failure("releasing scheduled messages failed; again in {s} s", failure, s=RETRY_S)
-        self._arm(self._now_ms() + RETRY_S * 1000)
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            self._arm(meanwhile)
 
     # -- shutting down ----------------------------------------------------------------
 
