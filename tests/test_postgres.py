@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from stompbroker.config import Config, ConfigError, PostgresqlSection, parse
 from stompbroker.core import DurableRecord, Message, ScheduledRecord
+from stompbroker.core._durables import durable_store_key
 from stompbroker.service import data_location, node_name
 from stompbroker.store import PostgresStore, StoreRefused, _pg_database, _pg_schema, psycopg_missing
 from stompbroker.tap import Options
@@ -89,13 +90,13 @@ def test_a_schema_newer_than_this_code_is_refused(postgres_dsn: str) -> None:
     """A database written by a newer stompbroker is not opened (nothing is changed in it)."""
     h = _opened(postgres_dsn)
     h.result(h.store.close())
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 5")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 6")
     again = _harness(postgres_dsn)
     assert _refusal(again) == (
-        "the database's stompbroker schema is version 5, newer than this stompbroker knows (4):"
+        "the database's stompbroker schema is version 6, newer than this stompbroker knows (5):"
         " run a stompbroker at least as new as the one that wrote it"
     )
-    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 4")
+    _sql(postgres_dsn, "UPDATE stompbroker.schema_version SET version = 5")
     again.result(again.store.open())
     again.result(again.store.close())
 
@@ -107,17 +108,17 @@ def test_an_older_schema_is_migrated_at_open_and_keeps_its_rows(
     h = _opened(postgres_dsn)
     h.result(h.store.add_durable(DurableRecord("c", "d", "news", None)))
     h.result(h.store.close())
-    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 5)
+    monkeypatch.setattr(_pg_schema, "SCHEMA_VERSION", 6)
     monkeypatch.setattr(
         _pg_schema,
         "MIGRATIONS",
-        {**_pg_schema.MIGRATIONS, 4: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
+        {**_pg_schema.MIGRATIONS, 5: ("ALTER TABLE stompbroker.nodes ADD COLUMN note text",)},
     )
     recovery = h.restart()
     h.result(h.store.close())
     assert recovery.durables == (DurableRecord("c", "d", "news", None),)
     with psycopg.connect(postgres_dsn) as conn:
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(6,)]
         assert conn.execute("SELECT note FROM stompbroker.nodes").fetchall() == [(None,)]
 
 
@@ -441,7 +442,7 @@ def test_a_one_node_database_of_version_1_becomes_the_first_nodes_of_a_cluster(
         assert conn.execute("SELECT number, name FROM stompbroker.nodes").fetchall() == [
             (1, "renamed:61613")
         ]
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
     h.result(h.store.close())
 
 
@@ -453,7 +454,8 @@ def _schema_2(dsn: str) -> None:
     h = _opened(dsn, "two:61613")
     h.result(h.store.close())
     for statement in (
-        "DROP TABLE stompbroker.durables, stompbroker.durable_changes, stompbroker.duplicates",
+        "DROP TABLE stompbroker.durables, stompbroker.durable_changes, stompbroker.duplicates,"
+        " stompbroker.scheduled",
         "UPDATE stompbroker.schema_version SET version = 2",
         *(
             f"""CREATE TABLE stompbroker_n{n}.durables (
@@ -498,7 +500,7 @@ def test_the_durable_subscriptions_of_version_2_nodes_become_the_clusters(
             assert conn.execute(
                 "SELECT to_regclass(%s)", (f"stompbroker_n{n}.durables",)
             ).fetchone() == (None,)
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
     h.result(h.store.close())
 
 
@@ -509,7 +511,7 @@ def _schema_3(dsn: str) -> None:
         h = _opened(dsn, name)
         h.result(h.store.close())
     for statement in (
-        "DROP TABLE stompbroker.duplicates",
+        "DROP TABLE stompbroker.duplicates, stompbroker.scheduled",
         "UPDATE stompbroker.schema_version SET version = 3",
         "INSERT INTO stompbroker_n1.duplicate_ids (address, dupl_id, expires) VALUES"
         " ('/queue/q', 'a', 0), ('/queue/q', 'b', 0), ('/queue/r', 'a', 99)",
@@ -540,7 +542,7 @@ def test_the_duplicate_ids_of_version_3_nodes_become_the_clusters(postgres_dsn: 
         for n in (1, 2):
             count = conn.execute(f"SELECT count(*) FROM stompbroker_n{n}.duplicate_ids")
             assert count.fetchone() == (0,)
-        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
     again = h.store.publish_once("/queue/q", _message(1, body=b"again"), "c", 100, 0, "never")
     new = h.store.publish_once("/queue/q", _message(2, body=b"new"), "d", 100, 0, "never")
     assert (h.result(again), h.result(new)) == (False, True)
@@ -577,4 +579,89 @@ def test_a_node_connects_with_keepalives_and_a_bound_unless_the_dsn_sets_its_own
     parameters = conn.info.get_parameters()
     assert (parameters["connect_timeout"], parameters["keepalives_idle"]) == ("7", "5")
     assert conn.execute("SHOW tcp_user_timeout").fetchone() == ("10000",)
+    h.result(h.store.close())
+
+
+def _schema_4(dsn: str) -> None:
+    """A version 4 database of two nodes (their scheduled messages their own), made from
+    this version's layout: node one's queue and durable subscription's messages (one due
+    later, one repeating), node two's topic message and a non-persistent one."""
+    for name in ("one:61613", "two:61613"):
+        h = _opened(dsn, name)
+        h.result(h.store.close())
+    columns = (
+        "(seq, due, target, repeats, period, priority, message_id, destination, headers, body,"
+        " expires, persistent, grp)"
+    )
+    for statement in (
+        "DROP TABLE stompbroker.scheduled",
+        "UPDATE stompbroker.schema_version SET version = 4",
+        f"INSERT INTO stompbroker_n1.scheduled {columns} VALUES"
+        " (1, 3000, '[\"queue\",\"q\"]', 0, 0, 4, 'ID-1', '/queue/q', '{}', 'to q', 0, true,"
+        " NULL), (2, 1000, '[\"durable\",\"c\",\"d\"]', 1, 500, 4, 'ID-2', '/topic/t', '{}',"
+        " 'to d', 0, true, NULL)",
+        f"INSERT INTO stompbroker_n2.scheduled {columns} VALUES"
+        " (1, 2000, '[\"topic\",\"t\"]', 0, 0, 6, 'ID-3', '/topic/t', '{\"h\":\"v\"}',"
+        " 'to t', 0, true, 'g'), (2, 500, '[\"queue\",\"q\"]', 0, 0, 4, 'ID-4', '/queue/q',"
+        " '{}', 'gone', 0, false, NULL)",
+        "INSERT INTO stompbroker_n1.duplicate_ids (address, dupl_id, expires) VALUES"
+        " ('/queue/q', 'x', 0)",
+    ):
+        _sql(dsn, statement)
+
+
+def test_the_scheduled_messages_of_version_4_nodes_become_the_clusters(postgres_dsn: str) -> None:
+    """A version 4 database (scheduled messages and scheduled sends' ids per node) is
+    migrated at open: every node's persistent scheduled messages become the cluster's, in
+    due order, each with the shared queue it is released into (a queue's, a durable
+    subscription's store key; none for a topic's), its ids the cluster's, the nodes' own
+    tables emptied (a non-persistent one dropped, as at its node's start); a release
+    through any node then puts them into their shared queues, hands the topic's back, and
+    moves the repeating one on."""
+    _schema_4(postgres_dsn)
+    h = _harness(postgres_dsn, "two:61613")
+    recovery = h.result(h.store.open())
+    assert recovery.scheduled == ()
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT due, target, qkey, repeats, body, incarnation FROM stompbroker.scheduled"
+            " ORDER BY id"
+        )
+        assert rows.fetchall() == [
+            (1000, '["durable","c","d"]', durable_store_key("c", "d"), 1, b"to d", 0),
+            (3000, '["queue","q"]', "/queue/q", 0, b"to q", 0),
+            (2000, '["topic","t"]', None, 0, b"to t", 0),
+        ]
+        ids = conn.execute("SELECT qkey, dupl_id FROM stompbroker.duplicates").fetchall()
+        assert ids == [("/queue/q", "x")]
+        for n in (1, 2):
+            for table in ("scheduled", "duplicate_ids"):
+                count = conn.execute(f"SELECT count(*) FROM stompbroker_n{n}.{table}")
+                assert count.fetchone() == (0,)
+        assert conn.execute("SELECT version FROM stompbroker.schema_version").fetchall() == [(5,)]
+    released = h.result(h.store.release_due(5000, 10, "ID-x-"))
+    ((target, message),) = [(r.target, r.message) for r in released.handed]
+    assert (target, message.body, message.headers, message.priority) == (
+        ("topic", "t"),
+        b"to t",
+        {"h": "v"},
+        6,
+    )
+    assert (released.ended, released.count, released.next_due) == (
+        (("topic", "t"), ("queue", "q")),
+        3,
+        1500,
+    )
+    with psycopg.connect(postgres_dsn) as conn:
+        shared = conn.execute(
+            "SELECT id, qkey, message_id, body FROM stompbroker.shared ORDER BY id"
+        )
+        assert [
+            (key, message_id == f"ID-x-s{id_}", body) for id_, key, message_id, body in shared
+        ] == [
+            (durable_store_key("c", "d"), True, b"to d"),
+            ("/queue/q", True, b"to q"),
+        ]
+        left = conn.execute("SELECT due, repeats FROM stompbroker.scheduled").fetchall()
+        assert left == [(1500, 0)]
     h.result(h.store.close())

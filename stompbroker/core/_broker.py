@@ -47,6 +47,8 @@ from ._policy import PolicyMap
 from ._queue import Queue
 from ._registry import Destinations, Fanout
 from ._routing import Router
+from ._scheduled import ScheduledDeliveries
+from ._scheduled_shared import SharedSchedule
 from ._shared import SharedQueues
 from ._stats import Statistics
 from ._store import IMessageStore, ISharedQueues, ITopicBus, Recovery
@@ -123,7 +125,21 @@ class Broker:
         if store is not None:
             self.router.duplicates.persist = store.remember
             self.router.duplicates.forget = store.forget
-            self.router.scheduled.store = store
+            shared = self.destinations.shared
+            if shared is not None:  # a cluster's scheduled messages are the cluster's
+                self.router.scheduled = SharedSchedule(
+                    clock,
+                    self.now_ms,
+                    self.router.release,
+                    shared.store,
+                    self._fanout,
+                    id_prefix + "-",
+                    self.router.duplicates.count,
+                )
+            else:
+                deliveries = self.router.scheduled
+                assert isinstance(deliveries, ScheduledDeliveries)
+                deliveries.store = store
         self.dead_letters = DeadLetters(
             self.destinations.queue, self.router.next_seq, self.counters
         )

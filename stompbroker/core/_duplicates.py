@@ -20,7 +20,8 @@ In a cluster (a store with ``ISharedQueues``), a shared queue's window is the cl
 in the database: a send with an id is not checked here but published with it
 (``deliver_once``, ``SharedBacklog.hold_once``); the batch that writes it says whether it
 took the id, and the message is delivered (claimed) only then, or counted as a duplicate.
-A scheduled send's id is checked against this node's window, as on one node.
+A scheduled send's id is taken the same way, at the send, by the batch that writes its
+scheduled record for the cluster (``SharedSchedule.hold``, ``ISharedQueues.schedule_once``).
 """
 
 from __future__ import annotations
@@ -100,32 +101,31 @@ class Duplicates:
 
     # -- a send's routes ---------------------------------------------------------------
 
-    def shared(self, route: Route, scheduled: bool) -> bool:
+    def shared(self, route: Route) -> bool:
         """Whether the cluster's database decides for ``route``: a shared queue that
-        detects duplicates, and a send that is not scheduled."""
+        detects duplicates."""
         return (
-            not scheduled
-            and route[0] == "queue"
+            route[0] == "queue"
             and bool(route[3].duplicate_window)
             and self._destinations.shared is not None
         )
 
-    def refused(self, route: Route, dupl_id: str, scheduled: bool) -> bool:
+    def refused(self, route: Route, dupl_id: str) -> bool:
         """Whether the queue of ``route`` took ``dupl_id`` lately, by this node's window
         (counted if so); never for a shared queue (``deliver_once`` finds out later)."""
         kind, name, address, policy, _ = route
-        if kind != "queue" or not policy.duplicate_window or self.shared(route, scheduled):
+        if kind != "queue" or not policy.duplicate_window or self.shared(route):
             return False
         if not self.seen(address, dupl_id):
             return False
-        self._count(name)
+        self.count(name)
         return True
 
-    def remember(self, route: Route, message: Message, dupl_id: str, scheduled: bool) -> None:
+    def remember(self, route: Route, message: Message, dupl_id: str) -> None:
         """The queue of ``route`` took ``message`` with ``dupl_id``: into its window (not a
         shared queue's: its batch wrote it)."""
         kind, _, address, policy, _ = route
-        if kind == "queue" and policy.duplicate_window and not self.shared(route, scheduled):
+        if kind == "queue" and policy.duplicate_window and not self.shared(route):
             self.took(
                 address,
                 dupl_id,
@@ -155,9 +155,10 @@ class Duplicates:
             queue = self._destinations.queues.get(name) or self._destinations.queue(name)
             queue.arrived += 1
         else:
-            self._count(name)
+            self.count(name)
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
+        """A send to queue ``name`` was a duplicate."""
         queue = self._destinations.queues.get(name) or self._destinations.queue(name)
         queue.stats.duplicates += 1
         self._counters["duplicates"] += 1

@@ -25,8 +25,9 @@ without a per-message admission, so that a COMMIT is applied whole or not at all
 A send carrying ``_AMQ_DUPL_ID`` (``_duplicates``) is checked against the window of each queue
 it goes to: a queue that took that id lately gets no copy (counted as a duplicate); a send
 every queue of which refuses so is a ``Sent`` with nothing to wait for. A shared queue's
-window is the cluster's: its copy is published with the id (``Duplicates.deliver_once``),
-and its ``written`` fires once the database said whether it took it.
+window is the cluster's: its copy is published (or, scheduled, held) with the id
+(``Duplicates.deliver_once``), and its ``written`` fires once the database said whether it
+took it.
 
 A send with a delivery delay (``AMQ_SCHEDULED_*``, ``x-delay``) is routed, made and admitted,
 then *held* (``_scheduled``): a record for a queue; for a topic, one for its subscribers when
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
@@ -69,6 +71,9 @@ from ._send_headers import (
 from ._store import ITopicBus, ScheduledRecord
 from ._temporaries import TemporaryDestinations
 from ._topic import Topic
+
+if TYPE_CHECKING:
+    from ._scheduled_shared import SharedSchedule
 
 log = Logger(namespace="stompbroker.router")
 
@@ -129,8 +134,10 @@ class Router:
         self._routes_under: PolicyMap | None = None
         #: The ids each queue took lately (duplicate detection).
         self.duplicates = Duplicates(hooks.now_ms, destinations, hooks.counters)
-        #: The messages waiting for their delivery time.
-        self.scheduled = ScheduledDeliveries(hooks.clock, hooks.now_ms, self.release)
+        #: The messages waiting for their delivery time (a cluster's: ``SharedSchedule``).
+        self.scheduled: ScheduledDeliveries | SharedSchedule = ScheduledDeliveries(
+            hooks.clock, hooks.now_ms, self.release
+        )
         #: Where topic publishes go for the other nodes of a cluster (None: one node).
         self.bus: ITopicBus | None = None
 
@@ -293,14 +300,13 @@ class Router:
         messages = [self.make(route, headers, body, persistent, user) for route in routes]
         dupl_id = headers.get(DUPLICATE_HEADER)
         duplicates = self.duplicates
-        scheduled = schedule is not None
         if dupl_id is not None:
             check_duplicate_id(dupl_id)
             first = messages[0]
             fresh = [
                 (route, message)
                 for route, message in zip(routes, messages, strict=True)
-                if not duplicates.refused(route, dupl_id, scheduled)
+                if not duplicates.refused(route, dupl_id)
             ]
             if not fresh:
                 return Sent(first, None, None)
@@ -316,12 +322,8 @@ class Router:
         room = None
         for route, message in zip(routes, messages, strict=True):
             if schedule is not None:
-                sent = self.hold(route, message, schedule, owner)
-            elif (
-                dupl_id is not None
-                and duplicates.shared(route, False)
-                and not self._expired(message)
-            ):
+                sent = self.hold(route, message, schedule, owner, dupl_id)
+            elif dupl_id is not None and duplicates.shared(route) and not self._expired(message):
                 sent = self._deliver_once(route, message, dupl_id, owner)
             else:
                 sent = self.deliver(route, message, owner)
@@ -329,7 +331,7 @@ class Router:
                 written.append(sent.written)
             room = room or sent.room
             if dupl_id is not None:
-                duplicates.remember(route, message, dupl_id, scheduled)
+                duplicates.remember(route, message, dupl_id)
         return Sent(messages[0], _all(written), room)
 
     def _deliver_once(
@@ -357,11 +359,21 @@ class Router:
             schedule.check(policy, address)
         return schedule
 
-    def hold(self, route: Route, message: Message, schedule: Schedule, owner: str | None) -> Sent:
+    def hold(
+        self,
+        route: Route,
+        message: Message,
+        schedule: Schedule,
+        owner: str | None,
+        dupl_id: str | None = None,
+    ) -> Sent:
         """Keep a made (and admitted) message until ``schedule`` says it is due: for a topic,
         a record for its subscribers then, and one for each durable subscription and consumer
-        queue it feeds now."""
+        queue it feeds now; a shared queue's takes ``dupl_id`` (if any) for the cluster."""
         kind, name, _, policy, _ = route
+        once = None
+        if dupl_id is not None and self.duplicates.shared(route):
+            once = (dupl_id, policy.duplicate_window, policy.duplicate_ttl_ms)
         held: list[tuple[tuple[str, ...], Message, str]] = []
         if kind == "queue":
             held.append((("queue", name), message, policy.fsync))
@@ -377,7 +389,7 @@ class Router:
         scheduled = self.scheduled
         for target, copy, sync in held:
             record = ScheduledRecord(target, copy, schedule.due, schedule.repeats, schedule.period)
-            w = scheduled.hold(record, owner, sync)
+            w = scheduled.hold(record, owner, sync, once)  # once: a queue's one record
             if w is not None:
                 written.append(w)
         return Sent(message, _all(written), None)

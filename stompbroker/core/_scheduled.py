@@ -17,7 +17,9 @@ are read in key order (``load_scheduled``). One timer is armed, for the earliest
 memory. A release writes the target's row and takes the scheduled record out (or moves it
 on) in the same reactor turn, so in the same store batch.
 
-Without a store, every scheduled record is in memory.
+Without a store, every scheduled record is in memory. In a cluster (a store with
+``ISharedQueues``), ``SharedSchedule`` (``_scheduled_shared``) takes this one's place: the
+records are the cluster's, kept by the store alone.
 """
 
 from __future__ import annotations
@@ -48,6 +50,39 @@ Key = tuple[int, int]
 Release = Callable[[ScheduledRecord, "str | None"], None]
 
 
+class EarliestTimer:
+    """One timer, for the earliest of the times it was asked to fire at: then ``fire`` runs."""
+
+    __slots__ = ("_at", "_call", "_clock", "_fire")
+
+    def __init__(self, clock: Clock, fire: Callable[[], None]) -> None:
+        self._clock = clock
+        self._fire = fire
+        self._call: DelayedCall | None = None
+        self._at = 0.0
+
+    def within(self, delay: float) -> None:
+        """Fire in ``delay`` seconds, unless it fires sooner already."""
+        at = self._clock.seconds() + delay
+        call = self._call
+        if call is not None and call.active():
+            if self._at <= at:
+                return
+            call.cancel()
+        self._at = at
+        self._call = self._clock.callLater(delay, self._fired)
+
+    def _fired(self) -> None:
+        self._call = None
+        self._fire()
+
+    def cancel(self) -> None:
+        """Fire at no time asked so far."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
 def count_key(target: tuple[str, ...]) -> tuple[str, str]:
     """The (kind, name) a target's scheduled messages are counted under in statistics."""
     if target[0] == "durable":
@@ -73,8 +108,7 @@ class ScheduledDeliveries:
         self._boundary: Key | None = None
         #: While a load is out: what changed meanwhile, by seq (None: gone).
         self._changed: dict[int, ScheduledRecord | None] | None = None
-        self._timer: DelayedCall | None = None
-        self._timer_due = 0.0
+        self._timer = EarliestTimer(clock, self._fire)
         self._retry: DelayedCall | None = None
         #: Scheduled messages by what they are counted under: (kind, name).
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -86,8 +120,16 @@ class ScheduledDeliveries:
 
     # -- holding --------------------------------------------------------------------
 
-    def hold(self, record: ScheduledRecord, owner: str | None, sync: str) -> Deferred[None] | None:
-        """Keep ``record`` until due; the Deferred of its write (None: nothing to wait for)."""
+    def hold(
+        self,
+        record: ScheduledRecord,
+        owner: str | None,
+        sync: str,
+        once: tuple[str, int, int] | None = None,
+    ) -> Deferred[None] | None:
+        """Keep ``record`` until due; the Deferred of its write (None: nothing to wait for).
+        ``once`` is a cluster's (``SharedSchedule``): on one node, ``Duplicates`` checked
+        the send's id before."""
         self.counts[count_key(record.target)] += 1
         written = None
         store = self.store
@@ -127,18 +169,9 @@ class ScheduledDeliveries:
             if self._boundary is not None and self._changed is None:
                 self._load()
             return
-        delay = max(0.0, (keys[0][0] - self._now_ms()) / 1000.0)
-        at = self._clock.seconds() + delay
-        timer = self._timer
-        if timer is not None and timer.active():
-            if self._timer_due <= at:
-                return
-            timer.cancel()
-        self._timer_due = at
-        self._timer = self._clock.callLater(delay, self._fire)
+        self._timer.within(max(0.0, (keys[0][0] - self._now_ms()) / 1000.0))
 
     def _fire(self) -> None:
-        self._timer = None
         if self._stopped:
             return
         now = self._now_ms()
@@ -151,8 +184,7 @@ class ScheduledDeliveries:
             self._due(record, owner)
         self.released += released
         if keys and keys[0][0] <= now:
-            self._timer_due = self._clock.seconds()
-            self._timer = self._clock.callLater(0, self._fire)
+            self._timer.within(0)
         else:
             self._arm()
 
@@ -221,10 +253,10 @@ class ScheduledDeliveries:
 
     def stop(self) -> None:
         """Release nothing more (the broker is stopping; the store keeps what is due)."""
-        for timer in (self._timer, self._retry):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._timer = self._retry = None
+        self._timer.cancel()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
         self._stopped = True
 
 

@@ -93,6 +93,22 @@ class ScheduledRecord:
 
 
 @dataclass(frozen=True)
+class Released:
+    """What a release of the cluster's due scheduled messages did (``release_due``)."""
+
+    #: The due records this node hands to their targets itself (a topic's subscribers), in
+    #: due order: their messages have no ``seq`` yet.
+    handed: tuple[ScheduledRecord, ...] = ()
+    #: The targets of the records released for the last time (no repeat left).
+    ended: tuple[tuple[str, ...], ...] = ()
+    #: How many records were released (repeats and shared queues' ones included).
+    count: int = 0
+    #: The earliest due time (epoch ms) of what waits in the cluster now, as this release saw
+    #: it (records other nodes were releasing meanwhile included); None: nothing waits.
+    next_due: int | None = None
+
+
+@dataclass(frozen=True)
 class StoredQueue:
     """What a store holds for one queue: per priority, how many rows and the first ``seq``."""
 
@@ -296,6 +312,32 @@ class ISharedQueues(Interface):
     def follow_durables(defined: Callable[[tuple[DurableRecord, ...]], None]) -> None:
         """Call ``defined(records)`` with every durable subscription's definition in the
         cluster (``add_durable`` writes the cluster's) whenever a node changed one."""
+
+    def schedule_shared(record: ScheduledRecord, into: str | None, sync: str) -> Deferred[None]:
+        """Keep a scheduled message for the cluster: when due, one node releases it, into the
+        shared queue ``into`` (a queue's or a durable subscription's store key) in the
+        transaction that takes it out or moves it on, or (None) to itself, for a topic's
+        subscribers (``release_due``). Fires when as safe as ``sync``."""
+
+    def schedule_once(
+        record: ScheduledRecord, into: str, dupl_id: str, window: int, ttl_ms: int, sync: str
+    ) -> Deferred[bool]:
+        """A scheduled message for queue ``into``, as ``schedule_shared``, kept only if it
+        takes ``dupl_id`` (``publish_once``'s rule, in the same table of ids). Fires once
+        the batch is committed, with whether it took the id (False: a duplicate, not kept)."""
+
+    def release_due(now_ms: int, limit: int, id_prefix: str) -> Deferred[Released]:
+        """Release up to ``limit`` of the cluster's scheduled records due at ``now_ms``, in
+        due order, but those another node is releasing: each goes into its shared queue
+        (as a new message, its id ``id_prefix`` and its row's), or comes back in
+        ``handed``; then is forgotten, or moved on by its period. Sees every write asked
+        for before it."""
+
+    def follow_scheduled(
+        known: Callable[[int | None, tuple[tuple[tuple[str, ...], int], ...]], None],
+    ) -> None:
+        """Call ``known(earliest due, counts by target)`` with the cluster's scheduled
+        records (None: there are none) at every poll."""
 
     def watch(woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         """Call ``woken(store_key)`` when messages may wait in a queue (None: in any), and

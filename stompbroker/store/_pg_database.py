@@ -320,8 +320,8 @@ class PgDatabase:
                     done = _pg_shared.answer(shared, cursors, incarnation)
                 started = self._timer()
                 conn.execute("COMMIT")
-                if shared:
-                    _pg_shared.notify(conn, shared, incarnation)
+                if shared and done is not None:
+                    _pg_shared.notify(conn, shared, incarnation, done.scheduled.woken)
                 pipeline.sync()
                 elapsed = self._timer() - started
         except BaseException:

@@ -60,7 +60,7 @@ WRITTEN_IF_TAKEN = (
 class Once(NamedTuple):
     """A new row of a batch's publishes that is written only if it takes its id."""
 
-    #: Its place in the batch's publishes.
+    #: Its place in the batch's publishes (-1: a scheduled record's, ``_pg_scheduled``).
     place: int
     store_key: str
     dupl_id: str
@@ -102,7 +102,8 @@ def marks(count: int, once: list[Once]) -> list[str | None]:
     none), the parameter of ``WRITTEN_IF_TAKEN``."""
     ids: list[str | None] = [None] * count
     for entry in once:
-        ids[entry.place] = entry.dupl_id
+        if entry.place >= 0:
+            ids[entry.place] = entry.dupl_id
     return ids
 
 

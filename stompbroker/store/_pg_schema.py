@@ -24,7 +24,12 @@ Tables shared by every node, in the PostgreSQL schema ``stompbroker``:
 * ``duplicates`` (since version 4): the ``_AMQ_DUPL_ID`` values each queue took, by (qkey,
   dupl_id), with their expiry (epoch ms, 0: none), the message and the incarnation that took
   them, and ``id``, their order (a take, or a take again, is the newest): the window of
-  duplicate detection for the whole cluster (``_pg_shared``).
+  duplicate detection for the whole cluster (``_pg_shared``);
+* ``scheduled`` (since version 5): the cluster's scheduled messages, one row a message and
+  target, by ``id`` (read in (due, id) order): its target (``["queue", name]``, ...), the
+  shared queue it is released into (``qkey``: a queue's or a durable subscription's store
+  key; NULL for a topic's subscribers: handed to the node that releases it), its repeats
+  and period, the message, and the incarnation that scheduled it (``_pg_scheduled``).
 
 Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the worker's
 ``search_path`` names it first, so the statements say ``messages``, not where):
@@ -33,8 +38,9 @@ Tables of one node, in its own PostgreSQL schema ``stompbroker_n<number>`` (the 
   UNLOGGED, emptied at open. A cluster node keeps its queues and durable subscriptions
   in ``shared``: these stay empty but for what the node keeps of its own (none today);
 * ``duplicate_ids`` (in the order remembered: ``id``), ``scheduled`` (by seq, read in
-  (due, seq) order): as the SQLite store's tables (``duplicate_ids`` stays empty since
-  version 4: a cluster node's queues remember their ids in ``duplicates``).
+  (due, seq) order): as the SQLite store's tables, empty since version 5 (``duplicate_ids``
+  held the ids of scheduled sends only in version 4): a cluster node's queues remember their
+  ids in ``duplicates``, its scheduled messages are the cluster's ``scheduled``.
 
 A node is alive while its worker's session holds the advisory lock (``NODE_LOCK``, number):
 PostgreSQL drops it with the session, so a node killed, or cut off from the server, loses it
@@ -55,7 +61,7 @@ from typing import Any
 from stompbroker.core import StoreUnavailable
 
 #: The layout this code writes and reads. A database at a newer version is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The PostgreSQL schema holding the shared tables.
 SCHEMA = "stompbroker"
 #: The first key of the advisory locks: a node's liveness lock is (NODE_LOCK, its number);
@@ -153,6 +159,35 @@ _DUPLICATES_SHARED = _each_node(
     f"DELETE FROM {_S}_n%s.duplicate_ids",
 )
 
+#: The cluster's scheduled messages (since version 5; each node had its own before, in
+#: ``scheduled``).
+_SCHEDULED = (
+    f"""CREATE TABLE {_S}.scheduled (
+        id bigserial PRIMARY KEY, due bigint NOT NULL, target text NOT NULL, qkey text,
+        repeats integer NOT NULL, period bigint NOT NULL, priority smallint NOT NULL,
+        message_id text NOT NULL, destination text NOT NULL, headers text NOT NULL,
+        body bytea NOT NULL, expires bigint NOT NULL, persistent boolean NOT NULL,
+        grp text, incarnation bigint NOT NULL)""",
+    f"CREATE INDEX scheduled_by_due ON {_S}.scheduled (due, id)",
+)
+
+#: Version 4 to 5, for each node's schema: its persistent scheduled messages become the
+#: cluster's, in (due, seq) order (its non-persistent ones went at its next start anyway);
+#: a queue's are released into its shared queue, a durable subscription's into the cluster's
+#: subscription (its store key, as ``_durables.durable_store_key`` writes it), a topic's to
+#: the subscribers of the node that releases them.
+_SCHEDULED_SHARED = _each_node(
+    "scheduled",
+    f"INSERT INTO {_S}.scheduled (due, target, qkey, repeats, period, priority, message_id,"
+    " destination, headers, body, expires, persistent, grp, incarnation)"
+    " SELECT due, target, CASE t->>0 WHEN ''queue'' THEN ''/queue/'' || (t->>1)"
+    " WHEN ''durable'' THEN ''durable:'' || json_build_array(t->>1, t->>2)::text END,"
+    " repeats, period, priority, message_id, destination, headers, body, expires, true, grp, 0"
+    f" FROM {_S}_n%s.scheduled, LATERAL (SELECT target::json) AS j(t) WHERE persistent"
+    " ORDER BY due, seq",
+    f"DELETE FROM {_S}_n%s.scheduled",
+)
+
 #: The shared tables of the current version, created in a new database.
 CREATE = (
     f"CREATE SCHEMA IF NOT EXISTS {_S}",
@@ -160,6 +195,7 @@ CREATE = (
     *_CLUSTER,
     *_DURABLES,
     *_DUPLICATES,
+    *_SCHEDULED,
     f"INSERT INTO {_S}.schema_version (version) VALUES ({SCHEMA_VERSION})",
 )
 
@@ -189,6 +225,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (*_DURABLES, _DURABLES_SHARED),
     # Version 3 kept duplicate ids per node: they become the cluster's.
     3: (*_DUPLICATES, _DUPLICATES_SHARED),
+    # Version 4 kept scheduled messages, and the ids of scheduled sends, per node: they
+    # become the cluster's.
+    4: (*_SCHEDULED, _SCHEDULED_SHARED, _DUPLICATES_SHARED),
 }
 
 

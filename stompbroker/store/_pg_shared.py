@@ -32,8 +32,9 @@ from twisted.internet.defer import Deferred
 
 from stompbroker.core import DurableRecord, Member, Message
 
-from . import _pg_duplicates
+from . import _pg_duplicates, _pg_scheduled
 from ._pg_duplicates import WRITTEN_IF_TAKEN, Once
+from ._pg_scheduled import ScheduledBatch, ScheduledDone, ScheduledWork
 from ._pg_schema import GROUP_LOCK, LIVE_INCARNATIONS, LIVE_NODES, NODE_LOCK, SCHEMA
 from ._rows import message_from_row, pack_rows
 
@@ -190,6 +191,8 @@ class SharedWork(NamedTuple):
     reserve: int
     #: (global address, True: declared / False: gone): this node's temporary queues.
     temporaries: list[tuple[str, bool]]
+    #: The cluster's scheduled messages: new ones, a release (``_pg_scheduled``).
+    scheduled: ScheduledWork
     #: (store key, groups too): queues this node holds no more for an exclusive consumer
     #: (with groups too: nor the message groups it delivered; it has no consumer left).
     give_ups: list[tuple[str, bool]]
@@ -235,6 +238,8 @@ class SharedDone(NamedTuple):
     definitions: tuple[int, tuple[DurableRecord, ...]] | None
     #: Whether each publish of ``once`` took its duplicate id (and was written).
     once: list[bool]
+    #: What the scheduled messages' work did and read.
+    scheduled: ScheduledDone
 
 
 class SharedBatch:
@@ -258,6 +263,7 @@ class SharedBatch:
         "purges",
         "releases",
         "reserve",
+        "scheduled",
         "settles",
         "taking",
         "temporaries",
@@ -290,6 +296,7 @@ class SharedBatch:
         self.taking: set[tuple[str, str]] = set()
         self.prunes: dict[str, int] = {}
         self.now_ms = 0
+        self.scheduled = ScheduledBatch()
 
     def size(self) -> int:
         return (
@@ -303,12 +310,14 @@ class SharedBatch:
             + len(self.closed_groups)
             + len(self.holds)
             + self.defined
+            + self.scheduled.size()
         )
 
     def writes(self) -> bool:
         return (
             bool(self.size() or self.claims or self.poll or self.peeks or self.reserve)
             or self.definitions
+            or self.scheduled.writes()
         )
 
     def work(self) -> SharedWork:
@@ -323,6 +332,7 @@ class SharedBatch:
             list(self.claimed_publishes.values()),
             self.reserve,
             self.temporaries,
+            self.scheduled.work(self.poll),
             self.give_ups,
             [key for key, _ in self.holds],
             self.defined,
@@ -336,8 +346,10 @@ class SharedBatch:
 
 #: The cursors of a batch's claims, peeks, depths, live nodes and queues held elsewhere
 #: (None: no poll), of its reserved ids (None: none asked), of its holds, of the
-#: definitions (None: not read), and of its duplicate ids' takes.
-Cursors = tuple[list[Any], list[Any], Any, Any, Any, Any, list[Any], Any, list[Any]]
+#: definitions (None: not read), of its duplicate ids' takes and of its scheduled work.
+Cursors = tuple[
+    list[Any], list[Any], Any, Any, Any, Any, list[Any], Any, list[Any], _pg_scheduled.Cursors
+]
 
 
 def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
@@ -369,6 +381,7 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
         conn.execute(_RELEASE, (list(ids), list(counts), incarnation))
     for key, claimed_too in work.purges:
         conn.execute(_DROP if claimed_too else _PURGE, (key,))
+    scheduled = _pg_scheduled.apply(conn, work.scheduled, incarnation)  # before the claims
     if work.poll:
         conn.execute(_SWEEP, (NODE_LOCK,))
         conn.execute(_SWEEP_TEMPORARIES, (NODE_LOCK,))
@@ -401,12 +414,12 @@ def apply(conn: Any, work: SharedWork, incarnation: int) -> Cursors:
     reserved = conn.execute(_RESERVE, (work.reserve,)) if work.reserve else None
     known = work.definitions
     definitions = conn.execute(_DEFINITIONS, (known,)) if known is not None else None
-    return claims, peeks, depths, members, held, reserved, holds, definitions, takes
+    return claims, peeks, depths, members, held, reserved, holds, definitions, takes, scheduled
 
 
 def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
     """What the worker found, from the cursors ``apply`` returned (after the pipeline's sync)."""
-    claims, peeks, depths, members, held, reserved, holds, definitions, takes = cursors
+    claims, peeks, depths, members, held, reserved, holds, definitions, takes, scheduled = cursors
     claimed = []
     for (key, _, _, _), cursor in zip(work.claims, claims, strict=True):
         rows = sorted(cursor.fetchall(), key=lambda row: (-row[0], row[1]))
@@ -441,6 +454,7 @@ def answer(work: SharedWork, cursors: Cursors, incarnation: int) -> SharedDone:
         taken,
         _defined(definitions),
         once,
+        _pg_scheduled.answer(scheduled),
     )
 
 
@@ -466,10 +480,12 @@ def woken_by(payload: str, incarnation: int) -> str | None:
     return key
 
 
-def notify(conn: Any, work: SharedWork, incarnation: int) -> None:
-    """Wake the other nodes for the queues ``work`` published to or gave rows back to (after
-    its COMMIT; a store key too long for a payload waits for the poll)."""
+def notify(conn: Any, work: SharedWork, incarnation: int, released: list[str]) -> None:
+    """Wake the other nodes for the queues ``work`` published to or gave rows back to, and
+    those its scheduled messages were ``released`` to (after its COMMIT; a store key too
+    long for a payload waits for the poll)."""
     keys = {key for (key, _, _), _ in work.publishes}
+    keys.update(released)
     keys.update(key for _, _, key in work.releases)
     keys.update(key for key, _ in work.give_ups)
     if work.defined:

@@ -3,12 +3,12 @@ number of nodes share.
 
 The reactor side is ``_batching.BatchingStore`` (shared with ``SqliteStore``); the worker
 side is ``_pg_database.PgDatabase`` (one connection), over the schema of ``_pg_schema``. A
-node keeps its scheduled messages in tables of its own; its queues' and durable
-subscriptions' messages, those subscriptions' definitions and the duplicate ids its queues
-took (``_pg_duplicates``) are the cluster's
-(``ISharedQueues``, ``_pg_shared``): every batch may carry shared work, and every ``poll_s``
-one sweeps the claims of dead nodes, reads the queues' depths (then wakes every queue: the
-safety net under the notifications) and, if they changed, the durable definitions.
+node's queues' and durable subscriptions' messages, those subscriptions' definitions, the
+duplicate ids its queues took (``_pg_duplicates``) and its scheduled messages
+(``_pg_scheduled``) are the cluster's (``ISharedQueues``, ``_pg_shared``): every batch may
+carry shared work, and every ``poll_s`` one sweeps the claims of dead nodes, reads the
+queues' depths (then wakes every queue: the safety net under the notifications), the
+earliest due time of the scheduled messages and, if they changed, the durable definitions.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from stompbroker.core import (
     ISharedQueues,
     Member,
     Message,
+    Released,
+    ScheduledRecord,
 )
 
 from ._batching import BatchingStore, BatchOptions, Runner
@@ -96,6 +98,8 @@ class PostgresStore(BatchingStore):
         self._known = -1
         #: Sends with a duplicate id since each queue's last prune, by store key.
         self._takes: dict[str, int] = {}
+        #: Who hears of the cluster's scheduled messages at each poll.
+        self._scheduled: Callable[[int | None, Any], None] | None = None
 
     def _worker(self) -> PgDatabase:
         self._database = PgDatabase(self.dsn, self.node, self._timer_fn)
@@ -143,10 +147,22 @@ class PostgresStore(BatchingStore):
         self, store_key: str, message: Message, dupl_id: str, window: int, ttl_ms: int, sync: str
     ) -> Deferred[bool]:
         shared = self._shared()
+        answer = self._take(store_key, dupl_id, window, ttl_ms, message, len(shared.publishes))
+        shared.publishes.append(((store_key, message.priority, message.seq), message))
+        self._leave_for(self._pending, sync)
+        return answer
+
+    def _take(
+        self, store_key: str, dupl_id: str, window: int, ttl_ms: int, message: Message, place: int
+    ) -> Deferred[bool]:
+        """The batch takes ``dupl_id`` for ``store_key`` (``_pg_duplicates``) for the new
+        row at ``place`` of its publishes (-1: a scheduled record's); fires with whether
+        it took it."""
+        shared = self._shared()
         now = int(self.clock.seconds() * 1000)
         pair = (store_key, dupl_id)
         entry = Once(
-            len(shared.publishes),
+            place,
             store_key,
             dupl_id,
             now + ttl_ms if ttl_ms else 0,
@@ -157,14 +173,12 @@ class PostgresStore(BatchingStore):
         shared.taking.add(pair)
         answer: Deferred[bool] = Deferred()
         shared.once.append((entry, answer))
-        shared.publishes.append(((store_key, message.priority, message.seq), message))
         shared.now_ms = now
         takes = self._takes.get(store_key, 0) + 1
         if takes >= max(1, window // PRUNE_PARTS):
             shared.prunes[store_key] = window
             takes = 0
         self._takes[store_key] = takes
-        self._leave_for(self._pending, sync)
         return answer
 
     def claim(
@@ -251,6 +265,39 @@ class PostgresStore(BatchingStore):
     def members(self) -> list[Member]:
         return list(self._members)
 
+    def schedule_shared(
+        self, record: ScheduledRecord, into: str | None, sync: str
+    ) -> Deferred[None]:
+        self._shared().scheduled.adds.append((record, into, None))
+        return self._wait(self._pending, sync)
+
+    def schedule_once(
+        self,
+        record: ScheduledRecord,
+        into: str,
+        dupl_id: str,
+        window: int,
+        ttl_ms: int,
+        sync: str,
+    ) -> Deferred[bool]:
+        answer = self._take(into, dupl_id, window, ttl_ms, record.message, -1)
+        self._shared().scheduled.adds.append((record, into, dupl_id))
+        self._leave_for(self._pending, sync)
+        return answer
+
+    def release_due(self, now_ms: int, limit: int, id_prefix: str) -> Deferred[Released]:
+        scheduled = self._shared().scheduled
+        assert scheduled.answer is None, "one release at a time"
+        answer: Deferred[Released] = Deferred()
+        scheduled.release = (now_ms, limit, id_prefix)
+        scheduled.answer = answer
+        self._pending.urgent = True
+        self._schedule(0.0)
+        return answer
+
+    def follow_scheduled(self, known: Callable[[int | None, Any], None]) -> None:
+        self._scheduled = known
+
     def watch(self, woken: Callable[[str | None], None], fenced: Callable[[], None]) -> None:
         self._woken = woken
         self._fenced = fenced
@@ -313,6 +360,7 @@ class PostgresStore(BatchingStore):
             seen.callback(messages)
         for (_, taken), held in zip(work.holds, done.held, strict=True):
             taken.callback(held)
+        self._scheduled_done(work, done)
         if done.definitions is not None:
             self._definitions_read(*done.definitions)
         if done.members is not None:
@@ -329,6 +377,18 @@ class PostgresStore(BatchingStore):
             self._ids.extend(reversed(done.reserved))
             if self._ids:
                 self.wake(None)  # queues that published for want of ids may take directly
+
+    def _scheduled_done(self, work: SharedBatch, done: SharedDone) -> None:
+        """The scheduled messages' answer: the release's, the queues it gave messages to
+        (woken here: notifications skip their sender), what the poll read."""
+        scheduled = done.scheduled
+        if work.scheduled.answer is not None:
+            assert scheduled.released is not None
+            work.scheduled.answer.callback(scheduled.released)
+        for key in scheduled.woken:
+            self.wake(key)
+        if scheduled.known is not None and self._scheduled is not None:
+            self._scheduled(*scheduled.known)
 
     def _definitions_read(self, known: int, records: tuple[DurableRecord, ...]) -> None:
         """The cluster's durable definitions, as of change ``known``: for the broker, unless
@@ -350,6 +410,8 @@ class PostgresStore(BatchingStore):
             taken.errback(failure)
         for _, _, seen in work.peeks:
             seen.errback(failure)
+        if work.scheduled.answer is not None:
+            work.scheduled.answer.errback(failure)
         if work.poll:
             self._poll_later()
         if work.reserve:

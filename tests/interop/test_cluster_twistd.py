@@ -297,6 +297,36 @@ def test_a_resend_through_another_node_after_a_kill_is_delivered_once(
     close(again, consumer)
 
 
+#: The headers of a scheduled send: its delay (ms), and repeats.
+DELAY = "AMQ_SCHEDULED_DELAY"
+REPEAT = {"AMQ_SCHEDULED_PERIOD": "500", "AMQ_SCHEDULED_REPEAT": "2"}
+
+
+def test_a_killed_nodes_scheduled_messages_are_released_once_by_the_others(
+    cluster: list[Node],
+) -> None:
+    """A producer schedules through node 1, with receipts, a persistent message due in 1.5 s
+    and one due then that repeats twice every 0.5 s; node 1 is killed (SIGKILL) before they
+    are due: a consumer on node 2 gets the first once and the second three times, no more,
+    in due order (an end marker scheduled through node 3 to be due after them comes last)."""
+    consumer = cluster[1].client()
+    consumer.subscribe("/queue/later", ack="auto")
+    producer = cluster[0].client()
+    persistent = {"persistent": "true", DELAY: "1500"}
+    producer.send("/queue/later", "once", headers=persistent, receipt=True)
+    producer.send("/queue/later", "tick", headers={**persistent, **REPEAT}, receipt=True)
+    cluster[0].kill()
+    marker = cluster[2].client()
+    marker.send("/queue/later", "end", headers={DELAY: "4000"}, receipt=True)
+    poll(
+        lambda: any(m.body == "end" for m in consumer.frames.messages),
+        "the end marker, due last",
+        timeout=30,
+    )
+    assert [m.body for m in consumer.frames.messages] == ["once", "tick", "tick", "tick", "end"]
+    close(consumer, marker)
+
+
 def _answered(client: Client, body: str, receipt: str) -> bool:
     """SEND ``body`` persistent asking for ``receipt``; True once the RECEIPT came, False
     on an ERROR (or the connection closing)."""
