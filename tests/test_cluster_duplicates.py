@@ -280,6 +280,16 @@ class Threads:
                 answer.callback(result)
 
 
+def _quiet(*nodes: Node) -> None:
+    """Let the nodes' batches run until none has one in its worker or waiting to leave."""
+    clock = nodes[0].clock
+    for _ in range(100):
+        settle(clock, 0.1)
+        if not any(n.store._busy or n.store._pending.writes() for n in nodes):
+            return
+    raise AssertionError("the nodes' stores never went quiet")
+
+
 def _wait_for_a_lock(dsn: str, pid: int) -> None:
     """Return once the backend ``pid`` waits for a lock (30 s at most)."""
     deadline = time.monotonic() + 30
@@ -302,8 +312,8 @@ def test_two_nodes_racing_with_one_id_deliver_one_copy(
     taken: one copy in the cluster, one duplicate counted (B's), both RECEIPTs."""
     a, b, _ = nodes
     consumers = [_consumer(a), _consumer(b)]
-    settle(a.clock)
     producers = [a.client(), b.client()]
+    _quiet(a, b)  # else a batch of B's own (a claim, a poll) may hold back the one with x
     threads = Threads()
     a_db, b_db = a.store._database, b.store._database
     assert a_db is not None and b_db is not None
@@ -322,6 +332,7 @@ def test_two_nodes_racing_with_one_id_deliver_one_copy(
     a.clock.advance(0)  # A's batch leaves (and stops before its COMMIT)
     _send(producers[1], b"from b", "x", "rb")
     a.clock.advance(0)  # B's batch leaves and waits for A's
+    assert len(threads.jobs) == 2, "A's and B's batches did not both leave"
     threads.finish()
     a.store._run = b.store._run = run_now
     settle(a.clock, 1.5)
