@@ -15,9 +15,10 @@ from twisted.logger import LogEvent
 from stompbroker.admin import format_status
 from stompbroker.codec import Frame
 from stompbroker.config import load
-from stompbroker.core import Broker, PolicyMap
+from stompbroker.core import Broker, Message, PolicyMap
 from stompbroker.store import PostgresStore
 from stompbroker.store._pg_shared import woken_by
+from stompbroker.store._postgres import RESERVE_MAX
 from stompbroker.testing import Client
 from stompbroker.transport import Connections, Management
 from stompbroker.transport._prometheus import registry
@@ -286,10 +287,13 @@ def test_a_node_delivers_to_its_own_ready_consumer_at_once_writing_what_it_must(
 ) -> None:
     """A message sent on A while A's consumer can take it goes to that consumer at once:
     acknowledged before its batch left, it is never written (its RECEIPT still waits for
-    the commit); held unacknowledged, its row is A's claim, and comes back from it."""
+    the commit); held unacknowledged, its row is A's claim, and comes back from it. (Once
+    the consumer's first claim found the queue empty: until then, what may wait there from
+    before goes first.)"""
     a, b, _ = nodes
     consumer = a.client()
     consumer.subscribe("/queue/near", ack="client-individual", prefetch_count="1")
+    settle(a.clock)
     producer = a.client()
     producer.send(
         "SEND", {"destination": "/queue/near", "persistent": "true", "receipt": "r1"}, b"m"
@@ -316,6 +320,48 @@ def test_a_node_delivers_to_its_own_ready_consumer_at_once_writing_what_it_must(
     assert (again.body, again.headers.get("redelivered")) == (b"held", "true")
 
 
+def test_a_message_sent_while_earlier_ones_wait_in_the_cluster_does_not_overtake_them(
+    nodes: list[Node],
+) -> None:
+    """Order per producer: a consumer here with a prefetch of 2 takes 0 and 1 at once; 2 to
+    4 wait in the cluster's table. Acknowledged, the two free the prefetch; 5, sent before
+    A's claim of 2 to 4 came back, waits behind them instead of going to the consumer at
+    once."""
+    a = nodes[0]
+    consumer = a.client()
+    consumer.subscribe("/queue/fifo", ack="client-individual", prefetch_count="2")
+    settle(a.clock)
+    producer = a.client()
+    for n in range(5):
+        producer.publish("/queue/fifo", b"%d" % n, persistent="true")
+    first = consumer.messages()
+    assert _bodies(first) == [b"0", b"1"]
+    _ack(consumer, first)
+    producer.publish("/queue/fifo", b"5", persistent="true")
+    assert consumer.messages() == []
+    assert gather(a.clock, [consumer], 10, 0.3) == [b"%d" % n for n in range(2, 6)]
+
+
+def test_a_node_that_ran_out_of_row_ids_reserves_twice_as_many(nodes: list[Node]) -> None:
+    """A node reserves row ids for the messages it delivers to its own consumers (1,000 at
+    first; a message without one is published for the cluster instead). When a burst used
+    them all, the next reservations are twice as large, up to RESERVE_MAX."""
+    a = nodes[0]
+
+    def burst() -> int:
+        taken: list[Message] = []
+        while a.store.keeps_now():
+            message = Message(f"m{len(taken)}", "/queue/ids", {}, b"", True, 0)
+            a.store.publish_claimed("ids", message, "never")
+            taken.append(message)
+        for message in taken:
+            a.store.settle(message)
+        settle(a.clock)
+        return len(taken)
+
+    assert [burst() for _ in range(7)] == [1000, 1000, 2000, 4000, 8000, RESERVE_MAX, RESERVE_MAX]
+
+
 def test_a_non_persistent_message_delivered_at_once_goes_to_the_cluster_when_left_behind(
     nodes: list[Node],
 ) -> None:
@@ -325,6 +371,7 @@ def test_a_non_persistent_message_delivered_at_once_goes_to_the_cluster_when_lef
     a, b, _ = nodes
     consumer = a.client()
     consumer.subscribe("/queue/light", ack="client-individual")
+    settle(a.clock)  # its first claim found the queue empty
     a.client().publish("/queue/light", b"light", persistent="false")
     assert consumer.bodies() == [b"light"]
     consumer.send("UNSUBSCRIBE", {"id": "0"})

@@ -32,6 +32,9 @@ queue on one node::
   the buffer holds is not this node's any more and is dropped; the sweep of another node,
   or its own, gives it back to the queue. What is in flight stays with its consumer; its
   late ACK changes nothing in the database (the message comes back, flagged redelivered).
+* Order per producer: once this node published a message of the queue, its new messages
+  are published too (never delivered here at once, ahead of it) until a claim asked after
+  the last of them comes back short: none of this node's waits any more (``behind``).
 * A new message with an ``_AMQ_DUPL_ID`` (``hold_once``: duplicate detection for the whole
   cluster) is always published, written only if the database finds its id new for the
   queue; it reaches this node's consumers by a claim, once its batch committed. While one
@@ -117,6 +120,7 @@ class SharedBacklog:
 
     __slots__ = (
         "_skip_for",
+        "behind",
         "drained",
         "exclusive",
         "loading",
@@ -149,6 +153,10 @@ class SharedBacklog:
         self.published = False
         #: Messages with a duplicate id on their way (``hold_once``), not answered yet.
         self.once = 0
+        #: Whether messages this node published may still wait in the database (or rows
+        #: it claimed went back there): new ones wait behind them. True until a first
+        #: claim finds the queue empty of them (rows may wait there from before the start).
+        self.behind = True
 
     @property
     def total(self) -> int:
@@ -162,8 +170,9 @@ class SharedBacklog:
         """Whether a new message is published for the cluster (not delivered here at once):
         unless this node's subscriptions have room for it in their prefetch, counting what
         the buffer holds (and none selects, it is in no group), with a row id at hand if it
-        is persistent; nor while a message with a duplicate id is on its way."""
-        if self.once or message.group is not None or self.credit(direct=True) <= 0:
+        is persistent; nor while a message with a duplicate id is on its way, nor while
+        messages this node published may wait (``behind``: order per producer)."""
+        if self.behind or self.once or message.group is not None or self.credit(direct=True) <= 0:
             return True
         if self.store.held_elsewhere(self.queue.store_key):
             return True
@@ -178,6 +187,7 @@ class SharedBacklog:
         way may not see it); the sync level its row is written at."""
         self.drained = False
         self.published = True
+        self.behind = True
         return self.queue.policy.fsync if message.persistent else "never"
 
     def hold_once(self, message: Message, dupl_id: str, window: int, ttl_ms: int) -> Deferred[bool]:
@@ -262,8 +272,10 @@ class SharedBacklog:
         self.loading = False
         if len(messages) < limit and not self.published:
             self.drained = True
+            self.behind = False
         queue = self.queue
         if queue.backlog is not self or not queue.subscriptions:
+            self.behind = self.behind or bool(messages)
             for message in messages:
                 self.store.release(message)  # purged, closed, or nobody left to take them
             return
@@ -310,12 +322,14 @@ class SharedBacklog:
             if message.store_key is None:
                 self.store.publish(self.queue.store_key, message, "never")
         self.drained = False
+        self.behind = True
 
     def idle(self) -> None:
         """The queue has no subscription left here: what the buffer holds waits for any node
         (published, if it has no row yet); the queue and its message groups are free for
         other nodes' exclusive consumers and groups."""
         self.exclusive = False
+        self.behind = True
         self.store.give_up(self.queue.store_key, True)
         for message in self.queue.let_go():
             if message.store_key is None:

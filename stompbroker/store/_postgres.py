@@ -42,10 +42,11 @@ log = Logger(namespace="stompbroker.store")
 
 #: Seconds between two polls (a sweep of dead nodes' claims, every queue's depth).
 POLL_S = 1.0
-#: Row ids reserved at a time for the messages this node delivers itself, and how few left
-#: ask for more.
+#: Row ids reserved at a time for the messages this node delivers itself, at first; each
+#: time they ran out (a message that could go to a consumer here was published for want of
+#: one), twice as many, up to RESERVE_MAX. More are asked for when a quarter is left.
 RESERVE = 1000
-RESERVE_LOW = 250
+RESERVE_MAX = 16_000
 #: A queue's old and expired duplicate ids are pruned every ``window // PRUNE_PARTS`` of its
 #: sends that take one (on this node).
 PRUNE_PARTS = 16
@@ -89,6 +90,10 @@ class PostgresStore(BatchingStore):
         #: Row ids reserved for messages this node delivers itself (popped from the end).
         self._ids: list[int] = []
         self._reserving = False
+        #: How many ids the next reservation asks for; whether they ran out since the last
+        #: reservation came (the size doubled then).
+        self._reserve_size = RESERVE
+        self._ran_out = False
         #: The live nodes, and the queues other nodes' exclusive consumers hold, as last polled.
         self._members: list[Member] = []
         self._held_elsewhere: set[str] = set()
@@ -198,13 +203,21 @@ class PostgresStore(BatchingStore):
         return answer
 
     def keeps_now(self) -> bool:
-        return bool(self._ids)
+        """Whether a row id is at hand; if none is, the next reservation is twice as large
+        (once until one comes), and asked for unless it is on its way."""
+        if self._ids:
+            return True
+        if not self._ran_out:
+            self._ran_out = True
+            self._reserve_size = min(self._reserve_size * 2, RESERVE_MAX)
+        self._reserve()  # unless on its way (a failed batch may have carried the last ask)
+        return False
 
     def publish_claimed(self, store_key: str, message: Message, sync: str) -> Deferred[None]:
         ids = self._ids
         assert ids, "publish_claimed without an id at hand (keeps_now said so)"
         row = ids.pop()
-        if len(ids) < RESERVE_LOW:
+        if len(ids) < self._reserve_size // 4:
             self._reserve()
         message.seq = row
         message.store_key = store_key
@@ -214,7 +227,7 @@ class PostgresStore(BatchingStore):
     def _reserve(self) -> None:
         if not self._reserving and not self._closing:
             self._reserving = True
-            self._shared().reserve = RESERVE
+            self._shared().reserve = self._reserve_size
             self._pending.urgent = True
             self._schedule(0.0)
 
@@ -374,6 +387,7 @@ class PostgresStore(BatchingStore):
             self._poll_later()
         if work.reserve:
             self._reserving = False
+            self._ran_out = False
             self._ids.extend(reversed(done.reserved))
             if self._ids:
                 self.wake(None)  # queues that published for want of ids may take directly
