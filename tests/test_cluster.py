@@ -323,23 +323,57 @@ def test_a_node_delivers_to_its_own_ready_consumer_at_once_writing_what_it_must(
 def test_a_message_sent_while_earlier_ones_wait_in_the_cluster_does_not_overtake_them(
     nodes: list[Node],
 ) -> None:
-    """Order per producer: a consumer here with a prefetch of 2 takes 0 and 1 at once; 2 to
-    4 wait in the cluster's table. Acknowledged, the two free the prefetch; 5, sent before
-    A's claim of 2 to 4 came back, waits behind them instead of going to the consumer at
-    once."""
+    """Order per producer: a consumer here with a prefetch of 2 takes 0 and 1 at once; its
+    node keeps 2 and 3 for it (as many again as its prefetch); 4 and 5 wait in the cluster's
+    table. Acknowledged, 0 and 1 free the prefetch for 2 and 3; 6, sent before A's claim of
+    4 and 5 came back, waits behind them instead of going to the consumer at once."""
     a = nodes[0]
     consumer = a.client()
     consumer.subscribe("/queue/fifo", ack="client-individual", prefetch_count="2")
     settle(a.clock)
     producer = a.client()
-    for n in range(5):
+    for n in range(6):
         producer.publish("/queue/fifo", b"%d" % n, persistent="true")
     first = consumer.messages()
     assert _bodies(first) == [b"0", b"1"]
     _ack(consumer, first)
-    producer.publish("/queue/fifo", b"5", persistent="true")
+    producer.publish("/queue/fifo", b"6", persistent="true")
+    second = consumer.messages()
+    assert _bodies(second) == [b"2", b"3"]
+    _ack(consumer, second)
     assert consumer.messages() == []
-    assert gather(a.clock, [consumer], 10, 0.3) == [b"%d" % n for n in range(2, 6)]
+    assert gather(a.clock, [consumer], 10, 0.3) == [b"4", b"5", b"6"]
+
+
+def test_what_waited_behind_goes_back_to_the_cluster_in_order_when_the_consumer_leaves(
+    nodes: list[Node],
+) -> None:
+    """A's consumer (prefetch 1) holds 0, then 1; 2 waits in the cluster's table and 3
+    behind it, on A. The consumer leaves: B's consumer gets 1 (redelivered), 2 and 3, in
+    that order."""
+    a, b, _ = nodes
+    consumer = a.client()
+    consumer.subscribe("/queue/back", ack="client-individual", prefetch_count="1")
+    settle(a.clock)
+    producer = a.client()
+    for n in range(3):
+        producer.publish("/queue/back", b"%d" % n, persistent="true")
+    first = consumer.messages()
+    assert _bodies(first) == [b"0"]
+    _ack(consumer, first)
+    assert consumer.bodies() == [b"1"]
+    producer.publish("/queue/back", b"3", persistent="true")
+    settle(a.clock)
+    consumer.send("DISCONNECT")
+    consumer.lose()
+    other = b.client()
+    other.subscribe("/queue/back", ack="client-individual")
+    frames = []
+    for _ in range(10):
+        settle(a.clock, 0.3)
+        frames += other.messages()
+    assert _bodies(frames) == [b"1", b"2", b"3"]
+    assert [f.headers.get("redelivered") for f in frames] == ["true", None, None]
 
 
 def test_a_node_that_ran_out_of_row_ids_reserves_twice_as_many(nodes: list[Node]) -> None:

@@ -291,8 +291,8 @@ def _quiet(*nodes: Node) -> None:
 
 
 def _wait_for_a_lock(dsn: str, pid: int) -> None:
-    """Return once the backend ``pid`` waits for a lock (30 s at most)."""
-    deadline = time.monotonic() + 30
+    """Return once the backend ``pid`` waits for a lock (20 s at most; else say what it did)."""
+    deadline = time.monotonic() + 20
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
             found = conn.execute(
@@ -301,7 +301,11 @@ def _wait_for_a_lock(dsn: str, pid: int) -> None:
             if found is not None and found[0] == "Lock":
                 return
             threading.Event().wait(0.005)
-    raise AssertionError(f"backend {pid} never waited for a lock")
+        seen = conn.execute(
+            "SELECT state, wait_event_type, wait_event, query FROM pg_stat_activity WHERE pid = %s",
+            (pid,),
+        ).fetchone()
+    raise AssertionError(f"backend {pid} never waited for a lock: (state, wait, query) {seen}")
 
 
 def test_two_nodes_racing_with_one_id_deliver_one_copy(
@@ -330,9 +334,12 @@ def test_two_nodes_racing_with_one_id_deliver_one_copy(
     a.store._run = b.store._run = threads.run
     _send(producers[0], b"from a", "x", "ra")
     a.clock.advance(0)  # A's batch leaves (and stops before its COMMIT)
+    assert len(threads.jobs) == 1 and not b.store._busy, "B's store was not quiet"
     _send(producers[1], b"from b", "x", "rb")
     a.clock.advance(0)  # B's batch leaves and waits for A's
     assert len(threads.jobs) == 2, "A's and B's batches did not both leave"
+    pending = b.store._pending.shared
+    assert pending is None or not pending.once, "B's batch left without the send of x"
     threads.finish()
     a.store._run = b.store._run = run_now
     settle(a.clock, 1.5)

@@ -54,8 +54,9 @@ class Backlog(Protocol):
     def holds_back(self, message: Message) -> bool:
         """Whether the new ``message`` stays out of memory (then ``hold`` it)."""
 
-    def hold(self, message: Message) -> Deferred[None]:
-        """Keep a new message out of memory; fires once it is as safe as its persistence asks."""
+    def hold(self, message: Message) -> Deferred[None] | None:
+        """Keep a new message out of the buffer for now; fires once it is as safe as its
+        persistence asks (None: nothing to wait for)."""
 
     def keep(self, message: Message) -> Deferred[None] | None:
         """A new persistent message joins the buffer: write its row (None: nothing written)."""

@@ -32,9 +32,14 @@ queue on one node::
   the buffer holds is not this node's any more and is dropped; the sweep of another node,
   or its own, gives it back to the queue. What is in flight stays with its consumer; its
   late ACK changes nothing in the database (the message comes back, flagged redelivered).
-* Order per producer: once this node published a message of the queue, its new messages
-  are published too (never delivered here at once, ahead of it) until a claim asked after
-  the last of them comes back short: none of this node's waits any more (``behind``).
+* Order per producer: while a message this node published may wait in the database, a
+  new message its subscriptions have room for waits *behind* it, on this node (its row
+  written claimed by this node, as if delivered at once), and joins the buffer once the
+  claims brought the published ones back; one without room is published too. The node
+  knows the ids of those it published (``unclaimed``) until its claims brought them all
+  back; it loses track of them (rows from before its start, rows it gave back, more than
+  MAX_UNCLAIMED, those of ``hold_once``) until a claim asked after the last of them came
+  back short.
 * A new message with an ``_AMQ_DUPL_ID`` (``hold_once``: duplicate detection for the whole
   cluster) is always published, written only if the database finds its id new for the
   queue; it reaches this node's consumers by a claim, once its batch committed. While one
@@ -66,6 +71,8 @@ log = Logger(namespace="stompbroker.shared")
 MAX_CLAIM = 500
 #: Beyond this many skipped messages, a queue forgets them (and may claim them again).
 MAX_SKIPPED = 10_000
+#: Beyond this many of its published messages not claimed back, a node loses track of them.
+MAX_UNCLAIMED = 10_000
 
 
 class SharedQueues:
@@ -130,6 +137,7 @@ class SharedBacklog:
         "queue",
         "skipped",
         "store",
+        "unclaimed",
     )
 
     #: Dispatch asks for a fill whenever it leaves credit unused (``Queue.dispatch``).
@@ -153,33 +161,51 @@ class SharedBacklog:
         self.published = False
         #: Messages with a duplicate id on their way (``hold_once``), not answered yet.
         self.once = 0
-        #: Whether messages this node published may still wait in the database (or rows
-        #: it claimed went back there): new ones wait behind them. True until a first
-        #: claim finds the queue empty of them (rows may wait there from before the start).
-        self.behind = True
+        #: The ids of the messages this node published that no claim of its brought back
+        #: yet (new ones wait behind them: order per producer); None: it lost track (at
+        #: first: rows may wait from before the start), until a claim comes back short.
+        self.unclaimed: set[str] | None = None
+        #: New messages kept here behind those (claimed by this node: the buffer takes
+        #: them once ``unclaimed`` is empty).
+        self.behind: list[Message] = []
 
     @property
     def total(self) -> int:
-        return self.store.depth(self.queue.store_key)[0]
+        return self.store.depth(self.queue.store_key)[0] + len(self.behind)
 
     @property
     def bytes(self) -> int:
         return self.store.depth(self.queue.store_key)[1]
 
     def holds_back(self, message: Message) -> bool:
-        """Whether a new message is published for the cluster (not delivered here at once):
-        unless this node's subscriptions have room for it in their prefetch, counting what
-        the buffer holds (and none selects, it is in no group), with a row id at hand if it
-        is persistent; nor while a message with a duplicate id is on its way, nor while
-        messages this node published may wait (``behind``: order per producer)."""
-        if self.behind or self.once or message.group is not None or self.credit(direct=True) <= 0:
+        """Whether a new message is not delivered here at once: while messages this node
+        published may wait in the database (``unclaimed``: order per producer), or unless
+        it may keep it (``_may_keep``)."""
+        unclaimed = self.unclaimed
+        if unclaimed is None or unclaimed or self.behind:
             return True
-        if self.store.held_elsewhere(self.queue.store_key):
-            return True
-        return message.persistent and not self.store.keeps_now()
+        return not self._may_keep(message)
 
-    def hold(self, message: Message) -> Deferred[None]:
-        """Publish a new message for any node to claim (this one first: ``fill`` follows)."""
+    def _may_keep(self, message: Message) -> bool:
+        """Whether this node may keep a new message for its own subscriptions: they have
+        room for it (``_room_here``, less what waits behind), none selects, it is in no
+        group, no message with a duplicate id is on its way, no other node holds the queue
+        for an exclusive consumer, and a row id is at hand if it is persistent."""
+        if self.once or message.group is not None:
+            return False
+        if self._room_here() - len(self.behind) <= 0:
+            return False
+        if self.store.held_elsewhere(self.queue.store_key):
+            return False
+        return not message.persistent or self.store.keeps_now()
+
+    def hold(self, message: Message) -> Deferred[None] | None:
+        """Hold back a new message: kept here behind this node's published ones if it may
+        (``behind``), else published for any node to claim (this one first: ``fill``
+        follows)."""
+        if self.unclaimed != set() and self._may_keep(message):
+            self.behind.append(message)
+            return self.keep(message) if message.persistent else None
         return self.store.publish(self.queue.store_key, message, self._publishing(message))
 
     def _publishing(self, message: Message) -> str:
@@ -187,7 +213,15 @@ class SharedBacklog:
         way may not see it); the sync level its row is written at."""
         self.drained = False
         self.published = True
-        self.behind = True
+        unclaimed = self.unclaimed
+        if unclaimed is not None:
+            unclaimed.add(message.message_id)
+            if len(unclaimed) > MAX_UNCLAIMED:
+                self.unclaimed = None
+        return self._sync(message)
+
+    def _sync(self, message: Message) -> str:
+        """The sync level ``message``'s row is written at."""
         return self.queue.policy.fsync if message.persistent else "never"
 
     def hold_once(self, message: Message, dupl_id: str, window: int, ttl_ms: int) -> Deferred[bool]:
@@ -195,6 +229,7 @@ class SharedBacklog:
         (the database decides, in the batch that writes it); fires with whether it was
         taken (written), once committed. A non-persistent one is published too."""
         sync = self._publishing(message)
+        self.unclaimed = None  # it may not be written
         self.once += 1
         key = self.queue.store_key
         taken = self.store.publish_once(key, message, dupl_id, window, ttl_ms, sync)
@@ -226,21 +261,36 @@ class SharedBacklog:
         owner row goes)."""
         self.store.close_group(self.queue.store_key, group)
 
-    def credit(self, direct: bool = False) -> int:
+    def credit(self) -> int:
         """How many more messages the queue's ready subscriptions could take now, beyond
-        what its buffer holds (``direct``: counting paused ones too, as a consumer's
-        prefetch would; 0 if one has a selector)."""
+        what its buffer holds."""
         queue = self.queue
         free = 0
         for subscription in queue.subscriptions:
-            if direct and subscription.selector is not None:
-                return 0
-            if subscription.closed or (subscription.paused and not direct):
+            if subscription.closed or subscription.paused:
                 continue
             if subscription.auto:
                 free += subscription.prefetch
             else:
                 free += max(0, subscription.prefetch - len(subscription.unacked))
+        return free - len(queue.buffer)
+
+    def _room_here(self) -> int:
+        """How many more new messages this node keeps for its own subscriptions: their free
+        prefetch (paused ones' too), and as many again as their prefetch in the buffer,
+        ahead; less what the buffer holds. 0 if one has a selector."""
+        queue = self.queue
+        free = 0
+        for subscription in queue.subscriptions:
+            if subscription.selector is not None:
+                return 0
+            if subscription.closed:
+                continue
+            prefetch = subscription.prefetch
+            if subscription.auto:
+                free += 2 * prefetch
+            else:
+                free += prefetch + max(0, prefetch - len(subscription.unacked))
         return free - len(queue.buffer)
 
     def fill(self) -> None:
@@ -270,12 +320,17 @@ class SharedBacklog:
 
     def _claimed(self, messages: list[Message], limit: int) -> None:
         self.loading = False
+        unclaimed = self.unclaimed
         if len(messages) < limit and not self.published:
             self.drained = True
-            self.behind = False
+            self.unclaimed = set()  # what this node published before the ask came back
+        elif unclaimed:
+            for message in messages:
+                unclaimed.discard(message.message_id)
         queue = self.queue
         if queue.backlog is not self or not queue.subscriptions:
-            self.behind = self.behind or bool(messages)
+            if messages:
+                self.unclaimed = None
             for message in messages:
                 self.store.release(message)  # purged, closed, or nobody left to take them
             return
@@ -285,6 +340,9 @@ class SharedBacklog:
             self._give_back_unwanted(messages, counts)
         elif self.published:
             self.fill()  # what was published meanwhile, in the next batch
+        if self.behind and self.unclaimed == set():
+            behind, self.behind = self.behind, []
+            queue.paged_in(behind)  # caught up: behind the published ones, in order
 
     def _give_back_unwanted(self, messages: list[Message], counts: list[int]) -> None:
         """Claimed messages left in the buffer that no local subscription accepts (while one
@@ -318,30 +376,39 @@ class SharedBacklog:
     def fenced(self) -> None:
         """The buffer's messages are not this node's any more: they go (unreleased), but
         those without a row (non-persistent, delivered here at once), which are published."""
-        for message in self.queue.let_go():
+        behind, self.behind = self.behind, []
+        for message in self.queue.let_go() + behind:
             if message.store_key is None:
                 self.store.publish(self.queue.store_key, message, "never")
         self.drained = False
-        self.behind = True
+        self.unclaimed = None
 
     def idle(self) -> None:
         """The queue has no subscription left here: what the buffer holds waits for any node
-        (published, if it has no row yet); the queue and its message groups are free for
-        other nodes' exclusive consumers and groups."""
+        (published, if it has no row yet), and what waited behind is published anew, after
+        the messages it waited for (its row, under an id reserved earlier, goes in the same
+        batch); the queue and its message groups are free for other nodes' exclusive
+        consumers and groups."""
         self.exclusive = False
-        self.behind = True
+        self.unclaimed = None
         self.store.give_up(self.queue.store_key, True)
+        behind, self.behind = self.behind, []
+        key = self.queue.store_key
         for message in self.queue.let_go():
             if message.store_key is None:
-                self.store.publish(self.queue.store_key, message, "never")
+                self.store.publish(key, message, "never")
             else:
                 self.store.release(message)
+        for message in behind:
+            self.done(message)
+            self.store.publish(key, message, self._sync(message))
 
     def purge(self, dropped: list[Message]) -> int:
         """``dropped`` (claimed here) and every waiting message go; return how many waited."""
-        for message in dropped:
+        behind, self.behind = self.behind, []
+        for message in dropped + behind:
             self.done(message)
-        waiting = self.total
+        waiting = self.total + len(behind)
         self.store.purge(self.queue.store_key, False)
         return waiting
 
