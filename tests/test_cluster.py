@@ -376,6 +376,22 @@ def test_what_waited_behind_goes_back_to_the_cluster_in_order_when_the_consumer_
     assert [f.headers.get("redelivered") for f in frames] == ["true", None, None]
 
 
+def test_one_claim_brings_up_to_2000_waiting_messages(nodes: list[Node]) -> None:
+    """2,000 messages wait in the cluster; a consumer with that much prefetch subscribes on
+    A: one claim brings them all (claims catch up with fast producers)."""
+    a, b, _ = nodes
+    producer = b.client()
+    for n in range(2000):
+        producer.publish("/queue/many", b"%d" % n, persistent="true")
+    settle(a.clock)
+    consumer = a.client()
+    before = a.store.commits.batches
+    consumer.subscribe("/queue/many", prefetch_count="2000")
+    a.clock.advance(0)
+    assert consumer.bodies() == [b"%d" % n for n in range(2000)]
+    assert a.store.commits.batches - before == 2  # the claim, then one that finds none left
+
+
 def test_a_node_that_ran_out_of_row_ids_reserves_twice_as_many(nodes: list[Node]) -> None:
     """A node reserves row ids for the messages it delivers to its own consumers (1,000 at
     first; a message without one is published for the cluster instead). When a burst used

@@ -67,8 +67,9 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="stompbroker.shared")
 
-#: A claim asks for at most this many messages (more come with the next claim).
-MAX_CLAIM = 500
+#: A claim asks for at most this many messages (more come with the next claim): enough to
+#: catch up with producers that outran the claims (order per producer waits on them).
+MAX_CLAIM = 2000
 #: Beyond this many skipped messages, a queue forgets them (and may claim them again).
 MAX_SKIPPED = 10_000
 #: Beyond this many of its published messages not claimed back, a node loses track of them.
