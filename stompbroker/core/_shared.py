@@ -414,7 +414,9 @@ class SharedBacklog:
         return waiting
 
     def drop_all(self) -> None:
-        """The queue is deleted: every one of its messages goes, wherever claimed."""
+        """The queue is deleted: every one of its messages goes, wherever claimed (those
+        kept behind here too)."""
+        self.behind = []
         self.store.purge(self.queue.store_key, True)
 
     def renewed(self) -> SharedBacklog:
