@@ -324,9 +324,12 @@ def test_two_nodes_racing_with_one_id_deliver_one_copy(
     b_pid = b.backend_pid()
     measure = a_db._timer
 
+    a_took_x = threading.Event()
+
     def commit_after_b_waits() -> float:
         """A's worker, before its COMMIT: B's batch must be waiting for A's row by then."""
         a_db._timer = measure
+        a_took_x.set()
         _wait_for_a_lock(postgres_dsn, b_pid)
         return measure()
 
@@ -335,6 +338,8 @@ def test_two_nodes_racing_with_one_id_deliver_one_copy(
     _send(producers[0], b"from a", "x", "ra")
     a.clock.advance(0)  # A's batch leaves (and stops before its COMMIT)
     assert len(threads.jobs) == 1 and not b.store._busy, "B's store was not quiet"
+    # B's batch leaves once A's took x (else B's thread may take it first, and commit).
+    assert a_took_x.wait(20), "A's batch never reached its COMMIT"
     _send(producers[1], b"from b", "x", "rb")
     a.clock.advance(0)  # B's batch leaves and waits for A's
     assert len(threads.jobs) == 2, "A's and B's batches did not both leave"
