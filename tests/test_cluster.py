@@ -320,6 +320,18 @@ def test_a_node_delivers_to_its_own_ready_consumer_at_once_writing_what_it_must(
     assert (again.body, again.headers.get("redelivered")) == (b"held", "true")
 
 
+def _sent_to_a_consumer(node: Node, queue: str, prefetch: int, count: int) -> tuple[Client, Client]:
+    """A client-individual consumer of ``queue`` on ``node`` (its first claim back), then
+    a producer that sent it ``count`` persistent messages, bodies b"0", b"1", ..."""
+    consumer = node.client()
+    consumer.subscribe(queue, ack="client-individual", prefetch_count=str(prefetch))
+    settle(node.clock)
+    producer = node.client()
+    for n in range(count):
+        producer.publish(queue, b"%d" % n, persistent="true")
+    return consumer, producer
+
+
 def test_a_message_sent_while_earlier_ones_wait_in_the_cluster_does_not_overtake_them(
     nodes: list[Node],
 ) -> None:
@@ -328,12 +340,7 @@ def test_a_message_sent_while_earlier_ones_wait_in_the_cluster_does_not_overtake
     table. Acknowledged, 0 and 1 free the prefetch for 2 and 3; 6, sent before A's claim of
     4 and 5 came back, waits behind them instead of going to the consumer at once."""
     a = nodes[0]
-    consumer = a.client()
-    consumer.subscribe("/queue/fifo", ack="client-individual", prefetch_count="2")
-    settle(a.clock)
-    producer = a.client()
-    for n in range(6):
-        producer.publish("/queue/fifo", b"%d" % n, persistent="true")
+    consumer, producer = _sent_to_a_consumer(a, "/queue/fifo", 2, 6)
     first = consumer.messages()
     assert _bodies(first) == [b"0", b"1"]
     _ack(consumer, first)
@@ -352,12 +359,7 @@ def test_what_waited_behind_goes_back_to_the_cluster_in_order_when_the_consumer_
     behind it, on A. The consumer leaves: B's consumer gets 1 (redelivered), 2 and 3, in
     that order."""
     a, b, _ = nodes
-    consumer = a.client()
-    consumer.subscribe("/queue/back", ack="client-individual", prefetch_count="1")
-    settle(a.clock)
-    producer = a.client()
-    for n in range(3):
-        producer.publish("/queue/back", b"%d" % n, persistent="true")
+    consumer, producer = _sent_to_a_consumer(a, "/queue/back", 1, 3)
     first = consumer.messages()
     assert _bodies(first) == [b"0"]
     _ack(consumer, first)

@@ -204,7 +204,8 @@ class SharedBacklog:
         """Hold back a new message: kept here behind this node's published ones if it may
         (``behind``), else published for any node to claim (this one first: ``fill``
         follows)."""
-        if self.unclaimed != set() and self._may_keep(message):
+        unclaimed = self.unclaimed
+        if (unclaimed is None or unclaimed) and self._may_keep(message):
             self.behind.append(message)
             return self.keep(message) if message.persistent else None
         return self.store.publish(self.queue.store_key, message, self._publishing(message))
@@ -341,7 +342,7 @@ class SharedBacklog:
             self._give_back_unwanted(messages, counts)
         elif self.published:
             self.fill()  # what was published meanwhile, in the next batch
-        if self.behind and self.unclaimed == set():
+        if self.behind and self.unclaimed is not None and not self.unclaimed:
             behind, self.behind = self.behind, []
             queue.paged_in(behind)  # caught up: behind the published ones, in order
 
